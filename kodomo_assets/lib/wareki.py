@@ -1,0 +1,110 @@
+"""Dates as municipal systems write them: 西暦, 和暦 and the 7-digit GYYMMDD code.
+
+Hand-written because japanera and jpdatetime both mis-parse common forms
+(library-notes.md). Input is expected NFKC-normalised (full-width digits folded).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+
+@dataclass(frozen=True)
+class Era:
+    name: str
+    letter: str
+    code: str  # G of GYYMMDD
+    start: date
+    end: date  # inclusive; 明治→大正 and 大正→昭和 changed on the day, so those overlap
+
+
+ERAS = (
+    Era("明治", "M", "1", date(1868, 1, 25), date(1912, 7, 30)),
+    Era("大正", "T", "2", date(1912, 7, 30), date(1926, 12, 25)),
+    Era("昭和", "S", "3", date(1926, 12, 25), date(1989, 1, 7)),
+    Era("平成", "H", "4", date(1989, 1, 8), date(2019, 4, 30)),
+    Era("令和", "R", "5", date(2019, 5, 1), date(9999, 12, 31)),
+)
+_BY_KEY = {k: e for e in ERAS for k in (e.name, e.letter, e.code)}
+
+_ERA_NAMES = "|".join(e.name for e in ERAS)
+_SEP = r"\s*[./\-]\s*"
+_DATE_FORMS = (
+    ("western", re.compile(rf"(\d{{4}}){_SEP}(\d{{1,2}}){_SEP}(\d{{1,2}})")),
+    ("western", re.compile(r"(\d{4})(\d{2})(\d{2})")),
+    ("era", re.compile(r"([1-5])(\d{2})(\d{2})(\d{2})")),
+    ("era", re.compile(rf"({_ERA_NAMES})\s*(元|\d{{1,2}})\s*年\s*(\d{{1,2}})\s*月\s*(\d{{1,2}})\s*日")),
+    ("era", re.compile(rf"([MTSHRmtshr])\s*(元|\d{{1,2}}){_SEP}(\d{{1,2}}){_SEP}(\d{{1,2}})")),
+)
+_MONTH_FORMS = (
+    ("western", re.compile(rf"(\d{{4}}){_SEP}(\d{{1,2}})")),
+    ("western", re.compile(r"(\d{4})(\d{2})")),
+    ("era", re.compile(rf"({_ERA_NAMES})\s*(元|\d{{1,2}})\s*年\s*(\d{{1,2}})\s*月")),
+    ("era", re.compile(rf"([MTSHRmtshr])\s*(元|\d{{1,2}}){_SEP}(\d{{1,2}})")),
+)
+
+
+class DateParseError(ValueError):
+    """A value in no listed form, or a day that does not exist. The message never
+    repeats the value, so it is safe to count and report."""
+
+
+def _era_year(era_key: str, year: str) -> tuple[Era, int]:
+    era = _BY_KEY[era_key.upper()]
+    n = 1 if year == "元" else int(year)
+    if n < 1:
+        raise DateParseError(f"{era.name}0年は存在しない")
+    return era, era.start.year + n - 1
+
+
+def parse_date(text: str | None) -> date | None:
+    """Parse one date; blank means unknown (None). Raises DateParseError otherwise."""
+    value = (text or "").strip()
+    if not value:
+        return None
+    for kind, pattern in _DATE_FORMS:
+        m = pattern.fullmatch(value)
+        if not m:
+            continue
+        if kind == "western":
+            y, mo, d = (int(g) for g in m.groups())
+            return _make(y, mo, d)
+        era, y = _era_year(m.group(1), m.group(2))
+        result = _make(y, int(m.group(3)), int(m.group(4)))
+        if not era.start <= result <= era.end:
+            raise DateParseError(f"{era.name}の期間外の日付")
+        return result
+    raise DateParseError("日付の形式として読めない")
+
+
+def parse_year_month(text: str | None) -> str | None:
+    """Parse a month such as 2022-10, 2022/10, R4.10 or 令和4年10月 into 'YYYY-MM'."""
+    value = (text or "").strip()
+    if not value:
+        return None
+    for kind, pattern in _MONTH_FORMS:
+        m = pattern.fullmatch(value)
+        if not m:
+            continue
+        if kind == "western":
+            y, mo = int(m.group(1)), int(m.group(2))
+        else:
+            era, y = _era_year(m.group(1), m.group(2))
+            mo = int(m.group(3))
+        if not 1 <= mo <= 12:
+            raise DateParseError("存在しない年月")
+        if kind == "era" and not (
+            (era.start.year, era.start.month) <= (y, mo) <= (era.end.year, era.end.month)
+        ):
+            raise DateParseError(f"{era.name}の期間外の年月")
+        return f"{y:04d}-{mo:02d}"
+    raise DateParseError("年月の形式として読めない")
+
+
+def _make(y: int, mo: int, d: int) -> date:
+    try:
+        return date(y, mo, d)
+    except ValueError:
+        raise DateParseError("存在しない日付") from None
