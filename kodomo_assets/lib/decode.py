@@ -1,0 +1,198 @@
+"""Decode a municipal CSV export into an Arrow table of the kept columns, in memory.
+
+DuckDB cannot read CP932 (library-notes.md), so pyarrow parses each block and transcodes
+it; numpy finds line structure first, so every row keeps its source line number and a
+malformed line is set aside without failing the file. A physical line is a record: the
+contract has quoted commas but no quoted newlines. Bytes 0x0A, 0x22 and 0x2C never occur
+inside a CP932 or UTF-8 multibyte character, so scanning raw bytes is safe. Only kept
+columns are materialised, so 禁止 values never leave the input file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+ALLOWED = "CP932 または UTF-8 (BOM 有無可)"
+_BLOCK = 1 << 26
+_NL, _QUOTE, _COMMA, _CR = 10, 34, 44, 13
+
+
+class SourceFileError(Exception):
+    """A file that cannot be read at all. The message names file, line and column and what
+    was expected, never a value from the file."""
+
+    def __init__(self, file: Path | str, problem: str, line: int | None = None,
+                 column: str | None = None):
+        where = f"{file}" + (f" {line}行目" if line else "") + (f" 列「{column}」" if column else "")
+        super().__init__(f"{where}: {problem}")
+        self.file, self.line, self.column, self.problem = str(file), line, column, problem
+
+
+@dataclass
+class BadLine:
+    line: int
+    reason: str
+
+
+@dataclass
+class Decoded:
+    encoding: str
+    headers: list[str]
+    header_bytes: int = 0
+    data_lines: int = 0
+    blank_lines: int = 0
+    bad_lines: list[BadLine] = field(default_factory=list)
+
+
+def normalise(text: str) -> str:
+    return unicodedata.normalize("NFKC", text)
+
+
+def read_header(path: Path) -> Decoded:
+    """Detect the encoding from the first line and return the normalised headers."""
+    with open(path, "rb") as fh:
+        head = fh.readline(1 << 20)
+    if not head:
+        raise SourceFileError(path, "0 バイトの空ファイルです (見出し行が必要)", line=1)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in head:
+        raise SourceFileError(path, f"UTF-16 は受け付けられません: {ALLOWED} で出力してください", line=1)
+    bom = head.startswith(b"\xef\xbb\xbf")
+    first = head[3:] if bom else head
+    for encoding in ["utf-8"] if bom else ["utf-8", "cp932"]:
+        try:
+            text = first.decode(encoding)
+            break
+        except UnicodeDecodeError as err:
+            if encoding == "utf-8" and not bom:
+                continue
+            raise SourceFileError(
+                path, f"{err.start + 1} バイト目が {ALLOWED} として読めません", line=1
+            ) from None
+    headers = [h.strip() for h in next(csv.reader([normalise(text).rstrip("\r\n")]), [])]
+    if not any(headers):
+        raise SourceFileError(path, "見出し行がありません", line=1)
+    return Decoded(encoding="utf-8-sig" if bom else encoding, headers=headers,
+                   header_bytes=len(head))
+
+
+def read_table(path: Path, decoded: Decoded, keep: Sequence[int]) -> pa.Table:
+    """`_line` plus the kept columns (as c<i>), NFKC-normalised; bad lines go to `decoded`."""
+    batches: list[pa.Table] = []
+    line_no = 1
+    with open(path, "rb") as fh:
+        fh.seek(decoded.header_bytes)
+        carry = b""
+        while True:
+            chunk = fh.read(_BLOCK)
+            data = carry + chunk
+            if not chunk:
+                if data and not data.endswith(b"\n"):
+                    data += b"\n"  # a last line without its line end
+                carry = b""
+            else:
+                cut = data.rfind(b"\n") + 1
+                data, carry = data[:cut], data[cut:]
+            if data:
+                table, n_lines = _read_block(path, data, decoded, keep, line_no + 1)
+                line_no += n_lines
+                if table.num_rows:
+                    batches.append(table)
+            if not chunk:
+                break
+    names = ["_line", *(f"c{i}" for i in keep)]
+    if not batches:
+        return pa.table({n: pa.array([], pa.int64() if n == "_line" else pa.string()) for n in names})
+    return pa.concat_tables(batches)
+
+
+def _read_block(path: Path, data: bytes, decoded: Decoded, keep: Sequence[int],
+                first_line: int) -> tuple[pa.Table, int]:
+    width = len(decoded.headers)
+    buf = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(buf == _NL)
+    starts = np.r_[0, ends[:-1] + 1]
+    content_end = ends - ((ends > starts) & (buf[np.maximum(ends - 1, 0)] == _CR))
+    commas = np.diff(np.searchsorted(np.flatnonzero(buf == _COMMA), ends), prepend=0)
+    quotes = np.diff(np.searchsorted(np.flatnonzero(buf == _QUOTE), ends), prepend=0)
+    ok = (quotes == 0) & (commas == width - 1) & (content_end > starts)
+    codec = decoded.encoding.replace("-sig", "")
+    for i in np.flatnonzero(~ok):
+        ok[i] = _check_line(data[starts[i]:content_end[i]], codec, width, decoded, first_line + i)
+    if not ok.any():
+        return pa.table({}), len(ends)
+    try:
+        table = _parse(data, starts, ends, ok, codec, width, keep)
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        # rare path: find the lines the codec cannot read, set them aside, parse again
+        for i, pos in _undecodable(data, starts, content_end, ok, codec):
+            ok[i] = False
+            decoded.bad_lines.append(
+                BadLine(first_line + i, f"{pos} バイト目が {decoded.encoding} として読めない"))
+        table = _parse(data, starts, ends, ok, codec, width, keep)
+    kept_lines = np.flatnonzero(ok)
+    decoded.data_lines += len(kept_lines)
+    if table.num_rows != len(kept_lines):
+        raise SourceFileError(path, "行の読み取り件数が一致しません (内部エラー)", line=first_line)
+    columns = [pc.utf8_normalize(table.column(f"c{i}"), form="NFKC") for i in keep]
+    return pa.table([pa.array(kept_lines + first_line, pa.int64()), *columns],
+                    names=["_line", *(f"c{i}" for i in keep)]), len(ends)
+
+
+def _parse(data: bytes, starts: np.ndarray, ends: np.ndarray, ok: np.ndarray, codec: str,
+           width: int, keep: Sequence[int]) -> pa.Table:
+    kept_lines = np.flatnonzero(ok)
+    if len(kept_lines) < len(ends):
+        runs = np.split(kept_lines, np.flatnonzero(np.diff(kept_lines) != 1) + 1)
+        data = b"".join(data[starts[r[0]]:ends[r[-1]] + 1] for r in runs if len(r))
+    return pacsv.read_csv(
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(column_names=[f"c{i}" for i in range(width)],
+                                       encoding=codec, block_size=1 << 24),
+        parse_options=pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=[f"c{i}" for i in keep],
+            column_types={f"c{i}": pa.string() for i in keep},
+            strings_can_be_null=False, quoted_strings_can_be_null=False),
+    )
+
+
+def _check_line(raw: bytes, codec: str, width: int, decoded: Decoded, line: int) -> bool:
+    """The slow path, for lines with quotes, a wrong comma count or no content."""
+    if not raw.strip():
+        decoded.blank_lines += 1
+        return False
+    if raw.count(b'"') % 2:
+        decoded.bad_lines.append(BadLine(line, "引用符 \" の対応が取れていない行"))
+        return False
+    n = len(next(csv.reader([raw.decode(codec, errors="replace")])))
+    if n != width:
+        decoded.bad_lines.append(BadLine(line, f"列数が見出しと異なる ({n} 列、見出しは {width} 列)"))
+        return False
+    return True
+
+
+def _undecodable(data: bytes, starts: np.ndarray, ends: np.ndarray, ok: np.ndarray,
+                 codec: str) -> list[tuple[int, int]]:
+    """(line index, 1-based byte column) of kept lines the codec cannot decode."""
+    try:
+        data.decode(codec)
+        return []
+    except UnicodeDecodeError:
+        pass
+    bad = []
+    for i in np.flatnonzero(ok):
+        try:
+            data[starts[i]:ends[i]].decode(codec)
+        except UnicodeDecodeError as err:
+            bad.append((int(i), err.start + 1))
+    return bad

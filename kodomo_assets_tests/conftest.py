@@ -1,0 +1,31 @@
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+JUMIN_HEADER = ("宛名番号,世帯番号,個人番号,氏名,氏名カナ,生年月日,性別,続柄,住所,町丁目コード,"
+                "住民種別,住民となった年月日")
+
+
+@pytest.fixture
+def kodomo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A private inbox and home for one test."""
+    inbox, home = tmp_path / "inbox", tmp_path / "home"
+    inbox.mkdir()
+    monkeypatch.setenv("KODOMO_INBOX", str(inbox))
+    monkeypatch.setenv("KODOMO_HOME", str(home))
+    return inbox, home
+
+
+@pytest.fixture
+def write_export(kodomo_env: tuple[Path, Path]) -> Callable[..., Path]:
+    inbox, _ = kodomo_env
+
+    def write(name: str, lines: list[str], month: str = "2022-10", encoding: str = "cp932",
+              newline: str = "\r\n") -> Path:
+        path = inbox / month / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes((newline.join(lines) + newline).encode(encoding))
+        return path
+
+    return write

@@ -1,0 +1,152 @@
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from kodomo_assets.lib.decode import SourceFileError
+from kodomo_assets.lib.ingest import ingest
+from kodomo_assets.lib.paths import department_store
+from kodomo_assets.lib.registry import load_registry
+from kodomo_assets_tests.conftest import JUMIN_HEADER
+
+JUMIN = load_registry().datasets["jumin"]
+OK = "0000000001,0000000009,123456789018,髙橋 太郎,ﾀｶﾊｼ ﾀﾛｳ,令和元年5月1日,1,世帯主,東京都昭島市東町1丁目,0120,日本人,R4.10.11"
+
+
+def run(ds=JUMIN, month: str = "2022-10"):
+    store = department_store(ds.department.code, month)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    result = ingest(ds, month, Path(os.environ["KODOMO_INBOX"]), store)
+    return result, duckdb.connect(str(store), read_only=True)
+
+
+def test_cp932_oddities_survive_and_are_normalised(write_export) -> None:
+    write_export("jumin.csv", [
+        JUMIN_HEADER,
+        OK,
+        "０００００００００２,0000000009,,山﨑 花子,やまざき はなこ,H28/4/1,女,妻,"
+        "\"昭島市㈱ビル①,1～3号\",１２０,外国人,5041011",
+    ])
+    result, con = run()
+    assert result.encoding == "cp932"
+    rows = con.execute("SELECT atena_no, name, name_kana, birth_date::VARCHAR, sex, address, "
+                       "district_code FROM jumin ORDER BY atena_no").fetchall()
+    assert rows[0] == ("0000000001", "髙橋 太郎", "タカハシ タロウ", "2019-05-01", "1",
+                       "東京都昭島市東町1丁目", "0120")
+    # NFKC folds ㈱, ① and ～; 﨑 (a unified CJK compatibility ideograph) is kept.
+    assert rows[1] == ("0000000002", "山﨑 花子", "ヤマザキ ハナコ", "2016-04-01", "2",
+                       "昭島市(株)ビル1,1~3号", "0120")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig"])
+def test_utf8_with_and_without_bom(write_export, encoding: str) -> None:
+    write_export("jumin.csv", [JUMIN_HEADER, OK], encoding=encoding, newline="\n")
+    result, con = run()
+    assert result.encoding == encoding
+    assert con.execute("SELECT name FROM jumin").fetchall() == [("髙橋 太郎",)]
+
+
+def test_forbidden_column_is_never_stored(write_export) -> None:
+    write_export("jumin.csv", [JUMIN_HEADER, OK])
+    result, con = run()
+    assert result.dropped_forbidden_columns == ["個人番号"]
+    columns = [r[0] for r in con.execute("DESCRIBE jumin").fetchall()]
+    assert "my_number" not in columns
+    everything = con.execute("SELECT * FROM jumin").fetchall() + con.execute(
+        "SELECT * FROM jumin_quarantine").fetchall()
+    assert "123456789018" not in repr(everything)
+
+
+def test_header_mapping_ignores_unknown_and_order(write_export) -> None:
+    header = JUMIN_HEADER.split(",")
+    values = OK.split(",")
+    order = list(reversed(range(len(header))))
+    write_export("jumin.csv", [",".join([header[i] for i in order] + ["予備項目", "備考"]),
+                               ",".join([values[i] for i in order] + ["x", "自由記述"])])
+    result, con = run()
+    assert result.ignored_columns == ["予備項目"]
+    assert sorted(result.dropped_forbidden_columns) == ["個人番号", "備考"]
+    assert con.execute("SELECT atena_no, household_no FROM jumin").fetchall() == [
+        ("0000000001", "0000000009")]
+
+
+def test_missing_column_fails_naming_file_line_and_column(write_export) -> None:
+    write_export("jumin.csv", [JUMIN_HEADER.replace("続柄,", ""), OK.replace("世帯主,", "")])
+    with pytest.raises(SourceFileError) as err:
+        run()
+    assert "jumin.csv 1行目 列「続柄」" in str(err.value)
+
+
+def test_missing_file_names_file_and_month(kodomo_env) -> None:
+    with pytest.raises(SourceFileError) as err:
+        run()
+    assert "jumin.csv" in str(err.value) and "2022-10" in str(err.value)
+
+
+def test_tax_header_is_refused(write_export) -> None:
+    write_export("jumin.csv", [JUMIN_HEADER + ",住民税額", OK + ",1000"])
+    with pytest.raises(SourceFileError) as err:
+        run()
+    assert "地方税法第22条" in str(err.value)
+    assert "1000" not in str(err.value)
+
+
+def test_utf16_is_refused(write_export) -> None:
+    write_export("jumin.csv", [JUMIN_HEADER, OK], encoding="utf-16")
+    with pytest.raises(SourceFileError, match="UTF-16"):
+        run()
+
+
+def test_quarantine_keeps_every_bad_row_with_reason_and_line(write_export) -> None:
+    write_export("jumin.csv", [
+        JUMIN_HEADER,
+        OK,                                                     # 2 stored
+        OK.replace("令和元年5月1日", "R4.2.30").replace("0000000001,", "0000000003,", 1),
+        OK.replace(",世帯主,", ",不明,").replace("0000000001,", "0000000004,", 1),
+        OK.replace("0000000001,", "00000A0005,", 1),
+        OK.replace("0000000001,", "0000000006,", 1),           # 6 stored
+        OK.replace("0000000001,", " 0000000006 ,", 1),          # 7 exact duplicate of 6
+        OK.replace("0000000001,", "0000000007,", 1),           # 8 conflicts with 9
+        OK.replace("0000000001,", "0000000007,", 1).replace(",1,世帯主", ",2,世帯主"),
+        OK.replace("0000000001,", "0000000008,", 1).replace(",0120,", ",\"0120,"),
+        "0000000010,0000000009",
+        OK.replace("0000000001,", ",", 1),
+        "", "",
+    ])
+    result, con = run()
+    assert (result.rows_received, result.stored_rows, result.duplicates_removed) == (11, 2, 1)
+    assert result.quarantined == 8
+    quarantine = dict(con.execute(
+        "SELECT line, array_to_string(reasons, '|') FROM jumin_quarantine").fetchall())
+    assert quarantine == {
+        3: "生年月日: 存在しない日付",
+        4: "続柄: 定義外の値",
+        5: "宛名番号: 数字以外を含む",
+        8: "宛名番号: キーが重複し内容が矛盾",
+        9: "宛名番号: キーが重複し内容が矛盾",
+        10: '引用符 " の対応が取れていない行',
+        11: "列数が見出しと異なる (2 列、見出しは 12 列)",
+        12: "宛名番号: 必須項目が空",
+    }
+    assert result.quarantine_by_reason["宛名番号: キーが重複し内容が矛盾"] == 2
+    assert result.blank_lines == 2
+    # raw values stay inside the department store for the steward to correct
+    assert con.execute("SELECT birth_date FROM jumin_quarantine WHERE line = 3").fetchone() == ("R4.2.30",)
+
+
+def test_cross_field_rule_from_registry(write_export) -> None:
+    ds = load_registry().datasets["shukketsu"]
+    header = "学籍番号,対象年月,授業日数,欠席日数,遅刻回数,早退回数,保健室来室回数,いじめ被害認知,欠席理由"
+    write_export("shukketsu.csv", [
+        header,
+        "1001,R4.10,20,3,0,0,1,無,風邪",
+        "1001,2022/09,20,21,0,0,0,無,",
+        "1002,令和4年10月,２０,x,0,0,0,無,",
+    ])
+    result, con = run(ds)
+    assert result.stored_rows == 1
+    assert con.execute("SELECT pupil_no, month, absent_days FROM shukketsu").fetchall() == [
+        ("1001", "2022-10", 3)]
+    assert sorted(result.quarantine_by_reason) == ["欠席日数: 0以上の整数でない",
+                                                   "欠席日数: 欠席日数が授業日数を超えています"]
