@@ -1,0 +1,14 @@
+"""The code location: every asset of the monthly refresh."""
+
+from dagster import Definitions, define_asset_job, in_process_executor
+
+from kodomo_assets.defs.sources import inbox_receipt, source_assets
+
+monthly_refresh = define_asset_job(
+    "monthly_refresh",
+    selection="*",
+    description="月次更新: 全部署の受信ファイルを取り込み、以降の全資産を更新する。",
+)
+
+# In-process: steps share one process, so no two processes ever write one DuckDB file.
+defs = Definitions(assets=[inbox_receipt, *source_assets], jobs=[monthly_refresh], executor=in_process_executor)

@@ -1,0 +1,54 @@
+"""受信確認: what arrived in the month's inbox folder, and the refusal of tax data."""
+
+from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+
+from kodomo_assets.lib.decode import normalise
+from kodomo_assets.lib.partitions import monthly
+from kodomo_assets.lib.paths import kodomo_inbox
+from kodomo_assets.lib.registry import load_registry
+from kodomo_assets.lib.statutory import is_tax_like
+
+
+def inspect_inbox(month: str) -> dict[str, list[str]]:
+    """Expected files present or missing, unlisted files ignored, tax-looking files refused."""
+    folder = kodomo_inbox() / month
+    names = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    expected = {ds.file for ds in load_registry().datasets.values()}
+    return {
+        "received": [n for n in names if n in expected],
+        "missing": sorted(expected - set(names)),
+        "refused_tax": [n for n in names if n not in expected and is_tax_like(normalise(n))],
+        "ignored": [n for n in names if n not in expected and not is_tax_like(normalise(n))],
+    }
+
+
+@asset(
+    key=["sources", "inbox_receipt"],
+    group_name="inbox",
+    owners=["team:kodomo-center"],
+    kinds={"csv"},
+    tags={"zone": "inbox"},
+    code_version="1",
+    partitions_def=monthly,
+    description=(
+        "受信確認: 基準月フォルダに届いたファイルの一覧。契約にないファイルは読まずに無視し、"
+        "地方税情報と見られるファイル (課税・住民税・所得割・zei) は受け取りを拒否して失敗とする"
+        "（地方税法第22条。承認の対象外）。ファイル名と件数のみを記録する。"
+    ),
+)
+def inbox_receipt(context: AssetExecutionContext) -> MaterializeResult:
+    found = inspect_inbox(context.partition_key)
+    if found["refused_tax"]:
+        raise Failure(
+            description=(
+                f"{context.partition_key}: 地方税情報と見られるファイル {', '.join(found['refused_tax'])} "
+                "の受け取りを拒否しました。地方税情報は地方税法第22条により本事業では利用できません"
+                "（承認の対象外）。ファイルは読んでいません。受信箱から削除してください。"
+            ),
+            allow_retries=False,
+        )
+    return MaterializeResult(metadata={
+        "received": len(found["received"]),
+        "missing": MetadataValue.json(found["missing"]),
+        "ignored_unlisted": MetadataValue.json(found["ignored"]),
+    })
