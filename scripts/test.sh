@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Fresh machine -> install with test extras -> lint, definitions check, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh dev
+export DAGSTER_HOME="$(mktemp -d)"
+cp dagster_home/dagster.yaml "$DAGSTER_HOME/"
+.venv/bin/ruff check kodomo_assets kodomo_assets_tests scripts
+.venv/bin/dagster definitions validate -m kodomo_assets
+set +e
+.venv/bin/pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: failing on purpose" >&2
+  exit 1
+fi
+exit "$status"
