@@ -150,3 +150,48 @@ def test_cross_field_rule_from_registry(write_export) -> None:
         ("1001", "2022-10", 3)]
     assert sorted(result.quarantine_by_reason) == ["欠席日数: 0以上の整数でない",
                                                    "欠席日数: 欠席日数が授業日数を超えています"]
+
+
+def test_header_only_file_stores_an_empty_table(write_export) -> None:
+    write_export("jumin.csv", [JUMIN_HEADER])
+    result, con = run()
+    assert (result.rows_received, result.stored_rows, result.quarantined) == (0, 0, 0)
+    assert con.execute("SELECT count(*) FROM jumin").fetchone() == (0,)
+
+
+def test_truncated_last_line_without_line_end_is_quarantined(kodomo_env) -> None:
+    inbox, _ = kodomo_env
+    (inbox / "2022-10").mkdir()
+    text = f"{JUMIN_HEADER}\r\n{OK}\r\n{OK[:40]}"
+    (inbox / "2022-10" / "jumin.csv").write_bytes(text.encode("cp932"))
+    result, con = run()
+    assert (result.stored_rows, result.quarantined) == (1, 1)
+    assert con.execute("SELECT line FROM jumin_quarantine").fetchall() == [(3,)]
+
+
+def test_zero_byte_file_fails_clearly(kodomo_env) -> None:
+    inbox, _ = kodomo_env
+    (inbox / "2022-10").mkdir()
+    (inbox / "2022-10" / "jumin.csv").write_bytes(b"")
+    with pytest.raises(SourceFileError, match="0 バイト"):
+        run()
+
+
+def test_other_encoding_is_refused_with_the_line(write_export) -> None:
+    write_export("jumin.csv", [JUMIN_HEADER, OK.replace("髙", "高")], encoding="euc_jp")
+    with pytest.raises(SourceFileError) as err:
+        run()
+    assert "jumin.csv 1行目" in str(err.value)
+
+
+def test_an_undecodable_line_is_quarantined_not_the_file(kodomo_env) -> None:
+    inbox, _ = kodomo_env
+    (inbox / "2022-10").mkdir()
+    good = (JUMIN_HEADER + "\r\n" + OK + "\r\n").encode("cp932")
+    broken = OK.replace("0000000001,", "0000000002,", 1).encode("cp932").replace(
+        "東町".encode("cp932"), b"\x85\x40")
+    (inbox / "2022-10" / "jumin.csv").write_bytes(good + broken + b"\r\n")
+    result, con = run()
+    assert (result.stored_rows, result.quarantined) == (1, 1)
+    reason = con.execute("SELECT reasons[1] FROM jumin_quarantine").fetchone()[0]
+    assert "cp932 として読めない" in reason
