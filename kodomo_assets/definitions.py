@@ -1,12 +1,12 @@
 """The code location: every asset of the monthly refresh."""
 
-from dagster import Definitions, define_asset_job, in_process_executor
+from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 
 monthly_refresh = define_asset_job(
     "monthly_refresh",
-    selection="*",
+    selection=AssetSelection.all(),
     description="月次更新: 全部署の受信ファイルを取り込み、以降の全資産を更新する。",
 )
 
