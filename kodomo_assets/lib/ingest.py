@@ -116,7 +116,7 @@ def _typed(col: Column, v: str) -> tuple[str, str | None]:
         return _enum_case(col, v), f"{_enum_case(col, v)} IS NULL"
     if col.type == "enum_list":
         items = f"list_transform(string_split({v}, ';'), x -> {_enum_case(col, 'trim(x)')})"
-        return items, f"list_contains({items}, NULL) OR len({items}) = 0"
+        return items, f"list_position({items}, NULL) IS NOT NULL OR len({items}) = 0"
     raise ValueError(col.type)
 
 

@@ -195,3 +195,17 @@ def test_an_undecodable_line_is_quarantined_not_the_file(kodomo_env) -> None:
     assert (result.stored_rows, result.quarantined) == (1, 1)
     reason = con.execute("SELECT reasons[1] FROM jumin_quarantine").fetchone()[0]
     assert "cp932 として読めない" in reason
+
+
+def test_multi_valued_codes_are_checked_item_by_item(write_export) -> None:
+    ds = load_registry().datasets["seiho"]
+    write_export("seiho.csv", [
+        "ケース番号,宛名番号,世帯番号,保護開始日,保護廃止日,扶助種別",
+        "000001,0000000001,0000000001,R4.4.1,,生活扶助;教育扶助",
+        "000001,0000000002,0000000001,R4.4.1,,生活扶助;住宅手当",
+        "000001,0000000003,0000000001,R4.4.1,,生活扶助 ; 医療扶助",
+    ])
+    result, con = run(ds)
+    assert con.execute("SELECT atena_no, aid_kinds FROM seiho ORDER BY 1").fetchall() == [
+        ("0000000001", ["生活扶助", "教育扶助"]), ("0000000003", ["生活扶助", "医療扶助"])]
+    assert result.quarantine_by_reason == {"扶助種別: 定義外の値": 1}
