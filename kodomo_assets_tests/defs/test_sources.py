@@ -1,0 +1,119 @@
+"""The source assets through Dagster, on a generated month and on hand-made edge cases."""
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from dagster import DagsterInstance, materialize
+
+from kodomo_assets.definitions import defs
+from kodomo_assets.defs.sources import inbox_receipt, source_assets
+from kodomo_assets.demo import generate
+from kodomo_assets.lib.paths import department_store
+from kodomo_assets.lib.registry import load_registry
+
+MONTH = "2022-10"
+REGISTRY = load_registry()
+
+
+@pytest.fixture(scope="module")
+def demo_inbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("inbox")
+    counts = generate(out, residents=4000, months=["2022-09", MONTH], seed=11)
+    return out, counts
+
+
+def materialized_metadata(result) -> dict[str, dict]:
+    out = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        out[mat.asset_key.path[-1]] = {k: v.value for k, v in mat.metadata.items()}
+    return out
+
+
+def test_all_eleven_sources_match_the_generator_counts(demo_inbox, monkeypatch, tmp_path) -> None:
+    inbox, counts = demo_inbox
+    monkeypatch.setenv("KODOMO_INBOX", str(inbox))
+    monkeypatch.setenv("KODOMO_HOME", str(tmp_path / "home"))
+    result = materialize([inbox_receipt, *source_assets], partition_key=MONTH,
+                         instance=DagsterInstance.ephemeral())
+    assert result.success
+    meta = materialized_metadata(result)
+    assert len(source_assets) == 11 and set(REGISTRY.datasets) <= set(meta)
+    for name, ds in REGISTRY.datasets.items():
+        expected = counts[MONTH][name]
+        got = meta[name]
+        assert got["rows_received"] == expected["rows_written"], name
+        assert got["duplicates_removed"] == expected["exact_duplicates"], name
+        assert got["quarantined"] == expected["bad_rows"], name
+        assert got["dagster/row_count"] == expected["expected_valid_rows"], name
+        store = department_store(ds.department.code, MONTH)
+        with duckdb.connect(str(store), read_only=True) as con:
+            assert con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] == got["dagster/row_count"]
+            stored = {r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()}
+        assert not stored & {c.name for c in ds.columns if c.forbidden}, name
+    gakurei = department_store("gakumu", MONTH)
+    with duckdb.connect(str(gakurei), read_only=True) as con:
+        blank = con.execute("SELECT count(*) FROM gakurei WHERE atena_no IS NULL").fetchone()[0]
+    assert blank == counts[MONTH]["gakurei"]["blank_atena"] > 0
+
+
+def test_metadata_and_logs_carry_no_personal_data(demo_inbox, monkeypatch, tmp_path) -> None:
+    inbox, _ = demo_inbox
+    monkeypatch.setenv("KODOMO_INBOX", str(inbox))
+    monkeypatch.setenv("KODOMO_HOME", str(tmp_path / "home"))
+    instance = DagsterInstance.ephemeral()
+    result = materialize(source_assets, partition_key=MONTH, instance=instance)
+    assert result.success
+    with duckdb.connect(str(department_store("shimin", MONTH)), read_only=True) as con:
+        names, atena, addresses = zip(*con.execute(
+            "SELECT name, atena_no, address FROM jumin USING SAMPLE 200 ROWS").fetchall(), strict=True)
+    logged = json.dumps([repr(e) for e in instance.all_logs(result.run_id)], ensure_ascii=False)
+    for value in (*names, *atena, *addresses):
+        assert value not in logged
+
+
+def test_missing_file_fails_only_its_asset(demo_inbox, monkeypatch, tmp_path) -> None:
+    inbox, _ = demo_inbox
+    partial = tmp_path / "inbox"
+    (partial / MONTH).mkdir(parents=True)
+    for name in ("jumin.csv", "kaigo.csv"):
+        (partial / MONTH / name).write_bytes((inbox / MONTH / name).read_bytes())
+    monkeypatch.setenv("KODOMO_INBOX", str(partial))
+    monkeypatch.setenv("KODOMO_HOME", str(tmp_path / "home"))
+    jumin, kaigo, yobo = (next(a for a in source_assets if a.key.path[-1] == n)
+                          for n in ("jumin", "kaigo", "yobo"))
+    result = materialize([jumin, kaigo, yobo], partition_key=MONTH, raise_on_error=False,
+                         instance=DagsterInstance.ephemeral())
+    assert not result.success
+    assert {k.path[-1] for k in (e.asset_key for e in result.get_asset_materialization_events())} == {
+        "jumin", "kaigo"}
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.message
+    assert "yobo.csv" in message and MONTH in message
+
+
+def test_tax_file_in_inbox_is_refused_and_never_read(demo_inbox, monkeypatch, tmp_path) -> None:
+    inbox, _ = demo_inbox
+    monkeypatch.setenv("KODOMO_INBOX", str(tmp_path))
+    monkeypatch.setenv("KODOMO_HOME", str(tmp_path / "home"))
+    (tmp_path / MONTH).mkdir()
+    (tmp_path / MONTH / "kazei_2022.csv").write_text("宛名番号,所得割額\n0000000001,1000\n")
+    (tmp_path / MONTH / "memo.txt").write_text("x")
+    result = materialize([inbox_receipt], partition_key=MONTH, raise_on_error=False,
+                         instance=DagsterInstance.ephemeral())
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "kazei_2022.csv" in failure.event_specific_data.error.message
+    assert "地方税法第22条" in failure.event_specific_data.error.message
+
+
+def test_every_asset_is_described_owned_grouped_and_versioned() -> None:
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.owners and node.group_name and node.code_version, key
+        assert node.kinds and node.description, key
+    partitions = defs.resolve_assets_def(["sources", "jumin"]).partitions_def
+    assert partitions.get_first_partition_key() == "2022-04"
