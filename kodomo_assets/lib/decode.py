@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 ALLOWED = "CP932 または UTF-8 (BOM 有無可)"
-_BLOCK = 1 << 26
+_BLOCK = 1 << 25
 _NL, _QUOTE, _COMMA, _CR = 10, 34, 44, 13
 
 
@@ -85,9 +85,9 @@ def read_header(path: Path) -> Decoded:
                    header_bytes=len(head))
 
 
-def read_table(path: Path, decoded: Decoded, keep: Sequence[int]) -> pa.Table:
-    """`_line` plus the kept columns (as c<i>), NFKC-normalised; bad lines go to `decoded`."""
-    batches: list[pa.Table] = []
+def iter_blocks(path: Path, decoded: Decoded, keep: Sequence[int]) -> Iterator[pa.Table]:
+    """Yield `_line` plus the kept columns (as c<i>), NFKC-normalised, block by block, so
+    memory stays bounded by the block size; malformed lines are recorded in `decoded`."""
     line_no = 1
     with open(path, "rb") as fh:
         fh.seek(decoded.header_bytes)
@@ -106,13 +106,9 @@ def read_table(path: Path, decoded: Decoded, keep: Sequence[int]) -> pa.Table:
                 table, n_lines = _read_block(path, data, decoded, keep, line_no + 1)
                 line_no += n_lines
                 if table.num_rows:
-                    batches.append(table)
+                    yield table
             if not chunk:
                 break
-    names = ["_line", *(f"c{i}" for i in keep)]
-    if not batches:
-        return pa.table({n: pa.array([], pa.int64() if n == "_line" else pa.string()) for n in names})
-    return pa.concat_tables(batches)
 
 
 def _read_block(path: Path, data: bytes, decoded: Decoded, keep: Sequence[int],

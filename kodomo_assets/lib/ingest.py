@@ -1,5 +1,6 @@
 """Read one export into its department's DuckDB store: typed, deduplicated, with bad rows
-quarantined. Everything heavy runs in DuckDB SQL; Python touches only distinct dates."""
+quarantined. The file streams through in blocks, so memory stays bounded at city scale;
+the heavy work is DuckDB SQL, and Python touches only each distinct date once."""
 
 from __future__ import annotations
 
@@ -10,16 +11,14 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from kodomo_assets.lib.decode import Decoded, SourceFileError, read_header, read_table
+from kodomo_assets.lib.decode import Decoded, SourceFileError, iter_blocks, read_header
 from kodomo_assets.lib.decode import normalise as nfkc
-from kodomo_assets.lib.registry import Column, Dataset
+from kodomo_assets.lib.registry import Dataset
 from kodomo_assets.lib.statutory import is_denied_header, is_tax_like
+from kodomo_assets.lib.typing_sql import PARSED_TYPES, SQL_TYPES, q, reasons, typed_value
 from kodomo_assets.lib.wareki import DateParseError, parse_date, parse_year_month
 
-SQL_TYPES = {"id": "VARCHAR", "text": "VARCHAR", "kana": "VARCHAR", "date": "DATE",
-             "year_month": "VARCHAR", "int": "BIGINT", "enum": "VARCHAR", "enum_list": "VARCHAR[]"}
-_HIRAGANA = "".join(chr(c) for c in range(0x3041, 0x3097))
-_KATAKANA = "".join(chr(c + 0x60) for c in range(0x3041, 0x3097))
+PARSERS = {"date": parse_date, "year_month": parse_year_month}
 
 
 @dataclass
@@ -37,11 +36,7 @@ class IngestResult:
     dropped_forbidden_columns: list[str] = field(default_factory=list)
 
 
-def q(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _map_headers(ds: Dataset, path: Path, decoded: Decoded) -> tuple[dict[str, int], list[str], list[str]]:
+def map_headers(ds: Dataset, path: Path, decoded: Decoded) -> tuple[dict[str, int], list[str], list[str]]:
     """Return column name -> position for stored columns, plus ignored and dropped headers."""
     by_header = {nfkc(c.header): c for c in ds.columns}
     positions: dict[str, int] = {}
@@ -69,160 +64,136 @@ def _map_headers(ds: Dataset, path: Path, decoded: Decoded) -> tuple[dict[str, i
     return positions, ignored, dropped
 
 
-def _parse_lookup(con: duckdb.DuckDBPyConnection, name: str, column: str, parser) -> None:
-    """Parse each distinct value once in Python and expose the result as a table."""
-    values = [r[0] for r in con.execute(
-        f"SELECT DISTINCT {column} FROM trimmed WHERE {column} IS NOT NULL").fetchall()]
-    parsed, errors = [], []
-    for v in values:
-        try:
-            parsed.append(parser(v))
-            errors.append(None)
-        except DateParseError as err:
-            parsed.append(None)
-            errors.append(str(err))
-    table = pa.table({"raw": values, "value": parsed, "error": errors})
-    con.register(f"{name}_arrow", table)
-    con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
-    con.unregister(f"{name}_arrow")
-
-
-def _enum_case(col: Column, x: str) -> str:
-    whens = " ".join(f"WHEN {q(''.join(k.split()))} THEN {q(v)}" for k, v in col.values.items())
-    return f"CASE replace({x}, ' ', '') {whens} END"
-
-
-def _typed(col: Column, v: str) -> tuple[str, str | None]:
-    """SQL for the typed value and for an invalid-value condition (None: always valid).
-    `v` is the trimmed, NFKC-normalised text, NULL when blank."""
-    if col.type == "id":
-        digits = f"replace({v}, ' ', '')"
-        if col.width:
-            return (f"CASE WHEN length({digits}) < {col.width} THEN lpad({digits}, {col.width}, '0') "
-                    f"ELSE {digits} END"), f"NOT regexp_full_match({digits}, '[0-9]+')"
-        return digits, f"NOT regexp_full_match({digits}, '[0-9]+')"
-    if col.type in ("text", "kana"):
-        value = f"CASE WHEN contains({v}, '  ') THEN regexp_replace({v}, ' +', ' ', 'g') ELSE {v} END"
-        if col.type == "kana":
-            # translate() is slow; most kana fields hold no hiragana at all
-            value = (f"CASE WHEN regexp_matches({v}, '[ぁ-ゖ]') "
-                     f"THEN translate({value}, {q(_HIRAGANA)}, {q(_KATAKANA)}) ELSE {value} END")
-        return value, None
-    if col.type in ("date", "year_month"):
-        return f"lk_{col.name}.value", f"lk_{col.name}.error IS NOT NULL"
-    if col.type == "int":
-        return f"TRY_CAST({v} AS BIGINT)", f"NOT regexp_full_match({v}, '[0-9]+')"
-    if col.type == "enum":
-        return _enum_case(col, v), f"{_enum_case(col, v)} IS NULL"
-    if col.type == "enum_list":
-        items = f"list_transform(string_split({v}, ';'), x -> {_enum_case(col, 'trim(x)')})"
-        return items, f"list_position({items}, NULL) IS NOT NULL OR len({items}) = 0"
-    raise ValueError(col.type)
-
-
-def _reason_sql(col: Column, v: str, invalid: str | None) -> list[str]:
-    out = []
-    if col.required:
-        out.append(f"CASE WHEN {v} IS NULL THEN {q(col.header + ': 必須項目が空')} END")
-    if col.type in ("date", "year_month"):
-        out.append(f"CASE WHEN {invalid} THEN {q(col.header + ': ')} || lk_{col.name}.error END")
-    elif invalid:
-        reason = {"id": "数字以外を含む", "int": "0以上の整数でない"}.get(col.type, "定義外の値")
-        out.append(f"CASE WHEN {v} IS NOT NULL AND ({invalid}) THEN {q(col.header + ': ' + reason)} END")
-    return out
-
-
 def ingest(ds: Dataset, month: str, inbox: Path, store: Path) -> IngestResult:
     path = inbox / month / ds.file
     if not path.is_file():
         raise SourceFileError(path, f"基準月 {month} の {ds.file} ({ds.label}, {ds.department.label}) が届いていません")
     decoded = read_header(path)
-    positions, ignored, dropped = _map_headers(ds, path, decoded)
-    table = read_table(path, decoded, sorted(positions.values()))
+    positions, ignored, dropped = map_headers(ds, path, decoded)
     con = duckdb.connect(str(store))
     try:
-        con.execute("SET memory_limit = '1GB'; SET preserve_insertion_order = false")
-        con.register("raw", table)
-        return _load(con, ds, month, path, decoded, positions, ignored, dropped)
+        # no ORDER BY on the final write: a sort of every row would double the peak memory;
+        # readers order by source_line
+        con.execute("SET memory_limit = '1GB'")
+        loader = _Loader(con, ds, positions)
+        for block in iter_blocks(path, decoded, sorted(positions.values())):
+            loader.add(block)
+        return loader.finish(month, decoded, ignored, dropped)
     finally:
         con.close()
 
 
-def _load(con, ds: Dataset, month: str, path: Path, decoded: Decoded,
-          positions: dict[str, int], ignored: list[str], dropped: list[str]) -> IngestResult:
-    cols = ds.stored_columns
-    raw = {c.name: f"c{positions[c.name]}" for c in cols}
-    trimmed = ", ".join(f"NULLIF(trim({raw[c.name]}), '') AS v_{c.name}" for c in cols)
-    con.execute(f"CREATE TEMP VIEW trimmed AS SELECT _line, {trimmed} FROM raw")
-    for kind, parser in (("date", parse_date), ("year_month", parse_year_month)):
-        for c in cols:
-            if c.type == kind:
-                _parse_lookup(con, f"lk_{c.name}", f"v_{c.name}", parser)
-    joins = " ".join(
-        f"LEFT JOIN lk_{c.name} ON lk_{c.name}.raw = t.v_{c.name}"
-        for c in cols if c.type in ("date", "year_month")
-    )
-    typed_sql, reasons = [], []
-    for c in cols:
-        value, invalid = _typed(c, f"t.v_{c.name}")
-        typed_sql.append(f"CAST({value} AS {SQL_TYPES[c.type]}) AS {c.name}")
-        reasons += _reason_sql(c, f"t.v_{c.name}", invalid)
-    con.execute(
-        f"CREATE TEMP TABLE typed AS SELECT t._line, {', '.join(typed_sql)}, "
-        f"list_filter([{', '.join(reasons) or 'NULL'}], x -> x IS NOT NULL) AS errors "
-        f"FROM trimmed t {joins}"
-    )
-    if ds.checks:
-        checks = ", ".join(
-            f"CASE WHEN NOT coalesce(({c.rule}), true) THEN {q(c.column + ': ' + c.reason)} END"
-            for c in ds.checks
+class _Loader:
+    """Temp tables `typed` and `quarantine` filled block by block, then one atomic write."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, ds: Dataset, positions: dict[str, int]):
+        self.con, self.ds, self.cols = con, ds, ds.stored_columns
+        self.raw = {c.name: f"c{positions[c.name]}" for c in self.cols}
+        self.parsed = [c for c in self.cols if c.type in PARSED_TYPES]
+        for c in self.parsed:
+            con.execute(f"CREATE TEMP TABLE lk_{c.name} (raw VARCHAR, value {SQL_TYPES[c.type]}, error VARCHAR)")
+        typed = ", ".join(f"{c.name} {SQL_TYPES[c.type]}" for c in self.cols)
+        con.execute(f"CREATE TEMP TABLE typed (_line BIGINT, {typed}, errors VARCHAR[])")
+        text = ", ".join(f"{c.name} VARCHAR" for c in self.cols)
+        con.execute(f"CREATE TEMP TABLE quarantine (source_file VARCHAR, line BIGINT, "
+                    f"reasons VARCHAR[], {text})")
+        self.typed_sql = self._typed_sql()
+
+    def _typed_sql(self) -> str:
+        values, why = [], []
+        for c in self.cols:
+            value, invalid = typed_value(c, f"t.v_{c.name}")
+            values.append(f"CAST({value} AS {SQL_TYPES[c.type]}) AS {c.name}")
+            why += reasons(c, f"t.v_{c.name}", invalid)
+        joins = " ".join(f"LEFT JOIN lk_{c.name} ON lk_{c.name}.raw = t.v_{c.name}" for c in self.parsed)
+        base = (f"SELECT t._line, {', '.join(values)}, "
+                f"list_filter([{', '.join(why) or 'NULL'}], x -> x IS NOT NULL) AS errors "
+                f"FROM trimmed t {joins}")
+        if not self.ds.checks:
+            return base
+        # row rules run only on rows whose values all parsed
+        checks = ", ".join(f"CASE WHEN NOT coalesce(({c.rule}), true) THEN {q(c.column + ': ' + c.reason)} END"
+                           for c in self.ds.checks)
+        return (f"WITH base AS ({base}) SELECT * REPLACE (CASE WHEN len(errors) = 0 THEN "
+                f"list_filter([{checks}], x -> x IS NOT NULL) ELSE errors END AS errors) FROM base")
+
+    def add(self, block: pa.Table) -> None:
+        con = self.con
+        con.register("raw", block)
+        trimmed = ", ".join(f"NULLIF(trim({self.raw[c.name]}), '') AS v_{c.name}" for c in self.cols)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW trimmed AS SELECT _line, {trimmed} FROM raw")
+        for c in self.parsed:
+            self._extend_lookup(c.name, PARSERS[c.type])
+        con.execute(f"INSERT INTO typed {self.typed_sql}")
+        raw_cols = ", ".join(f"r.{self.raw[c.name]}" for c in self.cols)
+        con.execute(f"INSERT INTO quarantine SELECT {q(self.ds.file)}, t._line, t.errors, {raw_cols} "
+                    "FROM typed t JOIN raw r USING (_line) WHERE len(t.errors) > 0")
+        con.execute("DROP VIEW trimmed")
+        con.unregister("raw")
+
+    def _extend_lookup(self, name: str, parser) -> None:
+        """Parse each distinct value not seen in earlier blocks, once, in Python."""
+        values = [r[0] for r in self.con.execute(
+            f"SELECT DISTINCT v_{name} FROM trimmed WHERE v_{name} IS NOT NULL "
+            f"AND v_{name} NOT IN (SELECT raw FROM lk_{name})").fetchall()]
+        parsed, errors = [], []
+        for v in values:
+            try:
+                parsed.append(parser(v))
+                errors.append(None)
+            except DateParseError as err:
+                parsed.append(None)
+                errors.append(str(err))
+        self.con.register("new_values", pa.table({"raw": pa.array(values, pa.string()), "value": parsed,
+                                                  "error": pa.array(errors, pa.string())}))
+        self.con.execute(f"INSERT INTO lk_{name} SELECT * FROM new_values")
+        self.con.unregister("new_values")
+
+    def finish(self, month: str, decoded: Decoded, ignored: list[str], dropped: list[str]) -> IngestResult:
+        con, ds = self.con, self.ds
+        names = ", ".join(c.name for c in self.cols)
+        key = ", ".join(ds.key)
+        # Exact duplicates: a narrow row hash first, then a column-by-column confirmation of
+        # the few candidates (grouping every wide row would cost GBs at city scale).
+        con.execute(f"CREATE TEMP TABLE valid AS SELECT _line, hash({names}) AS h, {key} "
+                    "FROM typed WHERE len(errors) = 0")
+        same = " AND ".join(f"a.{c.name} IS NOT DISTINCT FROM b.{c.name}" for c in self.cols)
+        con.execute(
+            "CREATE TEMP TABLE duplicates AS SELECT d._line FROM (SELECT _line, "
+            "min(_line) OVER (PARTITION BY h) AS first FROM valid "
+            "SEMI JOIN (SELECT h FROM valid GROUP BY h HAVING count(*) > 1) USING (h)) d "
+            "JOIN typed a ON a._line = d._line JOIN typed b ON b._line = d.first "
+            f"WHERE d._line <> d.first AND {same}")
+        con.execute("CREATE TEMP TABLE conflicts AS SELECT _line FROM valid ANTI JOIN duplicates "
+                    f"USING (_line) QUALIFY count(*) OVER (PARTITION BY {key}) > 1")
+        key_label = "・".join(ds.column(k).header for k in ds.key)
+        as_text = ", ".join(f"CAST({c.name} AS VARCHAR)" for c in self.cols)
+        con.execute(f"INSERT INTO quarantine SELECT {q(ds.file)}, _line, "
+                    f"[{q(key_label + ': キーが重複し内容が矛盾')}], {as_text} "
+                    "FROM typed SEMI JOIN conflicts USING (_line)")
+        con.register("bad_lines", pa.table({
+            "line": pa.array([b.line for b in decoded.bad_lines], pa.int64()),
+            "reason": pa.array([b.reason for b in decoded.bad_lines], pa.string()),
+        }))
+        nulls = ", ".join("NULL" for _ in self.cols)
+        con.execute(f"INSERT INTO quarantine SELECT {q(ds.file)}, line, [reason], {nulls} FROM bad_lines")
+        con.unregister("bad_lines")
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"CREATE OR REPLACE TABLE {ds.name} AS SELECT {names}, _line AS source_line "
+                    "FROM typed WHERE len(errors) = 0 AND _line NOT IN (SELECT _line FROM duplicates) "
+                    "AND _line NOT IN (SELECT _line FROM conflicts)")
+        con.execute(f"CREATE OR REPLACE TABLE {ds.name}_quarantine AS FROM quarantine ORDER BY line")
+        con.execute("COMMIT")
+        by_reason = Counter(dict(con.execute(
+            f"SELECT r, count(*) FROM (SELECT unnest(reasons) AS r FROM {ds.name}_quarantine) GROUP BY r"
+        ).fetchall()))
+        return IngestResult(
+            dataset=ds.name, month=month, encoding=decoded.encoding,
+            rows_received=decoded.data_lines + len(decoded.bad_lines),
+            blank_lines=decoded.blank_lines,
+            duplicates_removed=con.execute("SELECT count(*) FROM duplicates").fetchone()[0],
+            stored_rows=con.execute(f"SELECT count(*) FROM {ds.name}").fetchone()[0],
+            quarantined=con.execute(f"SELECT count(*) FROM {ds.name}_quarantine").fetchone()[0],
+            quarantine_by_reason=dict(by_reason),
+            ignored_columns=ignored, dropped_forbidden_columns=dropped,
         )
-        con.execute(f"UPDATE typed SET errors = list_filter([{checks}], x -> x IS NOT NULL) "
-                    "WHERE len(errors) = 0")
-    names = ", ".join(c.name for c in cols)
-    key = ", ".join(ds.key)
-    key_label = "・".join(ds.column(k).header for k in ds.key)
-    con.execute(
-        f"CREATE TEMP TABLE distinct_ok AS SELECT min(_line) AS _line, count(*) AS copies, {names} "
-        f"FROM typed WHERE len(errors) = 0 GROUP BY ALL"
-    )
-    con.execute(
-        "CREATE TEMP TABLE conflicts AS SELECT _line FROM distinct_ok "
-        f"QUALIFY count(*) OVER (PARTITION BY {key}) > 1"
-    )
-    raw_cols = ", ".join(f"r.{raw[c.name]} AS {c.name}" for c in cols)
-    bad_lines = pa.table({
-        "line": pa.array([b.line for b in decoded.bad_lines], pa.int64()),
-        "reason": pa.array([b.reason for b in decoded.bad_lines], pa.string()),
-    })
-    con.register("bad_lines", bad_lines)
-    null_cols = ", ".join(f"NULL::VARCHAR AS {c.name}" for c in cols)
-    con.execute("BEGIN TRANSACTION")
-    con.execute(
-        f"CREATE OR REPLACE TABLE {ds.name} AS SELECT {names}, _line AS source_line "
-        "FROM distinct_ok ANTI JOIN conflicts USING (_line) ORDER BY _line"
-    )
-    con.execute(
-        f"CREATE OR REPLACE TABLE {ds.name}_quarantine AS "
-        f"SELECT {q(ds.file)} AS source_file, t._line AS line, errors AS reasons, {raw_cols} "
-        "FROM typed t JOIN raw r USING (_line) WHERE len(errors) > 0 "
-        f"UNION ALL SELECT {q(ds.file)}, r._line, [{q(key_label + ': キーが重複し内容が矛盾')}], "
-        f"{raw_cols} FROM raw r SEMI JOIN conflicts c ON r._line = c._line "
-        f"UNION ALL SELECT {q(ds.file)}, line, [reason], {null_cols} FROM bad_lines "
-        "ORDER BY line"
-    )
-    con.execute("COMMIT")
-    con.unregister("bad_lines")
-    stored = con.execute(f"SELECT count(*) FROM {ds.name}").fetchone()[0]
-    dup = con.execute("SELECT coalesce(sum(copies - 1), 0) FROM distinct_ok").fetchone()[0]
-    by_reason = Counter(dict(con.execute(
-        f"SELECT r, count(*) FROM (SELECT unnest(reasons) AS r FROM {ds.name}_quarantine) GROUP BY r"
-    ).fetchall()))
-    quarantined = con.execute(f"SELECT count(*) FROM {ds.name}_quarantine").fetchone()[0]
-    return IngestResult(
-        dataset=ds.name, month=month, encoding=decoded.encoding,
-        rows_received=decoded.data_lines + len(decoded.bad_lines),
-        blank_lines=decoded.blank_lines, duplicates_removed=int(dup), stored_rows=stored,
-        quarantined=quarantined, quarantine_by_reason=dict(by_reason),
-        ignored_columns=ignored, dropped_forbidden_columns=dropped,
-    )
