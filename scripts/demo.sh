@@ -12,7 +12,9 @@ export KODOMO_HOME="${KODOMO_HOME:-$PWD/.kodomo_home}"
 if [ ! -d "$KODOMO_INBOX/$month" ]; then
   .venv/bin/kodomo demo-data --out "$KODOMO_INBOX" --residents "$residents" --months "2022-04..$month" --seed 42
 fi
-.venv/bin/dagster asset materialize -m kodomo_assets --select '*' --partition "$month"
+# the main job; `dagster asset materialize -m kodomo_assets --select '*' --partition "$month"`
+# does the same
+.venv/bin/dagster job execute -m kodomo_assets -j monthly_refresh --tags "{\"dagster/partition\": \"$month\"}"
 echo
 echo "月次更新 $month 完了。出力:"
 echo "  部署別ストア (DuckDB): $KODOMO_HOME/stores/<部署>/$month.duckdb"

@@ -134,11 +134,13 @@ def _read_block(path: Path, data: bytes, decoded: Decoded, keep: Sequence[int],
             ok[i] = False
             decoded.bad_lines.append(
                 BadLine(first_line + i, f"{pos} バイト目が {decoded.encoding} として読めない"))
-        table = _parse(data, starts, ends, ok, codec, width, keep)
+        table = _parse_or_none(data, starts, ends, ok, codec, width, keep)
     kept_lines = np.flatnonzero(ok)
     decoded.data_lines += len(kept_lines)
-    if table.num_rows != len(kept_lines):
-        raise SourceFileError(path, "行の読み取り件数が一致しません (内部エラー)", line=first_line)
+    # pyarrow's own messages quote the offending row: never pass them on (the event log
+    # is visible to every UI user)
+    if table is None or table.num_rows != len(kept_lines):
+        raise SourceFileError(path, f"{first_line}行目以降の区間を CSV として解析できません")
     columns = [pc.utf8_normalize(table.column(f"c{i}"), form="NFKC") for i in keep]
     return pa.table([pa.array(kept_lines + first_line, pa.int64()), *columns],
                     names=["_line", *(f"c{i}" for i in keep)]), len(ends)
@@ -160,6 +162,13 @@ def _parse(data: bytes, starts: np.ndarray, ends: np.ndarray, ok: np.ndarray, co
             column_types={f"c{i}": pa.string() for i in keep},
             strings_can_be_null=False, quoted_strings_can_be_null=False),
     )
+
+
+def _parse_or_none(*args) -> pa.Table | None:
+    try:
+        return _parse(*args)
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
 
 
 def _check_line(raw: bytes, codec: str, width: int, decoded: Decoded, line: int) -> bool:
