@@ -117,3 +117,15 @@ def test_every_asset_is_described_owned_grouped_and_versioned() -> None:
         assert node.kinds and node.description, key
     partitions = defs.resolve_assets_def(["sources", "jumin"]).partitions_def
     assert partitions.get_first_partition_key() == "2022-04"
+
+
+def test_unlisted_files_are_ignored_and_missing_ones_listed(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("KODOMO_INBOX", str(tmp_path))
+    (tmp_path / MONTH).mkdir()
+    (tmp_path / MONTH / "memo.csv").write_text("a,b\n1,2\n")
+    (tmp_path / MONTH / "jumin.csv").write_text("x\n")
+    result = materialize([inbox_receipt], partition_key=MONTH, instance=DagsterInstance.ephemeral())
+    meta = materialized_metadata(result)["inbox_receipt"]
+    assert meta["received"] == 1
+    assert meta["ignored_unlisted"] == ["memo.csv"]
+    assert len(meta["missing"]) == 10 and "jumin.csv" not in meta["missing"]
