@@ -7,14 +7,16 @@ rows. Ground truth goes to OUT/_truth/, which the pipeline never reads.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from kodomo_assets.demo import codes as C
 from kodomo_assets.demo import dates as D
 from kodomo_assets.demo import needs as NE
 from kodomo_assets.demo import population as PO
@@ -23,12 +25,38 @@ from kodomo_assets.demo import services as SV
 from kodomo_assets.demo.datasets import BUILDERS, World
 from kodomo_assets.demo.places import make_places
 from kodomo_assets.demo.specs import build_specs
+from kodomo_assets.demo.truth import write_persons
 from kodomo_assets.demo.writer import write_months
 
 __all__ = ["DATASETS", "generate", "month_range"]
 
 DATASETS = tuple(BUILDERS)
 TRUTH = "_truth"
+MAX_QUEUED = 4  # file blocks waiting for the writer thread (each up to ~20 MB)
+# Exports that need care, money or child health go first, so those arrays (a third of the
+# world) are freed before the register and persons.parquet, the two largest outputs. Only
+# kaigo draws from the world's rng and every file has its own rng, so the order is free.
+BUILD_ORDER = ("kaigo", "seiho", "teate", "gakurei", "boshi", "yobo", "hoiku", "soudan", "shogai", "shukketsu",
+               "jumin")
+RELEASE_AFTER = "hoiku"
+
+
+def _libc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_MALLOC_TRIM = _libc_trim()
+
+
+def _trim() -> None:
+    """Give freed heap pages back to the OS between stages. glibc keeps the pages of
+    freed mid-sized numpy temporaries, so without this each stage's leftovers add up
+    to several hundred MB of resident memory at a million residents."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def month_range(text: str) -> list[str]:
@@ -59,6 +87,7 @@ def generate(out: Path, residents: int, months: list[str], seed: int) -> dict:
 
     places = make_places(rng(1), residents)
     pop = PO.build(rng(2), places, residents, am)
+    _trim()
     school = SC.build(rng(3), pop, places, am)
     before = int(D.month_start(am[0])) - 1
     care = SV.base_care(rng(4), pop, before)
@@ -68,58 +97,45 @@ def generate(out: Path, residents: int, months: list[str], seed: int) -> dict:
     child = SV.base_child_health(rng(8), pop, places.district_facility)
     needs, cases = NE.plant(rng(9), pop, school, am, care, cards, money, child)
     SC.simulate(rng(10), school, am, len(places.school_names))
+    _trim()
     world = World(pop=pop, places=places, months=am, care=care, cards=cards, money=money, child=child,
                   school=school, cases=cases, rng=rng(11))
-    specs = build_specs(places)
-    # trailing blank lines: a few files a month, at least one
-    tr = rng(12)
-    trailing = (tr.random((len(am), len(DATASETS))) < 0.25) * tr.integers(1, 3, (len(am), len(DATASETS)))
-    trailing[np.arange(len(am)), tr.integers(0, len(DATASETS), len(am))] = 1
-    counts: dict[str, dict] = {m: {} for m in names}
-    with ThreadPoolExecutor(max_workers=1) as io:  # disk writes overlap the next rendering
-        pending = []
-        for i, name in enumerate(DATASETS):
-            frame = BUILDERS[name](world)
-            per_month = write_months(out, specs[name], frame, names, seed, i, pop.h["address"],
-                                     [int(t) for t in trailing[:, i]],
-                                     lambda *a: pending.append(io.submit(*a)))
-            for month, c in per_month.items():
-                counts[month][name] = c
-            del frame
-        for job in pending:
-            job.result()  # surface any write error
+    del care, cards, money, child  # the world holds them until their last export
+    counts = _write_exports(out, world, build_specs(places), names, seed, rng(12))
     truth = out / TRUTH
     truth.mkdir(parents=True, exist_ok=True)
-    _persons(pop, school, places).to_parquet(truth / "persons.parquet", index=False)
+    write_persons(truth / "persons.parquet", pop, school, places)
+    _trim()
     NE.truth_table(needs, pop, school).to_csv(truth / "needs.csv", index=False)
     (truth / "counts.json").write_text(json.dumps(counts, ensure_ascii=False, indent=1), encoding="utf-8")
     return counts
 
 
-def _persons(pop: PO.Population, school: SC.School, places) -> pd.DataFrame:
-    """Everyone in the last month's register, plus pupils known only to the school."""
-    p, me = pop.p, int(pop.month_end[-1])
-    row = school.index(np.arange(pop.size))
-    on_roll = np.zeros(pop.size, bool)
-    on_roll[school.pid[school.on_roll[-1]]] = True
-    who = np.flatnonzero(pop.present[-1] | (on_roll & ~p["resident"]))
-    hh, rel = pop.hh_at(me)[who], pop.rel_at(me)[who]
-    name, kana = pop.name(who)
-    r = row[who]
-    pupil = on_roll[who]
+def _write_exports(out: Path, world: World, specs: dict, names: list[str], seed: int,
+                   tr: np.random.Generator) -> dict[str, dict]:
+    """All exports of all months; returns counts.json's content, datasets in DATASETS order."""
+    # trailing blank lines: a few files a month, at least one
+    n = len(names)
+    trailing = (tr.random((n, len(DATASETS))) < 0.25) * tr.integers(1, 3, (n, len(DATASETS)))
+    trailing[np.arange(n), tr.integers(0, len(DATASETS), n)] = 1
+    counts: dict[str, dict] = {}
+    with ThreadPoolExecutor(max_workers=1) as io:  # disk writes overlap the next rendering
+        pending: deque[Future] = deque()
 
-    def atena(idx: np.ndarray) -> list[str]:
-        return [f"{p['atena'][i]:010d}" if i >= 0 and p["resident"][i] else "" for i in idx]
+        def submit(*job) -> None:
+            pending.append(io.submit(*job))
+            while len(pending) > MAX_QUEUED or (pending and pending[0].done()):
+                pending.popleft().result()  # bounds the bytes waiting; surfaces write errors
 
-    return pd.DataFrame({
-        "atena_no": atena(who), "household_no": [f"{x:010d}" if x else "" for x in pop.h["number"][hh]],
-        "name": name, "kana": kana, "birth_date": p["birth"][who].astype("M8[D]"), "sex": p["sex"][who],
-        "relation": np.array(C.REL, dtype=object)[rel], "district_code": places.code[pop.h["district"][hh]],
-        "address": pop.h["address"][hh], "foreign": p["foreign"][who], "resident": p["resident"][who],
-        "pupil_no": [str(school.number[x]) if ok else "" for x, ok in zip(r, pupil, strict=True)],
-        "blank_atena_in_gakurei": np.where(pupil, school.blank[np.maximum(r, 0)], False),
-        "school": np.where(pupil, places.school_names[school.school[-1, np.maximum(r, 0)]], ""),
-        "grade": np.where(pupil, np.array(C.SCHOOL_GRADE, dtype=object)[school.grade[-1, np.maximum(r, 0)].clip(0, 9)], ""),
-        "mother_atena_no": atena(p["mother"][who]), "father_atena_no": atena(p["father"][who]),
-        "single_parent_household": pop.h["single_parent"][hh],
-    })
+        for name in BUILD_ORDER:
+            i = DATASETS.index(name)
+            frame = BUILDERS[name](world)
+            counts[name] = write_months(out, specs[name], frame, names, seed, i, world.pop.h["address"],
+                                        [int(t) for t in trailing[:, i]], submit)
+            del frame
+            if name == RELEASE_AFTER:
+                world.release("care", "money", "child")
+            _trim()
+        while pending:
+            pending.popleft().result()
+    return {m: {name: counts[name][m] for name in DATASETS} for m in names}

@@ -45,34 +45,46 @@ class World:
     cases: Cases
     rng: np.random.Generator
 
+    def release(self, *parts: str) -> None:
+        """Drop inputs that no later export needs."""
+        for k in parts:
+            setattr(self, k, None)
+
     def month(self, m: int) -> tuple[int, int, np.ndarray]:
         return self.months[m], int(self.pop.month_end[m]), self.pop.present[m]
 
 
-def collapse(frames: list[pd.DataFrame], key: list[str]) -> pd.DataFrame:
-    """Merge a record's consecutive identical months into one row with _mf/_mt."""
-    df = pd.concat(frames, ignore_index=True)
-    df = df.sort_values([*key, "_m"], kind="stable").reset_index(drop=True)
-    cols = [c for c in df.columns if c != "_m"]
-    same = np.ones(len(df), bool)
+def collapse(frames: list[dict[str, np.ndarray]], key: list[str]) -> pd.DataFrame:
+    """Merge a record's consecutive identical months into one row with _mf/_mt. Works column
+    by column on numpy arrays (a stable lexsort, as sort_values), so the months' rows are
+    never copied whole."""
+    cols = [c for c in frames[0] if c != "_m"]
+
+    def joined(c: str) -> np.ndarray:
+        return np.concatenate([f[c] for f in frames])
+
+    m = joined("_m")
+    order = np.lexsort([m, *(joined(k) for k in reversed(key))])
+    m = m[order]
+    same = np.ones(len(m), bool)
     same[:1] = False
     for c in cols:
-        v = df[c].to_numpy()
+        v = joined(c)[order]
         same[1:] &= v[1:] == v[:-1]
-    m = df["_m"].to_numpy()
     same[1:] &= m[1:] == m[:-1] + 1
     group = np.cumsum(~same) - 1
     first = np.flatnonzero(~same)
-    out = df.iloc[first].reset_index(drop=True)
+    out = {c: joined(c)[order[first]] for c in cols}
     out["_mf"] = m[first]
     out["_mt"] = np.bincount(group, weights=None, minlength=len(first)) + m[first]
-    return out.drop(columns="_m")
+    return pd.DataFrame(out, copy=False)
 
 
-def _frame(m: int, **cols) -> pd.DataFrame:
-    df = pd.DataFrame(cols)
-    df["_m"] = m
-    return df
+def _frame(m: int, **cols) -> dict[str, np.ndarray]:
+    n = next(len(v) for v in cols.values() if np.ndim(v))
+    out = {k: v if np.ndim(v) else np.full(n, v) for k, v in cols.items()}
+    out["_m"] = np.full(n, m)
+    return out
 
 
 def _heads(pop: Population, pres: np.ndarray, hh: np.ndarray, rel: np.ndarray) -> np.ndarray:
@@ -97,25 +109,37 @@ def _guardian(pop: Population, who: np.ndarray, pres, hh, rel) -> np.ndarray:
 
 
 def jumin(w: World) -> pd.DataFrame:
+    """One row per person and address version (before/after a move inside the city), in
+    register order. Sorted with one lexsort and gathered column by column: the register
+    is the largest export, so no whole-frame concat or sort copies."""
     pop, p = w.pop, w.pop.p
     present = pop.present
     me = pop.month_end
-    rows = []
+    parts = []
     for v in (0, 1):
         vis = present & ((me[:, None] >= p["chg"][None, :]) == bool(v))
         who = np.flatnonzero(vis.any(axis=0))
         mf = vis[:, who].argmax(axis=0)
-        mt = mf + vis[:, who].sum(axis=0)
-        hh = p["hh1" if v else "hh0"][who]
-        rows.append(pd.DataFrame({
-            "atena": p["atena"][who], "hh_no": pop.h["number"][hh], "mynumber": p["mynumber"][who],
-            "sur": p["sur"][who], "giv": p["giv"][who], "birth": p["birth"][who], "sex": p["sex"][who],
-            "rel": p["rel1" if v else "rel0"][who], "hh": hh, "district": pop.h["district"][hh],
-            "foreign": p["foreign"][who].astype(int), "_order": REL_ORDER[p["rel1" if v else "rel0"][who]],
-            "registered": p["chg"][who] if v else p["start"][who], "_mf": mf, "_mt": mt}))
-    df = pd.concat(rows, ignore_index=True)
-    df = df.sort_values(["hh_no", "_order", "atena", "_mf"], kind="stable")
-    return df.drop(columns="_order").reset_index(drop=True)
+        parts.append((v, who, mf, mf + vis[:, who].sum(axis=0)))
+        del vis
+
+    def col(get) -> np.ndarray:
+        return np.concatenate([get(v, who, mf, mt) for v, who, mf, mt in parts])
+
+    hh = col(lambda v, who, mf, mt: p["hh1" if v else "hh0"][who])
+    rel = col(lambda v, who, mf, mt: p["rel1" if v else "rel0"][who])
+    atena = col(lambda v, who, mf, mt: p["atena"][who])
+    mf = col(lambda v, who, mf, mt: mf)
+    order = np.lexsort((mf, atena, REL_ORDER[rel], pop.h["number"][hh]))  # = stable sort_values
+    out = {"atena": atena[order], "hh_no": pop.h["number"][hh[order]]}
+    for k in ("mynumber", "sur", "giv", "birth", "sex"):
+        out[k] = col(lambda v, who, mf, mt, k=k: p[k][who])[order]
+    out["rel"], out["hh"] = rel[order], hh[order]
+    out["district"] = pop.h["district"][out["hh"]]
+    out["foreign"] = col(lambda v, who, mf, mt: p["foreign"][who])[order].astype(int)
+    out["registered"] = col(lambda v, who, mf, mt: p["chg" if v else "start"][who])[order]
+    out["_mf"], out["_mt"] = mf[order], col(lambda v, who, mf, mt: mt)[order]
+    return pd.DataFrame(out, copy=False)  # the arrays are fresh: no second copy
 
 
 def soudan(w: World) -> pd.DataFrame:
@@ -337,7 +361,7 @@ def shukketsu(w: World) -> pd.DataFrame:
         "number": s.number[r], "month": s.grid[c], "days": s.days[r, c], "absent": s.absent[r, c],
         "late": s.late[r, c], "early": s.early[r, c], "nurse": s.nurse[r, c],
         "bullied": np.where(s.bullied[r, c], 0, 1), "note": s.note[r, c],
-        "_mf": mf[r, c], "_mt": mf[r, c] + count[r, c]})
+        "_mf": mf[r, c], "_mt": mf[r, c] + count[r, c]}, copy=False)
 
 
 BUILDERS = {"jumin": jumin, "soudan": soudan, "teate": teate, "seiho": seiho, "kaigo": kaigo,

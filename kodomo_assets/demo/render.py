@@ -4,8 +4,8 @@ spaces and quoted commas.
 
 Choices are drawn once per record (so a record that stays the same keeps its spelling
 from month to month) and every reality is forced onto at least one visible row per month
-(so each month shows it whatever the sample size). Strings are then made in chunks, which
-keeps memory flat for 1.6M-row registers."""
+(so each month shows it whatever the sample size). Strings are made for a chunk of rows
+at a time (writer.py streams them), which keeps memory flat for multi-million-row registers."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from kodomo_assets.demo import names as N
 from kodomo_assets.demo.population import GIVEN_KANA, GIVEN_KANJI, SUR_KANA, SUR_KANJI
 
 FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
-CHUNK = 200_000
+CHUNK = 100_000
 _NUM = np.array([str(i) for i in range(100_000)], dtype=object)
 
 
@@ -65,14 +65,11 @@ class Renderer:
         self.protected = np.zeros(len(frame), bool)
         self.plans = [self._plan(c) for c in columns]
 
-    def lines(self, encoding: str) -> np.ndarray:
-        n = len(self.frame)
-        parts = [np.empty(0, dtype=object)]
-        for lo in range(0, n, CHUNK):
-            rows = slice(lo, min(n, lo + CHUNK))
-            fields = [self._strings(c, p, rows) for c, p in zip(self.columns, self.plans, strict=True)]
-            parts.append(encode_lines([",".join(r) for r in zip(*fields, strict=True)], encoding))
-        return np.concatenate(parts)
+    def lines(self, rows: slice | np.ndarray, encoding: str) -> np.ndarray:
+        """Encoded lines of some rows (at most a CHUNK or so: the caller streams). Every
+        string is a function of its row alone, so any subset renders as in the whole."""
+        fields = [self._strings(c, p, rows) for c, p in zip(self.columns, self.plans, strict=True)]
+        return encode_lines([",".join(r) for r in zip(*fields, strict=True)], encoding)
 
     # -- choices -------------------------------------------------------------------------
     def _pick(self, share: float, eligible: np.ndarray) -> np.ndarray:
