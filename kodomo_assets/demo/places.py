@@ -39,7 +39,7 @@ def make_places(rng: np.random.Generator, residents: int) -> Places:
         chome = int(rng.integers(0, 6))  # 0: a town without 丁目 (番地 addresses)
         for c in [0] if chome == 0 else range(1, chome + 1):
             codes.append(f"{t + 1:03d}{c}")
-            labels.append(towns[t] + (f"{c}丁目" if c else ""))
+            labels.append(_town(towns, t) + (f"{c}丁目" if c else ""))
         t += 1
     codes, labels = codes[:n_districts], labels[:n_districts]
     n_el = max(2, round(13 * scale))
@@ -60,6 +60,19 @@ def make_places(rng: np.random.Generator, residents: int) -> Places:
         weight=rng.gamma(3.0, 1.0, n_districts) / 3.0, elementary=elementary, junior=junior + n_el,
         school_names=school_names, n_elementary=n_el, facilities=facilities, district_facility=near,
     )
+
+
+def _town(towns: list[str], t: int) -> str:
+    """Town names run out near 2.2M residents; bigger cities get ward-prefixed repeats
+    (their 町丁目コード then has 5 digits)."""
+    if t < len(towns):
+        return towns[t]
+    ward = t // len(towns) - 1
+    lap = "" if ward < len(_WARDS) else str(ward // len(_WARDS) + 1)
+    return f"{_WARDS[ward % len(_WARDS)]}{lap}区{towns[t % len(towns)]}"
+
+
+_WARDS = ("中央", "北", "南", "東", "西", "博多", "早良", "城南")
 
 
 def _ordinal(base: list[str], i: int) -> str:

@@ -274,3 +274,11 @@ def test_cli_writes_the_months_asked_for(tmp_path: Path, capsys):
                  "--seed", "5"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["2022-09", "2022-10", "_truth"]
     assert json.loads(capsys.readouterr().out)["months"] == ["2022-09", "2022-10"]
+
+
+def test_districts_stay_unique_beyond_the_town_name_tables():
+    from kodomo_assets.demo.places import make_places
+
+    places = make_places(np.random.default_rng(0), 10_000_000)
+    assert len(set(places.code)) == len(places.code) == len(set(places.town))
+    assert all(code.isdigit() for code in places.code)
