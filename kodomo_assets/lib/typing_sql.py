@@ -37,10 +37,10 @@ def typed_value(col: Column, v: str) -> tuple[str, str | None]:
             value = (f"CASE WHEN regexp_matches({v}, '[ぁ-ゖ]') "
                      f"THEN translate({value}, {q(_HIRAGANA)}, {q(_KATAKANA)}) ELSE {value} END")
         return value, None
-    if col.type in ("date", "year_month"):
+    if col.type in PARSED_TYPES:
         return f"lk_{col.name}.value", f"lk_{col.name}.error IS NOT NULL"
     if col.type == "int":
-        return f"TRY_CAST({v} AS BIGINT)", f"NOT regexp_full_match({v}, '[0-9]+')"
+        return f"TRY_CAST({v} AS BIGINT)", f"NOT regexp_full_match({v}, '[0-9]{{1,18}}')"
     if col.type == "enum":
         return enum_case(col, v), f"{enum_case(col, v)} IS NULL"
     if col.type == "enum_list":
@@ -53,7 +53,7 @@ def reasons(col: Column, v: str, invalid: str | None) -> list[str]:
     out = []
     if col.required:
         out.append(f"CASE WHEN {v} IS NULL THEN {q(col.header + ': 必須項目が空')} END")
-    if col.type in ("date", "year_month"):
+    if col.type in PARSED_TYPES:
         out.append(f"CASE WHEN {invalid} THEN {q(col.header + ': ')} || lk_{col.name}.error END")
     elif invalid:
         reason = {"id": "数字以外を含む", "int": "0以上の整数でない"}.get(col.type, "定義外の値")
