@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import pyarrow.csv as pacsv
 ALLOWED = "CP932 または UTF-8 (BOM 有無可)"
 _BLOCK = 1 << 25
 _NL, _QUOTE, _COMMA, _CR = 10, 34, 44, 13
+_SPACED_QUOTE = re.compile(rb'(^|,)[ \t]+"|"[ \t]+(,|$)')
 
 
 class SourceFileError(Exception):
@@ -122,19 +124,26 @@ def _read_block(path: Path, data: bytes, decoded: Decoded, keep: Sequence[int],
     quotes = np.diff(np.searchsorted(np.flatnonzero(buf == _QUOTE), ends), prepend=0)
     ok = (quotes == 0) & (commas == width - 1) & (content_end > starts)
     codec = decoded.encoding.replace("-sig", "")
+    # Quoted lines are rewritten in canonical CSV: a stray space before an opening quote
+    # ( "昭島市,コーポ①" ) would otherwise split the field at its comma.
+    fixed: dict[int, bytes] = {}
     for i in np.flatnonzero(~ok):
-        ok[i] = _check_line(data[starts[i]:content_end[i]], codec, width, decoded, first_line + i)
+        raw = data[starts[i]:content_end[i]]
+        line = _check_line(raw, codec, width, decoded, first_line + i)
+        ok[i] = line is not None
+        if line is not None and _SPACED_QUOTE.search(raw):
+            fixed[int(i)] = line
     if not ok.any():
         return pa.table({}), len(ends)
     try:
-        table = _parse(data, starts, ends, ok, codec, width, keep)
+        table = _parse(data, starts, ends, ok, fixed, codec, width, keep)
     except (pa.ArrowInvalid, UnicodeDecodeError):
         # rare path: find the lines the codec cannot read, set them aside, parse again
         for i, pos in _undecodable(data, starts, content_end, ok, codec):
             ok[i] = False
             decoded.bad_lines.append(
                 BadLine(first_line + i, f"{pos} バイト目が {decoded.encoding} として読めない"))
-        table = _parse_or_none(data, starts, ends, ok, codec, width, keep)
+        table = _parse_or_none(data, starts, ends, ok, fixed, codec, width, keep)
     kept_lines = np.flatnonzero(ok)
     decoded.data_lines += len(kept_lines)
     # pyarrow's own messages quote the offending row: never pass them on (the event log
@@ -146,10 +155,12 @@ def _read_block(path: Path, data: bytes, decoded: Decoded, keep: Sequence[int],
                     names=["_line", *(f"c{i}" for i in keep)]), len(ends)
 
 
-def _parse(data: bytes, starts: np.ndarray, ends: np.ndarray, ok: np.ndarray, codec: str,
-           width: int, keep: Sequence[int]) -> pa.Table:
+def _parse(data: bytes, starts: np.ndarray, ends: np.ndarray, ok: np.ndarray,
+           fixed: dict[int, bytes], codec: str, width: int, keep: Sequence[int]) -> pa.Table:
     kept_lines = np.flatnonzero(ok)
-    if len(kept_lines) < len(ends):
+    if fixed:
+        data = b"".join(fixed.get(i) or data[starts[i]:ends[i] + 1] for i in kept_lines.tolist())
+    elif len(kept_lines) < len(ends):
         runs = np.split(kept_lines, np.flatnonzero(np.diff(kept_lines) != 1) + 1)
         data = b"".join(data[starts[r[0]]:ends[r[-1]] + 1] for r in runs if len(r))
     return pacsv.read_csv(
@@ -171,19 +182,27 @@ def _parse_or_none(*args) -> pa.Table | None:
         return None
 
 
-def _check_line(raw: bytes, codec: str, width: int, decoded: Decoded, line: int) -> bool:
-    """The slow path, for lines with quotes, a wrong comma count or no content."""
+def _check_line(raw: bytes, codec: str, width: int, decoded: Decoded, line: int) -> bytes | None:
+    """The slow path, for lines with quotes, a wrong comma count or no content: the line
+    as canonical CSV in its own codec, or None when it is blank or malformed."""
     if not raw.strip():
         decoded.blank_lines += 1
-        return False
+        return None
     if raw.count(b'"') % 2:
         decoded.bad_lines.append(BadLine(line, "引用符 \" の対応が取れていない行"))
-        return False
-    n = len(next(csv.reader([raw.decode(codec, errors="replace")])))
-    if n != width:
-        decoded.bad_lines.append(BadLine(line, f"列数が見出しと異なる ({n} 列、見出しは {width} 列)"))
-        return False
-    return True
+        return None
+    try:
+        text = raw.decode(codec)
+    except UnicodeDecodeError as err:
+        decoded.bad_lines.append(BadLine(line, f"{err.start + 1} バイト目が {decoded.encoding} として読めない"))
+        return None
+    fields = next(csv.reader([text], skipinitialspace=True))
+    if len(fields) != width:
+        decoded.bad_lines.append(BadLine(line, f"列数が見出しと異なる ({len(fields)} 列、見出しは {width} 列)"))
+        return None
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(fields)
+    return out.getvalue().encode(codec)
 
 
 def _undecodable(data: bytes, starts: np.ndarray, ends: np.ndarray, ok: np.ndarray,

@@ -209,3 +209,15 @@ def test_multi_valued_codes_are_checked_item_by_item(write_export) -> None:
     assert con.execute("SELECT atena_no, aid_kinds FROM seiho ORDER BY 1").fetchall() == [
         ("0000000001", ["生活扶助", "教育扶助"]), ("0000000003", ["生活扶助", "医療扶助"])]
     assert result.quarantine_by_reason == {"扶助種別: 定義外の値": 1}
+
+
+def test_stray_spaces_around_a_quoted_field_keep_its_comma(write_export) -> None:
+    write_export("jumin.csv", [
+        JUMIN_HEADER,
+        OK.replace(",東京都昭島市東町1丁目,", ',  "東京都昭島市東町1丁目,コーポ①" ,'),
+        OK.replace("0000000001,", ' "0000000002" ,', 1),
+    ])
+    result, con = run()
+    assert (result.stored_rows, result.quarantined) == (2, 0)
+    assert con.execute("SELECT atena_no, address FROM jumin ORDER BY 1").fetchall() == [
+        ("0000000001", "東京都昭島市東町1丁目,コーポ1"), ("0000000002", "東京都昭島市東町1丁目")]
