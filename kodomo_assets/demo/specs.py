@@ -144,7 +144,7 @@ def build_specs(places: Places) -> dict[str, Spec]:
             Col("認定有効期間終了日", "date", "valid_to", forms={D.COMPACT: .65, D.HYPHEN: .3, D.CODE7: .05}),
             Col("居宅サービス利用", "code", "service", table=C.YES_NO),
             Col("月間サービス利用単位数", "int", "units", fw=.02),
-        ], [("要介護状態区分", "invalid_code", _const("要介護6")), ("要介護状態区分", "required_blank", _const("")),
+        ], [("要介護状態区分", "invalid_code", _const("要介護6")), ("要介護状態区分", "invalid_code", _const("要介護０")),
             ("月間サービス利用単位数", "invalid_count", _bad_count),
             ("認定有効期間終了日", "invalid_date", _bad_date), ("宛名番号", "invalid_id", _bad_id("atena", 10))],
             lambda r, g: _changed(r, level=_other(int(r["level"]), len(C.CARE_LEVEL), g, lo=1))),
@@ -181,7 +181,7 @@ def build_specs(places: Places) -> dict[str, Spec]:
             Col("入所状況", "code", "status", table=C.NURSERY_STATUS, space=.005),
             Col("保育の必要性事由", "code", "reason", table=C.NURSERY_REASON),
             Col("入所年月日", "date", "enrolled", forms={D.LETTER0: .5, D.CODE7: .45, D.LETTER_SLASH: .05}),
-        ], [("入所状況", "invalid_code", _const("入所予定")), ("入所状況", "required_blank", _const("")),
+        ], [("入所状況", "invalid_code", _const("入所予定")), ("入所状況", "invalid_code", _const("入所保留")),
             ("入所年月日", "invalid_date", _bad_date), ("宛名番号", "invalid_id", _bad_id("atena", 10))],
             lambda r, g: _changed(r, reason=_other(int(r["reason"]), len(C.NURSERY_REASON), g))),
         Spec("gakurei", [
@@ -211,7 +211,7 @@ def build_specs(places: Places) -> dict[str, Spec]:
             Col("いじめ被害認知", "code", "bullied", table=C.YES_NO),
             Col("欠席理由", "text", "note", table=notes),
         ], [("欠席日数", "count_exceeds_total", _more_than("days")), ("欠席日数", "invalid_count", _bad_count),
-            ("対象年月", "invalid_month", _bad_month), ("授業日数", "required_blank", _const(""))],
+            ("対象年月", "invalid_month", _bad_month), ("授業日数", "invalid_count", _const("二十"))],
             lambda r, g: _changed(r, late=int(r["late"]) + 1)),
     ]
     return {s.name: s for s in specs}

@@ -75,7 +75,7 @@ class Registry:
     datasets: dict[str, Dataset]
 
 
-def _column(raw: dict, where: str) -> Column:
+def _column(raw: dict, where: str, key: tuple[str, ...]) -> Column:
     values = raw.get("values") or {}
     if isinstance(values, list):
         values = {v: v for v in values}
@@ -84,7 +84,9 @@ def _column(raw: dict, where: str) -> Column:
         name=raw["name"],
         type=raw.get("type"),
         marker=raw.get("marker"),
-        required=bool(raw.get("required", False)),
+        # A blank is an unknown value (source-exports.md), never a bad one, except in the
+        # key columns that identify the row.
+        required=raw["name"] in key,
         width=raw.get("width"),
         values={str(k): str(v) for k, v in values.items()},
         basis=raw.get("basis"),
@@ -107,15 +109,15 @@ def parse_registry(doc: dict) -> Registry:
     }
     datasets: dict[str, Dataset] = {}
     for name, d in doc["datasets"].items():
+        key = tuple(d["key"])
         columns = tuple(
-            _column(c, f"datasets.{name}.{c.get('header')}") for c in d["columns"]
+            _column(c, f"datasets.{name}.{c.get('header')}", key) for c in d["columns"]
         )
         names = [c.name for c in columns]
         if len(set(names)) != len(names) or len({c.header for c in columns}) != len(columns):
             raise RegistryError(f"datasets.{name}: 列名または見出しが重複しています")
         if d["department"] not in departments:
             raise RegistryError(f"datasets.{name}: 不明な所管課 {d['department']!r}")
-        key = tuple(d["key"])
         if not set(key) <= set(names):
             raise RegistryError(f"datasets.{name}: key が列にありません")
         checks = tuple(Check(**c) for c in d.get("checks", []))
