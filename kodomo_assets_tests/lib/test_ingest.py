@@ -221,3 +221,32 @@ def test_stray_spaces_around_a_quoted_field_keep_its_comma(write_export) -> None
     assert (result.stored_rows, result.quarantined) == (2, 0)
     assert con.execute("SELECT atena_no, address FROM jumin ORDER BY 1").fetchall() == [
         ("0000000001", "東京都昭島市東町1丁目,コーポ1"), ("0000000002", "東京都昭島市東町1丁目")]
+
+
+def test_a_failure_during_the_write_leaves_the_last_good_state(write_export, monkeypatch) -> None:
+    import kodomo_assets.lib.ingest as ingest_module
+
+    write_export("jumin.csv", [JUMIN_HEADER, OK])
+    run()[1].close()
+    write_export("jumin.csv", [JUMIN_HEADER, OK, OK.replace("0000000001,", "0000000002,", 1)])
+    connect = duckdb.connect
+
+    class CrashBeforeCommit:
+        def __init__(self, path: str) -> None:
+            self._con = connect(path)
+
+        def execute(self, sql: str, *args):
+            if sql.startswith("CREATE OR REPLACE TABLE jumin_quarantine"):
+                raise RuntimeError("simulated crash between the two writes")
+            return self._con.execute(sql, *args)
+
+        def __getattr__(self, name: str):
+            return getattr(self._con, name)
+
+    monkeypatch.setattr(ingest_module.duckdb, "connect", CrashBeforeCommit)
+    with pytest.raises(RuntimeError):
+        run()
+    monkeypatch.setattr(ingest_module.duckdb, "connect", connect)
+    store = department_store("shimin", "2022-10")
+    with duckdb.connect(str(store), read_only=True) as con:
+        assert con.execute("SELECT atena_no FROM jumin").fetchall() == [("0000000001",)]
