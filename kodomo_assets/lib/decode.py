@@ -120,12 +120,16 @@ def _read_block(path: Path, data: bytes, decoded: Decoded, keep: Sequence[int],
     ends = np.flatnonzero(buf == _NL)
     starts = np.r_[0, ends[:-1] + 1]
     content_end = ends - ((ends > starts) & (buf[np.maximum(ends - 1, 0)] == _CR))
-    commas = np.diff(np.searchsorted(np.flatnonzero(buf == _COMMA), ends), prepend=0)
-    quotes = np.diff(np.searchsorted(np.flatnonzero(buf == _QUOTE), ends), prepend=0)
-    ok = (quotes == 0) & (commas == width - 1) & (content_end > starts)
+    quote_pos = np.flatnonzero(buf == _QUOTE)
+    quotes = np.diff(np.searchsorted(quote_pos, ends), prepend=0)
+    commas = _field_separators(buf, quote_pos, starts, ends)
+    ok = (quotes % 2 == 0) & (commas == width - 1) & (content_end > starts)
+    # A quote next to a space ( "昭島市,コーポ①" ) is not standard CSV: such lines take the
+    # slow path and are rewritten in canonical CSV, or pyarrow would split the field.
+    near = np.concatenate([buf[np.maximum(quote_pos - 1, 0)], buf[np.minimum(quote_pos + 1, len(buf) - 1)]])
+    spaced = np.unique(np.searchsorted(ends, np.tile(quote_pos, 2)[(near == 32) | (near == 9)]))
+    ok[spaced] = False
     codec = decoded.encoding.replace("-sig", "")
-    # Quoted lines are rewritten in canonical CSV: a stray space before an opening quote
-    # ( "昭島市,コーポ①" ) would otherwise split the field at its comma.
     fixed: dict[int, bytes] = {}
     for i in np.flatnonzero(~ok):
         raw = data[starts[i]:content_end[i]]
@@ -153,6 +157,18 @@ def _read_block(path: Path, data: bytes, decoded: Decoded, keep: Sequence[int],
     columns = [pc.utf8_normalize(table.column(f"c{i}"), form="NFKC") for i in keep]
     return pa.table([pa.array(kept_lines + first_line, pa.int64()), *columns],
                     names=["_line", *(f"c{i}" for i in keep)]), len(ends)
+
+
+def _field_separators(buf: np.ndarray, quote_pos: np.ndarray, starts: np.ndarray,
+                      ends: np.ndarray) -> np.ndarray:
+    """Commas outside quotes, per line. Quote parity is taken relative to each line's start,
+    so an unbalanced line does not disturb the next ones; uint8 wraps but keeps parity."""
+    comma_pos = np.flatnonzero(buf == _COMMA)
+    parity = np.cumsum(buf == _QUOTE, dtype=np.uint8)
+    line = np.searchsorted(ends, comma_pos)
+    before_line = np.where(starts > 0, parity[np.maximum(starts - 1, 0)], 0).astype(np.uint8)
+    outside = ((parity[comma_pos] - before_line[line]) & 1) == 0
+    return np.bincount(line[outside], minlength=len(ends))
 
 
 def _parse(data: bytes, starts: np.ndarray, ends: np.ndarray, ok: np.ndarray,
