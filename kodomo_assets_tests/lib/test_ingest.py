@@ -250,3 +250,18 @@ def test_a_failure_during_the_write_leaves_the_last_good_state(write_export, mon
     store = department_store("shimin", "2022-10")
     with duckdb.connect(str(store), read_only=True) as con:
         assert con.execute("SELECT atena_no FROM jumin").fetchall() == [("0000000001",)]
+
+
+def test_fully_quoted_export_with_escaped_quotes(write_export) -> None:
+    def quoted(line: str) -> str:
+        return ",".join(f'"{v}"' for v in line.split(","))
+
+    write_export("jumin.csv", [
+        quoted(JUMIN_HEADER),
+        quoted(OK),
+        quoted(OK.replace("0000000001", "0000000002", 1)).replace("東町1丁目", 'コーポ""A"",1'),
+    ])
+    result, con = run()
+    assert (result.stored_rows, result.quarantined) == (2, 0)
+    assert con.execute("SELECT address FROM jumin ORDER BY atena_no").fetchall() == [
+        ("東京都昭島市東町1丁目",), ('東京都昭島市コーポ"A",1',)]
