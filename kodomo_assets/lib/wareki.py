@@ -59,48 +59,48 @@ def _era_year(era_key: str, year: str) -> tuple[Era, int]:
     return era, era.start.year + n - 1
 
 
-def parse_date(text: str | None) -> date | None:
-    """Parse one date; blank means unknown (None). Raises DateParseError otherwise."""
+def _match(text: str | None, forms, what: str) -> tuple[str, re.Match] | None:
+    """The first listed form that matches the whole value; None for a blank."""
     value = (text or "").strip()
     if not value:
         return None
-    for kind, pattern in _DATE_FORMS:
-        m = pattern.fullmatch(value)
-        if not m:
-            continue
-        if kind == "western":
-            y, mo, d = (int(g) for g in m.groups())
-            return _make(y, mo, d)
-        era, y = _era_year(m.group(1), m.group(2))
-        result = _make(y, int(m.group(3)), int(m.group(4)))
-        if not era.start <= result <= era.end:
-            raise DateParseError(f"{era.name}の期間外の日付")
-        return result
-    raise DateParseError("日付の形式として読めない")
+    for kind, pattern in forms:
+        if m := pattern.fullmatch(value):
+            return kind, m
+    raise DateParseError(f"{what}の形式として読めない")
+
+
+def parse_date(text: str | None) -> date | None:
+    """Parse one date; blank means unknown (None). Raises DateParseError otherwise."""
+    if (found := _match(text, _DATE_FORMS, "日付")) is None:
+        return None
+    kind, m = found
+    if kind == "western":
+        return _make(*(int(g) for g in m.groups()))
+    era, y = _era_year(m.group(1), m.group(2))
+    result = _make(y, int(m.group(3)), int(m.group(4)))
+    if not era.start <= result <= era.end:
+        raise DateParseError(f"{era.name}の期間外の日付")
+    return result
 
 
 def parse_year_month(text: str | None) -> str | None:
     """Parse a month such as 2022-10, 2022/10, R4.10 or 令和4年10月 into 'YYYY-MM'."""
-    value = (text or "").strip()
-    if not value:
+    if (found := _match(text, _MONTH_FORMS, "年月")) is None:
         return None
-    for kind, pattern in _MONTH_FORMS:
-        m = pattern.fullmatch(value)
-        if not m:
-            continue
-        if kind == "western":
-            y, mo = int(m.group(1)), int(m.group(2))
-        else:
-            era, y = _era_year(m.group(1), m.group(2))
-            mo = int(m.group(3))
-        if not 1 <= mo <= 12:
-            raise DateParseError("存在しない年月")
-        if kind == "era" and not (
-            (era.start.year, era.start.month) <= (y, mo) <= (era.end.year, era.end.month)
-        ):
-            raise DateParseError(f"{era.name}の期間外の年月")
-        return f"{y:04d}-{mo:02d}"
-    raise DateParseError("年月の形式として読めない")
+    kind, m = found
+    if kind == "western":
+        y, mo = int(m.group(1)), int(m.group(2))
+    else:
+        era, y = _era_year(m.group(1), m.group(2))
+        mo = int(m.group(3))
+    if not 1 <= mo <= 12:
+        raise DateParseError("存在しない年月")
+    if kind == "era" and not (
+        (era.start.year, era.start.month) <= (y, mo) <= (era.end.year, era.end.month)
+    ):
+        raise DateParseError(f"{era.name}の期間外の年月")
+    return f"{y:04d}-{mo:02d}"
 
 
 def _make(y: int, mo: int, d: int) -> date:
