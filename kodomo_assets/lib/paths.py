@@ -26,3 +26,9 @@ def scratch_dir() -> Path:
     path = kodomo_home() / "tmp"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def zone_store(zone: str, month: str) -> Path:
+    """The linkage, analysis and center zones: one DuckDB file per zone and month, each
+    written only by that zone's asset (and published by an atomic rename)."""
+    return kodomo_home() / "zones" / zone / f"{month}.duckdb"

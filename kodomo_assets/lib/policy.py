@@ -9,6 +9,7 @@ never loads.
 from __future__ import annotations
 
 import csv
+import os
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
@@ -173,9 +174,16 @@ def parse_policy(path: Path, registry: Registry | None = None) -> Approval:
 
 
 def policy_path() -> Path:
-    return DATA_DIR / "policy" / "approval.csv"
+    """KODOMO_POLICY names another approval file (a later period, or a test)."""
+    return Path(os.environ.get("KODOMO_POLICY") or DATA_DIR / "policy" / "approval.csv")
 
 
 @cache
+def _load(path: Path, mtime_ns: int) -> Approval:
+    return parse_policy(path)
+
+
 def load_policy(path: Path | None = None) -> Approval:
-    return parse_policy(path or policy_path())
+    """Parsed once per file version: an edited approval list takes effect on the next run."""
+    path = (path or policy_path()).resolve()
+    return _load(path, path.stat().st_mtime_ns)
