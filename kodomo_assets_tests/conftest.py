@@ -7,6 +7,17 @@ JUMIN_HEADER = ("宛名番号,世帯番号,個人番号,氏名,氏名カナ,生�
                 "住民種別,住民となった年月日")
 
 
+@pytest.fixture(autouse=True)
+def pseudonym_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own demo key, outside KODOMO_HOME, never the developer's own."""
+    path = tmp_path / "secrets" / "pseudonym.key"
+    monkeypatch.delenv("KODOMO_PSEUDONYM_KEY", raising=False)
+    monkeypatch.delenv("KODOMO_POLICY", raising=False)
+    monkeypatch.setenv("KODOMO_KEY_FILE", str(path))
+    monkeypatch.setenv("KODOMO_DEMO", "1")
+    return path
+
+
 @pytest.fixture
 def kodomo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     """A private inbox and home for one test."""
