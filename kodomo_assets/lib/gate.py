@@ -106,9 +106,16 @@ def _column_checks(columns: list[str], approved: list[str], denied: set[str]) ->
     """The two column-set expectations, run by Great Expectations on a zero-row frame."""
     import great_expectations as gx  # 3 s and 220 MB: only when a gate runs
     import pandas as pd
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
-    ctx = gx.get_context(mode="ephemeral")
+    # Offline: no usage statistics, and no temporary docs site left behind on each run.
+    ctx = gx.get_context(mode="ephemeral", project_config=DataContextConfig(
+        analytics_enabled=False,
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False)))
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     frame = pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
     batch = (ctx.data_sources.add_pandas("gate").add_dataframe_asset("table")

@@ -64,3 +64,17 @@ def test_extra_and_denied_columns_and_non_token_values(con) -> None:
     ok = inspect_table(con, "link", approved=["atena_no", "pupil_no"], id_columns=["atena_no", "pupil_no"])
     assert ok.passed
     assert not inspect_table(con, "link", approved=["atena_no", "pupil_no"]).passed
+
+
+def test_the_gate_runs_offline(con, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Great Expectations must not phone home (usage statistics) inside a closed network."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network call at run time")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    r = inspect_table(con, "t", approved=["child_token", "care", "school", "absences"],
+                      token_columns=["child_token"])
+    assert r.passed
