@@ -16,6 +16,7 @@ from dagster import (
     asset,
 )
 
+from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.lib.decode import SourceFileError
 from kodomo_assets.lib.ingest import SQL_TYPES, ingest
 from kodomo_assets.lib.partitions import monthly
@@ -57,6 +58,8 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
         tags={"zone": "department", "department": ds.department.code},
         code_version=_code_version(ds),
         partitions_def=monthly,
+        # a tax file in the month's folder stops the whole delivery (inbox_receipt fails)
+        deps=[AssetKey(["sources", "inbox_receipt"])],
         description=(
             f"{ds.label}（{ds.department.label}）: {ds.description}\n\n"
             f"受信ファイル: {ds.file}。禁止項目（読込時に除去）: {forbidden}。"
@@ -66,12 +69,16 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
     )
     def _source(context: AssetExecutionContext) -> MaterializeResult:
         month = context.partition_key
+        approval_for(month)  # outside every approval period nothing is read
         store = department_store(ds.department.code, month)
         store.parent.mkdir(parents=True, exist_ok=True)
         try:
             r = ingest(ds, month, kodomo_inbox(), store)
         except SourceFileError as err:
             raise Failure(description=str(err), allow_retries=False) from None
+        if r.dropped_forbidden_columns:
+            context.log.warning(f"{ds.file}: 禁止項目 {'、'.join(r.dropped_forbidden_columns)} は"
+                                "法令上利用できないため読み込まずに除外しました")
         if r.quarantined:
             context.log.warning(f"{ds.file}: {r.quarantined} 行を隔離しました（理由別件数はメタデータ）")
         # Counts and schema only: the event log is visible to every UI user.

@@ -2,6 +2,7 @@
 
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
+from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.lib.decode import normalise
 from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.paths import kodomo_inbox
@@ -37,6 +38,7 @@ def inspect_inbox(month: str) -> dict[str, list[str]]:
     ),
 )
 def inbox_receipt(context: AssetExecutionContext) -> MaterializeResult:
+    approval_for(context.partition_key)  # outside every approval period nothing is read
     found = inspect_inbox(context.partition_key)
     if found["refused_tax"]:
         raise Failure(
