@@ -2,6 +2,8 @@
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
+from kodomo_assets.defs.analysis import linked_children
+from kodomo_assets.defs.linkage import pupil_links
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 
 monthly_refresh = define_asset_job(
@@ -11,4 +13,8 @@ monthly_refresh = define_asset_job(
 )
 
 # In-process: steps share one process, so no two processes ever write one DuckDB file.
-defs = Definitions(assets=[inbox_receipt, *source_assets], jobs=[monthly_refresh], executor=in_process_executor)
+defs = Definitions(
+    assets=[inbox_receipt, *source_assets, pupil_links, linked_children],
+    jobs=[monthly_refresh],
+    executor=in_process_executor,
+)

@@ -1,0 +1,127 @@
+"""児童生徒の連携: Board of Education pupils linked to the resident register.
+
+Runs in the linkage zone, the only place direct identifiers (kana, address) are compared.
+Its output holds raw 宛名番号 and 学籍番号, approved as 連携キー, and is read only by the
+linked-table step, which turns them into pseudonyms.
+"""
+
+import zlib
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from kodomo_assets.defs.approval import approval_for
+from kodomo_assets.defs.sources.assets import source_key
+from kodomo_assets.lib.gate import CHECKS, GateReport, inspect_table
+from kodomo_assets.lib.linkage import link_pupils, prepare_inputs
+from kodomo_assets.lib.partitions import monthly
+from kodomo_assets.lib.paths import department_store, zone_store
+from kodomo_assets.lib.policy import MonthApproval
+from kodomo_assets.lib.publish import attach_read_only, keep_only, promote, staged
+from kodomo_assets.lib.registry import load_registry
+
+LINKAGE_VERSION = "1"
+MATCH_FIELDS = ("name_kana", "birth_date", "sex", "address")
+TABLES = {
+    "pupil_link": ["pupil_no", "atena_no", "method", "match_weight", "match_probability"],
+    "link_review": ["pupil_no", "atena_no", "reason", "match_weight", "match_probability"],
+}
+KEY = AssetKey(["linkage", "pupil_links"])
+
+
+def gate_checks(key: AssetKey) -> list[AssetCheckSpec]:
+    return [AssetCheckSpec(name, asset=key, blocking=True, description=text)
+            for name, text in CHECKS.items()]
+
+
+def check_results(reports: list[GateReport]) -> list[AssetCheckResult]:
+    """One result per gate check, over every table the asset publishes."""
+    out = []
+    for name in CHECKS:
+        outcomes = [o for r in reports for o in r.outcomes if o.name == name]
+        out.append(AssetCheckResult(
+            check_name=name, passed=all(o.passed for o in outcomes),
+            metadata={"problems": MetadataValue.json([p for o in outcomes for p in o.problems]),
+                      "tables": MetadataValue.json([r.table for r in reports])}))
+    return out
+
+
+def _restricted(approval: MonthApproval, dataset: str, alias: str) -> str:
+    """The dataset's columns that the approval allows for matching; NULL for the rest."""
+    allowed = approval.columns(dataset, "match")
+    keys = [c for c in ("pupil_no", "atena_no", "household_no")
+            if approval.allows(dataset, c, "key")]
+    cols = keys + [c if c in allowed else f"NULL AS {c}" for c in MATCH_FIELDS]
+    return f"(SELECT {', '.join(cols)} FROM {alias}.{dataset})"
+
+
+@asset(
+    key=KEY,
+    group_name="linkage",
+    owners=["team:kodomo-center"],
+    kinds={"duckdb", "splink"},
+    tags={"zone": "linkage"},
+    code_version=LINKAGE_VERSION,
+    partitions_def=monthly,
+    deps=[source_key("jumin"), source_key("gakurei")],
+    check_specs=gate_checks(KEY),
+    description=(
+        "児童生徒の連携: 学齢簿の児童生徒を住民基本台帳の宛名番号に結び付ける。宛名番号があれば"
+        "氏名カナと生年月日の一致を確かめて連携し、空欄なら Splink による確率的照合（氏名カナ・"
+        "生年月日・性別・住所。m確率は宛名番号のある児童生徒から学習）で一対一に連携する。"
+        "不確実な候補は自動連携せず確認用の表へ。既知の宛名番号の一部を伏せて毎回精度を測る。"
+        "連携領域にのみ保存し、分析領域へは仮名化して渡す。"
+    ),
+)
+def pupil_links(context: AssetExecutionContext):  # noqa: ANN201 - yields check results
+    month = context.partition_key
+    approval = approval_for(month)
+    fields = frozenset(approval.columns("jumin", "match") & approval.columns("gakurei", "match"))
+    reg = load_registry()
+    final = zone_store("linkage", month)
+    with staged(final) as (con, stage):
+        for ds in ("jumin", "gakurei"):
+            dept = reg.datasets[ds].department.code
+            attach_read_only(con, dept, department_store(dept, month))
+        con.execute(f"CREATE TEMP VIEW jumin_ok AS {_restricted(approval, 'jumin', 'shimin')}")
+        con.execute(f"CREATE TEMP VIEW gakurei_ok AS {_restricted(approval, 'gakurei', 'gakumu')}")
+        prepare_inputs(con, "jumin_ok", "gakurei_ok")
+        r = link_pupils(con, seed=zlib.crc32(month.encode()), fields=fields)
+        reports = [inspect_table(con, t, approved=cols, id_columns=("pupil_no", "atena_no"))
+                   for t, cols in TABLES.items()]
+        results = check_results(reports)
+        if not all(x.passed for x in results):
+            yield from results
+            raise Failure(description="\n".join(x.message() for x in reports if not x.passed),
+                          allow_retries=False)
+        keep_only(con, TABLES)
+        promote(con, stage, final)
+    context.log.info(f"{month}: 宛名番号 {r.deterministic}、確率的照合 {r.probabilistic}、"
+                     f"確認待ち {r.review}、未連携 {r.unlinked}")
+    yield MaterializeResult(
+        metadata={
+            "dagster/row_count": r.deterministic + r.probabilistic,
+            "pupils": r.pupils,
+            "linked_by_atena_no": r.deterministic,
+            "linked_probabilistically": r.probabilistic,
+            "steward_review": r.review,
+            "unlinked": r.unlinked,
+            "holdout_pairs": r.holdout_pairs,
+            "holdout_precision": MetadataValue.float(r.precision) if r.precision is not None else None,
+            "holdout_recall": MetadataValue.float(r.recall) if r.recall is not None else None,
+            "twins_cross_linked": r.twins_cross_linked,
+            "matching_fields": MetadataValue.json(sorted(fields)),
+            "m_probabilities": MetadataValue.json(r.m_probabilities),
+            "linkage_seconds": round(r.seconds, 2),
+            "store": MetadataValue.path(str(final)),
+        },
+        check_results=results,
+    )
