@@ -1,7 +1,8 @@
 """Benchmark: generate demo cities and materialize the monthly refresh through Dagster.
 
-Prints wall time and peak RSS per size for generation and for the refresh (each measured
-on its own child process with wait4). Not a test: run it by hand and quote its output.
+Prints wall time and peak RSS per size for generation, for the source assets and for
+linkage plus the linked table (each step its own child process, measured with wait4).
+Not a test: run it by hand and quote its output.
 
     .venv/bin/python scripts/benchmark.py --sizes 113000,1600000
 """
@@ -37,11 +38,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="113000,1600000")
     parser.add_argument("--month", default="2022-10")
-    parser.add_argument("--select", default="*", help="Dagster asset selection")
     parser.add_argument("--work", type=Path, default=None, help="keep data here (default: temp)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="kodomo-bench-"))
-    print(f"{'residents':>10} {'generate s':>10} {'gen MB':>7} {'refresh s':>9} {'refresh MB':>10}")
+    sys.path.insert(0, str(ROOT))
+    from kodomo_assets.lib.registry import load_registry
+
+    sources = ",".join(["sources/inbox_receipt", *(f"sources/{d}" for d in load_registry().datasets)])
+    linked = "linkage/pupil_links,analysis/linked_children"
+    print(f"{'residents':>10} {'generate s':>10} {'gen MB':>7} {'sources s':>9} {'src MB':>7} "
+          f"{'linked s':>8} {'linked MB':>9}")
     try:
         for size in (int(s) for s in args.sizes.split(",")):
             base = work / str(size)
@@ -50,14 +56,16 @@ def main() -> None:
             home.mkdir(parents=True)
             shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home)
             env = {**os.environ, "DAGSTER_HOME": str(home), "KODOMO_INBOX": str(base / "inbox"),
-                   "KODOMO_HOME": str(base / "home")}
+                   "KODOMO_HOME": str(base / "home"), "KODOMO_DEMO": "1",
+                   "KODOMO_KEY_FILE": str(base / "secrets" / "pseudonym.key")}
             gen = run([str(BIN / "kodomo"), "demo-data", "--out", str(base / "inbox"),
                        "--residents", str(size), "--months", f"2022-04..{args.month}",
                        "--seed", "7"], env)
-            ref = run([str(BIN / "dagster"), "asset", "materialize", "-m", "kodomo_assets",
-                       "--select", args.select, "--partition", args.month], env)
-            print(f"{size:>10} {gen[0]:>10.1f} {gen[1]:>7.0f} {ref[0]:>9.1f} {ref[1]:>10.0f}",
-                  flush=True)
+            src, lnk = (run([str(BIN / "dagster"), "asset", "materialize", "-m", "kodomo_assets",
+                             "--select", sel, "--partition", args.month], env)
+                        for sel in (sources, linked))
+            print(f"{size:>10} {gen[0]:>10.1f} {gen[1]:>7.0f} {src[0]:>9.1f} {src[1]:>7.0f} "
+                  f"{lnk[0]:>8.1f} {lnk[1]:>9.0f}", flush=True)
             if args.work is None:
                 shutil.rmtree(base, ignore_errors=True)
     finally:

@@ -9,6 +9,7 @@ bash scripts/setup.sh
 export DAGSTER_HOME="$PWD/dagster_home"                  # telemetry off (dagster.yaml)
 export KODOMO_INBOX="${KODOMO_INBOX:-$PWD/.kodomo_inbox}"
 export KODOMO_HOME="${KODOMO_HOME:-$PWD/.kodomo_home}"
+export KODOMO_DEMO="${KODOMO_DEMO:-1}"                   # creates a demo pseudonym key (0600)
 if [ ! -d "$KODOMO_INBOX/$month" ]; then
   .venv/bin/kodomo demo-data --out "$KODOMO_INBOX" --residents "$residents" --months "2022-04..$month" --seed 42
 fi
@@ -18,5 +19,7 @@ fi
 echo
 echo "月次更新 $month 完了。出力:"
 echo "  部署別ストア (DuckDB): $KODOMO_HOME/stores/<部署>/$month.duckdb"
+echo "  連携領域:             $KODOMO_HOME/zones/linkage/$month.duckdb"
+echo "  分析領域 (連携テーブル): $KODOMO_HOME/zones/analysis/$month.duckdb"
 echo "  受信データ (デモ):     $KODOMO_INBOX/$month/   正解データ: $KODOMO_INBOX/_truth/"
 echo "  実行履歴 (Dagster):    $DAGSTER_HOME  (UI: DAGSTER_HOME=$DAGSTER_HOME .venv/bin/dagster dev)"
