@@ -19,7 +19,7 @@ fi
 echo
 echo "月次更新 $month 完了。出力:"
 echo "  部署別ストア (DuckDB): $KODOMO_HOME/stores/<部署>/$month.duckdb"
-echo "  連携領域:             $KODOMO_HOME/zones/linkage/$month.duckdb"
-echo "  分析領域 (連携テーブル): $KODOMO_HOME/zones/analysis/$month.duckdb"
+echo "  連携領域:             $KODOMO_HOME/zones/linkage/$month/pupil_links.duckdb"
+echo "  分析領域 (連携テーブル): $KODOMO_HOME/zones/analysis/$month/linked_children.duckdb"
 echo "  受信データ (デモ):     $KODOMO_INBOX/$month/   正解データ: $KODOMO_INBOX/_truth/"
 echo "  実行履歴 (Dagster):    $DAGSTER_HOME  (UI: DAGSTER_HOME=$DAGSTER_HOME .venv/bin/dagster dev)"

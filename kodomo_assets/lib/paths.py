@@ -28,7 +28,7 @@ def scratch_dir() -> Path:
     return path
 
 
-def zone_store(zone: str, month: str) -> Path:
-    """The linkage, analysis and center zones: one DuckDB file per zone and month, each
-    written only by that zone's asset (and published by an atomic rename)."""
-    return kodomo_home() / "zones" / zone / f"{month}.duckdb"
+def zone_store(zone: str, month: str, name: str) -> Path:
+    """The linkage, analysis and center zones: one DuckDB file per asset and month, each
+    written only by its asset and published by an atomic rename."""
+    return kodomo_home() / "zones" / zone / month / f"{name}.duckdb"

@@ -66,8 +66,8 @@ def metadata(result) -> dict[str, dict]:
 
 
 def analysis_zone_is_clean(month: str = MONTH) -> None:
-    folder = zone_store("analysis", month).parent
-    assert not folder.exists() or not any(folder.iterdir())
+    folder = zone_store("analysis", month, "linked_children").parents[1]
+    assert not any(p.is_file() for p in folder.rglob("*"))
 
 
 def rewrite_gakurei(inbox: Path, edit) -> None:
@@ -112,7 +112,7 @@ def test_the_full_refresh_publishes_one_row_per_child(refreshed, demo: Path, mon
     born = born[born <= asof]
     age = asof.year - born.dt.year - ((born.dt.month * 100 + born.dt.day) > 1031)
     p = plan(load_spec(), load_policy().for_month(MONTH))
-    with duckdb.connect(str(zone_store("analysis", MONTH)), read_only=True) as con:
+    with duckdb.connect(str(zone_store("analysis", MONTH, "linked_children")), read_only=True) as con:
         assert [t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()] == [
             "linked_children"]
         columns = [r[0] for r in con.execute("DESCRIBE linked_children").fetchall()]
@@ -145,7 +145,7 @@ def test_the_analysis_zone_holds_pseudonyms_and_no_raw_identifier(refreshed, dem
     result, instance, home = refreshed
     monkeypatch.setenv("KODOMO_HOME", str(home))
     truth = pd.read_parquet(demo / "_truth" / "persons.parquet")
-    path = zone_store("analysis", MONTH)
+    path = zone_store("analysis", MONTH, "linked_children")
     blob = path.read_bytes()
     for value in truth.atena_no[truth.atena_no != ""].sample(300, random_state=1):
         assert value.encode() not in blob
@@ -169,7 +169,7 @@ def test_an_extra_my_number_column_in_gakurei_is_dropped_at_the_door(inbox: Path
     warnings = [e.message for e in instance.all_logs(result.run_id) if "禁止項目" in (e.message or "")]
     assert any("gakurei.csv" in w and "個人番号" in w for w in warnings)
     for store, table in ((department_store("gakumu", MONTH), "gakurei"),
-                         (zone_store("analysis", MONTH), "linked_children")):
+                         (zone_store("analysis", MONTH, "linked_children"), "linked_children")):
         with duckdb.connect(str(store), read_only=True) as con:
             text = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
             assert "my_number" not in text

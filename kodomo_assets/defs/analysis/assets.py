@@ -80,12 +80,12 @@ def linked_children(context: AssetExecutionContext):  # noqa: ANN201 - yields ch
     except PseudonymKeyError as err:
         raise Failure(description=str(err), allow_retries=False) from None
     tables = _tables(approval)
-    final = zone_store("analysis", month)
+    final = zone_store("analysis", month, TABLE)
     with staged(final) as (con, stage):
         register_udfs(con, key)
         for dept in sorted({t.split(".")[0] for t in tables.values()}):
             attach_read_only(con, dept, department_store(dept, month))
-        attach_read_only(con, "linkage", zone_store("linkage", month))
+        attach_read_only(con, "linkage", zone_store("linkage", month, "pupil_links"))
         for stmt in compile_sql(p, month, tables, "linkage.pupil_link"):
             con.execute(stmt)
         report = inspect_table(con, TABLE, approved=p.columns, token_columns=list(TOKENS))

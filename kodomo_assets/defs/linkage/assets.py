@@ -86,7 +86,7 @@ def pupil_links(context: AssetExecutionContext):  # noqa: ANN201 - yields check 
     approval = approval_for(month)
     fields = frozenset(approval.columns("jumin", "match") & approval.columns("gakurei", "match"))
     reg = load_registry()
-    final = zone_store("linkage", month)
+    final = zone_store("linkage", month, "pupil_links")
     with staged(final) as (con, stage):
         for ds in ("jumin", "gakurei"):
             dept = reg.datasets[ds].department.code
