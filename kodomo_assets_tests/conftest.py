@@ -12,6 +12,8 @@ def pseudonym_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own demo key, outside KODOMO_HOME, never the developer's own."""
     path = tmp_path / "secrets" / "pseudonym.key"
     monkeypatch.delenv("KODOMO_PSEUDONYM_KEY", raising=False)
+    monkeypatch.delenv("KODOMO_CENTER_KEY", raising=False)
+    monkeypatch.setenv("KODOMO_CENTER_KEY_FILE", str(path.with_name("center.key")))
     monkeypatch.delenv("KODOMO_POLICY", raising=False)
     monkeypatch.setenv("KODOMO_KEY_FILE", str(path))
     monkeypatch.setenv("KODOMO_DEMO", "1")
