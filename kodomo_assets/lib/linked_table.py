@@ -39,6 +39,7 @@ class Feature:
     default: str | None = None
     derived_from: tuple[str, ...] = ()
     audit_only: bool = False
+    model: bool = True
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def load_spec(path: Path | None = None) -> Spec:
         f = Feature(name=raw["name"], label=raw["label"], type=raw["type"], scope=raw["scope"],
                     expr=raw["expr"], dataset=raw.get("dataset"), inputs=tuple(raw.get("inputs", ())),
                     default=raw.get("default"), derived_from=tuple(raw.get("from", ())),
-                    audit_only=bool(raw.get("audit_only", False)))
+                    audit_only=bool(raw.get("audit_only", False)), model=bool(raw.get("model", True)))
         where = f"linked_table.yaml の列 {f.name}"
         if f.scope not in SCOPES:
             raise LinkedTableError(f"{where}: scope は {sorted(SCOPES)} のいずれかです")
@@ -143,7 +144,7 @@ def plan(spec: Spec, approval: MonthApproval) -> Plan:
     return out
 
 
-def _month_sql(month: str) -> dict[str, str]:
+def month_sql(month: str) -> dict[str, str]:
     y, m = (int(x) for x in month.split("-"))
     return {"asof": f"(DATE '{y + m // 12}-{m % 12 + 1:02d}-01' - INTERVAL 1 DAY)::DATE",
             "month_start": f"DATE '{y}-{m:02d}-01'"}
@@ -153,7 +154,7 @@ def compile_sql(p: Plan, month: str, tables: dict[str, str], link: str) -> list[
     """Statements that create TEMP tables child/member and the table `linked_children`.
     `tables` maps each dataset to its qualified table (e.g. 'shimin.jumin'); `link` is the
     qualified pupil link table of the linkage zone."""
-    ph = _month_sql(month)
+    ph = month_sql(month)
     asof = ph["asof"]
     base = tables[p.spec.base_dataset]
     stmts = [
