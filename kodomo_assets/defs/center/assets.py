@@ -1,0 +1,149 @@
+"""確認リスト: the center's review list, re-identified (center zone, the center's eyes only)."""
+
+import hashlib
+import hmac
+import os
+from pathlib import Path
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from kodomo_assets.defs.approval import approval_for
+from kodomo_assets.defs.linkage.assets import check_results, gate_checks
+from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
+from kodomo_assets.defs.scoring.assets import TABLE as SCORES_TABLE
+from kodomo_assets.defs.sources.assets import source_key
+from kodomo_assets.lib import keys
+from kodomo_assets.lib.gate import inspect_table
+from kodomo_assets.lib.partitions import monthly
+from kodomo_assets.lib.paths import department_store, zone_store
+from kodomo_assets.lib.pseudonym import register_udfs
+from kodomo_assets.lib.publish import attach_read_only, keep_only, promote, staged
+
+KEY = AssetKey(["center", "review_list"])
+TABLE = "review_list"
+COLUMNS = ["section", "rank", "atena_no", "child_token", "score", "prev_score", "indicators",
+           "reasons", "facts_asof"]
+NEW, RISEN = "新規の示唆", "既知・スコア上昇"
+KEY_CHECK_CONTEXT = b"kodomo-center-zone"
+
+
+def key_check(center_key: bytes) -> str:
+    """Stored with the list; an export compares it, so a wrong center key is refused."""
+    return hmac.new(center_key, KEY_CHECK_CONTEXT, hashlib.sha256).hexdigest()
+
+
+def previous_month(month: str) -> str:
+    y, m = (int(x) for x in month.split("-"))
+    return f"{y - (m == 1)}-{(m - 2) % 12 + 1:02d}"
+
+
+class ReviewListConfig(Config):
+    share: float = 0.02  # k as a share of all children
+    k: int = 0  # a fixed k instead (0: use share)
+    rise: float = 0.05  # a known child's score increase that puts it in the second section
+
+
+def _private_folder(path: Path) -> None:
+    for folder in (path.parents[1], path.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+
+
+@asset(
+    key=KEY,
+    group_name="center",
+    owners=["team:kodomo-center"],
+    kinds={"duckdb"},
+    tags={"zone": "center"},
+    code_version="1",
+    partitions_def=monthly,
+    deps=[SCORES_KEY, source_key("jumin")],
+    check_specs=gate_checks(KEY),
+    description=(
+        "確認リスト（センター領域。子ども家庭支援センターのみ閲覧）: センターが現在把握していない"
+        "児童のうちスコア上位 k 人（既定は全児童の2%）と、別枠で、既知の児童のうちスコアが前月から"
+        "上がった児童。順位・較正済みスコア・発生した指標・理由・事実の時点を付け、宛名番号に戻す。"
+        "いずれも支援の必要性の示唆であり、職員が一人ずつ確認する。書き出しは "
+        "`kodomo review-list`（センター鍵と利用目的が必要、記録が残る）。"
+    ),
+)
+def review_list(context: AssetExecutionContext, config: ReviewListConfig):  # noqa: ANN201
+    month = context.partition_key
+    approval_for(month)
+    try:
+        center_key, pseudonym_key = keys.load(keys.CENTER), keys.load(keys.PSEUDONYM)
+    except keys.KeyProblem as err:
+        raise Failure(description=str(err), allow_retries=False) from None
+    final = zone_store("center", month, TABLE)
+    _private_folder(final)
+    prev = zone_store("analysis", previous_month(month), SCORES_TABLE)
+    with staged(final) as (con, stage):
+        register_udfs(con, pseudonym_key)
+        attach_read_only(con, "scores", zone_store("analysis", month, SCORES_TABLE))
+        attach_read_only(con, "shimin", department_store("shimin", month))
+        if prev.exists():
+            attach_read_only(con, "prev", prev)
+        prev_sql = "prev.risk_scores" if prev.exists() else \
+            "(SELECT NULL::VARCHAR AS child_token, NULL::DOUBLE AS score WHERE false)"
+        (n_children,) = con.execute(f"SELECT count(*) FROM scores.{SCORES_TABLE}").fetchone()
+        k = config.k or max(1, round(config.share * n_children))
+        # re-identification: only the listed tokens are mapped back, through the register
+        con.execute(f"""
+            CREATE TEMP TABLE listed AS
+            WITH s AS (SELECT s.*, p.score AS prev_score FROM scores.{SCORES_TABLE} s
+                       LEFT JOIN {prev_sql} p USING (child_token)),
+            new AS (SELECT '{NEW}' AS section,
+                           row_number() OVER (ORDER BY score DESC, child_token) AS section_rank, *
+                    FROM s WHERE NOT center_known QUALIFY section_rank <= {k}),
+            risen AS (SELECT '{RISEN}' AS section,
+                             row_number() OVER (ORDER BY score - prev_score DESC, child_token) AS section_rank, *
+                      FROM s WHERE center_known AND score - prev_score >= {config.rise})
+            SELECT * FROM new UNION ALL SELECT * FROM risen
+        """)
+        con.execute(f"""
+            CREATE TABLE {TABLE} AS
+            SELECT l.section, l.section_rank::INTEGER AS rank, j.atena_no, l.child_token, l.score, l.prev_score,
+                   l.indicators, l.reasons, l.facts_asof
+            FROM listed l JOIN (SELECT atena_no, pseudonym_child(atena_no) AS child_token
+                                FROM shimin.jumin) j USING (child_token)
+            ORDER BY l.section DESC, l.section_rank
+        """)
+        (listed, joined) = con.execute(
+            f"SELECT (SELECT count(*) FROM listed), (SELECT count(*) FROM {TABLE})").fetchone()
+        if listed != joined:
+            raise Failure(description=f"{month}: {listed - joined} 人を宛名番号に戻せませんでした"
+                          "（住民基本台帳と連携テーブルの基準月が一致しているか確認してください）",
+                          allow_retries=False)
+        report = inspect_table(con, TABLE, approved=COLUMNS, token_columns=["child_token"],
+                               id_columns=["atena_no"])
+        results = check_results([report])
+        if not report.passed:
+            yield from results
+            raise Failure(description=report.message(), allow_retries=False)
+        con.execute("CREATE TABLE zone_key_check AS SELECT ? AS key_check", [key_check(center_key)])
+        counts = dict(con.execute(f"SELECT section, count(*) FROM {TABLE} GROUP BY 1").fetchall())
+        (no_reason,) = con.execute(f"SELECT count(*) FROM {TABLE} WHERE len(reasons) = 0").fetchone()
+        keep_only(con, [TABLE, "zone_key_check"])
+        promote(con, stage, final)
+    os.chmod(final, 0o600)
+    yield MaterializeResult(
+        metadata={
+            "dagster/row_count": joined,
+            "k": k,
+            "children_scored": n_children,
+            "new_suggestions": counts.get(NEW, 0),
+            "known_with_rising_score": counts.get(RISEN, 0),
+            "previous_month_scores": MetadataValue.text("あり" if prev.exists() else "なし（前月未計算）"),
+            "rows_without_reason": no_reason,
+        },
+        check_results=results,
+    )
+

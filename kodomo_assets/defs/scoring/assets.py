@@ -1,0 +1,153 @@
+"""リスクスコア: indicators and a calibrated model over the linked table (analysis zone)."""
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict
+
+import duckdb
+import joblib
+import numpy as np
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from kodomo_assets.defs.analysis.assets import KEY as LINKED_KEY
+from kodomo_assets.defs.analysis.assets import TABLE as LINKED_TABLE
+from kodomo_assets.defs.approval import approval_for
+from kodomo_assets.defs.linkage.assets import check_results, gate_checks
+from kodomo_assets.lib import scoring
+from kodomo_assets.lib.gate import inspect_table
+from kodomo_assets.lib.indicators import Indicator, compile_sql, load_indicators
+from kodomo_assets.lib.linked_table import load_spec, month_sql, plan
+from kodomo_assets.lib.partitions import monthly
+from kodomo_assets.lib.paths import DATA_DIR, zone_store
+from kodomo_assets.lib.publish import attach_read_only, keep_only, promote, staged
+
+KEY = AssetKey(["analysis", "risk_scores"])
+TABLE = "risk_scores"
+COLUMNS = ["child_token", "score", "rank", "known_to_center", "center_known", "indicators",
+           "reasons", "facts_asof"]
+SEED = 20221011  # the council's date: one seed, so a month always scores the same
+_files = [DATA_DIR / "registry" / n for n in ("indicators.yaml", "linked_table.yaml")]
+CODE_VERSION = "1-" + hashlib.sha256(b"".join(p.read_bytes() for p in _files)).hexdigest()[:10]
+
+
+def usable(con: duckdb.DuckDBPyConnection, source: str, asof: str) -> tuple[list[Indicator], dict]:
+    """Indicators whose columns the month's linked table holds; the rest, with the reason."""
+    ok, omitted = [], {}
+    for i in load_indicators():
+        try:
+            con.execute(compile_sql((i,), source, asof) + " LIMIT 0").fetchall()
+            ok.append(i)
+        except duckdb.BinderException:
+            omitted[i.name] = "連携テーブルに必要な列がない（未承認の項目を使う）ため作成しない"
+    return ok, omitted
+
+
+def write_model(folder, model, card: scoring.Card, categories: dict) -> None:
+    """Model and card beside the scores, each written to a temporary name then renamed."""
+    for name, write in (("model.joblib", lambda p: joblib.dump(
+            {"model": model, "categories": categories, "card": asdict(card)}, p)),
+            ("model_card.json", lambda p: p.write_text(
+                json.dumps(asdict(card), ensure_ascii=False, indent=2), encoding="utf-8"))):
+        tmp = folder / f".{name}.tmp"
+        write(tmp)
+        os.replace(tmp, folder / name)
+
+
+@asset(
+    key=KEY,
+    group_name="analysis",
+    owners=["team:kodomo-center"],
+    kinds={"duckdb", "scikitlearn"},
+    tags={"zone": "analysis"},
+    code_version=CODE_VERSION,
+    partitions_def=monthly,
+    deps=[LINKED_KEY],
+    check_specs=gate_checks(KEY),
+    description=(
+        "リスクスコア（分析領域）: 連携テーブルから、説明できる指標（data/registry/indicators.yaml）"
+        "と、子ども家庭支援センターが把握している児童（相談または要対協登録）を正例として学習した"
+        "勾配ブースティング（Platt 法で較正、5分割交差検証）のスコアを児童ごとに求める。"
+        "各児童に、発生した指標と寄与の大きい事実（SHAP）を日本語の理由として付ける。"
+        "外国人住民・町丁目は特徴量に使わず公平性の確認に残す。スコアは示唆であり、判断は職員が行う。"
+    ),
+)
+def risk_scores(context: AssetExecutionContext):  # noqa: ANN201 - yields check results
+    started = time.perf_counter()
+    month = context.partition_key
+    approval = approval_for(month)
+    p = plan(load_spec(), approval)
+    features = scoring.model_features(p)
+    final = zone_store("analysis", month, TABLE)
+    asof_sql = month_sql(month)["asof"]
+    asof = pd.Timestamp(duckdb.sql(f"SELECT {asof_sql}").fetchone()[0])
+    label_cols = [c for c in ("consultations_total", "council_registered", "center_known") if c in p.columns]
+    if len(label_cols) < 3:
+        raise Failure(description="学習の正解（センターの相談記録）が承認されていないため、スコアを作れません",
+                      allow_retries=False)
+    with staged(final) as (con, stage):
+        attach_read_only(con, "linked", zone_store("analysis", month, LINKED_TABLE))
+        # the indicators' view: everything but the center's own columns (the label)
+        hidden = {n for n, deps in p.lineage.items() if any(ds == scoring.LABEL_DATASET for ds, _ in deps)}
+        shown = [c for c in p.columns if c not in hidden]
+        con.execute(f"CREATE TEMP VIEW scoring_input AS SELECT {', '.join(shown)} FROM linked.{LINKED_TABLE}")
+        indicators, omitted = usable(con, "scoring_input", asof_sql)
+        con.execute(f"CREATE TEMP TABLE fired AS {compile_sql(tuple(indicators), 'scoring_input', asof_sql)}")
+        frame = con.execute(
+            f"SELECT l.*, f.* EXCLUDE (child_token) FROM linked.{LINKED_TABLE} l "
+            "JOIN fired f USING (child_token) ORDER BY child_token").df()
+        d, categories = scoring.design(frame, features, tuple(indicators), asof)
+        y = ((frame["consultations_total"] > 0) | frame["council_registered"]).to_numpy(int)
+        if y.sum() < 10 or y.sum() > len(y) - 10:
+            raise Failure(description=f"{month}: 学習に使える正例・負例が足りません（正例 {y.sum()} 件）",
+                          allow_retries=False)
+        model, card = scoring.train(d.matrix, y, SEED, month, d.terms)
+        score = model.predict_proba(d.matrix)[:, 1]
+        contrib = scoring.contributions(model, d.matrix)
+        said = scoring.reasons([list(r) for r in frame["indicator_reasons"]], contrib, d.matrix,
+                               d.terms, asof)
+        labels = {i.name: i.label for i in indicators}
+        out = pd.DataFrame({
+            "child_token": frame["child_token"], "score": score,
+            "rank": pd.Series(-score).rank(method="first").astype("int32").to_numpy(),
+            "known_to_center": y.astype(bool), "center_known": frame["center_known"].astype(bool),
+            "indicators": [[labels[n] for n in names] for names in frame["indicators"]],
+            "reasons": said, "facts_asof": [list(a) for a in frame["indicator_asof"]]})
+        con.register("scored", out)
+        con.execute(f"CREATE TABLE {TABLE} AS SELECT {', '.join(COLUMNS)} FROM scored ORDER BY rank")
+        con.unregister("scored")
+        report = inspect_table(con, TABLE, approved=COLUMNS, token_columns=["child_token"])
+        results = check_results([report])
+        if not report.passed:
+            yield from results
+            raise Failure(description=report.message(), allow_retries=False)
+        keep_only(con, [TABLE])
+        promote(con, stage, final)
+    write_model(final.parent, model, card, categories)
+    fired_counts = {labels[i.name]: int(frame[f"ind_{i.name}"].sum()) for i in indicators}
+    yield MaterializeResult(
+        metadata={
+            "dagster/row_count": len(out),
+            "training_rows": card.training_rows,
+            "training_positives": card.positives,
+            "cv_auc_known_to_center": MetadataValue.float(round(card.cv_auc, 4)),
+            "cv_brier": MetadataValue.float(round(card.cv_brier, 5)),
+            "features": len(card.features),
+            "indicators_fired": MetadataValue.json(fired_counts),
+            "indicators_omitted": MetadataValue.json(omitted),
+            "rows_without_reason": int(sum(not r for r in said)),
+            "score_mean": MetadataValue.float(round(float(np.mean(score)), 5)),
+            "model_card": MetadataValue.path(str(final.parent / "model_card.json")),
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+        check_results=results,
+    )
