@@ -26,6 +26,7 @@ from kodomo_assets.lib.linked_table import Feature, Plan
 LABEL_DATASET = "soudan"  # the center's records: the label, never a feature
 MAX_REASONS = 4
 NEGATIVES_PER_POSITIVE = 20
+MIN_NEGATIVES = 50_000  # below this every negative is kept (a city the size of 昭島市)
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def training_sample(y: np.ndarray, seed: int, ratio: int = NEGATIVES_PER_POSITIV
     the calibrated probabilities stay honest: at city scale the label is rare (≈1.4%) and
     the extra negatives only cost time."""
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    frac = min(1.0, ratio * len(pos) / max(len(neg), 1))
+    frac = min(1.0, max(ratio * len(pos), MIN_NEGATIVES) / max(len(neg), 1))
     keep = np.sort(np.r_[pos, neg[np.random.default_rng(seed).random(len(neg)) < frac]])
     return keep, np.where(y[keep] == 1, 1.0, 1.0 / frac)
 
