@@ -122,7 +122,9 @@ def risk_scores(context: AssetExecutionContext):  # noqa: ANN201 - yields check 
             "rank": pd.Series(-score).rank(method="first").astype("int32").to_numpy(),
             "known_to_center": y.astype(bool), "center_known": frame["center_known"].astype(bool),
             "indicators": [[labels[n] for n in names] for names in frame["indicators"]],
-            "reasons": said, "facts_asof": [list(a) for a in frame["indicator_asof"]]})
+            "reasons": said,
+            # the indicators' own fact dates, then the snapshot date every other fact is read at
+            "facts_asof": [[*a, f"その他の事実: {asof.date().isoformat()} 時点"] for a in frame["indicator_asof"]]})
         con.register("scored", out)
         con.execute(f"CREATE TABLE {TABLE} AS SELECT {', '.join(COLUMNS)} FROM scored ORDER BY rank")
         con.unregister("scored")
