@@ -1,0 +1,169 @@
+"""`kodomo review-list`: the export of a hand-made center zone, its access log, and refusals."""
+
+import csv
+import getpass
+import os
+import stat
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import openpyxl
+import pytest
+
+from kodomo_assets.cli import main
+from kodomo_assets.defs.center.assets import NEW, RISEN, key_check
+from kodomo_assets.lib import keys
+from kodomo_assets.lib.export import HEADERS, access_log_path, read_access_log
+from kodomo_assets.lib.paths import zone_store
+
+MONTH = "2022-10"
+PURPOSE = "10月定例会議での確認対象の選定"
+YOUNG_CARER, POVERTY = "ヤングケアラー（高齢者の介護）", "経済的困窮と支援の狭間"
+ROWS = [  # section, rank, atena_no, child_token, score, prev_score, indicators, reasons, facts_asof
+    (NEW, 1, "0000001234", "t1", 0.61234, None, [YOUNG_CARER, POVERTY],
+     ["同居家族 要介護5・居宅サービスなし", "生活保護受給世帯・就学援助なし"], ["2022-08-01", "2022-10-31"]),
+    (RISEN, 1, "0012345678", "t3", 0.15, 0.0804, [], ["=1+1 と書かれた理由"], ["2022-10-31"]),
+    (NEW, 2, "0000000007", "t2", 0.2, 0.1, [POVERTY], ["児童扶養手当受給・就学援助なし"], ["2022-10-31"]),
+]
+ATENA = ["0000001234", "0000000007", "0012345678"]  # exported order: new suggestions first
+
+
+def make_review_list(month: str, rows: Sequence[tuple], check: str | None = None) -> Path:
+    """A center zone file with the asset's schema, keyed to this test's center key."""
+    path = zone_store("center", month, "review_list")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE review_list (section VARCHAR, rank INTEGER, atena_no VARCHAR, "
+                    "child_token VARCHAR, score DOUBLE, prev_score DOUBLE, indicators VARCHAR[], "
+                    "reasons VARCHAR[], facts_asof VARCHAR[])")
+        con.executemany("INSERT INTO review_list VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        con.execute("CREATE TABLE zone_key_check AS SELECT ? AS key_check",
+                    [check or key_check(keys.load(keys.CENTER))])
+    return path
+
+
+@pytest.fixture
+def center_zone(kodomo_env: tuple[Path, Path]) -> Path:
+    with pytest.warns(UserWarning, match="デモ用のセンター鍵"):
+        return make_review_list(MONTH, ROWS)
+
+
+def export(out: Path, month: str = MONTH, purpose: str = PURPOSE) -> int:
+    return main(["review-list", "--month", month, "--out", str(out), "--purpose", purpose])
+
+
+def test_csv_round_trip(center_zone: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "出力" / "list.csv"
+    out.parent.mkdir()
+    assert export(out) == 0
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and b"\r\n" in raw
+    with open(out, encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == HEADERS and len(rows) == 1 + len(ROWS)  # a plain table: headers first
+    body = [dict(zip(HEADERS, r, strict=True)) for r in rows[1:]]
+    assert [r["宛名番号"] for r in body] == ATENA
+    assert [(r["区分"], r["順位"]) for r in body] == [(NEW, "1"), (NEW, "2"), (RISEN, "1")]
+    assert body[0]["スコア"] == "0.612" and body[0]["前月スコア"] == ""
+    assert body[2]["前月スコア"] == "0.08"
+    assert body[0]["指標"] == f"{YOUNG_CARER}／{POVERTY}"
+    assert body[0]["事実の時点"] == "2022-08-01／2022-10-31"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert [p.name for p in out.parent.iterdir()] == ["list.csv"]  # no temp file left behind
+    printed = capsys.readouterr()
+    assert printed.out.count("\n") == 1 and "3 行" in printed.out and "list.csv" in printed.out
+    assert "示唆" in printed.err and PURPOSE in printed.err
+    assert not any(a in printed.out + printed.err for a in ATENA)  # never a row's content
+
+
+def test_xlsx_round_trip(center_zone: Path, tmp_path: Path) -> None:
+    out = tmp_path / "list.xlsx"
+    assert export(out) == 0
+    wb = openpyxl.load_workbook(out)
+    assert wb.sheetnames == ["説明", "確認リスト"]
+    about = {r[0]: r[1] for r in wb["説明"].iter_rows(values_only=True)}
+    assert "示唆" in about["注意"] and "一人ずつ確認" in about["注意"]
+    assert about["基準月"] == MONTH and about["利用目的"] == PURPOSE and about["件数"] == "3 件"
+    assert datetime.fromisoformat(about["書き出し日時"]).tzinfo is not None
+    sheet = wb["確認リスト"]
+    rows = list(sheet.iter_rows(values_only=True))
+    assert list(rows[0]) == HEADERS and len(rows) == 1 + len(ROWS)
+    assert [r[2] for r in rows[1:]] == ATENA  # text, leading zeros kept
+    assert all(sheet.cell(i, 3).number_format == "@" for i in range(2, 5))
+    assert rows[1][3] == 0.612 and rows[1][4] is None
+    reason = sheet.cell(4, 7)
+    assert reason.value == "=1+1 と書かれた理由" and reason.data_type == "s"  # never a formula
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_every_export_is_logged_without_row_content(center_zone: Path, tmp_path: Path) -> None:
+    assert export(tmp_path / "a.csv") == 0
+    assert export(tmp_path / "b.xlsx", purpose="  家庭訪問の\n事前確認 ") == 0
+    log = read_access_log()
+    assert [(e["format"], e["file"]) for e in log] == [("csv", "a.csv"), ("xlsx", "b.xlsx")]
+    for entry in log:
+        assert entry["user"] == getpass.getuser() and entry["month"] == MONTH
+        assert entry["rows"] == len(ROWS)
+        assert datetime.fromisoformat(entry["time"]).tzinfo is not None
+    assert [e["purpose"] for e in log] == [PURPOSE, "家庭訪問の 事前確認"]
+    assert read_access_log(month="2022-09") == []
+    path = access_log_path()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    text = path.read_text(encoding="utf-8")
+    assert len(text.splitlines()) == 2 and str(tmp_path) not in text
+    assert not any(a in text for a in ATENA)
+
+
+def test_a_wrong_center_key_is_refused(center_zone: Path, tmp_path: Path, monkeypatch,
+                                       capsys) -> None:
+    monkeypatch.setenv("KODOMO_CENTER_KEY", "ab" * 32)
+    out = tmp_path / "list.csv"
+    assert export(out) == 2
+    assert "一致しません" in capsys.readouterr().err
+    assert not out.exists() and read_access_log() == []
+    assert list(tmp_path.glob(".list.csv*")) == []
+
+
+def test_a_missing_center_key_is_a_clear_error(center_zone: Path, tmp_path: Path, monkeypatch,
+                                               capsys) -> None:
+    monkeypatch.delenv("KODOMO_DEMO")
+    monkeypatch.setenv("KODOMO_CENTER_KEY_FILE", str(tmp_path / "absent.key"))
+    assert export(tmp_path / "list.csv") == 2
+    err = capsys.readouterr().err
+    assert "センター鍵がありません" in err and "Traceback" not in err
+    assert read_access_log() == []
+
+
+def test_a_purpose_is_required(center_zone: Path, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["review-list", "--month", MONTH, "--out", str(tmp_path / "list.csv")])
+    assert stopped.value.code == 2 and "--purpose" in capsys.readouterr().err
+    assert export(tmp_path / "list.csv", purpose=" 　\t") == 2
+    assert "利用目的" in capsys.readouterr().err
+    assert not (tmp_path / "list.csv").exists() and read_access_log() == []
+
+
+def test_an_unknown_extension_is_refused(center_zone: Path, tmp_path: Path, capsys) -> None:
+    assert export(tmp_path / "list.txt") == 2
+    assert ".csv か .xlsx" in capsys.readouterr().err
+    assert not (tmp_path / "list.txt").exists() and read_access_log() == []
+
+
+def test_a_month_without_a_list_says_what_to_materialize(center_zone: Path, tmp_path: Path,
+                                                         capsys) -> None:
+    assert export(tmp_path / "list.csv", month="2022-09") == 1
+    err = capsys.readouterr().err
+    assert "2022-09" in err and "center/review_list" in err and "実体化" in err
+    assert export(tmp_path / "list.csv", month="2022/09") == 2
+    assert not (tmp_path / "list.csv").exists() and read_access_log() == []
+
+
+def test_an_existing_file_is_replaced_whole(center_zone: Path, tmp_path: Path) -> None:
+    out = tmp_path / "list.csv"
+    out.write_text("古い内容\n" * 1000, encoding="utf-8")
+    os.chmod(out, 0o644)
+    assert export(out) == 0
+    assert "古い内容" not in out.read_text(encoding="utf-8-sig")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
