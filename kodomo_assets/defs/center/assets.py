@@ -114,7 +114,7 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig):  # no
                    l.indicators, l.reasons, l.facts_asof
             FROM listed l JOIN (SELECT atena_no, pseudonym_child(atena_no) AS child_token
                                 FROM shimin.jumin) j USING (child_token)
-            ORDER BY l.section DESC, l.section_rank
+            ORDER BY l.section <> '{NEW}', l.section_rank
         """)
         (listed, joined) = con.execute(
             f"SELECT (SELECT count(*) FROM listed), (SELECT count(*) FROM {TABLE})").fetchone()

@@ -9,17 +9,24 @@ from kodomo_assets.lib.paths import kodomo_inbox
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets.lib.statutory import is_tax_like
 
+# The center's verification results (center/verification_feedback): not a department
+# export, so not in the registry; delivered only in months the center has results.
+FEEDBACK_FILE = "kakunin.csv"
+OPTIONAL_FILES = frozenset({FEEDBACK_FILE})
+
 
 def inspect_inbox(month: str) -> dict[str, list[str]]:
-    """Expected files present or missing, unlisted files ignored, tax-looking files refused."""
+    """Expected files present or missing, optional files received when present, unlisted
+    files ignored, tax-looking files refused."""
     folder = kodomo_inbox() / month
     names = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
     expected = {ds.file for ds in load_registry().datasets.values()}
+    known = expected | OPTIONAL_FILES
     return {
-        "received": [n for n in names if n in expected],
+        "received": [n for n in names if n in known],
         "missing": sorted(expected - set(names)),
-        "refused_tax": [n for n in names if n not in expected and is_tax_like(normalise(n))],
-        "ignored": [n for n in names if n not in expected and not is_tax_like(normalise(n))],
+        "refused_tax": [n for n in names if n not in known and is_tax_like(normalise(n))],
+        "ignored": [n for n in names if n not in known and not is_tax_like(normalise(n))],
     }
 
 
