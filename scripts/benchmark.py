@@ -1,7 +1,8 @@
 """Benchmark: generate demo cities and materialize the monthly refresh through Dagster.
 
-Prints wall time and peak RSS per size for generation, for the source assets and for
-linkage plus the linked table (each step its own child process, measured with wait4).
+Prints wall time and peak RSS per size for generation, for the source assets, for
+linkage plus the linked table, and for scoring (risk scores, review list, evaluation and
+fairness audit); each step is its own child process, measured with wait4.
 Not a test: run it by hand and quote its output.
 
     .venv/bin/python scripts/benchmark.py --sizes 113000,1600000
@@ -19,6 +20,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SCORING = ("analysis/risk_scores", "center/review_list", "analysis/evaluation",
+           "analysis/fairness_audit")
 BIN = Path(sys.executable).parent
 
 
@@ -46,8 +49,9 @@ def main() -> None:
 
     sources = ",".join(["sources/inbox_receipt", *(f"sources/{d}" for d in load_registry().datasets)])
     linked = "linkage/pupil_links,analysis/linked_children"
+    scored = ",".join(SCORING)
     print(f"{'residents':>10} {'generate s':>10} {'gen MB':>7} {'sources s':>9} {'src MB':>7} "
-          f"{'linked s':>8} {'linked MB':>9}")
+          f"{'linked s':>8} {'linked MB':>9} {'scoring s':>9} {'score MB':>8}")
     try:
         for size in (int(s) for s in args.sizes.split(",")):
             base = work / str(size)
@@ -57,15 +61,16 @@ def main() -> None:
             shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home)
             env = {**os.environ, "DAGSTER_HOME": str(home), "KODOMO_INBOX": str(base / "inbox"),
                    "KODOMO_HOME": str(base / "home"), "KODOMO_DEMO": "1",
-                   "KODOMO_KEY_FILE": str(base / "secrets" / "pseudonym.key")}
+                   "KODOMO_KEY_FILE": str(base / "secrets" / "pseudonym.key"),
+                   "KODOMO_CENTER_KEY_FILE": str(base / "secrets" / "center.key")}
             gen = run([str(BIN / "kodomo"), "demo-data", "--out", str(base / "inbox"),
                        "--residents", str(size), "--months", f"2022-04..{args.month}",
                        "--seed", "7"], env)
-            src, lnk = (run([str(BIN / "dagster"), "asset", "materialize", "-m", "kodomo_assets",
-                             "--select", sel, "--partition", args.month], env)
-                        for sel in (sources, linked))
+            src, lnk, sco = (run([str(BIN / "dagster"), "asset", "materialize", "-m",
+                                  "kodomo_assets", "--select", sel, "--partition", args.month], env)
+                             for sel in (sources, linked, scored))
             print(f"{size:>10} {gen[0]:>10.1f} {gen[1]:>7.0f} {src[0]:>9.1f} {src[1]:>7.0f} "
-                  f"{lnk[0]:>8.1f} {lnk[1]:>9.0f}", flush=True)
+                  f"{lnk[0]:>8.1f} {lnk[1]:>9.0f} {sco[0]:>9.1f} {sco[1]:>8.0f}", flush=True)
             if args.work is None:
                 shutil.rmtree(base, ignore_errors=True)
     finally:
