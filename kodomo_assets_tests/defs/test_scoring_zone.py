@@ -116,3 +116,16 @@ def test_without_the_center_key_the_list_is_not_written(env, monkeypatch, tmp_pa
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "センター鍵がありません" in failure.event_specific_data.error.message
     assert zone_store("center", MONTHS[0], "review_list").stat().st_mtime_ns == before
+
+
+def test_every_asset_that_crosses_a_zone_reports_column_lineage(env) -> None:
+    results, *_ = env
+    lineage = {}
+    for event in results[MONTHS[1]].get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        if "dagster/column_lineage" in mat.metadata:
+            lineage["/".join(mat.asset_key.path)] = mat.metadata["dagster/column_lineage"].value
+    assert set(lineage) == {"linkage/pupil_links", "analysis/linked_children", "analysis/risk_scores",
+                            "center/review_list"}
+    review = lineage["center/review_list"].deps_by_column
+    assert {d.asset_key.path[-1] for d in review["atena_no"]} == {"risk_scores", "jumin"}

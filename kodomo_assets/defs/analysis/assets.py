@@ -58,7 +58,7 @@ def _tables(approval: MonthApproval) -> dict[str, str]:
     group_name="analysis",
     owners=["team:kodomo-center"],
     kinds={"duckdb"},
-    tags={"zone": "analysis"},
+    tags={"zone": "analysis", "sensitive": "yes"},
     code_version=CODE_VERSION,
     partitions_def=monthly,
     deps=[*(source_key(ds) for ds in load_registry().datasets), LINK_KEY],

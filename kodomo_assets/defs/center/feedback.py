@@ -261,7 +261,7 @@ def _summary(con: duckdb.DuckDBPyConnection) -> dict:
     group_name="center",
     owners=["team:kodomo-center"],
     kinds={"csv", "duckdb"},
-    tags={"zone": "center"},
+    tags={"zone": "center", "sensitive": "yes"},
     code_version="1",
     partitions_def=monthly,
     deps=[REVIEW_KEY],

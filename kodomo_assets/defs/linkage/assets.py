@@ -19,6 +19,7 @@ from dagster import (
 )
 
 from kodomo_assets.defs.approval import approval_for
+from kodomo_assets.defs.lineage import column_lineage
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.lib.gate import CHECKS, GateReport, inspect_table
 from kodomo_assets.lib.linkage import link_pupils, prepare_inputs
@@ -63,12 +64,21 @@ def _restricted(approval: MonthApproval, dataset: str, alias: str) -> str:
     return f"(SELECT {', '.join(cols)} FROM {alias}.{dataset})"
 
 
+def _lineage(fields: frozenset[str]) -> dict[str, list[tuple[AssetKey, str]]]:
+    jumin, gakurei = source_key("jumin"), source_key("gakurei")
+    matched = [(k, f) for f in sorted(fields) for k in (jumin, gakurei)]
+    return {"pupil_no": [(gakurei, "pupil_no")],
+            "atena_no": [(gakurei, "atena_no"), (jumin, "atena_no")],
+            "method": [(gakurei, "atena_no")], "match_weight": matched,
+            "match_probability": matched, "reason": [(gakurei, "atena_no"), *matched]}
+
+
 @asset(
     key=KEY,
     group_name="linkage",
     owners=["team:kodomo-center"],
     kinds={"duckdb", "splink"},
-    tags={"zone": "linkage"},
+    tags={"zone": "linkage", "sensitive": "no"},
     code_version=LINKAGE_VERSION,
     partitions_def=monthly,
     deps=[source_key("jumin"), source_key("gakurei")],
@@ -122,6 +132,7 @@ def pupil_links(context: AssetExecutionContext):  # noqa: ANN201 - yields check 
             "m_probabilities": MetadataValue.json(r.m_probabilities),
             "linkage_seconds": round(r.seconds, 2),
             "store": MetadataValue.path(str(final)),
+            "dagster/column_lineage": column_lineage(_lineage(fields)),
         },
         check_results=results,
     )

@@ -22,6 +22,7 @@ from dagster import (
 from kodomo_assets.defs.analysis.assets import KEY as LINKED_KEY
 from kodomo_assets.defs.analysis.assets import TABLE as LINKED_TABLE
 from kodomo_assets.defs.approval import approval_for
+from kodomo_assets.defs.lineage import column_lineage
 from kodomo_assets.defs.linkage.assets import check_results, gate_checks
 from kodomo_assets.lib import scoring
 from kodomo_assets.lib.gate import inspect_table
@@ -63,12 +64,22 @@ def write_model(folder, model, card: scoring.Card, categories: dict) -> None:
         os.replace(tmp, folder / name)
 
 
+def _lineage(features: list, shown: list[str]) -> dict[str, list[tuple[AssetKey, str]]]:
+    model = [(LINKED_KEY, f.name) for f in features]
+    rules = [(LINKED_KEY, c) for c in shown if c not in ("child_token", "household_token")]
+    label = [(LINKED_KEY, "consultations_total"), (LINKED_KEY, "council_registered")]
+    return {"child_token": [(LINKED_KEY, "child_token")], "score": model + label,
+            "rank": model + label, "known_to_center": label,
+            "center_known": [(LINKED_KEY, "center_known")], "indicators": rules,
+            "reasons": rules + model, "facts_asof": rules}
+
+
 @asset(
     key=KEY,
     group_name="analysis",
     owners=["team:kodomo-center"],
     kinds={"duckdb", "scikitlearn"},
-    tags={"zone": "analysis"},
+    tags={"zone": "analysis", "sensitive": "yes"},
     code_version=CODE_VERSION,
     partitions_def=monthly,
     deps=[LINKED_KEY],
@@ -151,6 +162,7 @@ def risk_scores(context: AssetExecutionContext):  # noqa: ANN201 - yields check 
             "score_mean": MetadataValue.float(round(float(np.mean(score)), 5)),
             "model_card": MetadataValue.path(str(final.parent / "model_card.json")),
             "seconds": round(time.perf_counter() - started, 1),
+            "dagster/column_lineage": column_lineage(_lineage(features, shown)),
         },
         check_results=results,
     )

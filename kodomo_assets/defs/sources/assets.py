@@ -21,6 +21,7 @@ from kodomo_assets.lib.decode import SourceFileError
 from kodomo_assets.lib.ingest import SQL_TYPES, ingest
 from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.paths import department_store, kodomo_inbox
+from kodomo_assets.lib.policy import PolicyError, load_policy
 from kodomo_assets.lib.registry import Dataset, load_registry
 
 # Bump when the reading logic changes; the registry entry's hash covers data changes.
@@ -47,6 +48,16 @@ def _code_version(ds: Dataset) -> str:
     return f"{INGEST_VERSION}-{digest.hexdigest()[:10]}"
 
 
+def sensitive_tag(dataset: str) -> str:
+    """要配慮 per the approval list on file (any period): a tag the committee can filter on.
+    A broken approval list must not take the code location down; the assets refuse to run."""
+    try:
+        items = load_policy().items
+    except (PolicyError, FileNotFoundError):
+        return "unknown"
+    return "yes" if any(i.sensitive for i in items if i.dataset == dataset) else "no"
+
+
 def build_source_asset(ds: Dataset) -> AssetsDefinition:
     forbidden = "、".join(c.header for c in ds.columns if c.forbidden) or "なし"
 
@@ -55,7 +66,8 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
         group_name=f"dept_{ds.department.code}",
         owners=[ds.department.owner],
         kinds={"csv", "duckdb"},
-        tags={"zone": "department", "department": ds.department.code},
+        tags={"zone": "department", "department": ds.department.code,
+              "sensitive": sensitive_tag(ds.name)},
         code_version=_code_version(ds),
         partitions_def=monthly,
         # a tax file in the month's folder stops the whole delivery (inbox_receipt fails)

@@ -35,7 +35,7 @@ def inspect_inbox(month: str) -> dict[str, list[str]]:
     group_name="inbox",
     owners=["team:kodomo-center"],
     kinds={"csv"},
-    tags={"zone": "inbox"},
+    tags={"zone": "inbox", "sensitive": "no"},
     code_version="1",
     partitions_def=monthly,
     description=(
