@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
+from kodomo_assets.lib.suppression import mask_text
+
 NO_TRUTH = "正解データなし"
 GAP_LIMIT = 0.1  # an equalized-odds gap above this is explained, not just reported
 MIN_CELL = 10  # committee outputs suppress groups of fewer than 10 children
@@ -487,7 +489,7 @@ def explain(name: str, gap: Mapping[str, float], by_group: pd.DataFrame) -> str:
     what = "支援の必要がある児童" if tpr_driven else "支援の必要がない児童"
     fewest = int(min(hi[denominator], lo[denominator]))
     if fewest < FEW_NEEDS:
-        parts.append(f"{what}が {fewest}人の群では 1人の違いで率が {1 / fewest:.2f} 動き、"
+        parts.append(f"{what}が {fewest}人の群では 一人の違いで率が {1 / fewest:.2f} 動き、"
                      "ブートストラップ区間も当てにならない。")
     base = comp["positives"] / comp["n"]
     if not tpr_driven and base[hi.name] > 1.5 * base[lo.name]:
@@ -534,7 +536,8 @@ def audit(groups: Mapping[str, pd.Series | None], need: np.ndarray, listed: np.n
             row |= {"chance_gap_median": float(np.median(chance)),
                     "chance_gap_95": float(np.quantile(chance, 0.95)),
                     "chance_p": float(np.mean(chance >= row["equalized_odds_gap"] - 1e-12))}
-        gaps.append(row | {"explanation": explain(name, row, by)})
+        # committee output: counts of 1–9 inside the sentence are masked too
+        gaps.append(row | {"explanation": mask_text(explain(name, row, by))})
         frames.append(by.reset_index().assign(attribute=attr, label=name))
     by_group = pd.concat(frames, ignore_index=True)[BY_GROUP_COLUMNS] if frames else \
         pd.DataFrame(columns=BY_GROUP_COLUMNS)

@@ -251,7 +251,7 @@ def test_the_explanation_switches_at_a_gap_of_one_tenth() -> None:
 def test_the_explanation_tells_chance_from_a_real_gap() -> None:
     # a few needs per group: a gap of 0.5 is what chance gives
     gap, text = _gap_text({"a": (200, 2, 1, 1), "b": (200, 2, 0, 2)})
-    assert gap == pytest.approx(0.5) and "1人の違いで率が 0.50 動き" in text
+    assert gap == pytest.approx(0.5) and "一人の違いで率が 0.50 動き" in text
     assert "偶然の揺らぎで説明でき" in text
     # large groups, FPR 0.12 vs 0.01 and base rates 20% vs 2%: not chance
     gap, text = _gap_text({"a": (3600, 500, 200, 800), "b": (4900, 50, 20, 80)})
