@@ -16,6 +16,7 @@ from dagster import (
 )
 
 from kodomo_assets.defs.approval import approval_for
+from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.defs.linkage.assets import KEY as LINK_KEY
 from kodomo_assets.defs.linkage.assets import check_results, gate_checks
 from kodomo_assets.defs.sources.assets import source_key
@@ -101,6 +102,7 @@ def linked_children(context: AssetExecutionContext):  # noqa: ANN201 - yields ch
             "dagster/row_count": rows,
             "dagster/column_schema": schema(p),
             "dagster/column_lineage": lineage(p),
+            "materialized_by": materialized_by(),
             "approved_columns": len(p.columns),
             "omitted_columns": MetadataValue.json(p.omitted),
             "approval_periods": MetadataValue.json([x.label() for x in approval.periods]),

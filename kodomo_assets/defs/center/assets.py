@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from kodomo_assets.defs.approval import approval_for
-from kodomo_assets.defs.lineage import column_lineage
+from kodomo_assets.defs.lineage import column_lineage, materialized_by
 from kodomo_assets.defs.linkage.assets import check_results, gate_checks
 from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.scoring.assets import TABLE as SCORES_TABLE
@@ -144,6 +144,7 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig):  # no
             "known_with_rising_score": counts.get(RISEN, 0),
             "previous_month_scores": MetadataValue.text("あり" if prev.exists() else "なし（前月未計算）"),
             "rows_without_reason": no_reason,
+            "materialized_by": materialized_by(),
             "dagster/column_lineage": column_lineage(
                 {c: [(SCORES_KEY, "child_token"), (source_key("jumin"), "atena_no")] if c == "atena_no"
                  else [(SCORES_KEY, "score")] if c in ("rank", "section", "prev_score")

@@ -19,7 +19,7 @@ from dagster import (
 )
 
 from kodomo_assets.defs.approval import approval_for
-from kodomo_assets.defs.lineage import column_lineage
+from kodomo_assets.defs.lineage import column_lineage, materialized_by
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.lib.gate import CHECKS, GateReport, inspect_table
 from kodomo_assets.lib.linkage import link_pupils, prepare_inputs
@@ -132,6 +132,7 @@ def pupil_links(context: AssetExecutionContext):  # noqa: ANN201 - yields check 
             "m_probabilities": MetadataValue.json(r.m_probabilities),
             "linkage_seconds": round(r.seconds, 2),
             "store": MetadataValue.path(str(final)),
+            "materialized_by": materialized_by(),
             "dagster/column_lineage": column_lineage(_lineage(fields)),
         },
         check_results=results,

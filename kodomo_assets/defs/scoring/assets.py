@@ -22,7 +22,7 @@ from dagster import (
 from kodomo_assets.defs.analysis.assets import KEY as LINKED_KEY
 from kodomo_assets.defs.analysis.assets import TABLE as LINKED_TABLE
 from kodomo_assets.defs.approval import approval_for
-from kodomo_assets.defs.lineage import column_lineage
+from kodomo_assets.defs.lineage import column_lineage, materialized_by
 from kodomo_assets.defs.linkage.assets import check_results, gate_checks
 from kodomo_assets.lib import scoring
 from kodomo_assets.lib.gate import inspect_table
@@ -162,6 +162,7 @@ def risk_scores(context: AssetExecutionContext):  # noqa: ANN201 - yields check 
             "score_mean": MetadataValue.float(round(float(np.mean(score)), 5)),
             "model_card": MetadataValue.path(str(final.parent / "model_card.json")),
             "seconds": round(time.perf_counter() - started, 1),
+            "materialized_by": materialized_by(),
             "dagster/column_lineage": column_lineage(_lineage(features, shown)),
         },
         check_results=results,

@@ -17,6 +17,7 @@ from dagster import (
 )
 
 from kodomo_assets.defs.approval import approval_for
+from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.lib.decode import SourceFileError
 from kodomo_assets.lib.ingest import SQL_TYPES, ingest
 from kodomo_assets.lib.partitions import monthly
@@ -106,6 +107,7 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
             "dropped_forbidden_columns": MetadataValue.json(r.dropped_forbidden_columns),
             "ignored_unknown_columns": MetadataValue.json(r.ignored_columns),
             "store": MetadataValue.path(str(store)),
+            "materialized_by": materialized_by(),
         })
 
     return _source
