@@ -4,6 +4,7 @@ from dagster import AssetSelection, Definitions, define_asset_job, in_process_ex
 
 from kodomo_assets.defs.analysis import linked_children
 from kodomo_assets.defs.center import review_list, verification_feedback
+from kodomo_assets.defs.committee import committee_report
 from kodomo_assets.defs.evaluation import evaluation, fairness_audit
 from kodomo_assets.defs.linkage import pupil_links
 from kodomo_assets.defs.scoring import risk_scores
@@ -18,7 +19,7 @@ monthly_refresh = define_asset_job(
 # In-process: steps share one process, so no two processes ever write one DuckDB file.
 defs = Definitions(
     assets=[inbox_receipt, *source_assets, pupil_links, linked_children, risk_scores, review_list,
-            verification_feedback, evaluation, fairness_audit],
+            verification_feedback, evaluation, fairness_audit, committee_report],
     jobs=[monthly_refresh],
     executor=in_process_executor,
 )

@@ -3,6 +3,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
+# The committee report's test opens the HTML in headless Chromium: Debian's package, since
+# browsers cannot be downloaded here.
+if ! command -v chromium >/dev/null 2>&1; then
+  sudo_="$( [ "$(id -u)" -eq 0 ] || echo sudo )"
+  $sudo_ apt-get install -y -q chromium >/dev/null 2>&1 \
+    || { $sudo_ apt-get update -q >/dev/null && $sudo_ apt-get install -y -q chromium >/dev/null; }
+fi
 export DAGSTER_HOME="$(mktemp -d)"
 cp dagster_home/dagster.yaml "$DAGSTER_HOME/"
 .venv/bin/ruff check kodomo_assets kodomo_assets_tests scripts

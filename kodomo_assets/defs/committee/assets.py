@@ -1,0 +1,304 @@
+"""委員会報告書: the privacy committee's monthly report, built from aggregates only."""
+
+import getpass
+import json
+import os
+from datetime import UTC, datetime
+from functools import cache
+
+import duckdb
+import matplotlib.pyplot as plt
+import numpy as np
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterInstance,
+    MaterializeResult,
+    MetadataValue,
+    RunsFilter,
+    asset,
+)
+
+from kodomo_assets.defs.analysis.assets import KEY as LINKED_KEY
+from kodomo_assets.defs.approval import approval_for
+from kodomo_assets.defs.center.assets import KEY as REVIEW_KEY
+from kodomo_assets.defs.evaluation.assets import EVALUATION_KEY, FAIRNESS_KEY
+from kodomo_assets.defs.linkage.assets import KEY as LINK_KEY
+from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
+from kodomo_assets.defs.sources.assets import source_key
+from kodomo_assets.lib import report as R
+from kodomo_assets.lib.export import read_access_log
+from kodomo_assets.lib.indicators import load_indicators
+from kodomo_assets.lib.lineage_diagram import draw
+from kodomo_assets.lib.linked_table import describe, load_spec, plan
+from kodomo_assets.lib.partitions import monthly
+from kodomo_assets.lib.paths import kodomo_home, zone_store
+from kodomo_assets.lib.policy import load_policy
+from kodomo_assets.lib.registry import load_registry
+from kodomo_assets.lib.suppression import mask_text
+
+KEY = AssetKey(["committee", "report"])
+
+
+def report_path(month: str):  # noqa: ANN201
+    return kodomo_home() / "reports" / month / "committee_report.html"
+
+
+def _meta(instance: DagsterInstance, key: AssetKey, month: str) -> dict:
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=key, asset_partitions=[month]), limit=1).records
+    if not records:
+        return {}
+    mat = records[0].event_log_entry.asset_materialization
+    return {k: v.value for k, v in mat.metadata.items()}
+
+
+def _approval_section(month: str) -> list:
+    rows = []
+    for i in load_policy().items:
+        mark = lambda b: "○" if b else ""  # noqa: E731
+        uses = "・".join({"key": "連携キー", "match": "照合", "analysis": "分析"}[u] for u in sorted(i.uses))
+        period = f"{i.period.start}〜{i.period.end}" if i.period else ""
+        rows.append([str(i.no), i.department, i.info, i.header, mark(i.sensitive), mark(i.out_of_purpose),
+                     mark(i.provision), uses, i.purpose, i.period.basis if i.period else "", period,
+                     mark(bool(i.period and i.period.covers(month)))])
+    return [R.Table("別紙 個人情報項目（data/policy/approval.csv）",
+                    ["番号", "保有課", "情報名", "項目", "要配慮", "目的外利用", "提供", "利用区分", "利用目的",
+                     "根拠", "承認期間", "今月"], rows)]
+
+
+def _lineage_section(month: str) -> list:
+    registry, approval = load_registry(), approval_for(month)
+    p = plan(load_spec(), approval)
+    diagram = draw(registry, approval, p)
+    per_ds = []
+    for ds in registry.datasets.values():
+        used = sorted({n for n in p.columns if any(d == ds.name for d, _ in p.lineage[n])})
+        sensitive = [i.header for i in approval.items if i.dataset == ds.name and i.sensitive]
+        per_ds.append([ds.department.label, ds.label, ds.file, str(len(used)), "、".join(sensitive) or "—"])
+    text = describe(p)
+    return [
+        R.image(R.png_bytes(diagram.png), "データの流れ: " + "、".join(diagram.labels)),
+        R.Table("データセットごとの連携（連携テーブルの列数と要配慮の承認項目）",
+                ["保有課", "情報名", "ファイル", "連携テーブルの列", "要配慮の項目"], per_ds),
+        R.Table("連携テーブルの列と元の項目（列の系譜）", ["列", "内容と元の項目"],
+                [[n, text[n]] for n in p.columns]),
+    ]
+
+
+def _figures_section(context: AssetExecutionContext, month: str) -> tuple[list, dict]:
+    inst, reg = context.instance, load_registry()
+    names, grid = [], []
+    for ds in reg.datasets.values():
+        m = _meta(inst, source_key(ds.name), month)
+        if m:
+            names.append(ds.label)
+            grid.append([m["dagster/row_count"], m["quarantined"], m["duplicates_removed"]])
+    parts: list = []
+    if grid:
+        t = R.suppressed_grid(names, ["保存", "隔離", "重複除去"], np.array(grid))
+        t.caption, t.header[-1] = "受信と取込（行数。受信 = 保存 + 隔離 + 重複除去）", "受信"
+        parts.append(t)
+    link = _meta(inst, LINK_KEY, month)
+    if link:
+        linked = link["linked_by_atena_no"] + link["linked_probabilistically"]
+        t = R.suppressed_grid(["児童生徒"], ["宛名番号で連携", "確率的照合で連携", "未連携（確認待ち含む）"],
+                              np.array([[link["linked_by_atena_no"], link["linked_probabilistically"],
+                                         link["unlinked"]]]))
+        t.caption = "学齢簿と住民基本台帳の連携"
+        t.note = (f"連携率 {linked / max(link['pupils'], 1):.1%}。確認待ち {R.small(link['steward_review'])} 件。"
+                  f"既知の宛名番号の一部を伏せた検証: 適合率 {link.get('holdout_precision') or 0:.3f}、"
+                  f"再現率 {link.get('holdout_recall') or 0:.3f}、双子の取り違え {link['twins_cross_linked']} 件。")
+        parts.append(t)
+    scores = zone_store("analysis", month, "risk_scores")
+    linked = zone_store("analysis", month, "linked_children")
+    figures: dict = {}
+    if scores.exists() and linked.exists():
+        with duckdb.connect() as con:
+            con.execute(f"ATTACH '{scores}' AS s (READ_ONLY)")
+            con.execute(f"ATTACH '{linked}' AS l (READ_ONLY)")
+            (n_children,) = con.execute("SELECT count(*) FROM s.risk_scores").fetchone()
+            k = max(1, round(0.02 * n_children))
+            con.execute(f"""CREATE TEMP TABLE t AS SELECT s.*, l.district_code,
+                (NOT s.center_known AND row_number() OVER (PARTITION BY s.center_known
+                 ORDER BY s.score DESC, s.child_token) <= {k}) AS listed
+                FROM s.risk_scores s JOIN l.linked_children l USING (child_token)""")
+            rows = []
+            for i in load_indicators():
+                fired, listed = con.execute(
+                    "SELECT count(*) FILTER (list_contains(indicators, ?)), "
+                    "count(*) FILTER (listed AND list_contains(indicators, ?)) FROM t",
+                    [i.label, i.label]).fetchone()
+                rows.append([i.label, R.small(fired), R.small(listed)])
+            parts.append(R.Table("指標ごとの該当児童数（全児童／確認リスト掲載）", ["指標", "該当", "うち掲載"],
+                                 rows, counts={1, 2},
+                                 note="一人が複数の指標に該当しうるため合計は示さない。"))
+            districts = con.execute(
+                "SELECT coalesce(district_code, '不明'), count(*), count(*) FILTER (len(indicators) > 0), "
+                "count(*) FILTER (listed) FROM t GROUP BY 1 ORDER BY 1").fetchall()
+            cols = [R.suppressed_column([d[0] for d in districts], [d[c] for d in districts]) for c in (1, 2, 3)]
+            parts.append(R.Table("町丁目ごとの児童数・指標該当・確認リスト掲載（新規の示唆）",
+                                 ["町丁目コード", "児童", "指標に該当", "確認リスト掲載"],
+                                 [[a[0], a[1], b[1], c[1]] for a, b, c in zip(*cols, strict=True)],
+                                 counts={1, 2, 3}, note="各列で1〜9は x、合計から逆算できないよう二次秘匿。"))
+            figures["scores"] = con.execute("SELECT score FROM t").fetchnumpy()["score"]
+            figures["n_children"], figures["k"] = n_children, k
+    return parts, figures
+
+
+def _figure(v: float | None) -> str:
+    """Rates to 3 decimals; whole numbers are counts, suppressed below 10."""
+    if v is None:
+        return "—"
+    return R.small(int(v)) if float(v).is_integer() and v > 1 else f"{v:.3f}"
+
+
+@cache
+def _term_labels(month: str) -> dict[str, str]:
+    return {**plan(load_spec(), approval_for(month)).labels(),
+            **{f"ind_{i.name}": i.label for i in load_indicators()}}
+
+
+def _feature_label(term: str, month: str) -> str:
+    """A model input in Japanese: the linked-table column's label, or the indicator's."""
+    labels = _term_labels(month)
+    name = term.split("=", 1)[0]
+    return labels.get(name, name).split("（")[0]
+
+
+def _model_section(month: str, figures: dict) -> list:
+    parts: list = []
+    card_path = zone_store("analysis", month, "risk_scores").parent / "model_card.json"
+    if card_path.exists():
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        parts.append(R.Table("モデルカード", ["項目", "内容"], [
+            ["基準月", card["month"]], ["学習の正解", "子ども家庭支援センターの相談または要対協登録（既知の児童）"],
+            ["学習した児童", f"{card['training_rows']:,}（正例 {R.small(card['positives'])}）"],
+            ["交差検証 AUC（既知の判別）", f"{card['cv_auc']:.3f}"], ["Brier", f"{card['cv_brier']:.4f}"],
+            ["特徴量", f"{len(card['features'])} 個（外国人住民・町丁目は使わない）: "
+             + "、".join(dict.fromkeys(_feature_label(f, month) for f in card["features"]))],
+            ["較正", card["params"].get("calibration", "")]]))
+    ev = zone_store("analysis", month, "evaluation")
+    if ev.exists():
+        with duckdb.connect(str(ev), read_only=True) as con:
+            rows = con.execute("SELECT description, model, baseline FROM metrics").fetchall()
+            cal = con.execute("SELECT mean_score, label_rate, n FROM calibration ORDER BY bin").fetchall()
+        if rows:
+            parts.append(R.Table("デモの正解データに対する評価（センターが把握していない児童）",
+                                 ["指標", "モデル", "最良の単一ルール"],
+                                 [[d, _figure(m), _figure(b)] for d, m, b in rows]))
+        if cal:
+            fig, ax = plt.subplots(figsize=(4.5, 4))
+            shown = [(s, r) for s, r, n in cal if n >= 10]
+            ax.plot([0, max(s for s, _ in shown)], [0, max(s for s, _ in shown)], "--", color="#999")
+            ax.plot([s for s, _ in shown], [r for _, r in shown], "o-")
+            ax.set_xlabel("予測スコアの平均"), ax.set_ylabel("既知の割合"), ax.set_title("較正（10区分）")
+            parts.append(R.image(R.png(fig), "較正のグラフ"))
+    fair = zone_store("analysis", month, "fairness_audit")
+    if fair.exists():
+        with duckdb.connect(str(fair), read_only=True) as con:
+            gaps = con.execute("SELECT label, equalized_odds_gap, explanation FROM gaps").fetchall()
+        parts.append(R.Table("公平性の確認（Equalized odds の差）", ["属性", "差", "説明"],
+                             [[a, f"{g:.3f}" if g is not None else "—", mask_text(e)] for a, g, e in gaps]))
+    if "scores" in figures:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        counts, edges = np.histogram(figures["scores"], bins=20, range=(0, 1))
+        heights = np.where(counts >= 10, counts, 0)  # bins of 1–9 children are not drawn
+        ax.bar(edges[:-1], heights, width=0.05, align="edge", color="#669")
+        ax.set_yscale("symlog"), ax.set_xlabel("較正済みスコア"), ax.set_ylabel("児童数")
+        ax.set_title("スコアの分布（10人未満の区分は表示しない）")
+        parts.append(R.image(R.png(fig), "スコアの分布"))
+    return parts
+
+
+def _trend_section() -> list:
+    """Children flagged per indicator over the months with scores."""
+    folder = kodomo_home() / "zones" / "analysis"
+    months = sorted(p.name for p in folder.iterdir() if (p / "risk_scores.duckdb").exists()) \
+        if folder.exists() else []
+    if not months:
+        return []
+    labels = [i.label for i in load_indicators()]
+    series = np.full((len(labels), len(months)), np.nan)
+    for j, m in enumerate(months):
+        with duckdb.connect(str(folder / m / "risk_scores.duckdb"), read_only=True) as con:
+            for i, label in enumerate(labels):
+                (n,) = con.execute("SELECT count(*) FILTER (list_contains(indicators, ?)) FROM risk_scores",
+                                   [label]).fetchone()
+                series[i, j] = n if n >= 10 or n == 0 else np.nan  # small counts left out
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, label in enumerate(labels):
+        ax.plot(months, series[i], marker="o", label=label)
+    ax.set_ylabel("該当児童数"), ax.set_title("指標ごとの該当児童数の推移（10人未満は表示しない）")
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
+    return [R.image(R.png(fig), "指標ごとの該当児童数の推移")]
+
+
+def _history_section(instance: DagsterInstance, month: str) -> list:
+    runs = instance.get_run_records(RunsFilter(tags={"dagster/partition": month}), limit=30)
+    rows = [[r.dagster_run.run_id[:8], r.dagster_run.job_name, r.dagster_run.status.value,
+             r.start_time and datetime.fromtimestamp(r.start_time, UTC).isoformat(timespec="seconds"),
+             r.dagster_run.tags.get("user") or r.dagster_run.tags.get("dagster/user") or "—"]
+            for r in runs]
+    assets = []
+    for key in (LINK_KEY, LINKED_KEY, SCORES_KEY, REVIEW_KEY, EVALUATION_KEY, FAIRNESS_KEY):
+        recs = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, asset_partitions=[month]),
+                                               limit=1).records
+        when = datetime.fromtimestamp(recs[0].timestamp, UTC).isoformat(timespec="seconds") if recs else "—"
+        assets.append(["/".join(key.path), when, recs[0].run_id[:8] if recs else "—"])
+    access = [[e["time"], e["user"], e["purpose"], R.small(e["rows"]), e["format"]]
+              for e in read_access_log(month)]
+    return [
+        R.Table("実行の記録（この基準月）", ["実行", "ジョブ", "状態", "開始", "起動者"], rows,
+                note=f"報告書を作成したユーザー: {getpass.getuser()}。起動者は実行のタグ（user）から。"),
+        R.Table("資産ごとの最新の実体化", ["資産", "日時（UTC）", "実行"], assets),
+        R.Table("確認リストの書き出し記録（アクセス記録）", ["日時", "ユーザー", "利用目的", "行数", "形式"],
+                access or [["—", "—", "書き出しなし", "—", "—"]], counts={3}),
+    ]
+
+
+@asset(
+    key=KEY,
+    group_name="committee",
+    owners=["team:kodomo-center"],
+    kinds={"html"},
+    tags={"zone": "committee", "sensitive": "no"},
+    code_version="1",
+    partitions_def=monthly,
+    deps=[SCORES_KEY, REVIEW_KEY, EVALUATION_KEY, FAIRNESS_KEY, LINK_KEY],
+    description=(
+        "委員会報告書: 個人情報保護運営審議会が毎月確認する自己完結の HTML（外部のフォント・"
+        "スクリプト・通信なし）。承認リスト（別紙）と今月が承認期間内か、登録簿と承認リストから"
+        "描いたデータの流れ（要配慮の列まで）、受信・隔離・連携・指標該当の件数（1〜9 は x、"
+        "二次秘匿あり）、モデルカードと評価・公平性、グラフ、実行と書き出しの記録を載せる。"
+    ),
+)
+def committee_report(context: AssetExecutionContext) -> MaterializeResult:
+    month = context.partition_key
+    approval = approval_for(month)
+    figures_parts, figures = _figures_section(context, month)
+    report = R.Report(
+        month=month,
+        generated_at=datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
+        covered=bool(approval.periods),
+        periods=[p.label() for p in load_policy().periods],
+        sections=[
+            ("1. 承認リスト（別紙 個人情報項目）", _approval_section(month)),
+            ("2. データの流れ（列の系譜）", _lineage_section(month)),
+            ("3. 今月の数字", figures_parts),
+            ("4. モデルカード・評価・公平性", _model_section(month, figures)),
+            ("5. 指標の推移", _trend_section()),
+            ("6. 実行と閲覧の記録", _history_section(context.instance, month)),
+        ])
+    html = R.render(report)
+    path = report_path(month)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, path)
+    return MaterializeResult(metadata={
+        "report": MetadataValue.path(str(path)),
+        "bytes": len(html.encode()),
+        "sections": len(report.sections),
+    })

@@ -1,0 +1,147 @@
+"""The privacy committee's monthly report: one self-contained HTML file in Japanese.
+
+No external fonts, scripts or network: styles are inline, images are PNG data URIs
+rendered with a bundled Japanese font (matplotlib-fontja). Every count from 1 to 9 is shown
+as "x", with secondary suppression (lib/suppression.py); counts carry class "n" so a test
+can check them all.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass, field
+
+import jinja2
+import matplotlib
+from markupsafe import escape
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib_fontja  # noqa: E402,F401
+import numpy as np  # noqa: E402
+
+from kodomo_assets.lib.suppression import MASK, THRESHOLD, mask_text, protect, with_totals  # noqa: E402
+
+
+@dataclass
+class Table:
+    caption: str
+    header: list[str]
+    rows: list[list[str]]
+    counts: set[int] = field(default_factory=set)  # indexes of count columns (class "n")
+    note: str = ""
+
+
+@dataclass
+class Report:
+    month: str
+    generated_at: str
+    covered: bool
+    periods: list[str]
+    sections: list[tuple[str, list[Table | str]]]  # (heading, tables, paragraphs or images)
+
+
+def count_text(v: int, hidden: bool) -> str:
+    return MASK if hidden else f"{int(v):,}"
+
+
+def suppressed_column(labels: list[str], values: list[int], total_label: str = "合計") -> list[list[str]]:
+    """One additive column with its total: primary and secondary suppression."""
+    grid = with_totals(np.array(values, dtype="int64").reshape(-1, 1))
+    hidden = protect(grid)
+    return [[label, count_text(grid[i, 0], hidden[i, 0])]
+            for i, label in enumerate([*labels, total_label])]
+
+
+def suppressed_grid(row_labels: list[str], col_labels: list[str], values: np.ndarray) -> Table:
+    grid = with_totals(values)
+    hidden = protect(grid)
+    rows = [[label, *(count_text(v, h) for v, h in zip(grid[i], hidden[i], strict=True))]
+            for i, label in enumerate([*row_labels, "合計"])]
+    return Table("", ["", *col_labels, "合計"], rows, counts=set(range(1, len(col_labels) + 2)))
+
+
+def small(v: int | None) -> str:
+    """A lone count with no total beside it: primary suppression is enough."""
+    if v is None:
+        return "—"
+    return MASK if 0 < v < THRESHOLD else f"{int(v):,}"
+
+
+def png(fig: plt.Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return png_bytes(buf.getvalue())
+
+
+def png_bytes(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def image(src: str, alt: str) -> str:
+    return f'<img src="{src}" alt="{escape(alt)}">'
+
+
+TEMPLATE = jinja2.Template("""<!DOCTYPE html>
+<html lang="ja"><head><meta charset="utf-8">
+<title>個人情報保護運営審議会 月次報告 {{ r.month }}</title>
+<style>
+{% if font %}@font-face { font-family: "IPAexGothic"; src: url("{{ font }}") format("truetype"); }{% endif %}
+body { font-family: "IPAexGothic", sans-serif; margin: 2em; color: #222; max-width: 1200px; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; border-bottom: 2px solid #557; margin-top: 2em; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.85em; }
+th, td { border: 1px solid #bbb; padding: 3px 6px; vertical-align: top; }
+th { background: #eef; } td.n { text-align: right; }
+caption { text-align: left; font-weight: bold; padding: 4px 0; }
+.ok { color: #060; font-weight: bold; } .ng { color: #a00; font-weight: bold; }
+.note { font-size: 0.85em; color: #444; } img { max-width: 100%; border: 1px solid #ddd; }
+</style></head><body>
+<h1>子ども・家庭データ連携 月次報告（基準月 {{ r.month }}）</h1>
+<p>作成: {{ r.generated_at }}。この報告は集計値のみを含み、個人を識別できる情報を含まない。
+1〜9 の件数は「x」と表示し、合計から逆算できないよう二次秘匿を行っている（小さなセルの秘匿）。</p>
+<p>承認期間: {% for p in r.periods %}{{ p }}{% if not loop.last %}、{% endif %}{% endfor %} —
+基準月 {{ r.month }} は
+{% if r.covered %}<span class="ok">承認期間内</span>{% else %}<span class="ng">承認期間外</span>{% endif %}。</p>
+{% for heading, parts in r.sections %}
+<h2>{{ heading }}</h2>
+{% for part in parts %}
+{% if part.header is defined %}
+<table>{% if part.caption %}<caption>{{ part.caption }}</caption>{% endif %}
+<tr>{% for h in part.header %}<th>{{ h }}</th>{% endfor %}</tr>
+{% for row in part.rows %}<tr>{% for v in row %}<td{% if loop.index0 in part.counts %} class="n"{% endif %}>{{ v }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+{% if part.note %}<p class="note">{{ part.note }}</p>{% endif %}
+{% else %}{{ part | safe }}
+{% endif %}
+{% endfor %}
+{% endfor %}
+</body></html>
+""", autoescape=True)
+
+
+def paragraph(text: str) -> str:
+    return f"<p>{escape(mask_text(text))}</p>"
+
+
+def embedded_font(text: str) -> str:
+    """IPAexGothic (bundled with matplotlib-fontja) cut down to the characters the page uses,
+    as a data URI: the page renders the same on any machine, with no font fetched."""
+    from pathlib import Path
+
+    from fontTools import subset
+
+    font = subset.load_font(str(Path(matplotlib_fontja.__file__).parent / "fonts" / "ipaexg.ttf"),
+                            subset.Options())
+    sub = subset.Subsetter(subset.Options())
+    sub.populate(text="".join(sorted(set(text))))
+    sub.subset(font)
+    buf = io.BytesIO()
+    font.save(buf)
+    return "data:font/ttf;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def render(report: Report) -> str:
+    html = TEMPLATE.render(r=report, font="")
+    return TEMPLATE.render(r=report, font=embedded_font(html))
