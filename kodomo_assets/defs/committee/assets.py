@@ -242,17 +242,23 @@ def _history_section(instance: DagsterInstance, month: str) -> list:
              r.dagster_run.tags.get("user") or r.dagster_run.tags.get("dagster/user") or "—"]
             for r in runs]
     assets = []
-    for key in (LINK_KEY, LINKED_KEY, SCORES_KEY, REVIEW_KEY, EVALUATION_KEY, FAIRNESS_KEY):
+    for key in (*(source_key(d) for d in load_registry().datasets), LINK_KEY, LINKED_KEY, SCORES_KEY,
+                REVIEW_KEY, EVALUATION_KEY, FAIRNESS_KEY):
         recs = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, asset_partitions=[month]),
                                                limit=1).records
-        when = datetime.fromtimestamp(recs[0].timestamp, UTC).isoformat(timespec="seconds") if recs else "—"
-        assets.append(["/".join(key.path), when, recs[0].run_id[:8] if recs else "—"])
+        if not recs:
+            assets.append(["/".join(key.path), "—", "—", "—"])
+            continue
+        meta = recs[0].event_log_entry.asset_materialization.metadata
+        by = meta["materialized_by"].value if "materialized_by" in meta else "—"
+        when = datetime.fromtimestamp(recs[0].timestamp, UTC).isoformat(timespec="seconds")
+        assets.append(["/".join(key.path), when, recs[0].run_id[:8], by])
     access = [[e["time"], e["user"], e["purpose"], R.small(e["rows"]), e["format"]]
               for e in read_access_log(month)]
     return [
         R.Table("実行の記録（この基準月）", ["実行", "ジョブ", "状態", "開始", "起動者"], rows,
                 note=f"報告書を作成したユーザー: {getpass.getuser()}。起動者は実行のタグ（user）から。"),
-        R.Table("資産ごとの最新の実体化", ["資産", "日時（UTC）", "実行"], assets),
+        R.Table("資産ごとの最新の実体化（誰が・いつ）", ["資産", "日時（UTC）", "実行", "実行ユーザー"], assets),
         R.Table("確認リストの書き出し記録（アクセス記録）", ["日時", "ユーザー", "利用目的", "行数", "形式"],
                 access or [["—", "—", "書き出しなし", "—", "—"]], counts={3}),
     ]
