@@ -22,9 +22,11 @@ from typing import Any
 
 import duckdb
 
-# key_check lives beside the asset that stores it, so both sides compute the same value
 from kodomo_assets.defs.center.assets import NEW, TABLE, key_check
 from kodomo_assets.lib import keys
+
+# key_check lives beside the asset that stores it, so both sides compute the same value
+from kodomo_assets.lib.center_store import open_center
 from kodomo_assets.lib.paths import kodomo_home, zone_store
 
 FORMATS = {".csv": "csv", ".xlsx": "xlsx"}
@@ -157,21 +159,28 @@ def _read_list(month: str, center_key: bytes) -> list[list[Any]]:
     if not path.exists():
         raise ExportError(f"基準月 {month} の確認リストがありません。先に center/review_list を "
                           f"{month} について実体化してください。")
-    with duckdb.connect(str(path), read_only=True) as con:
-        try:
-            (stored,) = con.execute("SELECT key_check FROM zone_key_check").fetchone()
-        except (duckdb.CatalogException, TypeError):
-            stored = None
-        if stored is None or not hmac.compare_digest(str(stored), key_check(center_key)):
-            raise ExportError(f"センター鍵が基準月 {month} の確認リストを作成した鍵と一致しません。"
-                              "正しいセンター鍵を指定してください（書き出していません）。",
-                              exit_code=2)
-        # the new suggestions first, each section in rank order
-        return [list(r) for r in con.execute(f"""
-            SELECT section, rank, atena_no, round(score, 3), round(prev_score, 3),
-                   array_to_string(indicators, '{JOIN}'), array_to_string(reasons, '{JOIN}'),
-                   array_to_string(facts_asof, '{JOIN}')
-            FROM {TABLE} ORDER BY section <> ?, section, rank""", [NEW]).fetchall()]
+    try:
+        with open_center(path, center_key) as con:
+            return _rows(con, month, center_key)
+    except PermissionError:
+        raise ExportError(f"センター鍵が一致しません。基準月 {month} の確認リストは暗号化されており、"
+                          "正しいセンター鍵でなければ開けません（書き出していません）。", exit_code=2) from None
+
+
+def _rows(con: duckdb.DuckDBPyConnection, month: str, center_key: bytes) -> list[list[Any]]:
+    try:
+        (stored,) = con.execute("SELECT key_check FROM zone_key_check").fetchone()
+    except (duckdb.CatalogException, TypeError):
+        stored = None
+    if stored is None or not hmac.compare_digest(str(stored), key_check(center_key)):
+        raise ExportError(f"センター鍵が基準月 {month} の確認リストを作成した鍵と一致しません。"
+                          "正しいセンター鍵を指定してください（書き出していません）。", exit_code=2)
+    # the new suggestions first, each section in rank order
+    return [list(r) for r in con.execute(f"""
+        SELECT section, rank, atena_no, round(score, 3), round(prev_score, 3),
+               array_to_string(indicators, '{JOIN}'), array_to_string(reasons, '{JOIN}'),
+               array_to_string(facts_asof, '{JOIN}')
+        FROM {TABLE} ORDER BY section <> ?, section, rank""", [NEW]).fetchall()]
 
 
 def _write_atomic(out: Path, write: Callable[[Path], None], log: Callable[[], object]) -> None:

@@ -23,25 +23,34 @@ def attach_read_only(con: duckdb.DuckDBPyConnection, alias: str, path: Path) -> 
 
 
 @contextmanager
-def staged(final: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
-    """A connection to a fresh staging file; the caller calls `promote` once it passes."""
+def staged_file(final: Path) -> Iterator[Path]:
+    """A fresh staging path beside `final`, removed afterwards unless it was promoted."""
     final.parent.mkdir(parents=True, exist_ok=True)
     stage = final.with_name(f".{final.stem}.{os.getpid()}.staging.duckdb")
     _remove(stage)
-    con = duckdb.connect(str(stage))
-    con.execute("SET memory_limit = '1GB'")
-    con.execute(f"SET temp_directory = '{scratch_dir()}'")
     try:
-        yield con, stage
+        yield stage
     finally:
-        con.close()
         _remove(stage)
+
+
+@contextmanager
+def staged(final: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
+    """A connection to a fresh staging file; the caller calls `promote` once it passes."""
+    with staged_file(final) as stage:
+        con = duckdb.connect(str(stage))
+        con.execute("SET memory_limit = '1GB'")
+        con.execute(f"SET temp_directory = '{scratch_dir()}'")
+        try:
+            yield con, stage
+        finally:
+            con.close()
 
 
 def promote(con: duckdb.DuckDBPyConnection, stage: Path, final: Path) -> None:
     con.execute("CHECKPOINT")
-    for alias, in con.execute("SELECT database_name FROM duckdb_databases() "
-                              "WHERE NOT internal AND database_name <> current_database()").fetchall():
+    for alias, in con.execute("SELECT database_name FROM duckdb_databases() WHERE NOT internal "
+                              "AND database_name NOT IN (current_database(), 'memory')").fetchall():
         con.execute(f"DETACH {alias}")
     con.close()
     os.replace(stage, final)

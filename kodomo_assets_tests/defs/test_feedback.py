@@ -6,13 +6,14 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import pytest
 from dagster import DagsterInstance, materialize
 
 from kodomo_assets.defs.center.assets import NEW, RISEN
 from kodomo_assets.defs.center.feedback import verification_feedback
 from kodomo_assets.defs.sources import inbox_receipt
+from kodomo_assets.lib import keys
+from kodomo_assets.lib.center_store import open_center
 from kodomo_assets.lib.paths import zone_store
 from kodomo_assets_tests.lib.test_export import POVERTY, YOUNG_CARER, make_review_list
 
@@ -122,7 +123,7 @@ def test_ppv_per_indicator_and_band_as_computed_by_hand(lists, write_export: Cal
     path = zone_store("center", MONTH, "verification_feedback")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
-    with duckdb.connect(str(path), read_only=True) as con:
+    with open_center(path, keys.load(keys.CENTER)) as con:
         tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         rows = con.execute("SELECT line, atena_no, list_month, outcome, score_band "
                            "FROM verification ORDER BY line").fetchall()
@@ -146,7 +147,7 @@ def test_a_month_without_results_is_not_submitted_not_failed(lists) -> None:
     assert meta["status"] == "未提出" and meta["dagster/row_count"] == 0
     assert meta["quarantined"] == 0 and meta["ppv_by_indicator"] == {}
     assert all(v["PPV"] is None for v in meta["ppv_by_band"].values())
-    with duckdb.connect(str(zone_store("center", MONTH, "verification_feedback")),
+    with open_center(zone_store("center", MONTH, "verification_feedback"), keys.load(keys.CENTER),
                         read_only=True) as con:
         counts = [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                   for t in ("verification", "ppv_by_indicator", "counts_by_month", "quarantine")]

@@ -18,6 +18,7 @@ from kodomo_assets.defs.scoring import risk_scores
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
 from kodomo_assets.lib import keys
+from kodomo_assets.lib.center_store import open_center
 from kodomo_assets.lib.paths import department_store, zone_store
 
 MONTHS = ("2022-09", "2022-10")
@@ -77,7 +78,7 @@ def test_the_review_list_is_the_top_k_unknown_children_with_reasons(env) -> None
         expected = [r[0] for r in con.execute(
             "SELECT score FROM risk_scores WHERE NOT center_known ORDER BY score DESC").fetchall()]
     path = zone_store("center", month, "review_list")
-    with duckdb.connect(str(path), read_only=True) as con:
+    with open_center(path, keys.load(keys.CENTER)) as con:
         new = con.execute("SELECT rank, score, atena_no, reasons FROM review_list "
                           "WHERE section = ? ORDER BY rank", [NEW]).fetchall()
         risen = con.execute("SELECT count(*), count(*) FILTER (prev_score IS NULL) FROM review_list "
@@ -99,7 +100,7 @@ def test_the_review_list_is_the_top_k_unknown_children_with_reasons(env) -> None
 
 def test_no_personal_data_reaches_the_event_log(env) -> None:
     results, instance, inbox, *_ = env
-    with duckdb.connect(str(zone_store("center", MONTHS[1], "review_list")), read_only=True) as con:
+    with open_center(zone_store("center", MONTHS[1], "review_list"), keys.load(keys.CENTER)) as con:
         atena = [r[0] for r in con.execute("SELECT atena_no FROM review_list").fetchall()]
     logged = json.dumps([repr(e) for r in results.values() for e in instance.all_logs(r.run_id)],
                         ensure_ascii=False)
@@ -129,3 +130,15 @@ def test_every_asset_that_crosses_a_zone_reports_column_lineage(env) -> None:
                             "center/review_list"}
     review = lineage["center/review_list"].deps_by_column
     assert {d.asset_key.path[-1] for d in review["atena_no"]} == {"risk_scores", "jumin"}
+
+
+def test_the_center_zone_is_encrypted_at_rest(env) -> None:
+    path = zone_store("center", MONTHS[1], "review_list")
+    with open_center(path, keys.load(keys.CENTER)) as con:
+        atena = [r[0] for r in con.execute("SELECT atena_no FROM review_list").fetchall()]
+    blob = path.read_bytes()
+    assert atena and not any(a.encode() in blob for a in atena)
+    with pytest.raises(duckdb.Error, match="encrypted"):
+        duckdb.connect(str(path), read_only=True)
+    with pytest.raises(PermissionError, match="センター鍵"), open_center(path, bytes(32)):
+        pass

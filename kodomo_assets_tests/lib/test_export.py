@@ -8,15 +8,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
 import openpyxl
 import pytest
 
 from kodomo_assets.cli import main
 from kodomo_assets.defs.center.assets import NEW, RISEN, key_check
 from kodomo_assets.lib import keys
+from kodomo_assets.lib.center_store import staged_center
 from kodomo_assets.lib.export import HEADERS, access_log_path, read_access_log
 from kodomo_assets.lib.paths import zone_store
+from kodomo_assets.lib.publish import promote
 
 MONTH = "2022-10"
 PURPOSE = "10月定例会議での確認対象の選定"
@@ -34,13 +35,14 @@ def make_review_list(month: str, rows: Sequence[tuple], check: str | None = None
     """A center zone file with the asset's schema, keyed to this test's center key."""
     path = zone_store("center", month, "review_list")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(path)) as con:
+    with staged_center(path, keys.load(keys.CENTER)) as (con, stage):
         con.execute("CREATE TABLE review_list (section VARCHAR, rank INTEGER, atena_no VARCHAR, "
                     "child_token VARCHAR, score DOUBLE, prev_score DOUBLE, indicators VARCHAR[], "
                     "reasons VARCHAR[], facts_asof VARCHAR[])")
         con.executemany("INSERT INTO review_list VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         con.execute("CREATE TABLE zone_key_check AS SELECT ? AS key_check",
                     [check or key_check(keys.load(keys.CENTER))])
+        promote(con, stage, path)
     return path
 
 

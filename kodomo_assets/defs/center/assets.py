@@ -22,11 +22,12 @@ from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.scoring.assets import TABLE as SCORES_TABLE
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.lib import keys
+from kodomo_assets.lib.center_store import staged_center
 from kodomo_assets.lib.gate import inspect_table
 from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.paths import department_store, zone_store
 from kodomo_assets.lib.pseudonym import register_udfs
-from kodomo_assets.lib.publish import attach_read_only, keep_only, promote, staged
+from kodomo_assets.lib.publish import attach_read_only, keep_only, promote
 
 KEY = AssetKey(["center", "review_list"])
 TABLE = "review_list"
@@ -69,7 +70,7 @@ def _private_folder(path: Path) -> None:
     deps=[SCORES_KEY, source_key("jumin")],
     check_specs=gate_checks(KEY),
     description=(
-        "確認リスト（センター領域。子ども家庭支援センターのみ閲覧）: センターが現在把握していない"
+        "確認リスト（センター領域。子ども家庭支援センターのみ閲覧。センター鍵で暗号化して保存）: センターが現在把握していない"
         "児童のうちスコア上位 k 人（既定は全児童の2%）と、別枠で、既知の児童のうちスコアが前月から"
         "上がった児童。順位・較正済みスコア・発生した指標・理由・事実の時点を付け、宛名番号に戻す。"
         "いずれも支援の必要性の示唆であり、職員が一人ずつ確認する。書き出しは "
@@ -86,7 +87,7 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig):  # no
     final = zone_store("center", month, TABLE)
     _private_folder(final)
     prev = zone_store("analysis", previous_month(month), SCORES_TABLE)
-    with staged(final) as (con, stage):
+    with staged_center(final, center_key) as (con, stage):
         register_udfs(con, pseudonym_key)
         attach_read_only(con, "scores", zone_store("analysis", month, SCORES_TABLE))
         attach_read_only(con, "shimin", department_store("shimin", month))

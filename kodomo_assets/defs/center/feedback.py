@@ -28,10 +28,12 @@ from kodomo_assets.defs.center.assets import KEY as REVIEW_KEY
 from kodomo_assets.defs.center.assets import NEW, _private_folder
 from kodomo_assets.defs.center.assets import TABLE as REVIEW_TABLE
 from kodomo_assets.defs.sources.inbox import FEEDBACK_FILE
+from kodomo_assets.lib import keys
+from kodomo_assets.lib.center_store import attach_center, staged_center
 from kodomo_assets.lib.decode import SourceFileError, iter_blocks, read_header
 from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.paths import kodomo_inbox, zone_store
-from kodomo_assets.lib.publish import attach_read_only, keep_only, promote, staged
+from kodomo_assets.lib.publish import keep_only, promote
 from kodomo_assets.lib.wareki import DateParseError, parse_year_month
 
 KEY = AssetKey(["center", "verification_feedback"])
@@ -155,7 +157,8 @@ def _counts() -> str:
 PPV_SQL = "CASE WHEN confirmed + not_confirmed > 0 THEN confirmed / (confirmed + not_confirmed) END"
 
 
-def build_tables(con: duckdb.DuckDBPyConnection, found: Kakunin, lists: dict[str, Path]) -> None:
+def build_tables(con: duckdb.DuckDBPyConnection, found: Kakunin, lists: dict[str, Path],
+                 center_key: bytes) -> None:
     """The published tables, from the checked rows and the read-only review lists."""
     con.register("checked_rows", pa.table({
         "line": pa.array([r[0] for r in found.rows], pa.int64()),
@@ -165,7 +168,7 @@ def build_tables(con: duckdb.DuckDBPyConnection, found: Kakunin, lists: dict[str
     }))
     parts = []
     for i, (list_month, path) in enumerate(sorted(lists.items())):
-        attach_read_only(con, f"list{i}", path)
+        attach_center(con, f"list{i}", path, center_key)
         parts.append(f"SELECT '{list_month}' AS list_month, atena_no, section, rank, score, "
                      f"coalesce(indicators, []::VARCHAR[]) AS indicators FROM list{i}.{REVIEW_TABLE}")
     listed = " UNION ALL ".join(parts) or (
@@ -277,6 +280,10 @@ def _summary(con: duckdb.DuckDBPyConnection) -> dict:
 def verification_feedback(context: AssetExecutionContext) -> MaterializeResult:
     month = context.partition_key
     approval_for(month)
+    try:
+        center_key = keys.load(keys.CENTER)
+    except keys.KeyProblem as err:
+        raise Failure(description=str(err), allow_retries=False) from None
     source = kodomo_inbox() / month / FEEDBACK_FILE
     submitted = source.is_file()
     try:
@@ -293,8 +300,8 @@ def verification_feedback(context: AssetExecutionContext) -> MaterializeResult:
         lists = {m: p for m, p in lists.items() if m not in absent}
     final = zone_store("center", month, STORE)
     _private_folder(final)
-    with staged(final) as (con, stage):
-        build_tables(con, found, lists)
+    with staged_center(final, center_key) as (con, stage):
+        build_tables(con, found, lists, center_key)
         summary = _summary(con)
         (rows,) = con.execute("SELECT count(*) FROM verification").fetchone()
         keep_only(con, TABLES)
