@@ -21,10 +21,11 @@ from kodomo_assets.lib.registry import Registry, load_registry
 from kodomo_assets.lib.statutory import denial_basis, is_direct_identifier
 
 HEADER = ("番号", "保有課", "情報名", "ファイル", "項目", "要配慮", "目的外利用", "提供", "利用区分",
-          "利用目的", "根拠", "承認期間開始", "承認期間終了")
+          "利用目的", "根拠", "承認期間開始", "承認期間終了", "保存期間（月）")
 USES = {"連携キー": "key", "照合": "match", "分析": "analysis"}
 MARKS = {"○": True, "": False}
-_CODED = {"番号", "要配慮", "目的外利用", "提供", "利用区分", "承認期間開始", "承認期間終了"}
+_CODED = {"番号", "要配慮", "目的外利用", "提供", "利用区分", "承認期間開始", "承認期間終了",
+          "保存期間（月）"}
 
 
 class PolicyError(ValueError):
@@ -64,6 +65,7 @@ class Item:
     uses: frozenset[str]
     purpose: str
     period: Period | None
+    retention_months: int | None = None  # how long re-identifiable results may be kept
 
     @property
     def approved(self) -> bool:
@@ -83,6 +85,12 @@ class MonthApproval:
 
     def allows(self, dataset: str, column: str, use: str) -> bool:
         return column in self.columns(dataset, use)
+
+    @property
+    def retention_months(self) -> int:
+        """The shortest retention among the month's approved items: results built from
+        all of them may be kept no longer than the strictest allows."""
+        return min((i.retention_months for i in self.items if i.retention_months is not None), default=0)
 
 
 @dataclass(frozen=True)
@@ -147,10 +155,13 @@ def _item(row: dict[str, str], registry: Registry, where: str) -> Item:
         raise PolicyError(f"{label}: 連携キーにできるのは番号の項目だけです")
     if not uses or not row["根拠"] or not row["承認期間開始"] or not row["承認期間終了"]:
         raise PolicyError(f"{label}: ○ の項目には利用区分・根拠・承認期間が必要です")
+    if not row["保存期間（月）"].isdigit():
+        raise PolicyError(f"{label}: ○ の項目には保存期間（月、整数）が必要です")
     start, end = _date(row["承認期間開始"], label), _date(row["承認期間終了"], label)
     if end < start:
         raise PolicyError(f"{label}: 承認期間の終了が開始より前です")
-    return Item(**{**item.__dict__, "period": Period(start, end, row["根拠"])})
+    return Item(**{**item.__dict__, "period": Period(start, end, row["根拠"]),
+                   "retention_months": int(row["保存期間（月）"])})
 
 
 def parse_policy(path: Path, registry: Registry | None = None) -> Approval:

@@ -39,7 +39,7 @@ def _edited(tmp_path: Path, header: str, file: str, **changes: str) -> Path:
 
 
 APPROVE = {"目的外利用": "○", "利用区分": "分析", "根拠": FY2022,
-           "承認期間開始": "2022-04-01", "承認期間終了": "2023-03-31"}
+           "承認期間開始": "2022-04-01", "承認期間終了": "2023-03-31", "保存期間（月）": "12"}
 
 
 def test_the_committee_file_lists_every_registry_column_once() -> None:
@@ -58,7 +58,7 @@ def test_the_committee_file_lists_every_registry_column_once() -> None:
 def test_fy2022_approval_matches_the_minutes() -> None:
     a = load_policy().for_month("2022-10")
     assert [p.basis for p in a.periods] == [p.basis for p in load_policy().periods]
-    assert "諮問第65号" in a.periods[0].basis
+    assert "諮問第65号" in a.periods[0].basis and a.retention_months == 12
     assert a.columns("jumin", "analysis") >= {"birth_date", "relation", "district_code"}
     assert not a.columns("jumin", "analysis") & {"name", "name_kana", "address", "my_number"}
     assert a.columns("gakurei", "match") == {"name_kana", "birth_date", "sex", "address"}
@@ -100,6 +100,8 @@ def test_malformed_rows_are_refused(tmp_path: Path) -> None:
         parse_policy(_edited(tmp_path, "続柄", "jumin.csv", 項目="年収"))
     with pytest.raises(PolicyError, match="根拠・承認期間"):
         parse_policy(_edited(tmp_path, "続柄", "jumin.csv", 根拠=""))
+    with pytest.raises(PolicyError, match="保存期間"):
+        parse_policy(_edited(tmp_path, "続柄", "jumin.csv", **{"保存期間（月）": "一年"}))
 
 
 def test_a_month_outside_every_period_names_the_periods_and_their_basis() -> None:

@@ -62,10 +62,11 @@ def _approval_section(month: str) -> list:
         period = f"{i.period.start}〜{i.period.end}" if i.period else ""
         rows.append([str(i.no), i.department, i.info, i.header, mark(i.sensitive), mark(i.out_of_purpose),
                      mark(i.provision), uses, i.purpose, i.period.basis if i.period else "", period,
+                     f"{i.retention_months}か月" if i.retention_months is not None else "",
                      mark(bool(i.period and i.period.covers(month)))])
     return [R.Table("別紙 個人情報項目（data/policy/approval.csv）",
                     ["番号", "保有課", "情報名", "項目", "要配慮", "目的外利用", "提供", "利用区分", "利用目的",
-                     "根拠", "承認期間", "今月"], rows)]
+                     "根拠", "承認期間", "保存期間", "今月"], rows)]
 
 
 def _lineage_section(month: str) -> list:
