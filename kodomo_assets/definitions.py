@@ -1,4 +1,5 @@
-"""The code location: every asset of the monthly refresh."""
+"""The code location: every asset of the monthly refresh, its schedule and sensor, and the
+center zone's retention purge."""
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
@@ -7,6 +8,12 @@ from kodomo_assets.defs.center import review_list, verification_feedback
 from kodomo_assets.defs.committee import committee_report
 from kodomo_assets.defs.evaluation import evaluation, fairness_audit
 from kodomo_assets.defs.linkage import pupil_links
+from kodomo_assets.defs.operations import (
+    approval_period_in_force,
+    arrival_sensor_for,
+    center_retention_purge,
+    monthly_schedule_for,
+)
 from kodomo_assets.defs.scoring import risk_scores
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 
@@ -20,6 +27,9 @@ monthly_refresh = define_asset_job(
 defs = Definitions(
     assets=[inbox_receipt, *source_assets, pupil_links, linked_children, risk_scores, review_list,
             verification_feedback, evaluation, fairness_audit, committee_report],
-    jobs=[monthly_refresh],
+    asset_checks=[approval_period_in_force],
+    jobs=[monthly_refresh, center_retention_purge],
+    schedules=[monthly_schedule_for(monthly_refresh)],
+    sensors=[arrival_sensor_for(monthly_refresh)],
     executor=in_process_executor,
 )
