@@ -24,6 +24,7 @@ from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.lib import keys
 from kodomo_assets.lib.center_store import staged_center
 from kodomo_assets.lib.gate import inspect_table
+from kodomo_assets.lib.linked_table import month_sql
 from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.paths import department_store, zone_store
 from kodomo_assets.lib.pseudonym import register_udfs
@@ -115,7 +116,8 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig):  # no
             SELECT l.section, l.section_rank::INTEGER AS rank, j.atena_no, l.child_token, l.score, l.prev_score,
                    l.indicators, l.reasons, l.facts_asof
             FROM listed l JOIN (SELECT atena_no, pseudonym_child(atena_no) AS child_token
-                                FROM shimin.jumin) j USING (child_token)
+                                FROM shimin.jumin  -- children only: the HMAC is the cost
+                                WHERE birth_date > {month_sql(month)['asof']} - INTERVAL 19 YEAR) j USING (child_token)
             ORDER BY l.section <> '{NEW}', l.section_rank
         """)
         (listed, joined) = con.execute(
