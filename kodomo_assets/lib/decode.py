@@ -129,6 +129,9 @@ def _read_block(path: Path, data: bytes, decoded: Decoded, keep: Sequence[int],
     near = np.concatenate([buf[np.maximum(quote_pos - 1, 0)], buf[np.minimum(quote_pos + 1, len(buf) - 1)]])
     spaced = np.unique(np.searchsorted(ends, np.tile(quote_pos, 2)[(near == 32) | (near == 9)]))
     ok[spaced] = False
+    # A lone CR (one not right before the LF) ends a row for pyarrow: slow path, set aside.
+    cr_pos = np.flatnonzero(buf == _CR)
+    ok[np.searchsorted(ends, cr_pos[buf[cr_pos + 1] != _NL])] = False
     codec = decoded.encoding.replace("-sig", "")
     fixed: dict[int, bytes] = {}
     for i in np.flatnonzero(~ok):
@@ -147,6 +150,8 @@ def _read_block(path: Path, data: bytes, decoded: Decoded, keep: Sequence[int],
             ok[i] = False
             decoded.bad_lines.append(
                 BadLine(first_line + i, f"{pos} バイト目が {decoded.encoding} として読めない"))
+        if not ok.any():  # every line of the block was undecodable: all quarantined
+            return pa.table({}), len(ends)
         table = _parse_or_none(data, starts, ends, ok, fixed, codec, width, keep)
     kept_lines = np.flatnonzero(ok)
     decoded.data_lines += len(kept_lines)
@@ -203,6 +208,9 @@ def _check_line(raw: bytes, codec: str, width: int, decoded: Decoded, line: int)
     as canonical CSV in its own codec, or None when it is blank or malformed."""
     if not raw.strip():
         decoded.blank_lines += 1
+        return None
+    if b"\r" in raw:
+        decoded.bad_lines.append(BadLine(line, "行の途中に改行文字 (CR) がある行"))
         return None
     if raw.count(b'"') % 2:
         decoded.bad_lines.append(BadLine(line, "引用符 \" の対応が取れていない行"))

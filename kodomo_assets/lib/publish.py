@@ -6,6 +6,7 @@ or a refused one; a crash or a refusal leaves only the staging file, which is re
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ def staged_file(final: Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     stage = final.with_name(f".{final.stem}.{os.getpid()}.staging.duckdb")
     _remove(stage)
+    _sweep_dead(final)
     try:
         yield stage
     finally:
@@ -39,7 +41,8 @@ def staged(final: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
     """A connection to a fresh staging file; the caller calls `promote` once it passes."""
     with staged_file(final) as stage:
         con = duckdb.connect(str(stage))
-        con.execute("SET memory_limit = '1GB'")
+        # DuckDB spills past this to temp_directory; 4GB fits a 10M-resident month's joins
+        con.execute(f"SET memory_limit = '{os.environ.get('KODOMO_DUCKDB_MEMORY', '4GB')}'")
         con.execute(f"SET temp_directory = '{scratch_dir()}'")
         try:
             yield con, stage
@@ -65,6 +68,26 @@ def keep_only(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> None:
             "WHERE database_name = current_database() AND NOT internal").fetchall():
         if name not in keep:
             con.execute(f'DROP {kind} IF EXISTS "{name}"')
+
+
+def _sweep_dead(final: Path) -> None:
+    """Staging files (and WALs) that a killed process left beside `final`: another pid's,
+    removed only once that process is gone, so a concurrent writer keeps its own."""
+    prefix = f".{final.stem}."
+    for p in final.parent.glob(f"{glob.escape(prefix)}*.staging.duckdb*"):
+        pid = p.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            p.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _remove(path: Path) -> None:
