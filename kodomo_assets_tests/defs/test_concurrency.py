@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from dagster import DagsterInstance
 
 from kodomo_assets.demo import generate
 from kodomo_assets.lib import keys
@@ -27,6 +28,10 @@ def test_two_months_at_once_on_one_home_and_instance(tmp_path: Path, monkeypatch
         monkeypatch.setenv(name, env[name])
     keys.load(keys.PSEUDONYM)
     keys.load(keys.CENTER)
+    # the instance exists before the runs, as in use: two processes creating a fresh SQLite
+    # instance at once race on its schema ("table runs already exists", Dagster's own)
+    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        assert instance.get_runs() == []
 
     logs = {m: (tmp_path / f"{m}.out", tmp_path / f"{m}.err") for m in MONTHS}
     procs = {}
