@@ -12,17 +12,15 @@ from dagster import (
     TableColumnDep,
     TableColumnLineage,
     TableSchema,
-    asset,
 )
 
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.defs.linkage.assets import KEY as LINK_KEY
-from kodomo_assets.defs.linkage.assets import check_results, gate_checks
 from kodomo_assets.defs.sources.assets import source_key
+from kodomo_assets.defs.zone import check_results, zone_asset
 from kodomo_assets.lib.gate import inspect_table
 from kodomo_assets.lib.linked_table import TOKENS, Plan, compile_sql, describe, load_spec, plan
-from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.paths import DATA_DIR, department_store, zone_store
 from kodomo_assets.lib.policy import MonthApproval
 from kodomo_assets.lib.pseudonym import PseudonymKeyError, load_key, register_udfs
@@ -54,16 +52,13 @@ def _tables(approval: MonthApproval) -> dict[str, str]:
             if approval.columns(ds.name, "key")}
 
 
-@asset(
-    key=KEY,
-    group_name="analysis",
-    owners=["team:kodomo-center"],
+@zone_asset(
+    KEY,
+    zone="analysis",
+    sensitive=True,
     kinds={"duckdb"},
-    tags={"zone": "analysis", "sensitive": "yes"},
     code_version=CODE_VERSION,
-    partitions_def=monthly,
     deps=[*(source_key(ds) for ds in load_registry().datasets), LINK_KEY],
-    check_specs=gate_checks(KEY),
     description=(
         "連携テーブル（分析領域）: 基準月末に0〜17歳の児童1人につき1行。児童と世帯は仮名"
         "（鍵付き HMAC-SHA256）でのみ表し、列は承認リスト（別紙 個人情報項目）で分析に承認された"

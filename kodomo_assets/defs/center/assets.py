@@ -12,20 +12,18 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import column_lineage, materialized_by
-from kodomo_assets.defs.linkage.assets import check_results, gate_checks
 from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.scoring.assets import TABLE as SCORES_TABLE
 from kodomo_assets.defs.sources.assets import source_key
+from kodomo_assets.defs.zone import check_results, zone_asset
 from kodomo_assets.lib import keys
 from kodomo_assets.lib.center_store import staged_center
 from kodomo_assets.lib.gate import inspect_table
 from kodomo_assets.lib.linked_table import month_sql
-from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.paths import department_store, zone_store
 from kodomo_assets.lib.pseudonym import register_udfs
 from kodomo_assets.lib.publish import attach_read_only, keep_only, promote
@@ -60,16 +58,13 @@ def _private_folder(path: Path) -> None:
         os.chmod(folder, 0o700)
 
 
-@asset(
-    key=KEY,
-    group_name="center",
-    owners=["team:kodomo-center"],
+@zone_asset(
+    KEY,
+    zone="center",
+    sensitive=True,
     kinds={"duckdb"},
-    tags={"zone": "center", "sensitive": "yes"},
     code_version="1",
-    partitions_def=monthly,
     deps=[SCORES_KEY, source_key("jumin")],
-    check_specs=gate_checks(KEY),
     description=(
         "確認リスト（センター領域。子ども家庭支援センターのみ閲覧。センター鍵で暗号化して保存）: センターが現在把握していない"
         "児童のうちスコア上位 k 人（既定は全児童の2%）と、別枠で、既知の児童のうちスコアが前月から"

@@ -20,7 +20,6 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 
 from kodomo_assets.defs.approval import approval_for
@@ -28,10 +27,10 @@ from kodomo_assets.defs.center.assets import KEY as REVIEW_KEY
 from kodomo_assets.defs.center.assets import NEW, _private_folder
 from kodomo_assets.defs.center.assets import TABLE as REVIEW_TABLE
 from kodomo_assets.defs.sources.inbox import FEEDBACK_FILE
+from kodomo_assets.defs.zone import zone_asset
 from kodomo_assets.lib import keys
 from kodomo_assets.lib.center_store import attach_center, staged_center
 from kodomo_assets.lib.decode import SourceFileError, iter_blocks, read_header
-from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.paths import kodomo_inbox, zone_store
 from kodomo_assets.lib.publish import keep_only, promote
 from kodomo_assets.lib.wareki import DateParseError, parse_year_month
@@ -259,15 +258,14 @@ def _summary(con: duckdb.DuckDBPyConnection) -> dict:
     }
 
 
-@asset(
-    key=KEY,
-    group_name="center",
-    owners=["team:kodomo-center"],
+@zone_asset(
+    KEY,
+    zone="center",
+    sensitive=True,
     kinds={"csv", "duckdb"},
-    tags={"zone": "center", "sensitive": "yes"},
     code_version="1",
-    partitions_def=monthly,
     deps=[REVIEW_KEY],
+    gated=False,
     description=(
         "確認結果のフィードバック（センター領域）: 子ども家庭支援センターが基準月フォルダに置く "
         f"{FEEDBACK_FILE}（宛名番号・基準月・確認結果 = 該当／非該当／既知）を、各行が示す基準月の"

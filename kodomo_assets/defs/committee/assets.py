@@ -17,7 +17,6 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     RunsFilter,
-    asset,
 )
 
 from kodomo_assets.defs.analysis.assets import KEY as LINKED_KEY
@@ -27,12 +26,12 @@ from kodomo_assets.defs.evaluation.assets import EVALUATION_KEY, FAIRNESS_KEY
 from kodomo_assets.defs.linkage.assets import KEY as LINK_KEY
 from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.sources.assets import source_key
+from kodomo_assets.defs.zone import zone_asset
 from kodomo_assets.lib import report as R
 from kodomo_assets.lib.export import read_access_log
 from kodomo_assets.lib.indicators import load_indicators
 from kodomo_assets.lib.lineage_diagram import draw
 from kodomo_assets.lib.linked_table import describe, load_spec, plan
-from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.paths import kodomo_home, zone_store
 from kodomo_assets.lib.policy import load_policy
 from kodomo_assets.lib.registry import load_registry
@@ -265,15 +264,14 @@ def _history_section(instance: DagsterInstance, month: str) -> list:
     ]
 
 
-@asset(
-    key=KEY,
-    group_name="committee",
-    owners=["team:kodomo-center"],
+@zone_asset(
+    KEY,
+    zone="committee",
+    sensitive=False,
     kinds={"html"},
-    tags={"zone": "committee", "sensitive": "no"},
     code_version="1",
-    partitions_def=monthly,
     deps=[SCORES_KEY, REVIEW_KEY, EVALUATION_KEY, FAIRNESS_KEY, LINK_KEY],
+    gated=False,
     description=(
         "委員会報告書: 個人情報保護運営審議会が毎月確認する自己完結の HTML（外部のフォント・"
         "スクリプト・通信なし）。承認リスト（別紙）と今月が承認期間内か、登録簿と承認リストから"

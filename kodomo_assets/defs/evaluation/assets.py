@@ -20,20 +20,18 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 
 from kodomo_assets.defs.analysis.assets import KEY as LINKED_KEY
 from kodomo_assets.defs.analysis.assets import TABLE as LINKED_TABLE
 from kodomo_assets.defs.approval import approval_for
-from kodomo_assets.defs.linkage.assets import check_results, gate_checks
 from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.scoring.assets import TABLE as SCORES_TABLE
+from kodomo_assets.defs.zone import check_results, zone_asset
 from kodomo_assets.lib import evaluation as ev
 from kodomo_assets.lib.gate import inspect_table
 from kodomo_assets.lib.indicators import load_indicators
 from kodomo_assets.lib.keys import KeyProblem
-from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.paths import DATA_DIR, kodomo_inbox, zone_store
 from kodomo_assets.lib.pseudonym import TOKEN_PATTERN, load_key, token
 from kodomo_assets.lib.publish import attach_read_only, keep_only, promote, staged
@@ -108,16 +106,13 @@ def _md(frame: pd.DataFrame) -> MetadataValue:
     return MetadataValue.md("\n".join(lines))
 
 
-@asset(
-    key=EVALUATION_KEY,
-    group_name="analysis",
-    owners=["team:kodomo-center"],
+@zone_asset(
+    EVALUATION_KEY,
+    zone="analysis",
+    sensitive=False,
     kinds={"duckdb", "scikitlearn"},
-    tags={"zone": "analysis", "sensitive": "no"},
     code_version=CODE_VERSION,
-    partitions_def=monthly,
     deps=[SCORES_KEY],
-    check_specs=gate_checks(EVALUATION_KEY),
     description=(
         "スコアの評価（分析領域。デモデータのみ）: デモデータの生成器が埋め込んだ支援の必要"
         "（受信フォルダの _truth/needs.csv、最新の月だけに当てはまる）を正解として、センターが現在"
@@ -175,16 +170,13 @@ def evaluation(context: AssetExecutionContext):  # noqa: ANN201 - yields check r
     yield MaterializeResult(metadata=_clean(metadata), check_results=results)
 
 
-@asset(
-    key=FAIRNESS_KEY,
-    group_name="analysis",
-    owners=["team:kodomo-center"],
+@zone_asset(
+    FAIRNESS_KEY,
+    zone="analysis",
+    sensitive=False,
     kinds={"duckdb", "scikitlearn"},
-    tags={"zone": "analysis", "sensitive": "no"},
     code_version=CODE_VERSION,
-    partitions_def=monthly,
     deps=[SCORES_KEY, LINKED_KEY],
-    check_specs=gate_checks(FAIRNESS_KEY),
     description=(
         "公平性の確認（分析領域。デモデータのみ）: センターが現在把握していない児童について、"
         "確認リストの上位 k 人に入ることを予測、埋め込まれた支援の必要を正解として、ひとり親世帯・"

@@ -8,22 +8,19 @@ linked-table step, which turns them into pseudonyms.
 import zlib
 
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     Failure,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import column_lineage, materialized_by
 from kodomo_assets.defs.sources.assets import source_key
-from kodomo_assets.lib.gate import CHECKS, GateReport, inspect_table
+from kodomo_assets.defs.zone import check_results, zone_asset
+from kodomo_assets.lib.gate import inspect_table
 from kodomo_assets.lib.linkage import link_pupils, prepare_inputs
-from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.paths import department_store, zone_store
 from kodomo_assets.lib.policy import MonthApproval
 from kodomo_assets.lib.publish import attach_read_only, keep_only, promote, staged
@@ -36,23 +33,6 @@ TABLES = {
     "link_review": ["pupil_no", "atena_no", "reason", "match_weight", "match_probability"],
 }
 KEY = AssetKey(["linkage", "pupil_links"])
-
-
-def gate_checks(key: AssetKey) -> list[AssetCheckSpec]:
-    return [AssetCheckSpec(name, asset=key, blocking=True, description=text)
-            for name, text in CHECKS.items()]
-
-
-def check_results(reports: list[GateReport]) -> list[AssetCheckResult]:
-    """One result per gate check, over every table the asset publishes."""
-    out = []
-    for name in CHECKS:
-        outcomes = [o for r in reports for o in r.outcomes if o.name == name]
-        out.append(AssetCheckResult(
-            check_name=name, passed=all(o.passed for o in outcomes),
-            metadata={"problems": MetadataValue.json([p for o in outcomes for p in o.problems]),
-                      "tables": MetadataValue.json([r.table for r in reports])}))
-    return out
 
 
 def _restricted(approval: MonthApproval, dataset: str, alias: str) -> str:
@@ -73,16 +53,13 @@ def _lineage(fields: frozenset[str]) -> dict[str, list[tuple[AssetKey, str]]]:
             "match_probability": matched, "reason": [(gakurei, "atena_no"), *matched]}
 
 
-@asset(
-    key=KEY,
-    group_name="linkage",
-    owners=["team:kodomo-center"],
+@zone_asset(
+    KEY,
+    zone="linkage",
+    sensitive=False,
     kinds={"duckdb", "splink"},
-    tags={"zone": "linkage", "sensitive": "no"},
     code_version=LINKAGE_VERSION,
-    partitions_def=monthly,
     deps=[source_key("jumin"), source_key("gakurei")],
-    check_specs=gate_checks(KEY),
     description=(
         "児童生徒の連携: 学齢簿の児童生徒を住民基本台帳の宛名番号に結び付ける。宛名番号があれば"
         "氏名カナと生年月日の一致を確かめて連携し、空欄なら Splink による確率的照合（氏名カナ・"

@@ -16,19 +16,17 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 
 from kodomo_assets.defs.analysis.assets import KEY as LINKED_KEY
 from kodomo_assets.defs.analysis.assets import TABLE as LINKED_TABLE
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import column_lineage, materialized_by
-from kodomo_assets.defs.linkage.assets import check_results, gate_checks
+from kodomo_assets.defs.zone import check_results, zone_asset
 from kodomo_assets.lib import scoring
 from kodomo_assets.lib.gate import inspect_table
 from kodomo_assets.lib.indicators import Indicator, compile_sql, load_indicators
 from kodomo_assets.lib.linked_table import load_spec, month_sql, plan
-from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.paths import DATA_DIR, zone_store
 from kodomo_assets.lib.publish import attach_read_only, keep_only, promote, staged
 
@@ -74,16 +72,13 @@ def _lineage(features: list, shown: list[str]) -> dict[str, list[tuple[AssetKey,
             "reasons": rules + model, "facts_asof": rules}
 
 
-@asset(
-    key=KEY,
-    group_name="analysis",
-    owners=["team:kodomo-center"],
+@zone_asset(
+    KEY,
+    zone="analysis",
+    sensitive=True,
     kinds={"duckdb", "scikitlearn"},
-    tags={"zone": "analysis", "sensitive": "yes"},
     code_version=CODE_VERSION,
-    partitions_def=monthly,
     deps=[LINKED_KEY],
-    check_specs=gate_checks(KEY),
     description=(
         "リスクスコア（分析領域）: 連携テーブルから、説明できる指標（data/registry/indicators.yaml）"
         "と、子ども家庭支援センターが把握している児童（相談または要対協登録）を正例として学習した"

@@ -1,0 +1,37 @@
+"""What every asset beyond the department stores shares: the center as owner, a group and
+tag per zone, monthly partitions, and the zone gate's three blocking checks."""
+
+from collections.abc import Sequence
+
+from dagster import AssetCheckResult, AssetCheckSpec, AssetKey, MetadataValue, asset
+
+from kodomo_assets.lib.gate import CHECKS, GateReport
+from kodomo_assets.lib.partitions import monthly
+
+OWNER = "team:kodomo-center"
+
+
+def gate_checks(key: AssetKey) -> list[AssetCheckSpec]:
+    return [AssetCheckSpec(name, asset=key, blocking=True, description=text)
+            for name, text in CHECKS.items()]
+
+
+def check_results(reports: list[GateReport]) -> list[AssetCheckResult]:
+    """One result per gate check, over every table the asset publishes."""
+    out = []
+    for name in CHECKS:
+        outcomes = [o for r in reports for o in r.outcomes if o.name == name]
+        out.append(AssetCheckResult(
+            check_name=name, passed=all(o.passed for o in outcomes),
+            metadata={"problems": MetadataValue.json([p for o in outcomes for p in o.problems]),
+                      "tables": MetadataValue.json([r.table for r in reports])}))
+    return out
+
+
+def zone_asset(key: AssetKey, *, zone: str, sensitive: bool, kinds: set[str], code_version: str,
+               deps: Sequence[AssetKey], description: str, gated: bool = True):  # noqa: ANN201
+    """The @asset decorator for a zone's monthly asset; `gated` adds the blocking checks."""
+    return asset(key=key, group_name=zone, owners=[OWNER], kinds=kinds,
+                 tags={"zone": zone, "sensitive": "yes" if sensitive else "no"},
+                 code_version=code_version, partitions_def=monthly, deps=list(deps),
+                 check_specs=gate_checks(key) if gated else None, description=description)
