@@ -1,4 +1,5 @@
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,16 @@ def write_export(kodomo_env: tuple[Path, Path]) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@contextmanager
+def demo_env(inbox: Path, factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """For module-scoped runs (set up before the autouse key fixture): a fresh home and key
+    files outside it, demo mode, the given inbox. Yields (home, secrets)."""
+    home, secrets = factory.mktemp("home"), factory.mktemp("secrets")
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in (("KODOMO_INBOX", inbox), ("KODOMO_HOME", home), ("KODOMO_DEMO", "1"),
+                            ("KODOMO_KEY_FILE", secrets / "p.key"),
+                            ("KODOMO_CENTER_KEY_FILE", secrets / "c.key")):
+            mp.setenv(name, str(value))
+        yield home, secrets

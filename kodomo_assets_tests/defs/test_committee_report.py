@@ -24,6 +24,7 @@ from kodomo_assets.lib.linked_table import load_spec, plan
 from kodomo_assets.lib.paths import department_store
 from kodomo_assets.lib.policy import load_policy
 from kodomo_assets.lib.registry import load_registry
+from kodomo_assets_tests.conftest import demo_env
 
 MONTH = "2022-10"
 ASSETS = [inbox_receipt, *source_assets, pupil_links, linked_children, risk_scores, review_list,
@@ -35,12 +36,7 @@ PURPOSE = "月例の確認会議で使用"
 def report(tmp_path_factory: pytest.TempPathFactory):
     inbox = tmp_path_factory.mktemp("inbox")
     generate(inbox, residents=20000, months=[MONTH], seed=12)
-    home, secrets = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("secrets")
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in (("KODOMO_INBOX", inbox), ("KODOMO_HOME", home), ("KODOMO_DEMO", "1"),
-                            ("KODOMO_KEY_FILE", secrets / "p.key"),
-                            ("KODOMO_CENTER_KEY_FILE", secrets / "c.key")):
-            mp.setenv(name, str(value))
+    with demo_env(inbox, tmp_path_factory) as (home, secrets):
         instance = DagsterInstance.ephemeral()
         first = materialize(ASSETS, partition_key=MONTH, instance=instance)
         export_review_list(MONTH, tmp_path_factory.mktemp("out") / "list.csv", PURPOSE)

@@ -19,6 +19,7 @@ from kodomo_assets.lib import evaluation as ev
 from kodomo_assets.lib.indicators import load_indicators
 from kodomo_assets.lib.paths import zone_store
 from kodomo_assets.lib.pseudonym import TOKEN_PATTERN
+from kodomo_assets_tests.conftest import demo_env
 
 MONTH = "2022-10"
 ASSETS = [inbox_receipt, *source_assets, pupil_links, linked_children, risk_scores, evaluation,
@@ -46,13 +47,7 @@ def refreshed(tmp_path_factory: pytest.TempPathFactory):
     # the best single rule out-recalls it (0.27 against 0.19), which the evaluation reports
     # but which makes "the score beats the rules" untestable. At 60k it is 0.57 against 0.27.
     generate(inbox, residents=60000, months=[MONTH], seed=5)
-    home = tmp_path_factory.mktemp("home")
-    key = tmp_path_factory.mktemp("secrets") / "pseudonym.key"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("KODOMO_INBOX", str(inbox))
-        mp.setenv("KODOMO_HOME", str(home))
-        mp.setenv("KODOMO_KEY_FILE", str(key))
-        mp.setenv("KODOMO_DEMO", "1")  # module scope: set up before the autouse key fixture
+    with demo_env(inbox, tmp_path_factory) as (home, _):
         instance = DagsterInstance.ephemeral()
         result = materialize(ASSETS, partition_key=MONTH, raise_on_error=False, instance=instance)
         yield result, instance, home

@@ -22,6 +22,7 @@ from kodomo_assets.demo import generate
 from kodomo_assets.lib.linked_table import load_spec, plan
 from kodomo_assets.lib.paths import department_store, zone_store
 from kodomo_assets.lib.policy import load_policy
+from kodomo_assets_tests.conftest import demo_env
 from kodomo_assets_tests.lib.test_policy import APPROVE, _edited
 
 MONTH = "2022-10"
@@ -90,13 +91,7 @@ def rewrite_gakurei(inbox: Path, edit) -> None:
 
 @pytest.fixture(scope="module")
 def refreshed(demo: Path, tmp_path_factory: pytest.TempPathFactory):
-    home = tmp_path_factory.mktemp("home")
-    key = tmp_path_factory.mktemp("secrets") / "pseudonym.key"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("KODOMO_INBOX", str(demo))
-        mp.setenv("KODOMO_HOME", str(home))
-        mp.setenv("KODOMO_KEY_FILE", str(key))
-        mp.setenv("KODOMO_DEMO", "1")  # module scope: set up before the autouse key fixture
+    with demo_env(demo, tmp_path_factory) as (home, _):
         result, instance = run()
         yield result, instance, home
 

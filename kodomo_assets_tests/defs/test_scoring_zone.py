@@ -20,6 +20,7 @@ from kodomo_assets.demo import generate
 from kodomo_assets.lib import keys
 from kodomo_assets.lib.center_store import open_center
 from kodomo_assets.lib.paths import department_store, zone_store
+from kodomo_assets_tests.conftest import demo_env
 
 MONTHS = ("2022-09", "2022-10")
 ASSETS = [inbox_receipt, *source_assets, pupil_links, linked_children, risk_scores, review_list]
@@ -30,12 +31,7 @@ EVERY_KNOWN = {"ops": {"center__review_list": {"config": {"rise": -1.0}}}}
 def scored(tmp_path_factory: pytest.TempPathFactory):
     inbox = tmp_path_factory.mktemp("inbox")
     generate(inbox, residents=15000, months=list(MONTHS), seed=8)
-    home, secrets = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("secrets")
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in (("KODOMO_INBOX", inbox), ("KODOMO_HOME", home), ("KODOMO_DEMO", "1"),
-                            ("KODOMO_KEY_FILE", secrets / "p.key"),
-                            ("KODOMO_CENTER_KEY_FILE", secrets / "c.key")):
-            mp.setenv(name, str(value))
+    with demo_env(inbox, tmp_path_factory) as (home, secrets):
         instance = DagsterInstance.ephemeral()
         results = {m: materialize(ASSETS, partition_key=m, instance=instance, raise_on_error=False,
                                   run_config=EVERY_KNOWN if m == MONTHS[1] else None)
