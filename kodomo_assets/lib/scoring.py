@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -27,6 +27,7 @@ LABEL_DATASET = "soudan"  # the center's records: the label, never a feature
 MAX_REASONS = 4
 NEGATIVES_PER_POSITIVE = 20
 MIN_NEGATIVES = 50_000  # below this every negative is kept (a city the size of 昭島市)
+MAX_NEGATIVES = 150_000  # above this more negatives barely move the model but fit time grows
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,18 @@ def design(frame: pd.DataFrame, features: list[Feature], indicators: tuple[Indic
     return Design(terms, np.column_stack(cols) if cols else np.empty((len(frame), 0))), cats
 
 
+@dataclass
+class Model:
+    """The base model and the Platt sigmoid fitted on its out-of-fold log-odds. The sigmoid
+    is monotone, so the base model's ranking and its explanation are the score's."""
+
+    base: HistGradientBoostingClassifier
+    platt: LogisticRegression
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.platt.predict_proba(self.base.decision_function(x).reshape(-1, 1))
+
+
 def _base(seed: int) -> HistGradientBoostingClassifier:
     return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
                                           min_samples_leaf=20, l2_regularization=1.0, random_state=seed)
@@ -104,43 +117,44 @@ def training_sample(y: np.ndarray, seed: int, ratio: int = NEGATIVES_PER_POSITIV
     the calibrated probabilities stay honest: at city scale the label is rare (≈1.4%) and
     the extra negatives only cost time."""
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    frac = min(1.0, max(ratio * len(pos), MIN_NEGATIVES) / max(len(neg), 1))
+    wanted = min(max(ratio * len(pos), MIN_NEGATIVES), MAX_NEGATIVES)
+    frac = min(1.0, wanted / max(len(neg), 1))
     keep = np.sort(np.r_[pos, neg[np.random.default_rng(seed).random(len(neg)) < frac]])
     return keep, np.where(y[keep] == 1, 1.0, 1.0 / frac)
 
 
 def train(x: np.ndarray, y: np.ndarray, seed: int, month: str, terms: list[Term]
-          ) -> tuple[CalibratedClassifierCV, Card]:
-    """Sigmoid (Platt) calibration over 5 folds, then one base model on all sampled rows
-    (ensemble=False), so the model that is explained is the model that scores. Sigmoid,
-    not isotonic: isotonic steps tie the top of the list and lose the base model's order."""
+          ) -> tuple[Model, Card]:
+    """Platt calibration as CalibratedClassifierCV(method="sigmoid", ensemble=False) does
+    it: out-of-fold log-odds over 5 seeded folds, a sigmoid fitted on them, then one base
+    model on all sampled rows, so the model that is explained is the model that scores.
+    Done by hand only to reuse the same out-of-fold predictions for the card (sklearn
+    would fit the five folds twice). Sigmoid, not isotonic: isotonic steps tie the top of
+    the list and lose the base model's order."""
     keep, weight = training_sample(y, seed)
     xs, ys = x[keep], y[keep]
     folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-    model = CalibratedClassifierCV(_base(seed), method="sigmoid", cv=folds, ensemble=False)
-    model.fit(xs, ys, sample_weight=weight)
-    oof = cross_val_predict(_base(seed), xs, ys, cv=folds, method="predict_proba",
-                            params={"sample_weight": weight})[:, 1]
+    oof = cross_val_predict(_base(seed), xs, ys, cv=folds, method="decision_function",
+                            params={"sample_weight": weight}).reshape(-1, 1)
+    platt = LogisticRegression(C=np.inf).fit(oof, ys, sample_weight=weight)
+    model = Model(_base(seed).fit(xs, ys, sample_weight=weight), platt)
     card = Card(month=month, features=[_term_name(t) for t in terms], training_rows=len(keep),
-                positives=int(ys.sum()), cv_auc=float(roc_auc_score(ys, oof, sample_weight=weight)),
-                cv_brier=float(brier_score_loss(ys, oof, sample_weight=weight)), seed=seed,
+                positives=int(ys.sum()), cv_auc=float(roc_auc_score(ys, oof[:, 0], sample_weight=weight)),
+                cv_brier=float(brier_score_loss(ys, platt.predict_proba(oof)[:, 1], sample_weight=weight)),
+                seed=seed,
                 params={k: v for k, v in _base(seed).get_params().items() if k != "random_state"}
-                | {"calibration": "sigmoid, 5-fold, ensemble=False",
+                | {"calibration": "sigmoid (Platt) on 5-fold out-of-fold log-odds",
                    "negatives_sampled": f"{len(keep) - int(ys.sum())} of {int((y == 0).sum())}"})
     return model, card
 
 
-def base_model(model: CalibratedClassifierCV) -> HistGradientBoostingClassifier:
-    return model.calibrated_classifiers_[0].estimator
-
-
-def contributions(model: CalibratedClassifierCV, x: np.ndarray, exact: np.ndarray) -> np.ndarray:
+def contributions(model: Model, x: np.ndarray, exact: np.ndarray) -> np.ndarray:
     """Per-feature contributions to the base model's log-odds: exact TreeSHAP for the rows
     that can reach the list (`exact`), the tree path decomposition (Saabas, shap's
     approximate mode, about 50× faster) for the rest."""
     import shap  # imported when scoring runs: numba start-up is slow
 
-    explainer = shap.TreeExplainer(base_model(model))
+    explainer = shap.TreeExplainer(model.base)
     out = np.asarray(explainer.shap_values(x, approximate=True), dtype="float64")
     if exact.any():
         out[exact] = explainer.shap_values(x[exact])
@@ -170,18 +184,24 @@ def say(t: Term, v: float, asof: pd.Timestamp) -> str | None:
 def reasons(indicator_reasons: list[list[str]], shap_values: np.ndarray, x: np.ndarray,
             terms: list[Term], asof: pd.Timestamp) -> list[list[str]]:
     """Per child: the fired indicators' reasons, then the largest positive contributions
-    not already said, up to MAX_REASONS; at least the single largest contribution."""
-    out = []
+    not already said, up to MAX_REASONS; at least the single largest contribution.
+    Each (term, value) is said once and reused: at city scale most values repeat."""
     order = np.argsort(-shap_values, axis=1)[:, :MAX_REASONS * 2]
-    for row, said in enumerate(indicator_reasons):
-        facts = list(said)[:MAX_REASONS]
-        for j in order[row]:
-            if len(facts) >= MAX_REASONS or (facts and shap_values[row, j] <= 0):
+    top_shap = np.take_along_axis(shap_values, order, axis=1).tolist()
+    top_x = np.take_along_axis(x, order, axis=1).tolist()
+    skip = [t.kind == "indicator" for t in terms]  # a fired indicator already says itself
+    said: dict[tuple[int, float], str | None] = {}
+    out = []
+    for row, given in enumerate(indicator_reasons):
+        facts = list(given)[:MAX_REASONS]
+        for j, c, v in zip(order[row].tolist(), top_shap[row], top_x[row], strict=True):
+            if len(facts) >= MAX_REASONS or (facts and c <= 0):
                 break
-            t = terms[j]
-            if t.kind == "indicator":
-                continue  # its own reason is already listed when it fired
-            text = say(t, x[row, j], asof)
+            if skip[j] or v != v:  # NaN: unknown says nothing
+                continue
+            text = said.get((j, v), "")
+            if text == "":
+                text = said[(j, v)] = say(terms[j], v, asof)
             if text and text not in facts:
                 facts.append(text)
         out.append(facts or ["特記すべき要因なし（スコアが低い）"])

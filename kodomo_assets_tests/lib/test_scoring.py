@@ -57,6 +57,9 @@ def test_training_is_calibrated_deterministic_and_ranks_the_signal() -> None:
     assert abs(p.mean() - y.mean()) < 0.01  # calibrated to the label's base rate
     assert card.cv_auc > 0.75 and card.training_rows == len(y) and card.positives == y.sum()
     assert p[frame["heavy"]].mean() > 5 * p[~frame["heavy"]].mean()
+    # the sigmoid is monotone: the explained base model ranks exactly as the score does
+    raw = model.base.decision_function(d.matrix)
+    assert np.array_equal(np.argsort(p, kind="stable"), np.argsort(raw, kind="stable"))
 
 
 def test_sampling_keeps_positives_and_reweights_negatives() -> None:
@@ -66,6 +69,10 @@ def test_sampling_keeps_positives_and_reweights_negatives() -> None:
     n_neg = (y[keep] == 0).sum()
     assert abs(n_neg - scoring.MIN_NEGATIVES) < 1000
     assert weight[y[keep] == 0][0] == pytest.approx(200_000 / scoring.MIN_NEGATIVES, rel=0.001)
+    # a prefecture: 20 negatives per positive would be 400,000 rows; the cap holds it
+    big = np.r_[np.ones(20_000, int), np.zeros(1_500_000, int)]
+    keep, _ = scoring.training_sample(big, seed=1)
+    assert abs((big[keep] == 0).sum() - scoring.MAX_NEGATIVES) < 2000 and big[keep].sum() == 20_000
 
 
 def test_reasons_lead_with_indicators_then_positive_contributions() -> None:

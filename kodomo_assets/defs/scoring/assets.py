@@ -51,6 +51,10 @@ def usable(con: duckdb.DuckDBPyConnection, source: str, asof: str) -> tuple[list
     return ok, omitted
 
 
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def write_model(folder, model, card: scoring.Card, categories: dict) -> None:
     """Model and card beside the scores, each written to a temporary name then renamed."""
     for name, write in (("model.joblib", lambda p: joblib.dump(
@@ -127,12 +131,17 @@ def risk_scores(context: AssetExecutionContext):  # noqa: ANN201 - yields check 
             "child_token": frame["child_token"], "score": score,
             "rank": pd.Series(-score).rank(method="first").astype("int32").to_numpy(),
             "known_to_center": y.astype(bool), "center_known": frame["center_known"].astype(bool),
-            "indicators": [[labels[n] for n in names] for names in frame["indicators"]],
-            "reasons": said,
-            # the indicators' own fact dates, then the snapshot date every other fact is read at
-            "facts_asof": [[*a, f"その他の事実: {asof.date().isoformat()} 時点"] for a in frame["indicator_asof"]]})
+            "reasons": said})
+        to_label = " ".join(f"WHEN {_quote(n)} THEN {_quote(label)}" for n, label in labels.items()) \
+            or "WHEN NULL THEN NULL"
         con.register("scored", out)
-        con.execute(f"CREATE TABLE {TABLE} AS SELECT {', '.join(COLUMNS)} FROM scored ORDER BY rank")
+        # indicator labels and fact dates are lists already in `fired`: joined in SQL, not
+        # rebuilt row by row in Python; the snapshot date covers every other fact
+        con.execute(
+            f"CREATE TABLE {TABLE} AS SELECT s.child_token, s.score, s.rank, s.known_to_center, "
+            f"s.center_known, list_transform(f.indicators, n -> CASE n {to_label} END) AS indicators, "
+            f"s.reasons, list_append(f.indicator_asof, {_quote(f'その他の事実: {asof.date().isoformat()} 時点')}) "
+            f"AS facts_asof FROM scored s JOIN fired f USING (child_token) ORDER BY s.rank")
         con.unregister("scored")
         report = inspect_table(con, TABLE, approved=COLUMNS, token_columns=["child_token"])
         results = check_results([report])
