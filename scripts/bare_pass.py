@@ -50,10 +50,28 @@ def main() -> None:
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM raw_{name}")
         con.unregister(f"raw_{name}")
     loaded = time.perf_counter()
+    # the contract's date forms (西暦, 和暦 in kanji or letters, GYYMMDD), in plain SQL
+    eras = " ".join(f"WHEN '{k}' THEN {v}" for keys, v in (
+        (("明治", "M", "1"), 1867), (("大正", "T", "2"), 1911), (("昭和", "S", "3"), 1925),
+        (("平成", "H", "4"), 1988), (("令和", "R", "5"), 2018)) for k in keys)
+    con.execute(f"CREATE MACRO era_base(e) AS CASE e {eras} END")
+    wareki = "^(明治|大正|昭和|平成|令和|[MTSHR])(元|[0-9]{1,2})[年./]([0-9]{1,2})[月./]([0-9]{1,2})"
+
+    def part(group: int) -> str:
+        return f"regexp_extract(s, '{wareki}', {group})"
+
+    con.execute(f"""CREATE MACRO wdate(s) AS CASE
+        WHEN regexp_full_match(s, '[0-9]{{7}}') THEN try(make_date(era_base(s[1]) + CAST(s[2:3] AS INT),
+             CAST(s[4:5] AS INT), CAST(s[6:7] AS INT)))
+        WHEN regexp_full_match(s, '[0-9]{{8}}') THEN CAST(try_strptime(s, '%Y%m%d') AS DATE)
+        WHEN regexp_matches(s, '^[0-9]{{4}}[/-]') THEN CAST(try_strptime(replace(s, '-', '/'), '%Y/%m/%d') AS DATE)
+        ELSE try(make_date(era_base({part(1)}) + CASE {part(2)} WHEN '元' THEN 1
+             ELSE TRY_CAST({part(2)} AS INT) END, TRY_CAST({part(3)} AS INT),
+             TRY_CAST({part(4)} AS INT))) END""")
     con.execute("""
         CREATE TABLE children AS
         WITH j AS (SELECT CAST("宛名番号" AS VARCHAR) AS a, CAST("世帯番号" AS VARCHAR) AS h,
-                          TRY_CAST(replace(CAST("生年月日" AS VARCHAR), '/', '-') AS DATE) AS b FROM jumin),
+                          wdate(CAST("生年月日" AS VARCHAR)) AS b FROM jumin),
              kids AS (SELECT * FROM j WHERE b > DATE '2004-10-31'),
              hh AS (SELECT h, count(*) AS n FROM j GROUP BY h),
              care AS (SELECT j.h, count(*) AS n FROM kaigo k JOIN j ON CAST(k."宛名番号" AS VARCHAR) = j.a GROUP BY 1),

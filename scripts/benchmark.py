@@ -1,21 +1,25 @@
-"""Benchmark: generate demo cities and materialize the monthly refresh through Dagster.
+"""Benchmark: generate demo cities and run the monthly refresh job through Dagster.
 
-Prints wall time and peak RSS per size for generation, for the source assets, for
-linkage plus the linked table, and for scoring (risk scores, review list, evaluation and
-fairness audit, feedback, committee report); each step is its own child process, measured
-with wait4. Then the refresh total (sources + linked + scoring), the bare DuckDB pass over
-the same files (scripts/bare_pass.py, the floor for the data-movement stages) and, over
-all sizes, the scaling exponent of the refresh time (slope of log time on log residents).
-Not a test: run it by hand and quote its output.
+Per size: the generator, then the real `monthly_refresh` job in one process (as the
+schedule runs it: every asset, in process), measured with wait4 for wall time and peak
+RSS. The run's own step timings (Dagster's event log) split it into the source assets,
+linkage plus the linked table, and scoring (risk scores, review list, feedback,
+evaluation, fairness audit, committee report); what is left is Dagster's start-up and
+run bookkeeping. Then the bare DuckDB pass over the same files (scripts/bare_pass.py),
+the floor for the data-movement stages (sources + linked), and their ratio to it. Over
+all sizes, the scaling exponent of the refresh (slope of log time on log residents).
+Not a test: run it by hand on an idle machine and quote its output.
 
-    .venv/bin/python scripts/benchmark.py --sizes 113000,1600000
+    .venv/bin/python scripts/benchmark.py --sizes 113000,1600000,10000000
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,21 +28,45 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCORING = ("analysis/risk_scores", "center/review_list", "center/verification_feedback",
-           "analysis/evaluation", "analysis/fairness_audit", "committee/report")
 BIN = Path(sys.executable).parent
+LINKED_STEPS = ("linkage__pupil_links", "analysis__linked_children")
 
 
-def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process."""
+def output(cmd: list[str], env: dict[str, str]) -> str:
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one child process, from wait4."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        err = proc.stderr.read().decode(errors="replace")[-3000:]
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{err}")
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            log.seek(0)
+            raise SystemExit(f"failed: {' '.join(cmd)}\n{log.read().decode(errors='replace')[-3000:]}")
     return wall, usage.ru_maxrss / 1024
+
+
+def step_seconds(home: Path) -> dict[str, float]:
+    """Step key -> seconds, for the last run in this Dagster instance."""
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        run_id = instance.get_runs(limit=1)[0].run_id
+        return {s.step_key: s.end_time - s.start_time for s in instance.get_run_step_stats(run_id)
+                if s.start_time and s.end_time}
+
+
+def exponent(points: list[tuple[int, float]]) -> float:
+    x = [math.log(n) for n, _ in points]
+    y = [math.log(t) for _, t in points]
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    return sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True)) / sum((a - mx) ** 2 for a in x)
 
 
 def main() -> None:
@@ -48,15 +76,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="keep data here (default: temp)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="kodomo-bench-"))
-    sys.path.insert(0, str(ROOT))
-    from kodomo_assets.lib.registry import load_registry
-
-    sources = ",".join(["sources/inbox_receipt", *(f"sources/{d}" for d in load_registry().datasets)])
-    linked = "linkage/pupil_links,analysis/linked_children"
-    scored = ",".join(SCORING)
-    print(f"{'residents':>10} {'generate s':>10} {'gen MB':>7} {'sources s':>9} {'src MB':>7} "
-          f"{'linked s':>8} {'linked MB':>9} {'scoring s':>9} {'score MB':>8} {'total s':>8} "
-          f"{'peak MB':>8} {'bare s':>7} {'move/bare':>9}")
+    header = (f"{'residents':>10} {'generate s':>10} {'gen MB':>7} {'refresh s':>9} {'peak MB':>8} "
+              f"{'sources s':>9} {'linked s':>8} {'scoring s':>9} {'dagster s':>9} {'bare s':>7} "
+              f"{'move/bare':>9}")
+    print(header, flush=True)
     totals: list[tuple[int, float]] = []
     try:
         for size in (int(s) for s in args.sizes.split(",")):
@@ -69,30 +92,33 @@ def main() -> None:
                    "KODOMO_HOME": str(base / "home"), "KODOMO_DEMO": "1",
                    "KODOMO_KEY_FILE": str(base / "secrets" / "pseudonym.key"),
                    "KODOMO_CENTER_KEY_FILE": str(base / "secrets" / "center.key")}
-            gen = run([str(BIN / "kodomo"), "demo-data", "--out", str(base / "inbox"),
-                       "--residents", str(size), "--months",
-                       # seven months up to city scale; above it the month alone (memory)
-                       f"2022-04..{args.month}" if size <= 2_000_000 else f"{args.month}..{args.month}",
-                       "--seed", "7"], env)
-            src, lnk, sco = (run([str(BIN / "dagster"), "asset", "materialize", "-m",
-                                  "kodomo_assets", "--select", sel, "--partition", args.month], env)
-                             for sel in (sources, linked, scored))
-            bare = run([sys.executable, str(ROOT / "scripts" / "bare_pass.py"), "--inbox",
-                        str(base / "inbox"), "--month", args.month], env)
-            total = src[0] + lnk[0] + sco[0]
-            totals.append((size, total))
-            print(f"{size:>10} {gen[0]:>10.1f} {gen[1]:>7.0f} {src[0]:>9.1f} {src[1]:>7.0f} "
-                  f"{lnk[0]:>8.1f} {lnk[1]:>9.0f} {sco[0]:>9.1f} {sco[1]:>8.0f} {total:>8.1f} "
-                  f"{max(src[1], lnk[1], sco[1]):>8.0f} {bare[0]:>7.1f} "
-                  f"{(src[0] + lnk[0]) / bare[0]:>9.1f}", flush=True)
+            gen = run_measured([str(BIN / "kodomo"), "demo-data", "--out", str(base / "inbox"),
+                                "--residents", str(size), "--months",
+                                # seven months up to city scale; above it the month alone (memory)
+                                f"2022-04..{args.month}" if size <= 2_000_000
+                                else f"{args.month}..{args.month}", "--seed", "7"], env)
+            refresh = run_measured([str(BIN / "dagster"), "job", "execute", "-m", "kodomo_assets",
+                                    "-j", "monthly_refresh", "--tags",
+                                    json.dumps({"dagster/partition": args.month})], env)
+            steps = step_seconds(home)
+            sources = sum(v for k, v in steps.items() if k.startswith("sources__"))
+            linked = sum(steps.get(k, 0.0) for k in LINKED_STEPS)
+            scoring = sum(steps.values()) - sources - linked
+            out = output([sys.executable, str(ROOT / "scripts" / "bare_pass.py"), "--inbox",
+                             str(base / "inbox"), "--month", args.month], env)
+            bare = float(re.search(r"total ([0-9.]+) s", out).group(1))
+            totals.append((size, refresh[0]))
+            print(f"{size:>10} {gen[0]:>10.1f} {gen[1]:>7.0f} {refresh[0]:>9.1f} {refresh[1]:>8.0f} "
+                  f"{sources:>9.1f} {linked:>8.1f} {scoring:>9.1f} "
+                  f"{refresh[0] - sum(steps.values()):>9.1f} {bare:>7.1f} "
+                  f"{(sources + linked) / bare:>9.1f}", flush=True)
             if args.work is None:
                 shutil.rmtree(base, ignore_errors=True)
+        for (n0, t0), (n1, t1) in zip(totals, totals[1:], strict=False):
+            print(f"scaling {n0:,} → {n1:,} residents: k = {math.log(t1 / t0) / math.log(n1 / n0):.2f}")
         if len(totals) > 1:
-            x = [math.log(n) for n, _ in totals]
-            y = [math.log(t) for _, t in totals]
-            mx, my = sum(x) / len(x), sum(y) / len(y)
-            slope = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True)) / sum((a - mx) ** 2 for a in x)
-            print(f"scaling exponent of the refresh (time ∝ residents^k): k = {slope:.2f}")
+            print(f"scaling exponent of the refresh (time ∝ residents^k, all sizes): "
+                  f"k = {exponent(totals):.2f}")
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

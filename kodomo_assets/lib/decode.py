@@ -159,21 +159,38 @@ def _read_block(path: Path, data: bytes, decoded: Decoded, keep: Sequence[int],
     # is visible to every UI user)
     if table is None or table.num_rows != len(kept_lines):
         raise SourceFileError(path, f"{first_line}行目以降の区間を CSV として解析できません")
-    columns = [pc.utf8_normalize(table.column(f"c{i}"), form="NFKC") for i in keep]
+    columns = [_nfkc(table.column(f"c{i}")) for i in keep]
     return pa.table([pa.array(kept_lines + first_line, pa.int64()), *columns],
                     names=["_line", *(f"c{i}" for i in keep)]), len(ends)
 
 
+def _nfkc(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """NFKC, skipped for a column whose bytes are all ASCII (already normal): most ID,
+    code and count columns, which would otherwise cost as much as the names."""
+    if all(c.buffers()[2] is None or not (np.frombuffer(c.buffers()[2], np.uint8) & 0x80).any()
+           for c in column.chunks):
+        return column
+    return pc.utf8_normalize(column, form="NFKC")
+
+
 def _field_separators(buf: np.ndarray, quote_pos: np.ndarray, starts: np.ndarray,
                       ends: np.ndarray) -> np.ndarray:
-    """Commas outside quotes, per line. Quote parity is taken relative to each line's start,
-    so an unbalanced line does not disturb the next ones; uint8 wraps but keeps parity."""
+    """Commas outside quotes, per line. Every comma is counted by binary search; only the
+    few lines that hold quotes are corrected, by the parity of the quotes before each of
+    their commas relative to the line's start, so an unbalanced line does not disturb the
+    next ones."""
     comma_pos = np.flatnonzero(buf == _COMMA)
-    parity = np.cumsum(buf == _QUOTE, dtype=np.uint8)
-    line = np.searchsorted(ends, comma_pos)
-    before_line = np.where(starts > 0, parity[np.maximum(starts - 1, 0)], 0).astype(np.uint8)
-    outside = ((parity[comma_pos] - before_line[line]) & 1) == 0
-    return np.bincount(line[outside], minlength=len(ends))
+    per_line = np.diff(np.searchsorted(comma_pos, ends), prepend=0)
+    if not len(quote_pos):
+        return per_line
+    quoted = np.flatnonzero(np.diff(np.searchsorted(quote_pos, ends), prepend=0) > 0)
+    lo = np.searchsorted(comma_pos, starts[quoted])
+    counts = per_line[quoted]
+    owner = np.repeat(np.arange(len(quoted)), counts)
+    index = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(lo, counts)
+    quotes_before = np.searchsorted(quote_pos, comma_pos[index]) - np.searchsorted(quote_pos, starts[quoted])[owner]
+    per_line[quoted] -= np.bincount(owner, weights=quotes_before & 1, minlength=len(quoted)).astype(per_line.dtype)
+    return per_line
 
 
 def _parse(data: bytes, starts: np.ndarray, ends: np.ndarray, ok: np.ndarray,

@@ -1,11 +1,13 @@
 import os
+import threading
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
-from kodomo_assets.lib.decode import SourceFileError
-from kodomo_assets.lib.ingest import ingest
+from kodomo_assets.lib.decode import SourceFileError, _field_separators
+from kodomo_assets.lib.ingest import ingest, read_ahead
 from kodomo_assets.lib.paths import department_store
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets_tests.conftest import JUMIN_HEADER
@@ -265,3 +267,28 @@ def test_fully_quoted_export_with_escaped_quotes(write_export) -> None:
     assert (result.stored_rows, result.quarantined) == (2, 0)
     assert con.execute("SELECT address FROM jumin ORDER BY atena_no").fetchall() == [
         ("東京都昭島市東町1丁目",), ('東京都昭島市コーポ"A",1',)]
+
+
+def test_read_ahead_keeps_order_raises_in_place_and_stops_when_the_reader_stops() -> None:
+    def blocks():
+        yield from range(5)
+        raise SourceFileError("jumin.csv", "区間を解析できません", line=9)
+
+    got = []
+    with pytest.raises(SourceFileError, match="9行目"):
+        for b in read_ahead(blocks()):
+            got.append(b)
+    assert got == [0, 1, 2, 3, 4]
+    ahead = read_ahead(iter(range(1000)), depth=1)
+    assert next(ahead) == 0
+    ahead.close()  # the consumer stops early: the reading thread ends with it
+    assert not [t for t in threading.enumerate() if t.name == "read-ahead"]
+
+
+def test_commas_inside_quotes_are_not_separators_and_parity_resets_per_line() -> None:
+    data = b'a,"b,c",d\nx,"y\n1,2,3\n"p,q","r,s",t\n'
+    buf = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(buf == 10)
+    starts = np.r_[0, ends[:-1] + 1]
+    counts = _field_separators(buf, np.flatnonzero(buf == 34), starts, ends)
+    assert counts.tolist() == [2, 1, 2, 2]  # the unbalanced line 2 does not shift line 3
