@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,22 @@ def _hex(text: str, what: str) -> bytes:
     return key
 
 
+def _create_demo_key(path: Path) -> bool:
+    """Write a whole key under a temporary name, then link it into place: when two runs
+    start at once on a fresh demo machine, one key wins and both read it complete."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+
+
 def load(spec: KeySpec) -> bytes:
     if os.environ.get(spec.env):
         return _hex(os.environ[spec.env], spec.env)
@@ -60,12 +77,9 @@ def load(spec: KeySpec) -> bytes:
         if os.environ.get("KODOMO_DEMO") != "1":
             raise KeyProblem(f"{spec.label}がありません。{spec.env} か {spec.file_env} ({path}) を"
                              "設定してください。")
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32) + "\n")
-        warnings.warn(f"デモ用の{spec.label}を作成しました: {path}（権限 0600）。本番では鍵を管理者が"
-                      f"用意し、{spec.file_env} で指定してください。", stacklevel=3)
+        if _create_demo_key(path):
+            warnings.warn(f"デモ用の{spec.label}を作成しました: {path}（権限 0600）。本番では鍵を管理者が"
+                          f"用意し、{spec.file_env} で指定してください。", stacklevel=3)
     if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyProblem(f"{spec.label} {path} が所有者以外にも読めます。chmod 600 としてください。")
     return _hex(path.read_text(), f"{spec.label} {path}")

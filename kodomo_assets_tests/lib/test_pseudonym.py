@@ -2,6 +2,9 @@
 
 import hmac
 import os
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from hashlib import sha256
 from pathlib import Path
 
@@ -58,3 +61,21 @@ def test_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KODOMO_PSEUDONYM_KEY", "0f" * 8)
     with pytest.raises(PseudonymKeyError, match="短すぎます"):
         load_key()
+
+
+def test_runs_starting_at_once_on_a_fresh_demo_machine_share_one_key(
+        pseudonym_key: Path) -> None:
+    assert not pseudonym_key.exists()
+    start = threading.Barrier(8)
+
+    def first_load() -> bytes:
+        start.wait()
+        return load_key()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with ThreadPoolExecutor(8) as pool:
+            loaded = list(pool.map(lambda _: first_load(), range(8)))
+    assert len(set(loaded)) == 1 and len(loaded[0]) == 32
+    assert os.stat(pseudonym_key).st_mode & 0o777 == 0o600
+    assert [p.name for p in pseudonym_key.parent.iterdir() if p.name.startswith(".")] == []
