@@ -22,6 +22,8 @@ from kodomo_assets.lib.typing_sql import PARSED_TYPES, SQL_TYPES, q, reasons, ty
 from kodomo_assets.lib.wareki import DateParseError, parse_date, parse_year_month
 
 PARSERS = {"date": parse_date, "year_month": parse_year_month}
+HEADER_ONLY = ("見出し行だけでデータ行が1行もありません（出力の失敗と見られます。"
+               "データのない月はファイルを置きません）")
 
 
 @dataclass
@@ -81,6 +83,10 @@ def ingest(ds: Dataset, month: str, inbox: Path, store: Path) -> IngestResult:
         loader = _Loader(con, ds, positions)
         for block in read_ahead(iter_blocks(path, decoded, sorted(positions.values()))):
             loader.add(block)
+        if decoded.data_lines + len(decoded.bad_lines) == 0:
+            # "a department that delivered nothing has no file": a header alone is a failed
+            # export, never a silent empty table (source-exports.md)
+            raise SourceFileError(path, HEADER_ONLY, line=2)
         return loader.finish(month, decoded, ignored, dropped)
     finally:
         con.close()

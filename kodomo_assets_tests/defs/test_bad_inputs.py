@@ -22,6 +22,7 @@ from dagster import AssetsDefinition, DagsterInstance, materialize
 
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.lib.decode import ALLOWED
+from kodomo_assets.lib.ingest import HEADER_ONLY
 from kodomo_assets.lib.paths import department_store
 from kodomo_assets.lib.registry import load_registry
 
@@ -116,6 +117,8 @@ CASES: dict[str, Case] = {
                    failure=f" 1行目: 8 バイト目が {ALLOWED} として読めません"),
     "zero_bytes": Case("jumin", file("jumin", b""),
                        failure=" 1行目: 0 バイトの空ファイルです (見出し行が必要)"),
+    "header_only": Case("jumin", file("jumin", csv_bytes("jumin", []) + b"\r\n\r\n"),
+                        failure=f" 2行目: {HEADER_ONLY}"),
     "missing_key_column": Case(
         "jumin", file("jumin", csv_bytes("jumin", [r.split(",", 1)[1] for r in JUMIN], head=NO_ATENA)),
         failure=" 1行目 列「宛名番号」: 必須の列がありません"),
@@ -138,7 +141,6 @@ CASES: dict[str, Case] = {
                                receipt_failure=("2022-10: 地方税情報と見られるファイル kazei.csv の受け取りを拒否しました",
                                                 "地方税法第22条", "ファイルは読んでいません")),
     # -- the file is read; bad rows are quarantined and counted ----------------------------
-    "header_only": Case("jumin", file("jumin", csv_bytes("jumin", [])), stored=[]),
     "extra_unknown_column": Case(
         "jumin", file("jumin", csv_bytes("jumin", [r + ",x" for r in JUMIN], head=header("jumin") + ",予備項目")),
         stored=["0000000001", "0000000002"],

@@ -154,11 +154,10 @@ def test_cross_field_rule_from_registry(write_export) -> None:
                                                    "欠席日数: 欠席日数が授業日数を超えています"]
 
 
-def test_header_only_file_stores_an_empty_table(write_export) -> None:
-    write_export("jumin.csv", [JUMIN_HEADER])
-    result, con = run()
-    assert (result.rows_received, result.stored_rows, result.quarantined) == (0, 0, 0)
-    assert con.execute("SELECT count(*) FROM jumin").fetchone() == (0,)
+def test_header_only_file_fails_rather_than_storing_an_empty_table(write_export) -> None:
+    write_export("jumin.csv", [JUMIN_HEADER, "", ""])  # trailing blank lines are no data either
+    with pytest.raises(SourceFileError, match="jumin.csv 2行目: 見出し行だけでデータ行が1行もありません"):
+        run()
 
 
 def test_truncated_last_line_without_line_end_is_quarantined(kodomo_env) -> None:
