@@ -81,3 +81,15 @@ def test_the_gate_runs_offline(con, monkeypatch: pytest.MonkeyPatch) -> None:
     r = inspect_table(con, "t", approved=["child_token", "care", "school", "absences"],
                       token_columns=["child_token"])
     assert r.passed and not calls
+
+
+def test_warm_up_loads_great_expectations_once_and_the_gate_still_decides() -> None:
+    from kodomo_assets.lib import gate
+
+    gate.warm_up()
+    first = gate._warm_up
+    gate.warm_up()
+    assert gate._warm_up is first  # once per process
+    outcomes = gate._column_checks(["a", "my_number"], ["a"], {"my_number"})
+    assert not first.is_alive()  # the gate waited for it
+    assert [(o.name, o.passed) for o in outcomes] == [("approved_columns", False), ("no_denied_columns", False)]

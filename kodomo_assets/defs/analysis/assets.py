@@ -19,7 +19,7 @@ from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.defs.linkage.assets import KEY as LINK_KEY
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
-from kodomo_assets.lib.gate import inspect_table
+from kodomo_assets.lib.gate import inspect_table, warm_up
 from kodomo_assets.lib.linked_table import TOKENS, Plan, compile_sql, describe, load_spec, plan
 from kodomo_assets.lib.paths import DATA_DIR, department_store, zone_store
 from kodomo_assets.lib.policy import MonthApproval
@@ -70,6 +70,7 @@ def _tables(approval: MonthApproval) -> dict[str, str]:
 def linked_children(context: AssetExecutionContext):  # noqa: ANN201 - yields check results
     month = context.partition_key
     approval = approval_for(month)
+    warm_up()  # the gate's Great Expectations loads while the SQL runs
     p = plan(load_spec(), approval)
     try:
         key = load_key()

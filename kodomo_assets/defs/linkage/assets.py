@@ -19,7 +19,7 @@ from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import column_lineage, materialized_by
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
-from kodomo_assets.lib.gate import inspect_table
+from kodomo_assets.lib.gate import inspect_table, warm_up
 from kodomo_assets.lib.linkage import link_pupils, prepare_inputs
 from kodomo_assets.lib.paths import department_store, zone_store
 from kodomo_assets.lib.policy import MonthApproval
@@ -71,6 +71,7 @@ def _lineage(fields: frozenset[str]) -> dict[str, list[tuple[AssetKey, str]]]:
 def pupil_links(context: AssetExecutionContext):  # noqa: ANN201 - yields check results
     month = context.partition_key
     approval = approval_for(month)
+    warm_up()  # the gate's Great Expectations loads while the SQL runs
     fields = frozenset(approval.columns("jumin", "match") & approval.columns("gakurei", "match"))
     reg = load_registry()
     final = zone_store("linkage", month, "pupil_links")
