@@ -8,7 +8,6 @@ named by KODOMO_KEY_FILE (see lib/keys.py).
 from __future__ import annotations
 
 import hmac
-from hashlib import sha256
 
 import duckdb
 import pyarrow as pa
@@ -27,11 +26,15 @@ def load_key() -> bytes:
     return keys.load(keys.PSEUDONYM)
 
 
-def token(key: bytes, purpose: str, value: str) -> str:
+def _prefix(purpose: str) -> bytes:
     if purpose not in PURPOSES:
         raise ValueError(purpose)
-    msg = purpose.encode() + b"\x1f" + value.encode()
-    return hmac.new(key, msg, sha256).hexdigest()[:TOKEN_HEX]
+    return purpose.encode() + b"\x1f"
+
+
+def token(key: bytes, purpose: str, value: str) -> str:
+    # hmac.digest is OpenSSL's one-shot HMAC: the same bytes as hmac.new(...).digest()
+    return hmac.digest(key, _prefix(purpose) + value.encode(), "sha256")[:TOKEN_HEX // 2].hex()
 
 
 def register_udfs(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
@@ -43,7 +46,9 @@ def register_udfs(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
 
 
 def _vectorised(key: bytes, purpose: str):  # noqa: ANN202 - a DuckDB arrow UDF
+    prefix, size = _prefix(purpose), TOKEN_HEX // 2
+
     def fn(values: pa.Array) -> pa.Array:
-        return pa.array([None if v is None else token(key, purpose, v) for v in values.to_pylist()],
-                        pa.string())
+        return pa.array([None if v is None else hmac.digest(key, prefix + v.encode(), "sha256")[:size].hex()
+                         for v in values.to_pylist()], pa.string())
     return fn
