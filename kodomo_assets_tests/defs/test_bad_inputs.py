@@ -18,13 +18,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import AssetsDefinition, DagsterInstance, materialize
 
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.lib.decode import ALLOWED
 from kodomo_assets.lib.ingest import HEADER_ONLY
 from kodomo_assets.lib.paths import department_store
 from kodomo_assets.lib.registry import load_registry
+from kodomo_assets_tests.runs import failures, metadata, run, started
 
 MONTH = "2022-10"
 REGISTRY = load_registry()
@@ -192,28 +192,6 @@ CASES: dict[str, Case] = {
 
 # -- helpers ---------------------------------------------------------------------------------
 
-def run(assets: list[AssetsDefinition]):
-    return materialize(assets, partition_key=MONTH, raise_on_error=False,
-                       instance=DagsterInstance.ephemeral())
-
-
-def metadata(result) -> dict[str, dict]:
-    out = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        out[mat.asset_key.path[-1]] = {k: v.value for k, v in mat.metadata.items()}
-    return out
-
-
-def failures(result) -> dict[str, str]:
-    return {e.step_key: e.event_specific_data.error.message
-            for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
-
-
-def started(result) -> list[str]:
-    return [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
-
-
 def snapshot(store: Path) -> dict[str, tuple[int, str]]:
     """Every table of the store: row count and a hash of its rows in a stable order."""
     with duckdb.connect(str(store), read_only=True) as con:
@@ -245,18 +223,18 @@ def test_a_bad_delivery_after_a_good_one(name: str, kodomo_env, write_export) ->
 
     # the good delivery
     write_export(ds.file, [header(case.dataset), *GOOD[case.dataset]])
-    good = run([asset])
+    good = run([asset], MONTH)
     assert good.success, failures(good)
-    assert metadata(good)[case.dataset]["dagster/row_count"] == 2
+    assert metadata(good)[f"sources/{case.dataset}"]["dagster/row_count"] == 2
     before = snapshot(store)
     assert before[case.dataset][0] == 2 and before[f"{case.dataset}_quarantine"][0] == 0
     assert leftovers(home) == []
 
     # the bad delivery
     case.deliver(folder)
-    result = run([inbox_receipt, asset] if case.with_receipt else [asset])
+    result = run([inbox_receipt, asset] if case.with_receipt else [asset], MONTH)
     failed = failures(result)
-    meta = metadata(result)
+    meta = {k.removeprefix("sources/"): v for k, v in metadata(result).items()}
     step = f"sources__{case.dataset}"
 
     if case.stored is None:  # the file (or the delivery) failed
@@ -316,7 +294,7 @@ def test_the_corpus_bytes_really_are_outside_the_allowed_encodings() -> None:
 def test_the_utf16_failure_names_the_file_and_line_in_the_step_failure(kodomo_env, write_export) -> None:
     """The Failure is Dagster's, not a crash: no retry, and the description is the message."""
     write_export("jumin.csv", [header("jumin"), *JUMIN], encoding="utf-16")
-    result = run([ASSET["jumin"]])
+    result = run([ASSET["jumin"]], MONTH)
     event = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     error = event.event_specific_data.error
     assert error.cls_name == "Failure"
@@ -330,12 +308,12 @@ def test_a_tax_file_stops_every_source_of_the_delivery(kodomo_env, write_export)
     for dataset in GOOD:
         write_export(REGISTRY.datasets[dataset].file, [header(dataset), *GOOD[dataset]])
     assets = [ASSET[d] for d in GOOD]
-    good = run([inbox_receipt, *assets])
+    good = run([inbox_receipt, *assets], MONTH)
     assert good.success, failures(good)
     stores = {d: department_store(REGISTRY.datasets[d].department.code, MONTH) for d in GOOD}
     before = {d: snapshot(s) for d, s in stores.items()}
     tax_file_and_new_jumin(inbox / MONTH)
-    result = run([inbox_receipt, *assets])
+    result = run([inbox_receipt, *assets], MONTH)
     failed = failures(result)
     assert set(failed) == {"sources__inbox_receipt"}
     assert "kazei.csv" in failed["sources__inbox_receipt"]

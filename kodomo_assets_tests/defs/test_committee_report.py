@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance
 
 from kodomo_assets.defs.analysis import linked_children
 from kodomo_assets.defs.center import review_list
@@ -25,6 +25,7 @@ from kodomo_assets.lib.paths import department_store
 from kodomo_assets.lib.policy import load_policy
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets_tests.conftest import demo_env
+from kodomo_assets_tests.runs import failures, run
 
 MONTH = "2022-10"
 ASSETS = [inbox_receipt, *source_assets, pupil_links, linked_children, risk_scores, review_list,
@@ -38,10 +39,11 @@ def report(tmp_path_factory: pytest.TempPathFactory):
     generate(inbox, residents=20000, months=[MONTH], seed=12)
     with demo_env(inbox, tmp_path_factory) as (home, secrets):
         instance = DagsterInstance.ephemeral()
-        first = materialize(ASSETS, partition_key=MONTH, instance=instance)
+        first = run(ASSETS, MONTH, instance)
+        assert first.success, failures(first)
         export_review_list(MONTH, tmp_path_factory.mktemp("out") / "list.csv", PURPOSE)
-        again = materialize([committee_report], partition_key=MONTH, instance=instance)
-        assert first.success and again.success
+        again = run([committee_report], MONTH, instance)
+        assert again.success, failures(again)
         path = report_path(MONTH)
         yield path.read_text(encoding="utf-8"), path, inbox, home
 

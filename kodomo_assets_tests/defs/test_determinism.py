@@ -12,7 +12,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import DagsterInstance, materialize
 
 from kodomo_assets.defs.analysis import linked_children
 from kodomo_assets.defs.center import review_list
@@ -23,6 +22,7 @@ from kodomo_assets.demo import generate
 from kodomo_assets.lib import keys
 from kodomo_assets.lib.center_store import open_center
 from kodomo_assets.lib.paths import zone_store
+from kodomo_assets_tests.runs import failures, run
 
 MONTH = "2022-10"
 ASSETS = [inbox_receipt, *source_assets, pupil_links, linked_children, risk_scores, review_list]
@@ -31,10 +31,8 @@ ASSETS = [inbox_receipt, *source_assets, pupil_links, linked_children, risk_scor
 def refresh(home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     """Materialise the chain into `home`; return every output as plain rows."""
     monkeypatch.setenv("KODOMO_HOME", str(home))
-    result = materialize(ASSETS, partition_key=MONTH, raise_on_error=False,
-                         instance=DagsterInstance.ephemeral())
-    assert result.success, {e.step_key: e.event_specific_data.error.message
-                            for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
+    result = run(ASSETS, MONTH)
+    assert result.success, failures(result)
     out: dict[str, object] = {}
     with duckdb.connect(str(zone_store("analysis", MONTH, "linked_children")), read_only=True) as con:
         out["linked_columns"] = con.execute("DESCRIBE linked_children").fetchall()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance
 
 from kodomo_assets.defs.analysis import linked_children
 from kodomo_assets.defs.evaluation import evaluation, fairness_audit
@@ -20,24 +20,12 @@ from kodomo_assets.lib.indicators import load_indicators
 from kodomo_assets.lib.paths import zone_store
 from kodomo_assets.lib.pseudonym import TOKEN_PATTERN
 from kodomo_assets_tests.conftest import demo_env
+from kodomo_assets_tests.runs import failures, metadata, run
 
 MONTH = "2022-10"
 ASSETS = [inbox_receipt, *source_assets, pupil_links, linked_children, risk_scores, evaluation,
           fairness_audit]
 MINE = ("analysis/evaluation", "analysis/fairness_audit")
-
-
-def metadata(result) -> dict[str, dict]:
-    out = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        out["/".join(mat.asset_key.path)] = {k: v.value for k, v in mat.metadata.items()}
-    return out
-
-
-def failures(result) -> dict[str, str]:
-    return {e.step_key: e.event_specific_data.error.message
-            for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +37,7 @@ def refreshed(tmp_path_factory: pytest.TempPathFactory):
     generate(inbox, residents=60000, months=[MONTH], seed=5)
     with demo_env(inbox, tmp_path_factory) as (home, _):
         instance = DagsterInstance.ephemeral()
-        result = materialize(ASSETS, partition_key=MONTH, raise_on_error=False, instance=instance)
+        result = run(ASSETS, MONTH, instance)
         yield result, instance, home
 
 
@@ -141,8 +129,7 @@ def test_without_truth_both_assets_say_so_and_give_no_figures(refreshed, tmp_pat
         "atena_no,pupil_no,kind,onset_month,known_to_center,confounder\n0000000001,,neglect,2022-07,0,0\n")
     for inbox, says in ((city, "_truth"), (later, "2022-11")):
         monkeypatch.setenv("KODOMO_INBOX", str(inbox))
-        result = materialize([evaluation, fairness_audit], partition_key=MONTH, raise_on_error=False,
-                             instance=DagsterInstance.ephemeral())
+        result = run([evaluation, fairness_audit], MONTH)
         assert result.success, failures(result)
         for key, meta in metadata(result).items():
             assert ev.NO_TRUTH in meta["truth"] and says in meta["truth"]

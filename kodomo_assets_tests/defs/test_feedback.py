@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, ExecuteInProcessResult
 
 from kodomo_assets.defs.center.assets import NEW, RISEN
 from kodomo_assets.defs.center.feedback import verification_feedback
@@ -16,6 +16,7 @@ from kodomo_assets.lib import keys
 from kodomo_assets.lib.center_store import open_center
 from kodomo_assets.lib.paths import zone_store
 from kodomo_assets_tests.lib.test_export import POVERTY, YOUNG_CARER, make_review_list
+from kodomo_assets_tests.runs import failure_message, metadata, run
 
 MONTH = "2022-10"
 
@@ -70,16 +71,9 @@ QUARANTINE = {
 }
 
 
-def run(month: str = MONTH):
+def feedback(month: str = MONTH) -> tuple[ExecuteInProcessResult, DagsterInstance]:
     instance = DagsterInstance.ephemeral()
-    result = materialize([verification_feedback], partition_key=month, instance=instance,
-                         raise_on_error=False)
-    return result, instance
-
-
-def metadata(result) -> dict:
-    (event,) = result.get_asset_materialization_events()
-    return {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}
+    return run([verification_feedback], month, instance), instance
 
 
 @pytest.fixture
@@ -93,9 +87,9 @@ def lists(kodomo_env: tuple[Path, Path]) -> None:
 def test_ppv_per_indicator_and_band_as_computed_by_hand(lists, write_export: Callable[..., Path],
                                                         encoding: str) -> None:
     write_export("kakunin.csv", KAKUNIN, encoding=encoding)
-    result, instance = run()
+    result, instance = feedback()
     assert result.success
-    meta = metadata(result)
+    (meta,) = metadata(result).values()
     assert meta["status"] == "提出済" and meta["dagster/row_count"] == 8
     assert meta["outcomes"] == {"該当": 3, "非該当": 2, "既知": 1, "対象外": 2}
     assert meta["ppv_overall"] == pytest.approx(0.6)
@@ -141,9 +135,9 @@ def test_ppv_per_indicator_and_band_as_computed_by_hand(lists, write_export: Cal
 
 
 def test_a_month_without_results_is_not_submitted_not_failed(lists) -> None:
-    result, _ = run()
+    result, _ = feedback()
     assert result.success
-    meta = metadata(result)
+    (meta,) = metadata(result).values()
     assert meta["status"] == "未提出" and meta["dagster/row_count"] == 0
     assert meta["quarantined"] == 0 and meta["ppv_by_indicator"] == {}
     assert all(v["PPV"] is None for v in meta["ppv_by_band"].values())
@@ -157,17 +151,16 @@ def test_a_month_without_results_is_not_submitted_not_failed(lists) -> None:
 
 def test_a_file_with_the_wrong_header_fails_without_quoting_it(lists, write_export) -> None:
     write_export("kakunin.csv", ["番号,月,結果", "0000000101,2022-09,該当"])
-    result, _ = run()
+    result, _ = feedback()
     assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    message = failure.event_specific_data.error.message
+    message = failure_message(result)
     assert "kakunin.csv" in message and "宛名番号" in message and "0000000101" not in message
     assert not zone_store("center", MONTH, "verification_feedback").exists()
 
 
 def test_the_inbox_receipt_lists_kakunin_as_received(kodomo_env, write_export) -> None:
     write_export("kakunin.csv", KAKUNIN[:2])
-    result = materialize([inbox_receipt], partition_key=MONTH, instance=DagsterInstance.ephemeral())
-    meta = metadata(result)
+    result = run([inbox_receipt], MONTH)
+    (meta,) = metadata(result).values()
     assert meta["received"] == 1 and meta["ignored_unlisted"] == []
     assert "kakunin.csv" not in meta["missing"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, ExecuteInProcessResult
 
 from kodomo_assets.defs.analysis import linked_children
 from kodomo_assets.defs.linkage import pupil_links
@@ -24,6 +24,7 @@ from kodomo_assets.lib.paths import department_store, zone_store
 from kodomo_assets.lib.policy import load_policy
 from kodomo_assets_tests.conftest import demo_env
 from kodomo_assets_tests.lib.test_policy import APPROVE, _edited
+from kodomo_assets_tests.runs import failures, metadata, run
 
 MONTH = "2022-10"
 ASSETS = [inbox_receipt, *source_assets, pupil_links, linked_children]
@@ -47,23 +48,9 @@ def inbox(demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return copy
 
 
-def run(month: str = MONTH) -> tuple[object, DagsterInstance]:
+def refresh(month: str = MONTH) -> tuple[ExecuteInProcessResult, DagsterInstance]:
     instance = DagsterInstance.ephemeral()
-    result = materialize(ASSETS, partition_key=month, raise_on_error=False, instance=instance)
-    return result, instance
-
-
-def failures(result) -> dict[str, str]:
-    return {e.step_key: e.event_specific_data.error.message
-            for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
-
-
-def metadata(result) -> dict[str, dict]:
-    out = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        out["/".join(mat.asset_key.path)] = {k: v.value for k, v in mat.metadata.items()}
-    return out
+    return run(ASSETS, month, instance), instance
 
 
 def analysis_zone_is_clean(month: str = MONTH) -> None:
@@ -92,7 +79,7 @@ def rewrite_gakurei(inbox: Path, edit) -> None:
 @pytest.fixture(scope="module")
 def refreshed(demo: Path, tmp_path_factory: pytest.TempPathFactory):
     with demo_env(demo, tmp_path_factory) as (home, _):
-        result, instance = run()
+        result, instance = refresh()
         yield result, instance, home
 
 
@@ -158,7 +145,7 @@ def test_an_extra_my_number_column_in_gakurei_is_dropped_at_the_door(inbox: Path
             r.append(MY_NUMBER)
 
     rewrite_gakurei(inbox, add_column)
-    result, instance = run()
+    result, instance = refresh()
     assert result.success, failures(result)
     assert metadata(result)["sources/gakurei"]["dropped_forbidden_columns"] == ["個人番号"]
     warnings = [e.message for e in instance.all_logs(result.run_id) if "禁止項目" in (e.message or "")]
@@ -180,7 +167,7 @@ def test_my_numbers_inside_an_allowed_text_column_stop_the_linked_table(inbox: P
             r[school] = f"昭島市立東小学校 {MY_NUMBER}"
 
     rewrite_gakurei(inbox, plant)
-    result, _ = run()
+    result, _ = refresh()
     message = failures(result)["analysis__linked_children"]
     assert "school" in message and "個人番号" in message and "5 件" in message
     assert MY_NUMBER not in message
@@ -191,7 +178,7 @@ def test_my_numbers_inside_an_allowed_text_column_stop_the_linked_table(inbox: P
 
 def test_a_policy_approving_income_stops_every_asset(inbox: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("KODOMO_POLICY", str(_edited(tmp_path, "所得額", "teate.csv", **APPROVE)))
-    result, _ = run()
+    result, _ = refresh()
     assert not result.get_asset_materialization_events()
     message = failures(result)["sources__inbox_receipt"]  # the first asset of the run
     assert "所得額" in message and "地方税法第22条" in message and "番号 " in message
@@ -201,7 +188,7 @@ def test_a_policy_approving_income_stops_every_asset(inbox: Path, tmp_path: Path
 
 def test_a_tax_file_in_the_inbox_stops_the_delivery(inbox: Path) -> None:
     (inbox / MONTH / "住民税課税台帳.csv").write_text("宛名番号,所得割額\n0000000001,1000\n")
-    result, _ = run()
+    result, _ = refresh()
     message = failures(result)["sources__inbox_receipt"]
     assert "住民税課税台帳.csv" in message and "地方税法第22条" in message
     assert not result.get_asset_materialization_events()
@@ -210,7 +197,7 @@ def test_a_tax_file_in_the_inbox_stops_the_delivery(inbox: Path) -> None:
 
 def test_a_month_outside_the_approval_reads_nothing(inbox: Path) -> None:
     shutil.copytree(inbox / MONTH, inbox / "2023-05")
-    result, _ = run("2023-05")
+    result, _ = refresh("2023-05")
     message = failures(result)["sources__inbox_receipt"]
     assert "2023-05" in message and "2022-04-01〜2023-03-31" in message and "諮問第65号" in message
     assert not result.get_asset_materialization_events()
@@ -218,7 +205,6 @@ def test_a_month_outside_the_approval_reads_nothing(inbox: Path) -> None:
     analysis_zone_is_clean("2023-05")
     # a steward materialising one source alone meets the same refusal
     jumin = next(a for a in source_assets if a.key.path[-1] == "jumin")
-    alone = materialize([jumin], partition_key="2023-05", raise_on_error=False,
-                        instance=DagsterInstance.ephemeral())
+    alone = run([jumin], "2023-05")
     assert "承認期間" in failures(alone)["sources__jumin"]
     assert not department_store("shimin", "2023-05").exists()

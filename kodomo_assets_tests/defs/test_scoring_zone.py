@@ -21,6 +21,7 @@ from kodomo_assets.lib import keys
 from kodomo_assets.lib.center_store import open_center
 from kodomo_assets.lib.paths import department_store, zone_store
 from kodomo_assets_tests.conftest import demo_env
+from kodomo_assets_tests.runs import failure_message, run
 
 MONTHS = ("2022-09", "2022-10")
 ASSETS = [inbox_receipt, *source_assets, pupil_links, linked_children, risk_scores, review_list]
@@ -108,10 +109,8 @@ def test_without_the_center_key_the_list_is_not_written(env, monkeypatch, tmp_pa
     monkeypatch.setenv("KODOMO_CENTER_KEY_FILE", str(tmp_path / "absent.key"))
     monkeypatch.setenv("KODOMO_HOME", str(env[3]))
     before = zone_store("center", MONTHS[0], "review_list").stat().st_mtime_ns
-    result = materialize([review_list], partition_key=MONTHS[0], raise_on_error=False,
-                         instance=DagsterInstance.ephemeral())
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "センター鍵がありません" in failure.event_specific_data.error.message
+    result = run([review_list], MONTHS[0])
+    assert "センター鍵がありません" in failure_message(result)
     assert zone_store("center", MONTHS[0], "review_list").stat().st_mtime_ns == before
 
 

@@ -5,13 +5,14 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance
 
 from kodomo_assets.definitions import defs
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
 from kodomo_assets.lib.paths import department_store
 from kodomo_assets.lib.registry import load_registry
+from kodomo_assets_tests.runs import failure_message, failures, metadata, run
 
 MONTH = "2022-10"
 REGISTRY = load_registry()
@@ -24,22 +25,13 @@ def demo_inbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return out, counts
 
 
-def materialized_metadata(result) -> dict[str, dict]:
-    out = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        out[mat.asset_key.path[-1]] = {k: v.value for k, v in mat.metadata.items()}
-    return out
-
-
 def test_all_eleven_sources_match_the_generator_counts(demo_inbox, monkeypatch, tmp_path) -> None:
     inbox, counts = demo_inbox
     monkeypatch.setenv("KODOMO_INBOX", str(inbox))
     monkeypatch.setenv("KODOMO_HOME", str(tmp_path / "home"))
-    result = materialize([inbox_receipt, *source_assets], partition_key=MONTH,
-                         instance=DagsterInstance.ephemeral())
-    assert result.success
-    meta = materialized_metadata(result)
+    result = run([inbox_receipt, *source_assets], MONTH)
+    assert result.success, failures(result)
+    meta = {k.removeprefix("sources/"): v for k, v in metadata(result).items()}
     assert len(source_assets) == 11 and set(REGISTRY.datasets) <= set(meta)
     for name, ds in REGISTRY.datasets.items():
         expected = counts[MONTH][name]
@@ -64,8 +56,8 @@ def test_metadata_and_logs_carry_no_personal_data(demo_inbox, monkeypatch, tmp_p
     monkeypatch.setenv("KODOMO_INBOX", str(inbox))
     monkeypatch.setenv("KODOMO_HOME", str(tmp_path / "home"))
     instance = DagsterInstance.ephemeral()
-    result = materialize(source_assets, partition_key=MONTH, instance=instance)
-    assert result.success
+    result = run(source_assets, MONTH, instance)
+    assert result.success, failures(result)
     with duckdb.connect(str(department_store("shimin", MONTH)), read_only=True) as con:
         names, atena, addresses = zip(*con.execute(
             "SELECT name, atena_no, address FROM jumin USING SAMPLE 200 ROWS").fetchall(), strict=True)
@@ -84,13 +76,11 @@ def test_missing_file_fails_only_its_asset(demo_inbox, monkeypatch, tmp_path) ->
     monkeypatch.setenv("KODOMO_HOME", str(tmp_path / "home"))
     jumin, kaigo, yobo = (next(a for a in source_assets if a.key.path[-1] == n)
                           for n in ("jumin", "kaigo", "yobo"))
-    result = materialize([jumin, kaigo, yobo], partition_key=MONTH, raise_on_error=False,
-                         instance=DagsterInstance.ephemeral())
+    result = run([jumin, kaigo, yobo], MONTH)
     assert not result.success
     assert {k.path[-1] for k in (e.asset_key for e in result.get_asset_materialization_events())} == {
         "jumin", "kaigo"}
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    message = failure.event_specific_data.error.message
+    message = failure_message(result)
     assert "yobo.csv" in message and MONTH in message
 
 
@@ -101,12 +91,10 @@ def test_tax_file_in_inbox_is_refused_and_never_read(demo_inbox, monkeypatch, tm
     (tmp_path / MONTH).mkdir()
     (tmp_path / MONTH / "kazei_2022.csv").write_text("宛名番号,所得割額\n0000000001,1000\n")
     (tmp_path / MONTH / "memo.txt").write_text("x")
-    result = materialize([inbox_receipt], partition_key=MONTH, raise_on_error=False,
-                         instance=DagsterInstance.ephemeral())
+    result = run([inbox_receipt], MONTH)
     assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "kazei_2022.csv" in failure.event_specific_data.error.message
-    assert "地方税法第22条" in failure.event_specific_data.error.message
+    message = failure_message(result)
+    assert "kazei_2022.csv" in message and "地方税法第22条" in message
 
 
 def test_every_asset_is_described_owned_grouped_and_versioned() -> None:
@@ -124,8 +112,8 @@ def test_unlisted_files_are_ignored_and_missing_ones_listed(monkeypatch, tmp_pat
     (tmp_path / MONTH).mkdir()
     (tmp_path / MONTH / "memo.csv").write_text("a,b\n1,2\n")
     (tmp_path / MONTH / "jumin.csv").write_text("x\n")
-    result = materialize([inbox_receipt], partition_key=MONTH, instance=DagsterInstance.ephemeral())
-    meta = materialized_metadata(result)["inbox_receipt"]
+    result = run([inbox_receipt], MONTH)
+    meta = metadata(result)["sources/inbox_receipt"]
     assert meta["received"] == 1
     assert meta["ignored_unlisted"] == ["memo.csv"]
     assert len(meta["missing"]) == 10 and "jumin.csv" not in meta["missing"]

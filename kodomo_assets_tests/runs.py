@@ -1,0 +1,38 @@
+"""Running assets for one month in a test, and reading what the run recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dagster import AssetsDefinition, DagsterInstance, ExecuteInProcessResult, materialize
+
+
+def run(assets: Sequence[AssetsDefinition], month: str,
+        instance: DagsterInstance | None = None) -> ExecuteInProcessResult:
+    """Materialize `assets` for `month`, recording failures instead of raising them."""
+    return materialize(assets, partition_key=month, raise_on_error=False,
+                       instance=instance or DagsterInstance.ephemeral())
+
+
+def metadata(result: ExecuteInProcessResult) -> dict[str, dict]:
+    """Materialization metadata by asset key ("sources/jumin"), as plain values."""
+    out = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        out["/".join(mat.asset_key.path)] = {k: v.value for k, v in mat.metadata.items()}
+    return out
+
+
+def failures(result: ExecuteInProcessResult) -> dict[str, str]:
+    """Step key -> the message of its failure."""
+    return {e.step_key: e.event_specific_data.error.message
+            for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
+
+
+def failure_message(result: ExecuteInProcessResult) -> str:
+    """The message of the run's first step failure."""
+    return next(iter(failures(result).values()))
+
+
+def started(result: ExecuteInProcessResult) -> list[str]:
+    return [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
