@@ -9,6 +9,8 @@ figures. Metadata and logs hold aggregates only.
 import hashlib
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -53,6 +55,19 @@ def _planted(truth: Path) -> pd.DataFrame:
     except KeyProblem as err:
         raise Failure(description=str(err), allow_retries=False) from None
     return ev.planted_needs(truth, lambda atena_no: token(key, "child", atena_no))
+
+
+@contextmanager
+def _against_truth(month: str, table: str
+                   ) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path, Path, Path | None, str]]:
+    """What both assets start from: the approval, the month's planted truth (or why there
+    is none) and a staged store for `table` with the month's scores attached."""
+    approval_for(month)
+    truth, status = ev.truth_for(kodomo_inbox(), month)
+    final = zone_store("analysis", month, table)
+    with staged(final) as (con, stage):
+        attach_read_only(con, "scores", zone_store("analysis", month, SCORES_TABLE))
+        yield con, stage, final, truth, status
 
 
 def _publish(con: duckdb.DuckDBPyConnection, stage: Path, final: Path,
@@ -126,11 +141,7 @@ def _md(frame: pd.DataFrame) -> MetadataValue:
 def evaluation(context: AssetExecutionContext):  # noqa: ANN201 - yields check results
     started = time.perf_counter()
     month = context.partition_key
-    approval_for(month)
-    truth, status = ev.truth_for(kodomo_inbox(), month)
-    final = zone_store("analysis", month, EVALUATION_TABLE)
-    with staged(final) as (con, stage):
-        attach_read_only(con, "scores", zone_store("analysis", month, SCORES_TABLE))
+    with _against_truth(month, EVALUATION_TABLE) as (con, stage, final, truth, status):
         scores = con.execute("SELECT child_token, score, known_to_center, center_known, indicators "
                              f"FROM scores.{SCORES_TABLE}").df()
         k = ev.review_k(len(scores))
@@ -190,11 +201,7 @@ def evaluation(context: AssetExecutionContext):  # noqa: ANN201 - yields check r
 def fairness_audit(context: AssetExecutionContext):  # noqa: ANN201 - yields check results
     started = time.perf_counter()
     month = context.partition_key
-    approval_for(month)
-    truth, status = ev.truth_for(kodomo_inbox(), month)
-    final = zone_store("analysis", month, FAIRNESS_TABLE)
-    with staged(final) as (con, stage):
-        attach_read_only(con, "scores", zone_store("analysis", month, SCORES_TABLE))
+    with _against_truth(month, FAIRNESS_TABLE) as (con, stage, final, truth, status):
         attach_read_only(con, "linked", zone_store("analysis", month, LINKED_TABLE))
         present = {r[0] for r in con.execute(f"DESCRIBE linked.{LINKED_TABLE}").fetchall()}
         cols = "".join(f", l.{c}" for c in AUDIT_COLUMNS if c in present)  # unapproved: not audited
