@@ -1,13 +1,45 @@
 """The `kodomo` command. Subcommands register themselves in `_parser`; each imports its
-own (possibly heavy) modules lazily, so `kodomo --help` stays fast."""
+own (possibly heavy) modules lazily, so `kodomo --help` stays fast.
+
+This is the one place outside Dagster that reads settings from the environment: the same
+variables the code location's resources are configured with (README, 鍵と口座).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
+
+CENTER_KEY_DIR = "KODOMO_CENTER_KEY_DIR"
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise SystemExit(f"エラー: 環境変数 {name} を設定してください")
+    return value
+
+
+def _center_storage():  # noqa: ANN202 - the center's view: home and inbox, no pipeline key
+    from kodomo_assets.lib.platform.storage import KodomoStorage, restrict_umask
+
+    restrict_umask()
+    return KodomoStorage(home=_env("KODOMO_HOME"), inbox=os.environ.get("KODOMO_INBOX", ""),
+                         storage_key_file="", pseudonym_key_file="", center_public_key_file="")
+
+
+def _center_private(storage):  # noqa: ANN001, ANN202
+    from kodomo_assets.lib.export import ExportError
+    from kodomo_assets.lib.platform.keys import KeyProblem, read_center_private
+
+    try:
+        return read_center_private(Path(_env(CENTER_KEY_DIR)), storage.home_path)
+    except KeyProblem as err:
+        raise ExportError(f"センターの秘密鍵を読めません: {err}", exit_code=2) from None
 
 
 def _demo_data(args: argparse.Namespace) -> int:
@@ -22,11 +54,58 @@ def _demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_keys(args: argparse.Namespace) -> int:
+    from kodomo_assets.lib.platform.keys import center_keygen, create_secret
+
+    folder = Path(args.out).resolve()
+    os.umask(0o077)
+    made = [name for name in ("storage.key", "pseudonym.key") if create_secret(folder / name)]
+    center = folder / "center"
+    if not (center / "center_public.json").exists():
+        center_keygen(center, passphrase=None)
+        made.append("center/")
+    if made:
+        print(f"警告: デモ用の鍵を作成しました: {folder}（{', '.join(made)}。権限 0600、センターの秘密鍵は"
+              "パスフレーズなし）。本番では鍵を管理者が用意し、センターの秘密鍵はセンターだけが"
+              "持ちます（README「鍵と口座」）。", file=sys.stderr)
+    # the pipeline's environment, then the center's (which the pipeline never gets)
+    print(f"KODOMO_STORAGE_KEY_FILE={folder / 'storage.key'}")
+    print(f"KODOMO_KEY_FILE={folder / 'pseudonym.key'}")
+    print(f"KODOMO_CENTER_PUBLIC_KEY_FILE={center / 'center_public.json'}")
+    if args.center:
+        print(f"{CENTER_KEY_DIR}={center}")
+    return 0
+
+
+def _center_keygen(args: argparse.Namespace) -> int:
+    from kodomo_assets.lib.platform.keys import PASSPHRASE_ENV, KeyProblem, center_keygen
+
+    os.umask(0o077)
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    if not passphrase and not args.no_passphrase:
+        import getpass
+
+        passphrase = getpass.getpass("センター秘密鍵のパスフレーズ: ")
+        if passphrase != getpass.getpass("もう一度: "):
+            print("エラー: パスフレーズが一致しません", file=sys.stderr)
+            return 2
+    try:
+        files = center_keygen(Path(args.out), passphrase or None)
+    except KeyProblem as err:
+        print(f"エラー: {err}", file=sys.stderr)
+        return 2
+    print(f"センターの鍵を作成しました: 秘密鍵（センターのみ） {files['center_encryption.pem']}、"
+          f"{files['center_signing.pem']}／公開鍵（パイプラインへ渡す） {files['center_public.json']}")
+    return 0
+
+
 def _review_list(args: argparse.Namespace) -> int:
     from kodomo_assets.lib.export import ExportError, export_review_list
 
     try:
-        result = export_review_list(args.month, Path(args.out), args.purpose)
+        storage = _center_storage()
+        result = export_review_list(storage, _center_private(storage), args.month, Path(args.out),
+                                    args.purpose)
     except ExportError as err:
         print(f"エラー: {err}", file=sys.stderr)
         return err.exit_code
@@ -34,6 +113,23 @@ def _review_list(args: argparse.Namespace) -> int:
     # one line, counts and file only: never a row of the list
     print(f"確認リスト {result.month}: {result.rows} 行を {result.path} に書き出しました"
           f"（{result.format}、アクセス記録に追記済み）")
+    return 0
+
+
+def _feedback_import(args: argparse.Namespace) -> int:
+    from kodomo_assets.lib.export import ExportError, import_feedback
+
+    try:
+        storage = _center_storage()
+        _env("KODOMO_INBOX")
+        result = import_feedback(storage, _center_private(storage), args.month, Path(args.file))
+    except ExportError as err:
+        print(f"エラー: {err}", file=sys.stderr)
+        return err.exit_code
+    for line, reason in result.refused:  # the center's own terminal: lines and reasons only
+        print(f"{args.file} {line}行目: {reason}（取り込みませんでした）", file=sys.stderr)
+    print(f"確認結果 {result.month}: {result.rows} 件に署名して {result.path} に置きました"
+          f"（除外 {len(result.refused)} 件、アクセス記録に追記済み）")
     return 0
 
 
@@ -46,12 +142,25 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--months", default="2022-04..2022-10", help="基準月の範囲 YYYY-MM..YYYY-MM")
     demo.add_argument("--seed", type=int, default=42)
     demo.set_defaults(func=_demo_data)
+    keys = sub.add_parser("demo-keys", help="デモ用の鍵一式を作り（既存は再利用）、環境変数の行を出力する")
+    keys.add_argument("--out", required=True, help="鍵の置き場所（KODOMO_HOME の外）")
+    keys.add_argument("--center", action="store_true", help=f"センターの秘密鍵の場所 {CENTER_KEY_DIR} も出力する")
+    keys.set_defaults(func=_demo_keys)
+    keygen = sub.add_parser("center-keygen", help="センターの鍵ペア（暗号化 X25519・署名 Ed25519）を作る")
+    keygen.add_argument("--out", required=True, help="秘密鍵と公開鍵を書き出すフォルダ（センターのみが読める場所）")
+    keygen.add_argument("--no-passphrase", action="store_true", help="秘密鍵をパスフレーズなしで保存する（試験用）")
+    keygen.set_defaults(func=_center_keygen)
     review = sub.add_parser(
-        "review-list", help="確認リスト（センター領域）を CSV / Excel に書き出す（センター鍵が必要、記録が残る）")
+        "review-list", help="確認リスト（センター領域）を CSV / Excel に書き出す（センターの秘密鍵が必要、記録が残る）")
     review.add_argument("--month", required=True, help="基準月 YYYY-MM")
     review.add_argument("--out", required=True, help="出力ファイル (.csv は BOM 付き UTF-8、.xlsx は Excel)")
     review.add_argument("--purpose", required=True, help="利用目的（アクセス記録に残る。空欄不可）")
     review.set_defaults(func=_review_list)
+    imp = sub.add_parser(
+        "feedback-import", help="確認結果 (宛名番号,基準月,確認結果 の CSV) を仮名に置き換え、署名して受信箱に置く")
+    imp.add_argument("--month", required=True, help="提出する基準月 YYYY-MM（受信箱のフォルダ）")
+    imp.add_argument("--file", required=True, help="確認結果の CSV (CP932 または UTF-8)")
+    imp.set_defaults(func=_feedback_import)
     return parser
 
 

@@ -1,5 +1,5 @@
 """The code location: every asset of the monthly refresh, its schedule and sensor, and the
-center zone's retention purge."""
+retention purge."""
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
@@ -11,11 +11,15 @@ from kodomo_assets.defs.linkage import pupil_links
 from kodomo_assets.defs.operations import (
     approval_period_in_force,
     arrival_sensor_for,
-    center_retention_purge,
     monthly_schedule_for,
+    purge_job_for,
 )
+from kodomo_assets.defs.resources import resources
 from kodomo_assets.defs.scoring import risk_scores
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
+
+ASSETS = [inbox_receipt, *source_assets, pupil_links, linked_children, risk_scores, review_list,
+          verification_feedback, evaluation, fairness_audit, committee_report]
 
 monthly_refresh = define_asset_job(
     "monthly_refresh",
@@ -25,11 +29,11 @@ monthly_refresh = define_asset_job(
 
 # In-process: steps share one process, so no two processes ever write one DuckDB file.
 defs = Definitions(
-    assets=[inbox_receipt, *source_assets, pupil_links, linked_children, risk_scores, review_list,
-            verification_feedback, evaluation, fairness_audit, committee_report],
+    assets=ASSETS,
     asset_checks=[approval_period_in_force],
-    jobs=[monthly_refresh, center_retention_purge],
+    jobs=[monthly_refresh, purge_job_for([k for a in ASSETS for k in a.keys])],
     schedules=[monthly_schedule_for(monthly_refresh)],
     sensors=[arrival_sensor_for(monthly_refresh)],
+    resources=resources,
     executor=in_process_executor,
 )

@@ -4,31 +4,72 @@ from pathlib import Path
 
 import pytest
 
+from kodomo_assets.lib.platform.keys import CenterPrivate, center_keygen, create_secret, read_center_private
+from kodomo_assets.lib.platform.storage import KodomoStorage, restrict_umask
+
 JUMIN_HEADER = ("宛名番号,世帯番号,個人番号,氏名,氏名カナ,生年月日,性別,続柄,住所,町丁目コード,"
                 "住民種別,住民となった年月日")
 
+restrict_umask()  # as the code location does: every file a test run writes is 0600
 
-@pytest.fixture(autouse=True)
-def pseudonym_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own demo key, outside KODOMO_HOME, never the developer's own."""
-    path = tmp_path / "secrets" / "pseudonym.key"
-    monkeypatch.delenv("KODOMO_PSEUDONYM_KEY", raising=False)
-    monkeypatch.delenv("KODOMO_CENTER_KEY", raising=False)
-    monkeypatch.setenv("KODOMO_CENTER_KEY_FILE", str(path.with_name("center.key")))
-    monkeypatch.delenv("KODOMO_POLICY", raising=False)
-    monkeypatch.setenv("KODOMO_KEY_FILE", str(path))
-    monkeypatch.setenv("KODOMO_DEMO", "1")
-    return path
+
+def make_keys(folder: Path) -> Path:
+    """The pipeline's secrets and the center's key pairs, outside any KODOMO_HOME."""
+    create_secret(folder / "storage.key")
+    create_secret(folder / "pseudonym.key")
+    if not (folder / "center" / "center_public.json").exists():
+        center_keygen(folder / "center", passphrase=None)
+    return folder
+
+
+def make_storage(home: Path, inbox: Path, keys: Path) -> KodomoStorage:
+    """The storage resource as the code location configures it, on this test's folders."""
+    return KodomoStorage(home=str(home), inbox=str(inbox), storage_key_file=str(keys / "storage.key"),
+                         pseudonym_key_file=str(keys / "pseudonym.key"),
+                         center_public_key_file=str(keys / "center" / "center_public.json"))
+
+
+def pipeline_env(storage: KodomoStorage) -> dict[str, str]:
+    """The environment variables of the code location's resources, for a CLI run."""
+    return {"KODOMO_HOME": storage.home, "KODOMO_INBOX": storage.inbox,
+            "KODOMO_STORAGE_KEY_FILE": storage.storage_key_file,
+            "KODOMO_KEY_FILE": storage.pseudonym_key_file,
+            "KODOMO_CENTER_PUBLIC_KEY_FILE": storage.center_public_key_file}
 
 
 @pytest.fixture
-def kodomo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+def keys(tmp_path: Path) -> Path:
+    """Every test gets its own keys, outside KODOMO_HOME, never the developer's own."""
+    return make_keys(tmp_path / "secrets")
+
+
+@pytest.fixture
+def kodomo_env(tmp_path: Path) -> tuple[Path, Path]:
     """A private inbox and home for one test."""
     inbox, home = tmp_path / "inbox", tmp_path / "home"
     inbox.mkdir()
-    monkeypatch.setenv("KODOMO_INBOX", str(inbox))
-    monkeypatch.setenv("KODOMO_HOME", str(home))
     return inbox, home
+
+
+@pytest.fixture
+def storage(kodomo_env: tuple[Path, Path], keys: Path) -> KodomoStorage:
+    inbox, home = kodomo_env
+    return make_storage(home, inbox, keys)
+
+
+@pytest.fixture
+def center(keys: Path) -> CenterPrivate:
+    """The center's private keys: only the center's own commands hold them."""
+    return read_center_private(keys / "center")
+
+
+@pytest.fixture
+def center_env(storage: KodomoStorage, keys: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The environment of a center worker's terminal (for the `kodomo` CLI)."""
+    monkeypatch.setenv("KODOMO_HOME", storage.home)
+    monkeypatch.setenv("KODOMO_INBOX", storage.inbox)
+    monkeypatch.setenv("KODOMO_CENTER_KEY_DIR", str(keys / "center"))
+    return keys / "center"
 
 
 @pytest.fixture
@@ -46,13 +87,7 @@ def write_export(kodomo_env: tuple[Path, Path]) -> Callable[..., Path]:
 
 
 @contextmanager
-def demo_env(inbox: Path, factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
-    """For module-scoped runs (set up before the autouse key fixture): a fresh home and key
-    files outside it, demo mode, the given inbox. Yields (home, secrets)."""
+def demo_env(inbox: Path, factory: pytest.TempPathFactory) -> Iterator[KodomoStorage]:
+    """For module-scoped runs: a fresh home and keys outside it, the given inbox."""
     home, secrets = factory.mktemp("home"), factory.mktemp("secrets")
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in (("KODOMO_INBOX", inbox), ("KODOMO_HOME", home), ("KODOMO_DEMO", "1"),
-                            ("KODOMO_KEY_FILE", secrets / "p.key"),
-                            ("KODOMO_CENTER_KEY_FILE", secrets / "c.key")):
-            mp.setenv(name, str(value))
-        yield home, secrets
+    yield make_storage(home, inbox, make_keys(secrets))

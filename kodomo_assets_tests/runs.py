@@ -6,12 +6,16 @@ from collections.abc import Sequence
 
 from dagster import AssetsDefinition, DagsterInstance, ExecuteInProcessResult, materialize
 
+from kodomo_assets.lib.platform.storage import KodomoStorage
 
-def run(assets: Sequence[AssetsDefinition], month: str,
+
+def run(assets: Sequence[AssetsDefinition], month: str, storage: KodomoStorage,
         instance: DagsterInstance | None = None) -> ExecuteInProcessResult:
-    """Materialize `assets` for `month`, recording failures instead of raising them."""
+    """Materialize `assets` for `month` with a configured storage resource, recording
+    failures instead of raising them."""
     return materialize(assets, partition_key=month, raise_on_error=False,
-                       instance=instance or DagsterInstance.ephemeral())
+                       instance=instance or DagsterInstance.ephemeral(),
+                       resources={"storage": storage})
 
 
 def metadata(result: ExecuteInProcessResult) -> dict[str, dict]:

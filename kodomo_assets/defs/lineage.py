@@ -1,10 +1,11 @@
 """Provenance for the committee: column lineage of assets that cross a zone
 (`dagster/column_lineage`, which the OSS UI stores and the report draws), and who ran a step."""
 
-import getpass
 from collections.abc import Iterable
 
 from dagster import AssetKey, TableColumnDep, TableColumnLineage
+
+from kodomo_assets.lib.platform.accounts import os_account
 
 
 def column_lineage(deps: dict[str, Iterable[tuple[AssetKey, str]]]) -> TableColumnLineage:
@@ -15,4 +16,4 @@ def column_lineage(deps: dict[str, Iterable[tuple[AssetKey, str]]]) -> TableColu
 
 def materialized_by() -> str:
     """The OS account that ran the step: the OSS UI records no user, the committee asks who."""
-    return getpass.getuser()
+    return os_account()

@@ -1,17 +1,19 @@
 """Running every month without a developer: the schedule, the arrival sensor, the retention
-purge of the center zone, and a check that an approval is in force."""
+purge of every store and zone, and a check that an approval is in force."""
 
 import os
 import re
-import shutil
-from datetime import date, datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
 
 from dagster import (
     AssetCheckResult,
     AssetKey,
+    AssetObservation,
     Config,
     DefaultScheduleStatus,
     DefaultSensorStatus,
+    Failure,
     MetadataValue,
     OpExecutionContext,
     RunRequest,
@@ -25,9 +27,10 @@ from dagster import (
     sensor,
 )
 
-from kodomo_assets.lib import keys
-from kodomo_assets.lib.center_store import open_center
-from kodomo_assets.lib.paths import kodomo_home, kodomo_inbox
+from kodomo_assets.lib.chained_log import ChainedLog
+from kodomo_assets.lib.export import read_access_log
+from kodomo_assets.lib.platform.accounts import os_account
+from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy import ApprovalPeriodError, load_policy
 from kodomo_assets.lib.registry import load_registry
 
@@ -87,26 +90,33 @@ def arrival_sensor_for(job_def):  # noqa: ANN001, ANN201
         minimum_interval_seconds=600,
         default_status=DefaultSensorStatus.STOPPED,
         description="受信箱の基準月フォルダに契約の全ファイルがそろったら、その月の月次更新を始める。"
-                    "そろっていない月は、未着のファイル名を理由に表示する。",
+                    "そろっていない月は、未着のファイル名を理由に表示する。取込済みのファイルは受信箱から"
+                    "暗号化保管へ移っているので、届いたものとして数える。",
     )
-    def inbox_arrival_sensor(context: SensorEvaluationContext):  # noqa: ANN202
-        inbox, wanted = kodomo_inbox(), expected_files()
+    def inbox_arrival_sensor(context: SensorEvaluationContext, storage: KodomoStorage):  # noqa: ANN202
+        inbox = storage.inbox_path
+        datasets = list(load_registry().datasets.values())
         months = sorted(p.name for p in inbox.iterdir() if p.is_dir() and MONTH_FOLDER.fullmatch(p.name)) \
             if inbox.is_dir() else []
         waiting, requests = [], []
         for month in months:
             present = {p.name for p in (inbox / month).iterdir() if p.is_file()}
-            missing = sorted(wanted - present)
+            archived = {ds.file for ds in datasets
+                        if storage.raw_archive(ds.department.code, month, ds.file).exists()}
+            missing = sorted({ds.file for ds in datasets} - present - archived)
+            new = sorted({ds.file for ds in datasets} & present)
             if missing:
                 waiting.append(f"{month}: 未着 {', '.join(missing)}")
                 continue
+            if not new:
+                continue  # everything ingested already: nothing new to run
             # the run key changes when a file is re-delivered, so a corrected month reruns
-            stamp = max(int((inbox / month / f).stat().st_mtime) for f in wanted)
+            stamp = max(int((inbox / month / f).stat().st_mtime) for f in new)
             requests.append(RunRequest(run_key=f"arrival-{month}-{stamp}", partition_key=month))
         if requests:
             yield from requests
         else:
-            yield SkipReason("; ".join(waiting) or "受信箱に基準月フォルダがありません")
+            yield SkipReason("; ".join(waiting) or "受信箱に新しい基準月のファイルがありません")
 
     return inbox_arrival_sensor
 
@@ -137,55 +147,80 @@ def approval_period_in_force() -> AssetCheckResult:
 
 
 class PurgeConfig(Config):
+    months: list[str]  # the months to forget, e.g. ["2022-04"]: chosen by a person, never implied
     dry_run: bool = False
 
 
-@op(description="センター領域の基準月フォルダのうち、承認リストの保存期間を過ぎたものを削除し、件数を記録する。")
-def purge_center_zone(context: OpExecutionContext, config: PurgeConfig) -> dict:
-    root, now = kodomo_home() / "zones" / "center", today()
-    policy = load_policy()
-    try:
-        center_key = keys.load(keys.CENTER)
-    except keys.KeyProblem:
-        center_key = None  # files can still be deleted; rows are then not counted
-    summary = {"months": 0, "files": 0, "rows": 0, "kept_months": 0}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and MONTH_FOLDER.fullmatch(p.name)) \
-            if root.is_dir() else []:
-        month = folder.name
+def purge_log(storage: KodomoStorage) -> ChainedLog:
+    """The pipeline's record of what it forgot: chained and keyed with the storage key."""
+    return ChainedLog(storage.log_path("purge_log.jsonl"), storage.storage_mac_key("purge-log"))
+
+
+def _due(months: Sequence[str], now: date) -> dict[str, date]:
+    """Each requested month and the last day it may be kept; refuses the whole request, before
+    anything is deleted, when a month is malformed or still within its 保存期間."""
+    policy, expires, refused = load_policy(), {}, []
+    for month in months:
+        if not MONTH_FOLDER.fullmatch(month):
+            raise Failure(description=f"months に YYYY-MM でない値があります（{len(month)} 文字）",
+                          allow_retries=False)
         try:
-            months = policy.for_month(month).retention_months
+            retention = policy.for_month(month).retention_months
         except ApprovalPeriodError:
-            months = 0  # no approval on record for the month: nothing allows keeping it
-        expires = expiry(month, months)
-        if now <= expires:
-            summary["kept_months"] += 1
-            continue
-        files = sorted(folder.glob("*.duckdb"))
-        rows = sum(_rows(f, center_key) for f in files)
-        if not config.dry_run:
-            shutil.rmtree(folder)
-        summary["months"] += 1
-        summary["files"] += len(files)
-        summary["rows"] += rows
-        context.log.info(f"{month}: 保存期限 {expires.isoformat()} を過ぎたため、ファイル {len(files)} 件・"
-                         f"{rows} 行を{'削除対象としました（試行）' if config.dry_run else '削除しました'}")
-    context.log.info(f"センター領域の保存期間による削除: {summary}")
-    return summary
+            retention = 0  # no approval on record for the month: nothing allows keeping it
+        expires[month] = expiry(month, retention)
+        if now <= expires[month]:
+            refused.append(f"{month}（保存期限 {expires[month].isoformat()}）")
+    if refused:
+        raise Failure(description="保存期間内の月は消去しません: " + "、".join(refused) +
+                      "。何も消去していません。", allow_retries=False)
+    return expires
 
 
-def _rows(path, center_key: bytes | None) -> int:  # noqa: ANN001
-    if center_key is None:
-        return 0
-    try:
-        with open_center(path, center_key) as con:
-            tables = [t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() "
-                                                "WHERE database_name = current_database()").fetchall()]
-            return sum(con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables)
-    except PermissionError:
-        return 0
+def purge_job_for(asset_keys: Sequence[AssetKey]):  # noqa: ANN201 - built once the assets exist
+    partitioned = sorted(asset_keys, key=lambda k: k.to_user_string())
 
+    @op(description="指定した基準月のうち保存期間を過ぎたものを忘れる: まず月ごとのデータ鍵を破棄し"
+                    "（暗号化したストア・保管・各領域は、複製やバックアップも含めて読めなくなる）、"
+                    "次にファイルを削除する。委員会報告書（集計のみ）は残す。消去の記録を連鎖した"
+                    "ログに残し、その月の書き出しの一覧（センターが廃棄すべき複製）を載せる。")
+    def purge_months(context: OpExecutionContext, config: PurgeConfig, storage: KodomoStorage) -> dict:
+        now = today()
+        expires = _due(config.months, now)
+        log, account = purge_log(storage), os_account()
+        summary = {"months": [], "files": 0, "keys_destroyed": 0, "dry_run": config.dry_run}
+        for month, last_day in expires.items():
+            files = [storage.relative(p).as_posix() for p in storage.month_files(month)]
+            exports = [{k: e.get(k) for k in ("time", "user", "action", "file", "format", "rows", "purpose")}
+                       for e in read_access_log(storage, month)]
+            if config.dry_run:
+                context.log.info(f"{month}: 消去の対象 {len(files)} 件（試行。消去していません）")
+                summary["files"] += len(files)
+                continue
+            done = storage.forget_month(month)
+            entry = log.append({"time": datetime.now(UTC).isoformat(timespec="seconds"),
+                                "account": account, "run_id": context.run_id, "month": month,
+                                "retention_ended": last_day.isoformat(),
+                                "keys_destroyed": done["keys_destroyed"], "removed": done["removed"],
+                                "exports_to_destroy": exports})
+            summary["months"].append(month)
+            summary["files"] += len(done["removed"])
+            summary["keys_destroyed"] += int(done["keys_destroyed"])
+            context.log.info(f"{month}: 保存期限 {last_day.isoformat()} を過ぎたため、データ鍵 "
+                             f"{done['keys_destroyed']} 個を破棄し、ファイル {len(done['removed'])} 件を"
+                             f"削除しました（実行: {account}、記録 {entry['seq']} 行目。センターが廃棄すべき"
+                             f"書き出し {len(exports)} 件）")
+            for key in partitioned:
+                context.log_event(AssetObservation(
+                    asset_key=key, partition=month,
+                    metadata={"purged": MetadataValue.text(f"保存期間経過により消去（{now.isoformat()}）"),
+                              "purge_record": entry["seq"], "purged_by": account}))
+        return summary
 
-@job(name="center_retention_purge",
-     description="センター領域の保存期間切れデータを削除する（件数のみ記録）。毎月の更新後に実行する。")
-def center_retention_purge() -> None:
-    purge_center_zone()
+    @job(name="retention_purge",
+         description="保存期間を過ぎた基準月を忘れる（月を run config の months で指定。データ鍵の破棄と"
+                     "ファイル削除、連鎖した消去記録）。月次更新の後、月に一度実行する。")
+    def retention_purge() -> None:
+        purge_months()
+
+    return retention_purge

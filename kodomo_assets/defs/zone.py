@@ -29,9 +29,13 @@ def check_results(reports: list[GateReport]) -> list[AssetCheckResult]:
 
 
 def zone_asset(key: AssetKey, *, zone: str, sensitive: bool, kinds: set[str], code_version: str,
-               deps: Sequence[AssetKey], description: str, gated: bool = True):  # noqa: ANN201
-    """The @asset decorator for a zone's monthly asset; `gated` adds the blocking checks."""
-    return asset(key=key, group_name=zone, owners=[OWNER], kinds=kinds,
+               deps: Sequence[AssetKey], description: str, gated: bool = True,
+               checks: Sequence[tuple[str, str]] = (), group: str | None = None):  # noqa: ANN201
+    """The @asset decorator for a zone's monthly asset; `gated` adds the gate's blocking
+    checks, `checks` more blocking checks of its own (name, description)."""
+    specs = (gate_checks(key) if gated else []) + [
+        AssetCheckSpec(name, asset=key, blocking=True, description=text) for name, text in checks]
+    return asset(key=key, group_name=group or zone, owners=[OWNER], kinds=kinds,
                  tags={"zone": zone, "sensitive": "yes" if sensitive else "no"},
                  code_version=code_version, partitions_def=monthly, deps=list(deps),
-                 check_specs=gate_checks(key) if gated else None, description=description)
+                 check_specs=specs or None, description=description)

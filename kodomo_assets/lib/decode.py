@@ -60,9 +60,14 @@ def normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text)
 
 
-def read_header(path: Path) -> Decoded:
+def _open(path: Path, content: bytes | None) -> io.BufferedIOBase:
+    """The export itself, or its bytes from the encrypted raw archive (a rerun)."""
+    return io.BytesIO(content) if content is not None else open(path, "rb")  # noqa: SIM115
+
+
+def read_header(path: Path, content: bytes | None = None) -> Decoded:
     """Detect the encoding from the first line and return the normalised headers."""
-    with open(path, "rb") as fh:
+    with _open(path, content) as fh:
         head = fh.readline(1 << 20)
     if not head:
         raise SourceFileError(path, "0 バイトの空ファイルです (見出し行が必要)", line=1)
@@ -87,11 +92,12 @@ def read_header(path: Path) -> Decoded:
                    header_bytes=len(head))
 
 
-def iter_blocks(path: Path, decoded: Decoded, keep: Sequence[int]) -> Iterator[pa.Table]:
+def iter_blocks(path: Path, decoded: Decoded, keep: Sequence[int],
+                content: bytes | None = None) -> Iterator[pa.Table]:
     """Yield `_line` plus the kept columns (as c<i>), NFKC-normalised, block by block, so
     memory stays bounded by the block size; malformed lines are recorded in `decoded`."""
     line_no = 1
-    with open(path, "rb") as fh:
+    with _open(path, content) as fh:
         fh.seek(decoded.header_bytes)
         carry = b""
         while True:

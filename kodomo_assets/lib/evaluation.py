@@ -10,6 +10,7 @@ and its order (score, then child_token). The truth exists only for generated dem
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import warnings
@@ -147,10 +148,13 @@ _MONTH = re.compile(r"\d{4}-\d{2}")
 
 
 def newest_month(inbox: Path) -> str | None:
-    """The newest month folder of the inbox that holds a file: the month the generator's
-    truth describes."""
-    months = [p.name for p in inbox.iterdir() if p.is_dir() and _MONTH.fullmatch(p.name)
-              and any(f.is_file() for f in p.iterdir())] if inbox.is_dir() else []
+    """The month the generator's truth describes: the newest month it generated (its
+    counts.json), else the newest month folder (ingested exports leave the inbox)."""
+    counts = inbox / "_truth" / "counts.json"
+    if counts.is_file():
+        return max(json.loads(counts.read_text(encoding="utf-8")), default=None)
+    months = [p.name for p in inbox.iterdir() if p.is_dir() and _MONTH.fullmatch(p.name)] \
+        if inbox.is_dir() else []
     return max(months, default=None)
 
 

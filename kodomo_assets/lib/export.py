@@ -1,15 +1,18 @@
-"""Export of the center's review list (確認リスト) for staff, and the access log it leaves.
+"""The center's own commands: export of the review list (確認リスト) for staff, import of the
+staff's verification results, and the access log both leave.
 
-The list is a suggestion that center staff verify child by child. An export needs the
-center key and a stated purpose, and every export appends one line to the center zone's
-access log (who, when, which month, why, how many rows; never a row's content).
+Both need the center's private keys (KODOMO_CENTER_KEY_DIR); the pipeline never holds them.
+The list is a suggestion that center staff verify child by child. An export needs a
+stated purpose, and every export and import appends one signed line to the center zone's
+access log (who by OS account, when, which month, why, how many rows; never a row's
+content), chained to the line before, so a deleted or edited line is found.
 """
 
 from __future__ import annotations
 
 import csv
-import getpass
-import hmac
+import fcntl
+import hashlib
 import json
 import os
 import re
@@ -22,12 +25,13 @@ from typing import Any
 
 import duckdb
 
-from kodomo_assets.defs.center.assets import NEW, TABLE, key_check
-from kodomo_assets.lib import keys
-
-# key_check lives beside the asset that stores it, so both sides compute the same value
-from kodomo_assets.lib.center_store import open_center
-from kodomo_assets.lib.paths import kodomo_home, zone_store
+from kodomo_assets.defs.center.assets import NEW, TABLE
+from kodomo_assets.lib import feedback as fb
+from kodomo_assets.lib.decode import SourceFileError
+from kodomo_assets.lib.platform.accounts import os_account
+from kodomo_assets.lib.platform.crypto import sign, verify
+from kodomo_assets.lib.platform.keys import CenterPrivate, CenterPublic, KeyProblem
+from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
 
 FORMATS = {".csv": "csv", ".xlsx": "xlsx"}
 HEADERS = ["区分", "順位", "宛名番号", "スコア", "前月スコア", "指標", "理由", "事実の時点"]
@@ -35,11 +39,12 @@ JOIN = "／"
 MAX_PURPOSE = 200
 NOTICE = ("この確認リストは支援の必要性の示唆であり、判定ではありません。"
           "子ども家庭支援センターの職員が一人ずつ確認してください。")
+GENESIS = "0" * 64
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 
 
 class ExportError(Exception):
-    """A refused export. The message is Japanese and never quotes a row of the list."""
+    """A refused export or import. The message is Japanese and never quotes a row."""
 
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
@@ -60,27 +65,39 @@ class ExportResult:
     notice: str
 
 
-def access_log_path() -> Path:
-    return kodomo_home() / "zones" / "center" / "access_log.jsonl"
+@dataclass(frozen=True)
+class ImportResult:
+    month: str
+    rows: int
+    path: Path
+    refused: list[tuple[int, str]]  # line, reason: for the center's own terminal
 
 
-def append_access_log(*, month: str, purpose: str, rows: int, format: str, file: str,
-                      user: str | None = None, time: str | None = None) -> dict[str, Any]:
-    """Append one export record (0600 file, one write per line so concurrent exports
-    don't interleave) and return it."""
-    entry = {
-        "user": user or getpass.getuser(),
-        "time": time or _now(),
-        "month": month,
-        "purpose": purpose,
-        "rows": rows,
-        "format": format,
-        "file": Path(file).name,  # the name only: a full path can reveal a person's folder
-    }
-    path = access_log_path()
-    _private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+def access_log_path(storage: KodomoStorage) -> Path:
+    return storage.home_path / "zones" / "center" / "access_log.jsonl"
+
+
+def _line_hash(line: bytes) -> str:
+    return hashlib.sha256(line.rstrip(b"\n")).hexdigest()
+
+
+def append_access_log(storage: KodomoStorage, private: CenterPrivate, *, action: str, month: str,
+                      rows: int, file: str, purpose: str = "", format: str = "",
+                      time: str | None = None) -> dict[str, Any]:
+    """Append one signed record chained to the last one (0600 file, one write per line)."""
+    path = access_log_path(storage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # two exports at once still form one chain
+        with open(path, "rb") as fh:
+            lines = [ln for ln in fh.read().split(b"\n") if ln.strip()]
+        entry = {"action": action, "user": os_account(), "time": time or _now(), "month": month,
+                 "purpose": purpose, "rows": rows, "format": format,
+                 "file": Path(file).name,  # the name only: a full path can reveal a person's folder
+                 "prev": _line_hash(lines[-1]) if lines else GENESIS,
+                 "signer": private.public().fingerprint}
+        entry["signature"] = sign(private.signing, _canonical(entry))
         os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8"))
         os.fsync(fd)
     finally:
@@ -88,10 +105,15 @@ def append_access_log(*, month: str, purpose: str, rows: int, format: str, file:
     return entry
 
 
-def read_access_log(month: str | None = None) -> list[dict[str, Any]]:
-    """Every export record, oldest first (optionally of one month). A damaged line raises,
-    so a report never silently leaves an export out."""
-    path = access_log_path()
+def _canonical(entry: dict[str, Any]) -> bytes:
+    return json.dumps({k: v for k, v in entry.items() if k != "signature"}, ensure_ascii=False,
+                      sort_keys=True, separators=(",", ":")).encode()
+
+
+def read_access_log(storage: KodomoStorage, month: str | None = None) -> list[dict[str, Any]]:
+    """Every record, oldest first (optionally of one month). A damaged line raises, so a
+    report never silently leaves an export out."""
+    path = access_log_path(storage)
     if not path.exists():
         return []
     entries = []
@@ -110,28 +132,111 @@ def read_access_log(month: str | None = None) -> list[dict[str, Any]]:
     return entries
 
 
-def export_review_list(month: str, out: Path, purpose: str) -> ExportResult:
+def verify_access_log(storage: KodomoStorage, public: CenterPublic) -> int | None:
+    """The number of the first line that breaks the chain or its signature (a deleted,
+    edited, inserted or forged line), or None when every line verifies."""
+    path = access_log_path(storage)
+    if not path.exists():
+        return None
+    prev = GENESIS
+    for n, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            entry = json.loads(raw)
+        except json.JSONDecodeError:
+            return n
+        if (not isinstance(entry, dict) or entry.get("prev") != prev
+                or not verify(public.signing, _canonical(entry), str(entry.get("signature", "")))):
+            return n
+        prev = _line_hash(raw)
+    return None
+
+
+def _open_list(storage: KodomoStorage, private: CenterPrivate, month: str):  # noqa: ANN202
+    path = storage.zone_store("center", month, TABLE)
+    if not path.exists():
+        raise ExportError(f"基準月 {month} の確認リストがありません。先に center/review_list を "
+                          f"{month} について実体化してください。")
+    try:
+        return storage.open_as_center(path, private)
+    except (KeyProblem, StoreMissing) as err:
+        raise ExportError(f"基準月 {month} の確認リストを開けません: {err}", exit_code=2) from None
+
+
+def export_review_list(storage: KodomoStorage, private: CenterPrivate, month: str, out: Path,
+                       purpose: str) -> ExportResult:
     """Write the month's review list to `out` (.csv or .xlsx) and log the export."""
     purpose = _check_arguments(month, out, purpose)
     fmt = FORMATS[out.suffix.lower()]
     try:
-        center_key = keys.load(keys.CENTER)
-    except keys.KeyProblem as err:
-        raise ExportError(f"センター鍵を読めないため書き出しません: {err}", exit_code=2) from None
-    rows = _read_list(month, center_key)
+        with _open_list(storage, private, month) as con:
+            rows = _rows(con)
+    except KeyProblem as err:
+        raise ExportError(f"確認リストを開けません: {err}", exit_code=2) from None
     exported_at = _now()
     info = [("内容", f"確認リスト（基準月 {month}）"), ("注意", NOTICE), ("基準月", month),
             ("書き出し日時", exported_at), ("利用目的", purpose), ("件数", f"{len(rows)} 件")]
     _write_atomic(out, (lambda p: _write_csv(p, rows)) if fmt == "csv"
                   else (lambda p: _write_xlsx(p, rows, info)),
-                  log=lambda: append_access_log(month=month, purpose=purpose, rows=len(rows),
-                                                format=fmt, file=out.name, time=exported_at))
+                  log=lambda: append_access_log(storage, private, action="export", month=month,
+                                                purpose=purpose, rows=len(rows), format=fmt,
+                                                file=out.name, time=exported_at))
     notice = f"注意: {NOTICE}（基準月 {month}、書き出し {exported_at}、利用目的: {purpose}）"
     if fmt == "csv":
         notice += ("\nExcel で開くときは、宛名番号の先頭の 0 が消えないよう「データ」→"
                    "「テキストまたは CSV から」で宛名番号の列を文字列として読み込んでください。")
     return ExportResult(month=month, rows=len(rows), format=fmt, path=out,
                         exported_at=exported_at, notice=notice)
+
+
+def import_feedback(storage: KodomoStorage, private: CenterPrivate, month: str,
+                    source: Path) -> ImportResult:
+    """kakunin.csv -> a signed file of pseudonyms in the month's inbox folder. Rows whose
+    child is not on the named month's list are refused, with their line, on this terminal."""
+    if not _MONTH.fullmatch(month.strip()):
+        raise ExportError(f"--month は YYYY-MM の形式で指定してください（{month!r}）", exit_code=2)
+    try:
+        found = fb.read_kakunin(source, month)
+    except (SourceFileError, FileNotFoundError) as err:
+        raise ExportError(str(err), exit_code=2) from None
+    refused = list(found.refused)
+    lists: dict[str, dict[str, dict[str, Any]]] = {}
+    for list_month in sorted({r[2] for r in found.rows}):
+        try:
+            with _open_list(storage, private, list_month) as con:
+                lists[list_month] = {row[0]: dict(zip(
+                    ("atena_no", "child_token", "section", "rank", "score", "indicators"), row, strict=True))
+                    for row in con.execute(
+                        f"SELECT atena_no, child_token, section, rank, score, coalesce(indicators, []) "
+                        f"FROM {TABLE} ORDER BY section <> ?, rank DESC", [NEW]).fetchall()}
+        except ExportError as err:
+            if err.exit_code == 2:
+                raise
+            lists[list_month] = {}
+            refused += [(line, fb.NO_LIST) for line, _, m, _ in found.rows if m == list_month]
+    rows = []
+    for line, atena, list_month, result in found.rows:
+        listed = lists[list_month].get(atena)
+        if listed is None:
+            if lists[list_month]:
+                refused.append((line, fb.NOT_LISTED))
+            continue
+        rows.append({"child_token": listed["child_token"], "list_month": list_month, "result": result,
+                     "section": listed["section"], "rank": listed["rank"],
+                     "score": listed["score"], "indicators": list(listed["indicators"])})
+    refused.sort()
+    counts: dict[str, int] = {}
+    for _, reason in refused:
+        counts[reason] = counts.get(reason, 0) + 1
+    doc = fb.signed_document(month, rows, counts, os_account(), _now(), private.signing,
+                             private.public().fingerprint)
+    target = storage.inbox_path / month / fb.FEEDBACK_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(target, lambda p: p.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8"),
+                  log=lambda: append_access_log(storage, private, action="import", month=month,
+                                                rows=len(rows), format="csv", file=source.name))
+    return ImportResult(month=month, rows=len(rows), path=target, refused=refused)
 
 
 def _check_arguments(month: str, out: Path, purpose: str) -> str:
@@ -154,27 +259,7 @@ def _check_arguments(month: str, out: Path, purpose: str) -> str:
     return purpose
 
 
-def _read_list(month: str, center_key: bytes) -> list[list[Any]]:
-    path = zone_store("center", month, TABLE)
-    if not path.exists():
-        raise ExportError(f"基準月 {month} の確認リストがありません。先に center/review_list を "
-                          f"{month} について実体化してください。")
-    try:
-        with open_center(path, center_key) as con:
-            return _rows(con, month, center_key)
-    except PermissionError:
-        raise ExportError(f"センター鍵が一致しません。基準月 {month} の確認リストは暗号化されており、"
-                          "正しいセンター鍵でなければ開けません（書き出していません）。", exit_code=2) from None
-
-
-def _rows(con: duckdb.DuckDBPyConnection, month: str, center_key: bytes) -> list[list[Any]]:
-    try:
-        (stored,) = con.execute("SELECT key_check FROM zone_key_check").fetchone()
-    except (duckdb.CatalogException, TypeError):
-        stored = None
-    if stored is None or not hmac.compare_digest(str(stored), key_check(center_key)):
-        raise ExportError(f"センター鍵が基準月 {month} の確認リストを作成した鍵と一致しません。"
-                          "正しいセンター鍵を指定してください（書き出していません）。", exit_code=2)
+def _rows(con: duckdb.DuckDBPyConnection) -> list[list[Any]]:
     # the new suggestions first, each section in rank order
     return [list(r) for r in con.execute(f"""
         SELECT section, rank, atena_no, round(score, 3), round(prev_score, 3),
@@ -191,7 +276,6 @@ def _write_atomic(out: Path, write: Callable[[Path], None], log: Callable[[], ob
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        os.chmod(tmp, 0o600)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         log()
@@ -238,11 +322,6 @@ def _write_xlsx(path: Path, rows: Sequence[Sequence[Any]], info: Sequence[tuple[
     for letter, width in zip("ABCDEFGH", (16, 6, 13, 8, 10, 40, 80, 30), strict=True):
         sheet.column_dimensions[letter].width = width
     wb.save(path)
-
-
-def _private_dir(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
 
 
 def _now() -> str:

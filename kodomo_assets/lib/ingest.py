@@ -69,27 +69,23 @@ def map_headers(ds: Dataset, path: Path, decoded: Decoded) -> tuple[dict[str, in
     return positions, ignored, dropped
 
 
-def ingest(ds: Dataset, month: str, inbox: Path, store: Path) -> IngestResult:
-    path = inbox / month / ds.file
-    if not path.is_file():
-        raise SourceFileError(path, f"基準月 {month} の {ds.file} ({ds.label}, {ds.department.label}) が届いていません")
-    decoded = read_header(path)
+def ingest(ds: Dataset, month: str, path: Path, con: duckdb.DuckDBPyConnection,
+           content: bytes | None = None) -> IngestResult:
+    """Read `path` (or `content`, its bytes from the raw archive) into the store that `con`
+    has open as its default database: the dataset and its quarantine, in one transaction."""
+    decoded = read_header(path, content)
     positions, ignored, dropped = map_headers(ds, path, decoded)
-    con = duckdb.connect(str(store))
-    try:
-        # no ORDER BY on the final write: a sort of every row would double the peak memory;
-        # readers order by source_line
-        con.execute("SET memory_limit = '1GB'")
-        loader = _Loader(con, ds, positions)
-        for block in read_ahead(iter_blocks(path, decoded, sorted(positions.values()))):
-            loader.add(block)
-        if decoded.data_lines + len(decoded.bad_lines) == 0:
-            # "a department that delivered nothing has no file": a header alone is a failed
-            # export, never a silent empty table (source-exports.md)
-            raise SourceFileError(path, HEADER_ONLY, line=2)
-        return loader.finish(month, decoded, ignored, dropped)
-    finally:
-        con.close()
+    # no ORDER BY on the final write: a sort of every row would double the peak memory;
+    # readers order by source_line
+    con.execute("SET memory_limit = '1GB'")
+    loader = _Loader(con, ds, positions)
+    for block in read_ahead(iter_blocks(path, decoded, sorted(positions.values()), content)):
+        loader.add(block)
+    if decoded.data_lines + len(decoded.bad_lines) == 0:
+        # "a department that delivered nothing has no file": a header alone is a failed
+        # export, never a silent empty table (source-exports.md)
+        raise SourceFileError(path, HEADER_ONLY, line=2)
+    return loader.finish(month, decoded, ignored, dropped)
 
 
 def read_ahead(blocks: Iterator[pa.Table], depth: int = 2) -> Iterator[pa.Table]:

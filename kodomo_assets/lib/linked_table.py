@@ -40,6 +40,8 @@ class Feature:
     derived_from: tuple[str, ...] = ()
     audit_only: bool = False
     model: bool = True
+    register: bool = False  # derivable from the resident register: a quasi-identifier
+    suppress: int | None = None  # order of local suppression (None: never suppressed)
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,36 @@ class Plan:
     lineage: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     @property
+    def published(self) -> list[Feature]:
+        """The analysis table's columns: audit-only attributes never reach it."""
+        return [f for f in self.features if not f.audit_only]
+
+    @property
     def columns(self) -> list[str]:
-        return [*TOKENS, *(f.name for f in self.features)]
+        return [*TOKENS, *(f.name for f in self.published)]
+
+    @property
+    def quasi_identifiers(self) -> list[str]:
+        return [f.name for f in self.published if f.register]
+
+    def suppression_order(self) -> list[list[str]]:
+        """Groups of quasi-identifiers, in the order they are set to unknown."""
+        ranks = sorted({f.suppress for f in self.published if f.register and f.suppress is not None})
+        return [[f.name for f in self.published if f.register and f.suppress == r] for r in ranks]
+
+    def subset(self, names: set[str]) -> Plan:
+        """The same plan restricted to some columns (they must carry their derivations)."""
+        chosen = [f for f in self.features if f.name in names]
+        lacking = {d for f in chosen for d in f.derived_from} - names
+        if lacking:
+            raise LinkedTableError(f"列 {sorted(lacking)} がないと作れない列があります")
+        return Plan(spec=self.spec, features=chosen, omitted={},
+                    lineage={n: v for n, v in self.lineage.items() if n in names or n in TOKENS})
+
+    @property
+    def audit(self) -> Plan:
+        """The audit-only attributes, computed from the register inside an audit step."""
+        return self.subset({f.name for f in self.features if f.audit_only})
 
     def labels(self) -> dict[str, str]:
         return {**{k: v[2] for k, v in TOKENS.items()}, **{f.name: f.label for f in self.features}}
@@ -81,7 +111,8 @@ def load_spec(path: Path | None = None) -> Spec:
         f = Feature(name=raw["name"], label=raw["label"], type=raw["type"], scope=raw["scope"],
                     expr=raw["expr"], dataset=raw.get("dataset"), inputs=tuple(raw.get("inputs", ())),
                     default=raw.get("default"), derived_from=tuple(raw.get("from", ())),
-                    audit_only=bool(raw.get("audit_only", False)), model=bool(raw.get("model", True)))
+                    audit_only=bool(raw.get("audit_only", False)), model=bool(raw.get("model", True)),
+                    register=bool(raw.get("register", False)), suppress=raw.get("suppress"))
         where = f"linked_table.yaml の列 {f.name}"
         if f.scope not in SCOPES:
             raise LinkedTableError(f"{where}: scope は {sorted(SCOPES)} のいずれかです")
@@ -95,6 +126,8 @@ def load_spec(path: Path | None = None) -> Spec:
         known = {g.name for g in features}
         if not set(f.derived_from) <= known:
             raise LinkedTableError(f"{where}: from は先に定義した列だけを参照できます")
+        if f.suppress is not None and not f.register:
+            raise LinkedTableError(f"{where}: suppress は register の列にだけ指定できます")
         features.append(f)
     names = [*TOKENS, *(f.name for f in features)]
     if len(set(names)) != len(names):
@@ -150,13 +183,20 @@ def month_sql(month: str) -> dict[str, str]:
             "month_start": f"DATE '{y}-{m:02d}-01'"}
 
 
-def compile_sql(p: Plan, month: str, tables: dict[str, str], link: str) -> list[str]:
-    """Statements that create TEMP tables child/member and the table `linked_children`.
-    `tables` maps each dataset to its qualified table (e.g. 'shimin.jumin'); `link` is the
-    qualified pupil link table of the linkage zone."""
+def compile_sql(p: Plan, month: str, tables: dict[str, str], link: str, *,
+                table: str = "linked_children", tokens: bool = True, temp: bool = False,
+                audit: bool = False) -> list[str]:
+    """Statements that create TEMP tables child/member and the table `table` (by default
+    the published columns; `audit=True`: the audit-only ones). `tables` maps each dataset
+    to its qualified table (e.g. 'shimin.jumin'); `link` is the qualified pupil link table
+    of the linkage zone. `tokens=False` leaves out the pseudonyms, as an attacker without
+    the key would compute the same columns from the register."""
     ph = month_sql(month)
     asof = ph["asof"]
     base = tables[p.spec.base_dataset]
+    features = [f for f in p.features if f.audit_only == audit]
+    token_sql = ("pseudonym_child(atena_no) AS child_token, pseudonym_household(household_no) "
+                 "AS household_token" if tokens else "NULL AS child_token, NULL AS household_token")
     stmts = [
         f"CREATE OR REPLACE TEMP MACRO months_ago(ym) AS "
         f"(year({asof}) * 12 + month({asof})) - (CAST(substr(ym, 1, 4) AS INTEGER) * 12 "
@@ -164,15 +204,14 @@ def compile_sql(p: Plan, month: str, tables: dict[str, str], link: str) -> list[
         # pseudonyms in the plain scan of the register, where DuckDB hands the UDF full
         # vectors (after the joins it calls it for a few hundred rows at a time: 4× slower)
         f"CREATE OR REPLACE TEMP TABLE child AS SELECT atena_no, household_no, relation, "
-        f"date_sub('year', birth_date, {asof}) AS age, pseudonym_child(atena_no) AS child_token, "
-        f"pseudonym_household(household_no) AS household_token FROM {base} "
+        f"date_sub('year', birth_date, {asof}) AS age, {token_sql} FROM {base} "
         f"WHERE birth_date <= {asof} AND date_sub('year', birth_date, {asof}) <= {p.spec.max_age}",
         f"CREATE OR REPLACE TEMP TABLE member AS SELECT atena_no, household_no, "
         f"date_sub('year', birth_date, {asof}) AS age FROM {base} "
         f"WHERE household_no IN (SELECT household_no FROM child)",
     ]
     groups: dict[tuple[str, str], list[Feature]] = {}
-    for f in p.features:
+    for f in features:
         if f.scope != "derived":
             groups.setdefault((f.dataset, f.scope), []).append(f)
     ctes, joins = [], []
@@ -192,15 +231,17 @@ def compile_sql(p: Plan, month: str, tables: dict[str, str], link: str) -> list[
         ctes.append(f"g{i} AS (SELECT c.atena_no AS _child, {aggs} FROM {frm} GROUP BY c.atena_no)")
         joins.append(f"LEFT JOIN g{i} ON g{i}._child = c.atena_no")
     cols = [f"CAST({f'coalesce({f.name}, {f.default})' if f.default else f.name} AS {f.type}) AS {f.name}"
-            for f in p.features if f.scope != "derived"]
+            for f in features if f.scope != "derived"]
     inner = ("SELECT c.child_token, c.household_token"
              + "".join(f", {c}" for c in cols) + f" FROM child c {' '.join(joins)}")
     if ctes:
         inner = "WITH " + ", ".join(ctes) + " " + inner
-    for f in p.features:  # each derived column one layer out, so later ones can use it
+    for f in features:  # each derived column one layer out, so later ones can use it
         if f.scope == "derived":
             inner = f"SELECT *, CAST({f.expr.format(**ph)} AS {f.type}) AS {f.name} FROM ({inner})"
-    stmts.append(f"CREATE OR REPLACE TABLE linked_children AS SELECT {', '.join(p.columns)} "
+    names = [*TOKENS, *(f.name for f in features)]
+    kind = "TEMP TABLE" if temp else "TABLE"
+    stmts.append(f"CREATE OR REPLACE {kind} {table} AS SELECT {', '.join(names)} "
                  f"FROM ({inner}) ORDER BY child_token")
     return stmts
 

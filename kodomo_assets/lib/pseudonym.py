@@ -1,8 +1,8 @@
 """Keyed pseudonyms: HMAC-SHA256(key, purpose || 0x1F || id), one purpose per kind of id.
 
 An unkeyed hash of a 10-digit 宛名番号 is brute-forced in about 1.6 core-hours, so the key
-is what protects the analysis zone. It comes from KODOMO_PSEUDONYM_KEY (hex) or the file
-named by KODOMO_KEY_FILE (see lib/keys.py).
+is what protects the analysis zone. It is a file the storage resource reads
+(KODOMO_KEY_FILE, lib/platform/keys.py).
 """
 
 from __future__ import annotations
@@ -12,18 +12,9 @@ import hmac
 import duckdb
 import pyarrow as pa
 
-from kodomo_assets.lib import keys
-
 PURPOSES = ("child", "household")
 TOKEN_HEX = 32  # 128 bits of the HMAC: collisions are negligible at city scale
 TOKEN_PATTERN = f"[0-9a-f]{{{TOKEN_HEX}}}"
-
-
-PseudonymKeyError = keys.KeyProblem
-
-
-def load_key() -> bytes:
-    return keys.load(keys.PSEUDONYM)
 
 
 def _prefix(purpose: str) -> bytes:

@@ -62,7 +62,7 @@ class Card:
 
 def model_features(plan: Plan) -> list[Feature]:
     label_cols = {name for name, deps in plan.lineage.items() if any(ds == LABEL_DATASET for ds, _ in deps)}
-    return [f for f in plan.features
+    return [f for f in plan.published
             if f.model and not f.audit_only and f.name not in label_cols and not f.type.endswith("[]")]
 
 

@@ -1,17 +1,18 @@
 """The source assets through Dagster, on a generated month and on hand-made edge cases."""
 
 import json
+import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
 from dagster import DagsterInstance
 
 from kodomo_assets.definitions import defs
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
-from kodomo_assets.lib.paths import department_store
+from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.registry import load_registry
+from kodomo_assets_tests.conftest import make_storage
 from kodomo_assets_tests.runs import failure_message, failures, metadata, run
 
 MONTH = "2022-10"
@@ -25,11 +26,17 @@ def demo_inbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return out, counts
 
 
-def test_all_eleven_sources_match_the_generator_counts(demo_inbox, monkeypatch, tmp_path) -> None:
-    inbox, counts = demo_inbox
-    monkeypatch.setenv("KODOMO_INBOX", str(inbox))
-    monkeypatch.setenv("KODOMO_HOME", str(tmp_path / "home"))
-    result = run([inbox_receipt, *source_assets], MONTH)
+def copied(demo_inbox: tuple[Path, dict], tmp_path: Path, keys: Path) -> KodomoStorage:
+    """A storage on a copy of the generated month: an ingest takes the exports out of the inbox."""
+    inbox = tmp_path / "inbox"
+    shutil.copytree(demo_inbox[0] / MONTH, inbox / MONTH)
+    return make_storage(tmp_path / "home", inbox, keys)
+
+
+def test_all_eleven_sources_match_the_generator_counts(demo_inbox, tmp_path, keys) -> None:
+    _, counts = demo_inbox
+    storage = copied(demo_inbox, tmp_path, keys)
+    result = run([inbox_receipt, *source_assets], MONTH, storage)
     assert result.success, failures(result)
     meta = {k.removeprefix("sources/"): v for k, v in metadata(result).items()}
     assert len(source_assets) == 11 and set(REGISTRY.datasets) <= set(meta)
@@ -40,25 +47,26 @@ def test_all_eleven_sources_match_the_generator_counts(demo_inbox, monkeypatch, 
         assert got["duplicates_removed"] == expected["exact_duplicates"], name
         assert got["quarantined"] == expected["bad_rows"], name
         assert got["dagster/row_count"] == expected["expected_valid_rows"], name
-        store = department_store(ds.department.code, MONTH)
-        with duckdb.connect(str(store), read_only=True) as con:
+        with storage.open(storage.department_store(ds.department.code, MONTH)) as con:
             assert con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] == got["dagster/row_count"]
             stored = {r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()}
         assert not stored & {c.name for c in ds.columns if c.forbidden}, name
-    gakurei = department_store("gakumu", MONTH)
-    with duckdb.connect(str(gakurei), read_only=True) as con:
+    with storage.open(storage.department_store("gakumu", MONTH)) as con:
         blank = con.execute("SELECT count(*) FROM gakurei WHERE atena_no IS NULL").fetchone()[0]
     assert blank == counts[MONTH]["gakurei"]["blank_atena"] > 0
+    # the plaintext exports left the inbox; a rerun reads their sealed copies and agrees
+    assert sorted(p.name for p in (storage.inbox_path / MONTH).iterdir()) == []
+    again = metadata(run(source_assets, MONTH, storage))
+    assert all(again[k]["dagster/row_count"] == v["dagster/row_count"] for k, v in meta.items()
+               if k in again) and {v["read_from"] for v in again.values()} == {"暗号化保管した前回の受信ファイル"}
 
 
-def test_metadata_and_logs_carry_no_personal_data(demo_inbox, monkeypatch, tmp_path) -> None:
-    inbox, _ = demo_inbox
-    monkeypatch.setenv("KODOMO_INBOX", str(inbox))
-    monkeypatch.setenv("KODOMO_HOME", str(tmp_path / "home"))
+def test_metadata_and_logs_carry_no_personal_data(demo_inbox, tmp_path, keys) -> None:
+    storage = copied(demo_inbox, tmp_path, keys)
     instance = DagsterInstance.ephemeral()
-    result = run(source_assets, MONTH, instance)
+    result = run(source_assets, MONTH, storage, instance)
     assert result.success, failures(result)
-    with duckdb.connect(str(department_store("shimin", MONTH)), read_only=True) as con:
+    with storage.open(storage.department_store("shimin", MONTH)) as con:
         names, atena, addresses = zip(*con.execute(
             "SELECT name, atena_no, address FROM jumin USING SAMPLE 200 ROWS").fetchall(), strict=True)
     logged = json.dumps([repr(e) for e in instance.all_logs(result.run_id)], ensure_ascii=False)
@@ -66,17 +74,15 @@ def test_metadata_and_logs_carry_no_personal_data(demo_inbox, monkeypatch, tmp_p
         assert value not in logged
 
 
-def test_missing_file_fails_only_its_asset(demo_inbox, monkeypatch, tmp_path) -> None:
+def test_missing_file_fails_only_its_asset(demo_inbox, tmp_path, keys) -> None:
     inbox, _ = demo_inbox
     partial = tmp_path / "inbox"
     (partial / MONTH).mkdir(parents=True)
     for name in ("jumin.csv", "kaigo.csv"):
         (partial / MONTH / name).write_bytes((inbox / MONTH / name).read_bytes())
-    monkeypatch.setenv("KODOMO_INBOX", str(partial))
-    monkeypatch.setenv("KODOMO_HOME", str(tmp_path / "home"))
     jumin, kaigo, yobo = (next(a for a in source_assets if a.key.path[-1] == n)
                           for n in ("jumin", "kaigo", "yobo"))
-    result = run([jumin, kaigo, yobo], MONTH)
+    result = run([jumin, kaigo, yobo], MONTH, make_storage(tmp_path / "home", partial, keys))
     assert not result.success
     assert {k.path[-1] for k in (e.asset_key for e in result.get_asset_materialization_events())} == {
         "jumin", "kaigo"}
@@ -84,14 +90,12 @@ def test_missing_file_fails_only_its_asset(demo_inbox, monkeypatch, tmp_path) ->
     assert "yobo.csv" in message and MONTH in message
 
 
-def test_tax_file_in_inbox_is_refused_and_never_read(demo_inbox, monkeypatch, tmp_path) -> None:
-    inbox, _ = demo_inbox
-    monkeypatch.setenv("KODOMO_INBOX", str(tmp_path))
-    monkeypatch.setenv("KODOMO_HOME", str(tmp_path / "home"))
-    (tmp_path / MONTH).mkdir()
-    (tmp_path / MONTH / "kazei_2022.csv").write_text("宛名番号,所得割額\n0000000001,1000\n")
-    (tmp_path / MONTH / "memo.txt").write_text("x")
-    result = run([inbox_receipt], MONTH)
+def test_tax_file_in_inbox_is_refused_and_never_read(storage) -> None:
+    folder = storage.inbox_path / MONTH
+    folder.mkdir()
+    (folder / "kazei_2022.csv").write_text("宛名番号,所得割額\n0000000001,1000\n")
+    (folder / "memo.txt").write_text("x")
+    result = run([inbox_receipt], MONTH, storage)
     assert not result.success
     message = failure_message(result)
     assert "kazei_2022.csv" in message and "地方税法第22条" in message
@@ -107,12 +111,12 @@ def test_every_asset_is_described_owned_grouped_and_versioned() -> None:
     assert partitions.get_first_partition_key() == "2022-04"
 
 
-def test_unlisted_files_are_ignored_and_missing_ones_listed(monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv("KODOMO_INBOX", str(tmp_path))
-    (tmp_path / MONTH).mkdir()
-    (tmp_path / MONTH / "memo.csv").write_text("a,b\n1,2\n")
-    (tmp_path / MONTH / "jumin.csv").write_text("x\n")
-    result = run([inbox_receipt], MONTH)
+def test_unlisted_files_are_ignored_and_missing_ones_listed(storage) -> None:
+    folder = storage.inbox_path / MONTH
+    folder.mkdir()
+    (folder / "memo.csv").write_text("a,b\n1,2\n")
+    (folder / "jumin.csv").write_text("x\n")
+    result = run([inbox_receipt], MONTH, storage)
     meta = metadata(result)["sources/inbox_receipt"]
     assert meta["received"] == 1
     assert meta["ignored_unlisted"] == ["memo.csv"]

@@ -37,7 +37,9 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> Path:
     generate(out / "inbox", residents=100_000, months=[MONTH], seed=3)
     registry = load_registry()
     for name in ("jumin", "gakurei"):
-        ingest(registry.datasets[name], MONTH, out / "inbox", out / f"{name}.duckdb")
+        ds = registry.datasets[name]
+        with duckdb.connect(str(out / f"{name}.duckdb")) as con:
+            ingest(ds, MONTH, out / "inbox" / MONTH / ds.file, con)
     return out
 
 

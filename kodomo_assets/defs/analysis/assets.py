@@ -1,8 +1,10 @@
-"""連携テーブル: one row per child, pseudonyms and approved features only (analysis zone)."""
+"""連携テーブル: one row per child, pseudonyms and approved, coarsened features only
+(analysis zone), published only when the linkage attack fails."""
 
 import hashlib
 
 from dagster import (
+    AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
     Failure,
@@ -19,18 +21,29 @@ from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.defs.linkage.assets import KEY as LINK_KEY
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
+from kodomo_assets.lib.anonymity import (
+    MAX_BELOW_K_SHARE,
+    MAX_UNIQUE_SHARE,
+    AttackResult,
+    K,
+    enforce_k,
+    linkage_attack,
+)
 from kodomo_assets.lib.gate import inspect_table, warm_up
 from kodomo_assets.lib.linked_table import TOKENS, Plan, compile_sql, describe, load_spec, plan
-from kodomo_assets.lib.paths import DATA_DIR, department_store, zone_store
+from kodomo_assets.lib.paths import DATA_DIR
+from kodomo_assets.lib.platform.keys import KeyProblem
+from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.policy import MonthApproval
-from kodomo_assets.lib.pseudonym import PseudonymKeyError, load_key, register_udfs
-from kodomo_assets.lib.publish import attach_read_only, keep_only, promote, staged
+from kodomo_assets.lib.pseudonym import register_udfs
 from kodomo_assets.lib.registry import load_registry
 
 KEY = AssetKey(["analysis", "linked_children"])
 TABLE = "linked_children"
+ATTACK_CHECK = "linkage_attack"
+LINK_TABLE = "linkage.pupil_link"
 _spec_file = DATA_DIR / "registry" / "linked_table.yaml"
-CODE_VERSION = "1-" + hashlib.sha256(_spec_file.read_bytes()).hexdigest()[:10]
+CODE_VERSION = "2-" + hashlib.sha256(_spec_file.read_bytes()).hexdigest()[:10]
 
 
 def lineage(p: Plan) -> TableColumnLineage:
@@ -46,10 +59,48 @@ def schema(p: Plan) -> TableSchema:
     return TableSchema(columns=[TableColumn(name=c, type=types[c], description=text[c]) for c in p.columns])
 
 
-def _tables(approval: MonthApproval) -> dict[str, str]:
+def source_tables(approval: MonthApproval) -> dict[str, str]:
+    """Each dataset that has an approved key, as the qualified table of its store."""
     reg = load_registry()
     return {ds.name: f"{ds.department.code}.{ds.name}" for ds in reg.datasets.values()
             if approval.columns(ds.name, "key")}
+
+
+def attach_sources(storage: KodomoStorage, con, month: str, tables: dict[str, str]) -> None:  # noqa: ANN001
+    for dept in sorted({t.split(".")[0] for t in tables.values()}):
+        storage.attach(con, dept, storage.department_store(dept, month))
+
+
+def audit_attributes(storage: KodomoStorage, con, month: str, approval: MonthApproval) -> list[str]:  # noqa: ANN001
+    """TEMP TABLE audit_attributes (child_token and the audit-only attributes such as district
+    and foreign residence), computed from the register inside the calling step only: they
+    never sit in the analysis table, and callers publish aggregates of them."""
+    audit = plan(load_spec(), approval).audit
+    if not audit.features:
+        con.execute("CREATE OR REPLACE TEMP TABLE audit_attributes AS SELECT NULL::VARCHAR AS child_token "
+                    "WHERE false")
+        return []
+    register_udfs(con, storage.pseudonym_key())
+    tables = {k: v for k, v in source_tables(approval).items() if k == audit.spec.base_dataset}
+    attach_sources(storage, con, month, tables)
+    for stmt in compile_sql(audit, month, tables, LINK_TABLE, table="audit_attributes", temp=True,
+                            audit=True):
+        con.execute(stmt)
+    return [f.name for f in audit.features]
+
+
+def attack_result(attack: AttackResult, suppressed: dict[str, int]) -> AssetCheckResult:
+    """The attack's figures, never a row: counts, shares and column names."""
+    return AssetCheckResult(
+        check_name=ATTACK_CHECK, passed=attack.passed,
+        description=None if attack.passed else attack.message(),
+        metadata={"children": attack.children,
+                  "unique_match_share": MetadataValue.float(round(attack.unique_share, 5)),
+                  "below_k_share": MetadataValue.float(round(attack.below_k_share, 5)),
+                  "min_k": attack.min_k if attack.min_k is not None else 0,
+                  "k": K, "max_unique_share": MAX_UNIQUE_SHARE, "max_below_k_share": MAX_BELOW_K_SHARE,
+                  "register_columns": MetadataValue.json(list(attack.columns)),
+                  "rows_suppressed": MetadataValue.json(suppressed)})
 
 
 @zone_asset(
@@ -59,40 +110,55 @@ def _tables(approval: MonthApproval) -> dict[str, str]:
     kinds={"duckdb"},
     code_version=CODE_VERSION,
     deps=[*(source_key(ds) for ds in load_registry().datasets), LINK_KEY],
+    checks=[(ATTACK_CHECK,
+             f"連結攻撃の自己検査: 住民基本台帳から導ける列（年齢・性別・世帯構成・居住期間）で連携テーブルと"
+             f"台帳を照合し、一人に特定される児童が {MAX_UNIQUE_SHARE:.0%} 以下、{K} 人未満に絞られる児童が "
+             f"{MAX_BELOW_K_SHARE:.0%} 以下のときだけ公開する。")],
     description=(
         "連携テーブル（分析領域）: 基準月末に0〜17歳の児童1人につき1行。児童と世帯は仮名"
         "（鍵付き HMAC-SHA256）でのみ表し、列は承認リスト（別紙 個人情報項目）で分析に承認された"
         "項目から作るものだけ: 出欠の推移、手当・保護・就学援助、同居家族の要介護度とサービス、"
-        "障害とサービス、健診と予防接種、保育、転居、センターの把握状況。公開前に検査し、"
+        "障害とサービス、健診と予防接種、保育、転居、センターの把握状況。住民基本台帳から導ける列は"
+        "粗くし（居住期間は区分、世帯人数などは上限付き、町丁目と正確な日付は載せない）、同じ組み合わせの"
+        f"児童が {K} 人未満なら不明にしてから、台帳との連結攻撃を自ら行って確かめる。公開前に検査し、"
         "承認外の列・禁止列・個人番号や電話番号などの値があれば書き込まずに失敗する。"
     ),
 )
-def linked_children(context: AssetExecutionContext):  # noqa: ANN201 - yields check results
+def linked_children(context: AssetExecutionContext, storage: KodomoStorage):  # noqa: ANN201
     month = context.partition_key
     approval = approval_for(month)
     warm_up()  # the gate's Great Expectations loads while the SQL runs
     p = plan(load_spec(), approval)
     try:
-        key = load_key()
-    except PseudonymKeyError as err:
+        key = storage.pseudonym_key()
+    except KeyProblem as err:
         raise Failure(description=str(err), allow_retries=False) from None
-    tables = _tables(approval)
-    final = zone_store("analysis", month, TABLE)
-    with staged(final) as (con, stage):
+    tables = source_tables(approval)
+    final = storage.zone_store("analysis", month, TABLE)
+    qis = p.quasi_identifiers
+    with storage.staged(final) as (con, stage):
         register_udfs(con, key)
-        for dept in sorted({t.split(".")[0] for t in tables.values()}):
-            attach_read_only(con, dept, department_store(dept, month))
-        attach_read_only(con, "linkage", zone_store("linkage", month, "pupil_links"))
-        for stmt in compile_sql(p, month, tables, "linkage.pupil_link"):
+        attach_sources(storage, con, month, tables)
+        storage.attach(con, "linkage", storage.zone_store("linkage", month, "pupil_links"))
+        for stmt in compile_sql(p, month, tables, LINK_TABLE):
             con.execute(stmt)
+        # the attacker's side: the same coarsened columns, computed from the register alone
+        for stmt in compile_sql(p.subset(set(qis)), month, tables, LINK_TABLE, table="register_view",
+                                tokens=False, temp=True):
+            con.execute(stmt)
+        suppressed = enforce_k(con, TABLE, "register_view", qis, p.suppression_order())
+        attack = linkage_attack(con, TABLE, "register_view", qis)
         report = inspect_table(con, TABLE, approved=p.columns, token_columns=list(TOKENS))
-        results = check_results([report])
-        if not report.passed:
+        results = [*check_results([report]), attack_result(attack, suppressed)]
+        if not report.passed or not attack.passed:
             yield from results  # recorded as failed checks; nothing is published
-            raise Failure(description=report.message(), allow_retries=False)
+            raise Failure(description="\n".join(
+                ([report.message()] if not report.passed else []) + ([attack.message()] if not attack.passed else [])),
+                allow_retries=False)
         (rows,) = con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()
         keep_only(con, [TABLE])
-        promote(con, stage, final)
+        storage.promote(con, stage, final)
+    context.log.info(attack.message())
     yield MaterializeResult(
         metadata={
             "dagster/row_count": rows,
@@ -102,6 +168,8 @@ def linked_children(context: AssetExecutionContext):  # noqa: ANN201 - yields ch
             "approved_columns": len(p.columns),
             "omitted_columns": MetadataValue.json(p.omitted),
             "approval_periods": MetadataValue.json([x.label() for x in approval.periods]),
+            "unique_match_share": MetadataValue.float(round(attack.unique_share, 5)),
+            "below_k_share": MetadataValue.float(round(attack.below_k_share, 5)),
             "store": MetadataValue.path(str(final)),
         },
         check_results=results,

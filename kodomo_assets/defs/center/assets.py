@@ -1,10 +1,5 @@
 """確認リスト: the center's review list, re-identified (center zone, the center's eyes only)."""
 
-import hashlib
-import hmac
-import os
-from pathlib import Path
-
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -20,26 +15,17 @@ from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.scoring.assets import TABLE as SCORES_TABLE
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
-from kodomo_assets.lib import keys
-from kodomo_assets.lib.center_store import staged_center
 from kodomo_assets.lib.gate import inspect_table
 from kodomo_assets.lib.linked_table import month_sql
-from kodomo_assets.lib.paths import department_store, zone_store
+from kodomo_assets.lib.platform.keys import KeyProblem
+from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.pseudonym import register_udfs
-from kodomo_assets.lib.publish import attach_read_only, keep_only, promote
 
 KEY = AssetKey(["center", "review_list"])
 TABLE = "review_list"
 COLUMNS = ["section", "rank", "atena_no", "child_token", "score", "prev_score", "indicators",
            "reasons", "facts_asof"]
 NEW, RISEN = "新規の示唆", "既知・スコア上昇"
-KEY_CHECK_CONTEXT = b"kodomo-center-zone"
-
-
-def key_check(center_key: bytes) -> str:
-    """Stored with the list; an export compares it, so a wrong center key is refused."""
-    return hmac.new(center_key, KEY_CHECK_CONTEXT, hashlib.sha256).hexdigest()
-
 
 def previous_month(month: str) -> str:
     y, m = (int(x) for x in month.split("-"))
@@ -52,43 +38,39 @@ class ReviewListConfig(Config):
     rise: float = 0.05  # a known child's score increase that puts it in the second section
 
 
-def _private_folder(path: Path) -> None:
-    for folder in (path.parents[1], path.parent):
-        folder.mkdir(parents=True, exist_ok=True)
-        os.chmod(folder, 0o700)
-
-
 @zone_asset(
     KEY,
     zone="center",
     sensitive=True,
     kinds={"duckdb"},
-    code_version="1",
+    code_version="2",
     deps=[SCORES_KEY, source_key("jumin")],
     description=(
-        "確認リスト（センター領域。子ども家庭支援センターのみ閲覧。センター鍵で暗号化して保存）: センターが現在把握していない"
+        "確認リスト（センター領域。子ども家庭支援センターのみ閲覧。リストごとの新しい鍵で暗号化し、その鍵は"
+        "センターの公開鍵でだけ包んで保存するため、更新処理は書けても読めない）: センターが現在把握していない"
         "児童のうちスコア上位 k 人（既定は全児童の2%）と、別枠で、既知の児童のうちスコアが前月から"
         "上がった児童。順位・較正済みスコア・発生した指標・理由・事実の時点を付け、宛名番号に戻す。"
         "いずれも支援の必要性の示唆であり、職員が一人ずつ確認する。書き出しは "
-        "`kodomo review-list`（センター鍵と利用目的が必要、記録が残る）。"
+        "`kodomo review-list`（センターの秘密鍵と利用目的が必要、記録が残る）。"
     ),
 )
-def review_list(context: AssetExecutionContext, config: ReviewListConfig):  # noqa: ANN201
+def review_list(context: AssetExecutionContext, config: ReviewListConfig,  # noqa: ANN201
+                storage: KodomoStorage):
     month = context.partition_key
     approval_for(month)
     try:
-        center_key, pseudonym_key = keys.load(keys.CENTER), keys.load(keys.PSEUDONYM)
-    except keys.KeyProblem as err:
+        pseudonym_key = storage.pseudonym_key()
+        storage.center_public()  # before anything is read: no list without the center's key
+    except KeyProblem as err:
         raise Failure(description=str(err), allow_retries=False) from None
-    final = zone_store("center", month, TABLE)
-    _private_folder(final)
-    prev = zone_store("analysis", previous_month(month), SCORES_TABLE)
-    with staged_center(final, center_key) as (con, stage):
+    final = storage.zone_store("center", month, TABLE)
+    prev = storage.zone_store("analysis", previous_month(month), SCORES_TABLE)
+    with storage.staged_for_center(final) as (con, stage):
         register_udfs(con, pseudonym_key)
-        attach_read_only(con, "scores", zone_store("analysis", month, SCORES_TABLE))
-        attach_read_only(con, "shimin", department_store("shimin", month))
+        storage.attach(con, "scores", storage.zone_store("analysis", month, SCORES_TABLE))
+        storage.attach(con, "shimin", storage.department_store("shimin", month))
         if prev.exists():
-            attach_read_only(con, "prev", prev)
+            storage.attach(con, "prev", prev)
         prev_sql = "prev.risk_scores" if prev.exists() else \
             "(SELECT NULL::VARCHAR AS child_token, NULL::DOUBLE AS score WHERE false)"
         (n_children,) = con.execute(f"SELECT count(*) FROM scores.{SCORES_TABLE}").fetchone()
@@ -127,12 +109,10 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig):  # no
         if not report.passed:
             yield from results
             raise Failure(description=report.message(), allow_retries=False)
-        con.execute("CREATE TABLE zone_key_check AS SELECT ? AS key_check", [key_check(center_key)])
         counts = dict(con.execute(f"SELECT section, count(*) FROM {TABLE} GROUP BY 1").fetchall())
         (no_reason,) = con.execute(f"SELECT count(*) FROM {TABLE} WHERE len(reasons) = 0").fetchone()
-        keep_only(con, [TABLE, "zone_key_check"])
-        promote(con, stage, final)
-    os.chmod(final, 0o600)
+        keep_only(con, [TABLE])
+        storage.promote(con, stage, final)
     yield MaterializeResult(
         metadata={
             "dagster/row_count": joined,
@@ -142,6 +122,7 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig):  # no
             "known_with_rising_score": counts.get(RISEN, 0),
             "previous_month_scores": MetadataValue.text("あり" if prev.exists() else "なし（前月未計算）"),
             "rows_without_reason": no_reason,
+            "encrypted_to": MetadataValue.text(f"センターの公開鍵（指紋 {storage.center_public().fingerprint}）"),
             "materialized_by": materialized_by(),
             "dagster/column_lineage": column_lineage(
                 {c: [(SCORES_KEY, "child_token"), (source_key("jumin"), "atena_no")] if c == "atena_no"

@@ -1,12 +1,10 @@
 """委員会報告書: the privacy committee's monthly report, built from aggregates only."""
 
-import getpass
 import json
 import os
 from datetime import UTC, datetime
 from functools import cache
 
-import duckdb
 import matplotlib.pyplot as plt
 import numpy as np
 from dagster import (
@@ -20,6 +18,7 @@ from dagster import (
 )
 
 from kodomo_assets.defs.analysis.assets import KEY as LINKED_KEY
+from kodomo_assets.defs.analysis.assets import audit_attributes
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.center.assets import KEY as REVIEW_KEY
 from kodomo_assets.defs.evaluation.assets import EVALUATION_KEY, FAIRNESS_KEY
@@ -32,16 +31,13 @@ from kodomo_assets.lib.export import read_access_log
 from kodomo_assets.lib.indicators import load_indicators
 from kodomo_assets.lib.lineage_diagram import draw
 from kodomo_assets.lib.linked_table import describe, load_spec, plan
-from kodomo_assets.lib.paths import kodomo_home, zone_store
+from kodomo_assets.lib.platform.accounts import os_account
+from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy import load_policy
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets.lib.suppression import mask_text
 
 KEY = AssetKey(["committee", "report"])
-
-
-def report_path(month: str):  # noqa: ANN201
-    return kodomo_home() / "reports" / month / "committee_report.html"
 
 
 def _meta(instance: DagsterInstance, key: AssetKey, month: str) -> dict:
@@ -87,7 +83,8 @@ def _lineage_section(month: str) -> list:
     ]
 
 
-def _figures_section(context: AssetExecutionContext, month: str) -> tuple[list, dict]:
+def _figures_section(context: AssetExecutionContext, storage: KodomoStorage, month: str
+                     ) -> tuple[list, dict]:
     inst, reg = context.instance, load_registry()
     names, grid = [], []
     for ds in reg.datasets.values():
@@ -111,19 +108,20 @@ def _figures_section(context: AssetExecutionContext, month: str) -> tuple[list, 
                   f"既知の宛名番号の一部を伏せた検証: 適合率 {link.get('holdout_precision') or 0:.3f}、"
                   f"再現率 {link.get('holdout_recall') or 0:.3f}、双子の取り違え {link['twins_cross_linked']} 件。")
         parts.append(t)
-    scores = zone_store("analysis", month, "risk_scores")
-    linked = zone_store("analysis", month, "linked_children")
+    scores = storage.zone_store("analysis", month, "risk_scores")
     figures: dict = {}
-    if scores.exists() and linked.exists():
-        with duckdb.connect() as con:
-            con.execute(f"ATTACH '{scores}' AS s (READ_ONLY)")
-            con.execute(f"ATTACH '{linked}' AS l (READ_ONLY)")
+    if scores.exists():
+        with storage.connect() as con:
+            storage.attach(con, "s", scores)
+            # districts never sit in the analysis table: from the register, in this step only
+            districts = "district_code" in audit_attributes(storage, con, month, approval_for(month))
             (n_children,) = con.execute("SELECT count(*) FROM s.risk_scores").fetchone()
             k = max(1, round(0.02 * n_children))
-            con.execute(f"""CREATE TEMP TABLE t AS SELECT s.*, l.district_code,
+            con.execute(f"""CREATE TEMP TABLE t AS SELECT s.*,
+                {'a.district_code' if districts else 'NULL::VARCHAR AS district_code'},
                 (NOT s.center_known AND row_number() OVER (PARTITION BY s.center_known
                  ORDER BY s.score DESC, s.child_token) <= {k}) AS listed
-                FROM s.risk_scores s JOIN l.linked_children l USING (child_token)""")
+                FROM s.risk_scores s LEFT JOIN audit_attributes a USING (child_token)""")
             rows = []
             for i in load_indicators():
                 fired, listed = con.execute(
@@ -167,9 +165,9 @@ def _feature_label(term: str, month: str) -> str:
     return labels.get(name, name).split("（")[0]
 
 
-def _model_section(month: str, figures: dict) -> list:
+def _model_section(storage: KodomoStorage, month: str, figures: dict) -> list:
     parts: list = []
-    card_path = zone_store("analysis", month, "risk_scores").parent / "model_card.json"
+    card_path = storage.zone_file("analysis", month, "model_card.json")
     if card_path.exists():
         card = json.loads(card_path.read_text(encoding="utf-8"))
         parts.append(R.Table("モデルカード", ["項目", "内容"], [
@@ -179,9 +177,9 @@ def _model_section(month: str, figures: dict) -> list:
             ["特徴量", f"{len(card['features'])} 個（外国人住民・町丁目は使わない）: "
              + "、".join(dict.fromkeys(_feature_label(f, month) for f in card["features"]))],
             ["較正", card["params"].get("calibration", "")]]))
-    ev = zone_store("analysis", month, "evaluation")
+    ev = storage.zone_store("analysis", month, "evaluation")
     if ev.exists():
-        with duckdb.connect(str(ev), read_only=True) as con:
+        with storage.open(ev) as con:
             rows = con.execute("SELECT description, model, baseline FROM metrics").fetchall()
             cal = con.execute("SELECT mean_score, label_rate, n FROM calibration ORDER BY bin").fetchall()
         if rows:
@@ -195,9 +193,9 @@ def _model_section(month: str, figures: dict) -> list:
             ax.plot([s for s, _ in shown], [r for _, r in shown], "o-")
             ax.set_xlabel("予測スコアの平均"), ax.set_ylabel("既知の割合"), ax.set_title("較正（10区分）")
             parts.append(R.image(R.png(fig), "較正のグラフ"))
-    fair = zone_store("analysis", month, "fairness_audit")
+    fair = storage.zone_store("analysis", month, "fairness_audit")
     if fair.exists():
-        with duckdb.connect(str(fair), read_only=True) as con:
+        with storage.open(fair) as con:
             gaps = con.execute("SELECT label, equalized_odds_gap, explanation FROM gaps").fetchall()
         parts.append(R.Table("公平性の確認（Equalized odds の差）", ["属性", "差", "説明"],
                              [[a, f"{g:.3f}" if g is not None else "—", mask_text(e)] for a, g, e in gaps]))
@@ -212,9 +210,9 @@ def _model_section(month: str, figures: dict) -> list:
     return parts
 
 
-def _trend_section() -> list:
+def _trend_section(storage: KodomoStorage) -> list:
     """Children flagged per indicator over the months with scores."""
-    folder = kodomo_home() / "zones" / "analysis"
+    folder = storage.home_path / "zones" / "analysis"
     months = sorted(p.name for p in folder.iterdir() if (p / "risk_scores.duckdb").exists()) \
         if folder.exists() else []
     if not months:
@@ -222,7 +220,7 @@ def _trend_section() -> list:
     labels = [i.label for i in load_indicators()]
     series = np.full((len(labels), len(months)), np.nan)
     for j, m in enumerate(months):
-        with duckdb.connect(str(folder / m / "risk_scores.duckdb"), read_only=True) as con:
+        with storage.open(folder / m / "risk_scores.duckdb") as con:
             for i, label in enumerate(labels):
                 (n,) = con.execute("SELECT count(*) FILTER (list_contains(indicators, ?)) FROM risk_scores",
                                    [label]).fetchone()
@@ -235,7 +233,7 @@ def _trend_section() -> list:
     return [R.image(R.png(fig), "指標ごとの該当児童数の推移")]
 
 
-def _history_section(instance: DagsterInstance, month: str) -> list:
+def _history_section(storage: KodomoStorage, instance: DagsterInstance, month: str) -> list:
     runs = instance.get_run_records(RunsFilter(tags={"dagster/partition": month}), limit=30)
     rows = [[r.dagster_run.run_id[:8], r.dagster_run.job_name, r.dagster_run.status.value,
              r.start_time and datetime.fromtimestamp(r.start_time, UTC).isoformat(timespec="seconds"),
@@ -254,10 +252,10 @@ def _history_section(instance: DagsterInstance, month: str) -> list:
         when = datetime.fromtimestamp(recs[0].timestamp, UTC).isoformat(timespec="seconds")
         assets.append(["/".join(key.path), when, recs[0].run_id[:8], by])
     access = [[e["time"], e["user"], e["purpose"], R.small(e["rows"]), e["format"]]
-              for e in read_access_log(month)]
+              for e in read_access_log(storage, month)]
     return [
         R.Table("実行の記録（この基準月）", ["実行", "ジョブ", "状態", "開始", "起動者"], rows,
-                note=f"報告書を作成したユーザー: {getpass.getuser()}。起動者は実行のタグ（user）から。"),
+                note=f"報告書を作成したユーザー: {os_account()}。起動者は実行のタグ（user）から。"),
         R.Table("資産ごとの最新の実体化（誰が・いつ）", ["資産", "日時（UTC）", "実行", "実行ユーザー"], assets),
         R.Table("確認リストの書き出し記録（アクセス記録）", ["日時", "ユーザー", "利用目的", "行数", "形式"],
                 access or [["—", "—", "書き出しなし", "—", "—"]], counts={3}),
@@ -279,10 +277,10 @@ def _history_section(instance: DagsterInstance, month: str) -> list:
         "二次秘匿あり）、モデルカードと評価・公平性、グラフ、実行と書き出しの記録を載せる。"
     ),
 )
-def committee_report(context: AssetExecutionContext) -> MaterializeResult:
+def committee_report(context: AssetExecutionContext, storage: KodomoStorage) -> MaterializeResult:
     month = context.partition_key
     approval = approval_for(month)
-    figures_parts, figures = _figures_section(context, month)
+    figures_parts, figures = _figures_section(context, storage, month)
     report = R.Report(
         month=month,
         generated_at=datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
@@ -292,12 +290,12 @@ def committee_report(context: AssetExecutionContext) -> MaterializeResult:
             ("1. 承認リスト（別紙 個人情報項目）", _approval_section(month)),
             ("2. データの流れ（列の系譜）", _lineage_section(month)),
             ("3. 今月の数字", figures_parts),
-            ("4. モデルカード・評価・公平性", _model_section(month, figures)),
-            ("5. 指標の推移", _trend_section()),
-            ("6. 実行と閲覧の記録", _history_section(context.instance, month)),
+            ("4. モデルカード・評価・公平性", _model_section(storage, month, figures)),
+            ("5. 指標の推移", _trend_section(storage)),
+            ("6. 実行と閲覧の記録", _history_section(storage, context.instance, month)),
         ])
     html = R.render(report)
-    path = report_path(month)
+    path = storage.report_path(month)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(html, encoding="utf-8")

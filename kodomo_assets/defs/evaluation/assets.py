@@ -26,17 +26,19 @@ from dagster import (
 
 from kodomo_assets.defs.analysis.assets import KEY as LINKED_KEY
 from kodomo_assets.defs.analysis.assets import TABLE as LINKED_TABLE
+from kodomo_assets.defs.analysis.assets import audit_attributes
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.scoring.assets import TABLE as SCORES_TABLE
+from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
 from kodomo_assets.lib import evaluation as ev
 from kodomo_assets.lib.gate import inspect_table
 from kodomo_assets.lib.indicators import load_indicators
-from kodomo_assets.lib.keys import KeyProblem
-from kodomo_assets.lib.paths import DATA_DIR, kodomo_inbox, zone_store
-from kodomo_assets.lib.pseudonym import TOKEN_PATTERN, load_key, token
-from kodomo_assets.lib.publish import attach_read_only, keep_only, promote, staged
+from kodomo_assets.lib.paths import DATA_DIR
+from kodomo_assets.lib.platform.keys import KeyProblem
+from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
+from kodomo_assets.lib.pseudonym import TOKEN_PATTERN, token
 
 EVALUATION_KEY = AssetKey(["analysis", "evaluation"])
 FAIRNESS_KEY = AssetKey(["analysis", "fairness_audit"])
@@ -49,28 +51,28 @@ AUDIT_COLUMNS = ["single_parent", "foreign_resident", "district_code", *ev.ON_AI
 _TOKEN = re.compile(TOKEN_PATTERN)
 
 
-def _planted(truth: Path) -> pd.DataFrame:
+def _planted(storage: KodomoStorage, truth: Path) -> pd.DataFrame:
     try:
-        key = load_key()
+        key = storage.pseudonym_key()
     except KeyProblem as err:
         raise Failure(description=str(err), allow_retries=False) from None
     return ev.planted_needs(truth, lambda atena_no: token(key, "child", atena_no))
 
 
 @contextmanager
-def _against_truth(month: str, table: str
+def _against_truth(storage: KodomoStorage, month: str, table: str
                    ) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path, Path, Path | None, str]]:
     """What both assets start from: the approval, the month's planted truth (or why there
     is none) and a staged store for `table` with the month's scores attached."""
     approval_for(month)
-    truth, status = ev.truth_for(kodomo_inbox(), month)
-    final = zone_store("analysis", month, table)
-    with staged(final) as (con, stage):
-        attach_read_only(con, "scores", zone_store("analysis", month, SCORES_TABLE))
+    truth, status = ev.truth_for(storage.inbox_path, month)
+    final = storage.zone_store("analysis", month, table)
+    with storage.staged(final) as (con, stage):
+        storage.attach(con, "scores", storage.zone_store("analysis", month, SCORES_TABLE))
         yield con, stage, final, truth, status
 
 
-def _publish(con: duckdb.DuckDBPyConnection, stage: Path, final: Path,
+def _publish(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, stage: Path, final: Path,
              schemas: dict[str, dict[str, str]], frames: dict[str, pd.DataFrame]):  # noqa: ANN202
     """Create the fixed tables, fill them, gate them and promote the file; yields the check
     results before a refusal, returns them otherwise."""
@@ -89,7 +91,7 @@ def _publish(con: duckdb.DuckDBPyConnection, stage: Path, final: Path,
         yield from results
         raise Failure(description=" / ".join(r.message() for r in failed), allow_retries=False)
     keep_only(con, list(schemas))
-    promote(con, stage, final)
+    storage.promote(con, stage, final)
     return results
 
 
@@ -138,20 +140,20 @@ def _md(frame: pd.DataFrame) -> MetadataValue:
         "並べる。正解のない月（実際の自治体を含む）は「正解データなし」として数値を出さない。"
     ),
 )
-def evaluation(context: AssetExecutionContext):  # noqa: ANN201 - yields check results
+def evaluation(context: AssetExecutionContext, storage: KodomoStorage):  # noqa: ANN201
     started = time.perf_counter()
     month = context.partition_key
-    with _against_truth(month, EVALUATION_TABLE) as (con, stage, final, truth, status):
+    with _against_truth(storage, month, EVALUATION_TABLE) as (con, stage, final, truth, status):
         scores = con.execute("SELECT child_token, score, known_to_center, center_known, indicators "
                              f"FROM scores.{SCORES_TABLE}").df()
         k = ev.review_k(len(scores))
         result = None
         if truth is not None:
-            result = ev.evaluate(scores, _planted(truth),
+            result = ev.evaluate(scores, _planted(storage, truth),
                                  [(i.name, i.label) for i in load_indicators()])
         frames = {} if result is None else {"metrics": result.metrics, "recall_by_kind": result.by_kind,
                                             "calibration": result.calibration, "rules": result.rules}
-        results = yield from _publish(con, stage, final, ev.EVALUATION_TABLES, frames)
+        results = yield from _publish(storage, con, stage, final, ev.EVALUATION_TABLES, frames)
     metadata: dict = {"truth": MetadataValue.text(status), "k": k, "children_scored": len(scores)}
     if result is None:
         context.log.info(f"{month}: {status}")
@@ -187,7 +189,7 @@ def evaluation(context: AssetExecutionContext):  # noqa: ANN201 - yields check r
     sensitive=False,
     kinds={"duckdb", "scikitlearn"},
     code_version=CODE_VERSION,
-    deps=[SCORES_KEY, LINKED_KEY],
+    deps=[SCORES_KEY, LINKED_KEY, source_key("jumin")],
     description=(
         "公平性の確認（分析領域。デモデータのみ）: センターが現在把握していない児童について、"
         "確認リストの上位 k 人に入ることを予測、埋め込まれた支援の必要を正解として、ひとり親世帯・"
@@ -198,26 +200,31 @@ def evaluation(context: AssetExecutionContext):  # noqa: ANN201 - yields check r
         "正解のない月は「正解データなし」として数値を出さない。"
     ),
 )
-def fairness_audit(context: AssetExecutionContext):  # noqa: ANN201 - yields check results
+def fairness_audit(context: AssetExecutionContext, storage: KodomoStorage):  # noqa: ANN201
     started = time.perf_counter()
     month = context.partition_key
-    with _against_truth(month, FAIRNESS_TABLE) as (con, stage, final, truth, status):
-        attach_read_only(con, "linked", zone_store("analysis", month, LINKED_TABLE))
+    with _against_truth(storage, month, FAIRNESS_TABLE) as (con, stage, final, truth, status):
+        storage.attach(con, "linked", storage.zone_store("analysis", month, LINKED_TABLE))
+        # district and foreign residence never sit in the analysis table: computed here from
+        # the register, in this step only, and published as group aggregates
+        audited = audit_attributes(storage, con, month, approval_for(month))
         present = {r[0] for r in con.execute(f"DESCRIBE linked.{LINKED_TABLE}").fetchall()}
-        cols = "".join(f", l.{c}" for c in AUDIT_COLUMNS if c in present)  # unapproved: not audited
+        cols = "".join(f", l.{c}" for c in AUDIT_COLUMNS if c in present and c not in audited)
+        cols += "".join(f", a.{c}" for c in AUDIT_COLUMNS if c in audited)  # unapproved: not audited
         frame = con.execute(
             f"SELECT s.child_token, s.score, s.center_known{cols} FROM scores.{SCORES_TABLE} s "
-            f"LEFT JOIN linked.{LINKED_TABLE} l USING (child_token)").df()
+            f"LEFT JOIN linked.{LINKED_TABLE} l USING (child_token) "
+            "LEFT JOIN audit_attributes a USING (child_token)").df()
         k = ev.review_k(len(frame))
         unknown = frame[~frame["center_known"].astype(bool)].reset_index(drop=True)
         by_group = gaps = None
         if truth is not None:
-            planted = _planted(truth)
+            planted = _planted(storage, truth)
             listed = ev.top_k(unknown["score"].to_numpy(), unknown["child_token"].to_numpy(), k)
             need = unknown["child_token"].isin(planted["child_token"]).to_numpy()
             by_group, gaps = ev.audit(ev.attribute_groups(unknown), need, listed)
         frames = {} if gaps is None else {"by_group": by_group, "gaps": gaps}
-        results = yield from _publish(con, stage, final, ev.FAIRNESS_TABLES, frames)
+        results = yield from _publish(storage, con, stage, final, ev.FAIRNESS_TABLES, frames)
     metadata: dict = {"truth": MetadataValue.text(status), "k": k,
                       "unknown_children": len(unknown)}
     if gaps is None:

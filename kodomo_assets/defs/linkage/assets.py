@@ -21,9 +21,8 @@ from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
 from kodomo_assets.lib.gate import inspect_table, warm_up
 from kodomo_assets.lib.linkage import link_pupils, prepare_inputs
-from kodomo_assets.lib.paths import department_store, zone_store
+from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.policy import MonthApproval
-from kodomo_assets.lib.publish import attach_read_only, keep_only, promote, staged
 from kodomo_assets.lib.registry import load_registry
 
 LINKAGE_VERSION = "1"
@@ -68,17 +67,17 @@ def _lineage(fields: frozenset[str]) -> dict[str, list[tuple[AssetKey, str]]]:
         "連携領域にのみ保存し、分析領域へは仮名化して渡す。"
     ),
 )
-def pupil_links(context: AssetExecutionContext):  # noqa: ANN201 - yields check results
+def pupil_links(context: AssetExecutionContext, storage: KodomoStorage):  # noqa: ANN201 - yields check results
     month = context.partition_key
     approval = approval_for(month)
     warm_up()  # the gate's Great Expectations loads while the SQL runs
     fields = frozenset(approval.columns("jumin", "match") & approval.columns("gakurei", "match"))
     reg = load_registry()
-    final = zone_store("linkage", month, "pupil_links")
-    with staged(final) as (con, stage):
+    final = storage.zone_store("linkage", month, "pupil_links")
+    with storage.staged(final) as (con, stage):
         for ds in ("jumin", "gakurei"):
             dept = reg.datasets[ds].department.code
-            attach_read_only(con, dept, department_store(dept, month))
+            storage.attach(con, dept, storage.department_store(dept, month))
         con.execute(f"CREATE TEMP VIEW jumin_ok AS {_restricted(approval, 'jumin', 'shimin')}")
         con.execute(f"CREATE TEMP VIEW gakurei_ok AS {_restricted(approval, 'gakurei', 'gakumu')}")
         prepare_inputs(con, "jumin_ok", "gakurei_ok")
@@ -91,7 +90,7 @@ def pupil_links(context: AssetExecutionContext):  # noqa: ANN201 - yields check 
             raise Failure(description="\n".join(x.message() for x in reports if not x.passed),
                           allow_retries=False)
         keep_only(con, TABLES)
-        promote(con, stage, final)
+        storage.promote(con, stage, final)
     context.log.info(f"{month}: 宛名番号 {r.deterministic}、確率的照合 {r.probabilistic}、"
                      f"確認待ち {r.review}、未連携 {r.unlinked}")
     yield MaterializeResult(

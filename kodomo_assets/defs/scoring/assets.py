@@ -1,10 +1,10 @@
 """リスクスコア: indicators and a calibrated model over the linked table (analysis zone)."""
 
 import hashlib
-import json
-import os
+import io
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import duckdb
 import joblib
@@ -27,8 +27,8 @@ from kodomo_assets.lib import scoring
 from kodomo_assets.lib.gate import inspect_table
 from kodomo_assets.lib.indicators import Indicator, compile_sql, load_indicators
 from kodomo_assets.lib.linked_table import load_spec, month_sql, plan
-from kodomo_assets.lib.paths import DATA_DIR, zone_store
-from kodomo_assets.lib.publish import attach_read_only, keep_only, promote, staged
+from kodomo_assets.lib.paths import DATA_DIR
+from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only, write_json
 
 KEY = AssetKey(["analysis", "risk_scores"])
 TABLE = "risk_scores"
@@ -36,7 +36,7 @@ COLUMNS = ["child_token", "score", "rank", "known_to_center", "center_known", "i
            "reasons", "facts_asof"]
 SEED = 20221011  # the council's date: one seed, so a month always scores the same
 _files = [DATA_DIR / "registry" / n for n in ("indicators.yaml", "linked_table.yaml")]
-CODE_VERSION = "1-" + hashlib.sha256(b"".join(p.read_bytes() for p in _files)).hexdigest()[:10]
+CODE_VERSION = "2-" + hashlib.sha256(b"".join(p.read_bytes() for p in _files)).hexdigest()[:10]
 
 
 def usable(con: duckdb.DuckDBPyConnection, source: str, asof: str) -> tuple[list[Indicator], dict]:
@@ -55,15 +55,14 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def write_model(folder, model, card: scoring.Card, categories: dict) -> None:
-    """Model and card beside the scores, each written to a temporary name then renamed."""
-    for name, write in (("model.joblib", lambda p: joblib.dump(
-            {"model": model, "categories": categories, "card": asdict(card)}, p)),
-            ("model_card.json", lambda p: p.write_text(
-                json.dumps(asdict(card), ensure_ascii=False, indent=2), encoding="utf-8"))):
-        tmp = folder / f".{name}.tmp"
-        write(tmp)
-        os.replace(tmp, folder / name)
+def write_model(storage: KodomoStorage, folder: Path, model, card: scoring.Card,  # noqa: ANN001
+                categories: dict) -> None:
+    """The model sealed like any zone file (it was fitted on the month's children); its card,
+    aggregates only, as JSON for the committee. Each is renamed into place."""
+    buffer = io.BytesIO()
+    joblib.dump({"model": model, "categories": categories, "card": asdict(card)}, buffer)
+    storage.seal(folder / "model.joblib.sealed", buffer.getvalue())
+    write_json(folder / "model_card.json", asdict(card))
 
 
 def _lineage(features: list, shown: list[str]) -> dict[str, list[tuple[AssetKey, str]]]:
@@ -91,21 +90,21 @@ def _lineage(features: list, shown: list[str]) -> dict[str, list[tuple[AssetKey,
         "外国人住民・町丁目は特徴量に使わず公平性の確認に残す。スコアは示唆であり、判断は職員が行う。"
     ),
 )
-def risk_scores(context: AssetExecutionContext):  # noqa: ANN201 - yields check results
+def risk_scores(context: AssetExecutionContext, storage: KodomoStorage):  # noqa: ANN201
     started = time.perf_counter()
     month = context.partition_key
     approval = approval_for(month)
     p = plan(load_spec(), approval)
     features = scoring.model_features(p)
-    final = zone_store("analysis", month, TABLE)
+    final = storage.zone_store("analysis", month, TABLE)
     asof_sql = month_sql(month)["asof"]
     asof = pd.Timestamp(duckdb.sql(f"SELECT {asof_sql}").fetchone()[0])
     label_cols = [c for c in ("consultations_total", "council_registered", "center_known") if c in p.columns]
     if len(label_cols) < 3:
         raise Failure(description="学習の正解（センターの相談記録）が承認されていないため、スコアを作れません",
                       allow_retries=False)
-    with staged(final) as (con, stage):
-        attach_read_only(con, "linked", zone_store("analysis", month, LINKED_TABLE))
+    with storage.staged(final) as (con, stage):
+        storage.attach(con, "linked", storage.zone_store("analysis", month, LINKED_TABLE))
         # the indicators' view: everything but the center's own columns (the label)
         hidden = {n for n, deps in p.lineage.items() if any(ds == scoring.LABEL_DATASET for ds, _ in deps)}
         shown = [c for c in p.columns if c not in hidden]
@@ -149,8 +148,8 @@ def risk_scores(context: AssetExecutionContext):  # noqa: ANN201 - yields check 
             yield from results
             raise Failure(description=report.message(), allow_retries=False)
         keep_only(con, [TABLE])
-        promote(con, stage, final)
-    write_model(final.parent, model, card, categories)
+        storage.promote(con, stage, final)
+    write_model(storage, final.parent, model, card, categories)
     fired_counts = {labels[i.name]: int(frame[f"ind_{i.name}"].sum()) for i in indicators}
     yield MaterializeResult(
         metadata={

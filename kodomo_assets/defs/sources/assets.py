@@ -21,12 +21,13 @@ from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.lib.decode import SourceFileError
 from kodomo_assets.lib.ingest import SQL_TYPES, ingest
 from kodomo_assets.lib.partitions import monthly
-from kodomo_assets.lib.paths import department_store, kodomo_inbox
+from kodomo_assets.lib.platform.keys import KeyProblem
+from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy import PolicyError, load_policy
 from kodomo_assets.lib.registry import Dataset, load_registry
 
 # Bump when the reading logic changes; the registry entry's hash covers data changes.
-INGEST_VERSION = "1"
+INGEST_VERSION = "2"
 
 
 def source_key(dataset: str) -> AssetKey:
@@ -80,15 +81,30 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
         ),
         metadata={"dagster/column_schema": column_schema(ds), "file": ds.file},
     )
-    def _source(context: AssetExecutionContext) -> MaterializeResult:
-        month = context.partition_key
+    def _source(context: AssetExecutionContext, storage: KodomoStorage) -> MaterializeResult:
+        month, dept = context.partition_key, ds.department.code
         approval_for(month)  # outside every approval period nothing is read
-        store = department_store(ds.department.code, month)
-        store.parent.mkdir(parents=True, exist_ok=True)
+        delivered = storage.inbox_path / month / ds.file
         try:
-            r = ingest(ds, month, kodomo_inbox(), store)
+            # a new delivery wins; otherwise a rerun reads the sealed copy of the last one
+            content = None if delivered.is_file() else storage.archived_export(dept, month, ds.file)
+        except KeyProblem as err:
+            raise Failure(description=str(err), allow_retries=False) from None
+        if content is None and not delivered.is_file():
+            raise Failure(description=f"{delivered}: 基準月 {month} の {ds.file} ({ds.label}, "
+                                      f"{ds.department.label}) が届いていません", allow_retries=False)
+        readable = delivered.is_file() and bool(delivered.stat().st_mode & 0o004)
+        store = storage.department_store(dept, month)
+        try:
+            with storage.open(store, write=True) as con:
+                r = ingest(ds, month, delivered, con, content)
         except SourceFileError as err:
             raise Failure(description=str(err), allow_retries=False) from None
+        if content is None:
+            storage.archive_export(dept, month, delivered)
+        if readable:
+            context.log.warning(f"{ds.file}: 受信ファイルが他の利用者にも読める権限で置かれていました"
+                                "（取込後に受信箱から削除済み。部署の umask を 027 にしてください）")
         if r.dropped_forbidden_columns:
             context.log.warning(f"{ds.file}: 禁止項目 {'、'.join(r.dropped_forbidden_columns)} は"
                                 "法令上利用できないため読み込まずに除外しました")
@@ -98,6 +114,8 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
         return MaterializeResult(metadata={
             "dagster/row_count": r.stored_rows,
             "dagster/column_schema": column_schema(ds),
+            "read_from": MetadataValue.text("受信箱" if content is None else "暗号化保管した前回の受信ファイル"),
+            "drop_readable_by_others": readable,
             "rows_received": r.rows_received,
             "duplicates_removed": r.duplicates_removed,
             "quarantined": r.quarantined,

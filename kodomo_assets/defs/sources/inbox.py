@@ -4,27 +4,32 @@ from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataV
 
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.lib.decode import normalise
+from kodomo_assets.lib.feedback import FEEDBACK_FILE
 from kodomo_assets.lib.partitions import monthly
-from kodomo_assets.lib.paths import kodomo_inbox
+from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets.lib.statutory import is_tax_like
 
-# The center's verification results (center/verification_feedback): not a department
+# The center's signed verification results (`kodomo feedback-import`): not a department
 # export, so not in the registry; delivered only in months the center has results.
-FEEDBACK_FILE = "kakunin.csv"
 OPTIONAL_FILES = frozenset({FEEDBACK_FILE})
 
 
-def inspect_inbox(month: str) -> dict[str, list[str]]:
-    """Expected files present or missing, optional files received when present, unlisted
-    files ignored, tax-looking files refused."""
-    folder = kodomo_inbox() / month
+def inspect_inbox(storage: KodomoStorage, month: str) -> dict[str, list[str]]:
+    """Expected files present (in the inbox, or sealed in a raw archive after an earlier
+    ingest) or missing, optional files received, unlisted files ignored, tax-looking files
+    refused."""
+    folder = storage.inbox_path / month
     names = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
-    expected = {ds.file for ds in load_registry().datasets.values()}
+    datasets = load_registry().datasets.values()
+    expected = {ds.file for ds in datasets}
+    archived = {ds.file for ds in datasets
+                if storage.raw_archive(ds.department.code, month, ds.file).exists()}
     known = expected | OPTIONAL_FILES
     return {
         "received": [n for n in names if n in known],
-        "missing": sorted(expected - set(names)),
+        "archived": sorted(archived - set(names)),
+        "missing": sorted(expected - set(names) - archived),
         "refused_tax": [n for n in names if n not in known and is_tax_like(normalise(n))],
         "ignored": [n for n in names if n not in known and not is_tax_like(normalise(n))],
     }
@@ -36,17 +41,18 @@ def inspect_inbox(month: str) -> dict[str, list[str]]:
     owners=["team:kodomo-center"],
     kinds={"csv"},
     tags={"zone": "inbox", "sensitive": "no"},
-    code_version="1",
+    code_version="2",
     partitions_def=monthly,
     description=(
         "受信確認: 基準月フォルダに届いたファイルの一覧。契約にないファイルは読まずに無視し、"
         "地方税情報と見られるファイル (課税・住民税・所得割・zei) は受け取りを拒否して失敗とする"
-        "（地方税法第22条。承認の対象外）。ファイル名と件数のみを記録する。"
+        "（地方税法第22条。承認の対象外）。取込済みのファイルは受信箱から消え、部署別ストアの"
+        "暗号化保管に移っている。ファイル名と件数のみを記録する。"
     ),
 )
-def inbox_receipt(context: AssetExecutionContext) -> MaterializeResult:
+def inbox_receipt(context: AssetExecutionContext, storage: KodomoStorage) -> MaterializeResult:
     approval_for(context.partition_key)  # outside every approval period nothing is read
-    found = inspect_inbox(context.partition_key)
+    found = inspect_inbox(storage, context.partition_key)
     if found["refused_tax"]:
         raise Failure(
             description=(
@@ -58,6 +64,7 @@ def inbox_receipt(context: AssetExecutionContext) -> MaterializeResult:
         )
     return MaterializeResult(metadata={
         "received": len(found["received"]),
+        "already_ingested": len(found["archived"]),
         "missing": MetadataValue.json(found["missing"]),
         "ignored_unlisted": MetadataValue.json(found["ignored"]),
     })

@@ -1,0 +1,2 @@
+"""Platform: where data lives and how it is kept closed at rest (storage resource, keys,
+encryption, staged publishing)."""

@@ -1,0 +1,361 @@
+"""The storage resource: every store and zone, closed at rest.
+
+One Dagster resource owns where data lives (KODOMO_HOME, KODOMO_INBOX), the file modes
+(umask 077: 0600 files in 0700 folders, from creation on), the keys the pipeline holds
+(storage key, pseudonym key, the center's public keys), encryption at rest (every DuckDB
+file and sealed file has its own data key in the key table), staged atomic publishing, and
+forgetting a month (crypto-shredding, then deletion).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
+
+from kodomo_assets.lib.platform import crypto
+from kodomo_assets.lib.platform.keys import (
+    CenterPrivate,
+    CenterPublic,
+    KeyProblem,
+    read_center_public,
+    read_secret,
+)
+from kodomo_assets.lib.platform.keytable import KeyTable
+
+UMASK = 0o077
+MONTH = re.compile(r"\d{4}-\d{2}")
+STAGING = "*.staging.duckdb*"
+
+
+class StoreMissing(FileNotFoundError):
+    """An upstream file is not there yet (its asset has not been materialized)."""
+
+
+def restrict_umask() -> None:
+    """0600 files and 0700 folders for everything this process creates from now on: DuckDB
+    files, WALs, spill files, sealed archives, logs. Never a chmod after the fact."""
+    os.umask(UMASK)
+
+
+def load_crypto(con: duckdb.DuckDBPyConnection) -> None:
+    """DuckDB's crypto module (OpenSSL) ships in duckdb-extension-httpfs and is LOADed from
+    the package folder: nothing is downloaded at run time."""
+    import duckdb_extension_httpfs
+
+    folder = Path(duckdb_extension_httpfs.__file__).parent / "extensions"
+    ext = next(folder.glob(f"v{duckdb.__version__}/httpfs.duckdb_extension"), None)
+    if ext is None:
+        raise RuntimeError(f"duckdb-extension-httpfs が duckdb {duckdb.__version__} 用ではありません")
+    con.execute(f"LOAD '{ext}'")
+
+
+class KodomoStorage(ConfigurableResource):
+    """部署別ストア・各領域・受信箱の置き場所と鍵（設定は環境変数から EnvVar で渡す）。"""
+
+    home: str
+    inbox: str
+    storage_key_file: str
+    pseudonym_key_file: str
+    center_public_key_file: str
+    duckdb_memory: str = "4GB"
+
+    _keytable: KeyTable | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        restrict_umask()
+
+    # --- places ---------------------------------------------------------------------------
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home).resolve()
+
+    @property
+    def inbox_path(self) -> Path:
+        return Path(self.inbox).resolve()
+
+    def department_store(self, department: str, month: str) -> Path:
+        """One DuckDB file per department and month: its own zone, and no shared writer."""
+        return self.home_path / "stores" / department / f"{month}.duckdb"
+
+    def raw_archive(self, department: str, month: str, file: str) -> Path:
+        return self.home_path / "stores" / department / "raw" / month / f"{file}.sealed"
+
+    def zone_store(self, zone: str, month: str, name: str) -> Path:
+        """The linkage, analysis and center zones: one DuckDB file per asset and month."""
+        return self.home_path / "zones" / zone / month / f"{name}.duckdb"
+
+    def zone_file(self, zone: str, month: str, name: str) -> Path:
+        return self.home_path / "zones" / zone / month / name
+
+    def report_path(self, month: str) -> Path:
+        return self.home_path / "reports" / month / "committee_report.html"
+
+    def log_path(self, name: str) -> Path:
+        return self.home_path / "logs" / name
+
+    def scratch_dir(self) -> Path:
+        path = self.home_path / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def relative(self, path: Path) -> Path:
+        return path.resolve().relative_to(self.home_path)
+
+    # --- keys -----------------------------------------------------------------------------
+
+    @property
+    def keytable(self) -> KeyTable:
+        if self._keytable is None:
+            self._keytable = KeyTable(self.home_path / "keytable", self._storage_key)
+        return self._keytable
+
+    def _storage_key(self) -> bytes:
+        if not self.storage_key_file:
+            raise KeyProblem("保存用の鍵 (KODOMO_STORAGE_KEY_FILE) が設定されていません")
+        return read_secret(Path(self.storage_key_file), "保存用の鍵", self.home_path)
+
+    def pseudonym_key(self) -> bytes:
+        return read_secret(Path(self.pseudonym_key_file), "仮名化鍵", self.home_path)
+
+    def center_public(self) -> CenterPublic:
+        return read_center_public(Path(self.center_public_key_file))
+
+    def storage_mac_key(self, purpose: str) -> bytes:
+        """A key derived from the storage key for MACs (chained logs, keyed name hashes)."""
+        return crypto.derive(self._storage_key(), purpose)
+
+    def _data_key(self, path: Path, create: bool) -> bytes:
+        key = self.keytable.key(self.relative(path), create=create)
+        if key is None:
+            raise StoreMissing(f"{self.relative(path)} の鍵がありません（未作成か、保存期間を過ぎて消去済み）")
+        return key
+
+    # --- DuckDB ---------------------------------------------------------------------------
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory connection that can open encrypted files; spill files go to a 0700
+        scratch folder and are encrypted too."""
+        con = duckdb.connect()
+        load_crypto(con)
+        con.execute(f"SET memory_limit = '{self.duckdb_memory}'")
+        con.execute(f"SET temp_directory = '{self.scratch_dir()}'")
+        con.execute("SET temp_file_encryption = true")
+        return con
+
+    def _attach(self, con: duckdb.DuckDBPyConnection, alias: str, path: Path, key: bytes,
+                read_only: bool) -> None:
+        mode = ", READ_ONLY" if read_only else ""
+        try:
+            con.execute(f"ATTACH '{path}' AS {alias} (ENCRYPTION_KEY '{key.hex()}'{mode})")
+        except duckdb.Error as err:
+            # DuckDB's message names the file, never the key; ours says what to do
+            raise KeyProblem(f"{self.relative(path)} を開けません（鍵が違うか、ファイルが壊れています）: "
+                             f"{type(err).__name__}") from None
+
+    def attach(self, con: duckdb.DuckDBPyConnection, alias: str, path: Path) -> None:
+        """Another store or zone file, read-only, beside a connection's own databases."""
+        if not path.exists():
+            raise StoreMissing(f"{self.relative(path)} がありません（先に上流の資産を実体化してください）")
+        self._attach(con, alias, path, self._data_key(path, create=False), read_only=True)
+
+    @contextmanager
+    def open(self, path: Path, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One store or zone file as the connection's default database (writing only for
+        the department stores, whose datasets are replaced in one transaction each)."""
+        if not write and not path.exists():
+            raise StoreMissing(f"{self.relative(path)} がありません（先に上流の資産を実体化してください）")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = self.connect()
+        try:
+            self._attach(con, "store", path, self._data_key(path, create=write), read_only=not write)
+            con.execute("USE store")
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def staged(self, final: Path, key: bytes | None = None
+               ) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
+        """A fresh encrypted staging file beside `final`; `promote` renames it into place once
+        it passes the gate, so readers see the last good file or the new one. A crash or a
+        refusal leaves only the staging file, which is removed."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        stage = final.with_name(f".{final.stem}.{os.getpid()}.staging.duckdb")
+        _remove(stage)
+        _sweep_dead(final)
+        con = self.connect()
+        try:
+            self._attach(con, "zone", stage, key or self._data_key(final, create=True), read_only=False)
+            con.execute("USE zone")
+            yield con, stage
+        finally:
+            con.close()
+            _remove(stage)
+
+    @staticmethod
+    def promote(con: duckdb.DuckDBPyConnection, stage: Path, final: Path) -> None:
+        con.execute("CHECKPOINT")
+        con.execute("USE memory")
+        for (alias,) in con.execute("SELECT database_name FROM duckdb_databases() WHERE NOT internal "
+                                    "AND database_name <> 'memory'").fetchall():
+            con.execute(f"DETACH {alias}")
+        con.close()
+        os.replace(stage, final)
+
+    # --- the center zone: files only the center's private key opens -------------------------
+
+    @contextmanager
+    def staged_for_center(self, final: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
+        """Staged like any zone file, but under a fresh data key that is wrapped to the
+        center's public key and then dropped: the pipeline can write the file, never read it."""
+        public = self.center_public()
+        data_key = crypto.new_key()
+        with self.staged(final, key=data_key) as (con, stage):
+            yield con, stage
+            if not stage.exists():  # promoted: record the envelope, forget the key
+                envelope = crypto.wrap_to_public(public.encryption, data_key, self.relative(final).as_posix())
+                self.keytable.put_envelope(self.relative(final), envelope)
+
+    @contextmanager
+    def open_as_center(self, path: Path, private: CenterPrivate) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The center's own commands: unwrap the file's key with the private key."""
+        if not path.exists():
+            raise StoreMissing(f"{self.relative(path)} がありません")
+        envelope = self.keytable.envelope(self.relative(path))
+        if envelope is None:
+            raise StoreMissing(f"{self.relative(path)} の鍵がありません（保存期間を過ぎて消去済みか、未作成）")
+        try:
+            key = crypto.unwrap_with_private(private.encryption, envelope, self.relative(path).as_posix())
+        except crypto.DecryptionError:
+            raise KeyProblem("センターの秘密鍵が、このファイルを暗号化した公開鍵と対になっていません") from None
+        con = self.connect()
+        try:
+            self._attach(con, "center", path, key, read_only=True)
+            con.execute("USE center")
+            yield con
+        finally:
+            con.close()
+
+    # --- sealed files (raw exports, models) --------------------------------------------------
+
+    def seal(self, path: Path, data: bytes) -> None:
+        """Encrypt `data` into `path`, written under a temporary name and renamed."""
+        key = self._data_key(path, create=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            for part in crypto.seal_chunks(key, crypto.chunked(data), self.relative(path).as_posix()):
+                fh.write(part)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def unseal(self, path: Path) -> bytes:
+        if not path.exists():
+            raise StoreMissing(f"{self.relative(path)} がありません")
+        return crypto.open_sealed(self._data_key(path, create=False), path.read_bytes(),
+                                  self.relative(path).as_posix())
+
+    # --- forgetting --------------------------------------------------------------------------
+
+    def month_files(self, month: str) -> list[Path]:
+        """Every file of a month: department stores and raw archives, zones, staging files,
+        and the month's folders. Committee reports (aggregates) are kept."""
+        home = self.home_path
+        found: list[Path] = []
+        for pattern in (f"stores/*/{month}.duckdb*", f"stores/*/.{month}.*", f"stores/*/raw/{month}",
+                        f"zones/*/{month}"):
+            found += [Path(p) for p in glob.glob(str(home / pattern))]
+        return sorted(found)
+
+    def months_on_disk(self) -> list[str]:
+        months = set(self.keytable.scopes()) - {"global"}
+        for p in self.home_path.glob("stores/*/*.duckdb"):
+            months.add(p.stem)
+        for p in self.home_path.glob("zones/*/*"):
+            if MONTH.fullmatch(p.name):
+                months.add(p.name)
+        return sorted(m for m in months if MONTH.fullmatch(m))
+
+    def forget_month(self, month: str) -> dict[str, object]:
+        """Destroy the month's data keys first (crypto-shredding: copies and backups become
+        unreadable), then delete its files. Returns what was done, counts and paths only."""
+        files = self.month_files(month)
+        keys = self.keytable.forget(month)
+        removed = []
+        for path in files:
+            removed.append(self.relative(path).as_posix())
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        return {"month": month, "keys_destroyed": keys, "removed": removed}
+
+    # --- the inbox ---------------------------------------------------------------------------
+
+    def archive_export(self, department: str, month: str, source: Path) -> Path:
+        """After a successful ingest the plaintext export leaves the inbox: sealed into the
+        department's raw archive (which reruns read and the purge forgets), then deleted."""
+        target = self.raw_archive(department, month, source.name)
+        self.seal(target, source.read_bytes())
+        source.unlink()
+        return target
+
+    def archived_export(self, department: str, month: str, file: str) -> bytes | None:
+        target = self.raw_archive(department, month, file)
+        return self.unseal(target) if target.exists() else None
+
+
+def keep_only(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> None:
+    """Drop every view and working table of the staging file but the published ones."""
+    keep = set(tables)
+    for name, kind in con.execute(
+            "SELECT table_name, 'TABLE' FROM duckdb_tables() WHERE database_name = current_database() "
+            "UNION ALL SELECT view_name, 'VIEW' FROM duckdb_views() "
+            "WHERE database_name = current_database() AND NOT internal").fetchall():
+        if name not in keep:
+            con.execute(f'DROP {kind} IF EXISTS "{name}"')
+
+
+def write_json(path: Path, doc: object) -> None:
+    """A small JSON file written under a temporary name and renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _sweep_dead(final: Path) -> None:
+    """Staging files (and WALs) that a killed process left beside `final`: another pid's,
+    removed only once that process is gone, so a concurrent writer keeps its own."""
+    prefix = f".{final.stem}."
+    for p in final.parent.glob(f"{glob.escape(prefix)}{STAGING}"):
+        pid = p.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            p.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    for p in (path, path.with_name(path.name + ".wal")):
+        p.unlink(missing_ok=True)
