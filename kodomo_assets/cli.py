@@ -90,12 +90,32 @@ def _center_keygen(args: argparse.Namespace) -> int:
             print("エラー: パスフレーズが一致しません", file=sys.stderr)
             return 2
     try:
-        files = center_keygen(Path(args.out), passphrase or None)
+        files = center_keygen(Path(args.out), passphrase or None,
+                              Path(args.previous) if args.previous else None)
     except KeyProblem as err:
         print(f"エラー: {err}", file=sys.stderr)
         return 2
     print(f"センターの鍵を作成しました: 秘密鍵（センターのみ） {files['center_encryption.pem']}、"
           f"{files['center_signing.pem']}／公開鍵（パイプラインへ渡す） {files['center_public.json']}")
+    return 0
+
+
+def _rotate_storage_key(args: argparse.Namespace) -> int:
+    """The pipeline's account, with no run in progress: re-wrap every data key."""
+    from kodomo_assets.lib.platform.keys import KeyProblem, read_secret
+    from kodomo_assets.lib.platform.storage import KodomoStorage, restrict_umask
+
+    restrict_umask()
+    storage = KodomoStorage(home=_env("KODOMO_HOME"), inbox="", pseudonym_key_file="",
+                            storage_key_file=_env("KODOMO_STORAGE_KEY_FILE"), center_public_key_file="")
+    try:
+        new = read_secret(Path(args.new_key_file), "新しい保存用の鍵", storage.home_path)
+        count = storage.keytable.rewrap(new)
+    except KeyProblem as err:
+        print(f"エラー: {err}", file=sys.stderr)
+        return 2
+    print(f"データ鍵 {count} 個を新しい保存用の鍵で包み直しました。KODOMO_STORAGE_KEY_FILE を "
+          f"{args.new_key_file} に切り替え、古い鍵を破棄してください。")
     return 0
 
 
@@ -149,7 +169,11 @@ def _parser() -> argparse.ArgumentParser:
     keygen = sub.add_parser("center-keygen", help="センターの鍵ペア（暗号化 X25519・署名 Ed25519）を作る")
     keygen.add_argument("--out", required=True, help="秘密鍵と公開鍵を書き出すフォルダ（センターのみが読める場所）")
     keygen.add_argument("--no-passphrase", action="store_true", help="秘密鍵をパスフレーズなしで保存する（試験用）")
+    keygen.add_argument("--previous", help="置き換える鍵ペアの center_public.json（以前の署名を検証できるよう残す）")
     keygen.set_defaults(func=_center_keygen)
+    rotate = sub.add_parser("rotate-storage-key", help="保存用の鍵を替える（全データ鍵を新しい鍵で包み直す）")
+    rotate.add_argument("--new-key-file", required=True, help="新しい鍵のファイル（0600、KODOMO_HOME の外）")
+    rotate.set_defaults(func=_rotate_storage_key)
     review = sub.add_parser(
         "review-list", help="確認リスト（センター領域）を CSV / Excel に書き出す（センターの秘密鍵が必要、記録が残る）")
     review.add_argument("--month", required=True, help="基準月 YYYY-MM")

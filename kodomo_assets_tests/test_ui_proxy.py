@@ -27,6 +27,7 @@ import dagster
 import pytest
 import requests
 
+from kodomo_assets_tests.conftest import make_keys, make_storage, pipeline_env
 from kodomo_assets_tests.ui_server import (
     DAGSTER,
     WORKSPACE_QUERY,
@@ -49,8 +50,8 @@ LAUNCH = """mutation LaunchPipelineExecution($executionParams: ExecutionParams!)
     ... on LaunchRunSuccess { run { runId status } }
     ... on PythonError { message } } }"""
 PURGE = {"selector": {"repositoryLocationName": "kodomo_assets", "repositoryName": "__repository__",
-                      "jobName": "center_retention_purge"},
-         "runConfigData": {"ops": {"purge_center_zone": {"config": {"dry_run": True}}}},
+                      "jobName": "retention_purge"},
+         "runConfigData": {"ops": {"purge_months": {"config": {"months": ["2022-04"], "dry_run": True}}}},
          "mode": "default"}
 
 
@@ -147,11 +148,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         dagster_home.mkdir()
         tmp.mkdir()
         shutil.copy(ROOT / "dagster_home" / "dagster.yaml", dagster_home / "dagster.yaml")
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("KODOMO_PSEUDONYM_KEY", "KODOMO_CENTER_KEY", "KODOMO_POLICY")}
-        env.update(KODOMO_INBOX=str(work / "inbox"), KODOMO_HOME=str(work / "home"),
-                   KODOMO_DEMO="1", KODOMO_KEY_FILE=str(secrets_dir / "pseudonym.key"),
-                   KODOMO_CENTER_KEY_FILE=str(secrets_dir / "center.key"),
+        env = {k: v for k, v in os.environ.items() if k != "KODOMO_POLICY"}
+        env.update(pipeline_env(make_storage(work / "home", work / "inbox", make_keys(secrets_dir))),
                    DAGSTER_HOME=str(dagster_home),
                    TMPDIR=str(tmp))  # the code server's socket
         (work / "inbox").mkdir()
@@ -313,7 +311,7 @@ def test_a_launched_purge_names_its_login(stack: Stack) -> None:
     assert line["request"] == "POST /graphql?op=LaunchPipelineExecution HTTP/1.1"
     assert line["op"] == "LaunchPipelineExecution"
     body = json.loads(line["mutation"])  # what was launched, from the request itself
-    assert body["variables"]["executionParams"]["selector"]["jobName"] == "center_retention_purge"
+    assert body["variables"]["executionParams"]["selector"]["jobName"] == "retention_purge"
 
 
 def test_users_are_added_without_a_restart(stack: Stack) -> None:

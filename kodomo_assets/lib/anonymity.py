@@ -57,11 +57,14 @@ def _partition(columns: Sequence[str]) -> str:
     return ", ".join(f'"{c}"' for c in columns)
 
 
-def _fit(con: duckdb.DuckDBPyConnection, published: str, register: str, columns: Sequence[str]) -> None:
+def _fit(con: duckdb.DuckDBPyConnection, published: str, register: str, columns: Sequence[str],
+         fixed: Sequence[str]) -> None:
     """TEMP TABLE _fit: each distinct published pattern, its children (n) and the residents
-    it fits (k). A published unknown fits any value."""
+    it fits (k). A published unknown fits any value; `fixed` columns are never suppressed,
+    so they are matched exactly (a hash join, which keeps this fast at city scale)."""
     cols = _partition(columns)
-    fits = " AND ".join(f'(p."{c}" IS NULL OR p."{c}" = r."{c}")' for c in columns) or "true"
+    fits = " AND ".join([f'p."{c}" IS NOT DISTINCT FROM r."{c}"' for c in fixed]
+                        + [f'(p."{c}" IS NULL OR p."{c}" = r."{c}")' for c in columns if c not in fixed]) or "true"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _fit AS
         WITH p AS (SELECT row_number() OVER () AS pattern, *
@@ -79,8 +82,9 @@ def enforce_k(con: duckdb.DuckDBPyConnection, table: str, register: str, columns
     group (counts only)."""
     suppressed: dict[str, int] = {}
     same = " AND ".join(f't."{c}" IS NOT DISTINCT FROM f."{c}"' for c in columns)
+    fixed = [c for c in columns if not any(c in g for g in order)]
     for group in order:
-        _fit(con, table, register, columns)
+        _fit(con, table, register, columns, fixed)
         (n,) = con.execute(f"SELECT coalesce(sum(n), 0) FROM _fit WHERE k < {k}").fetchone()
         if n == 0:
             break
@@ -92,11 +96,11 @@ def enforce_k(con: duckdb.DuckDBPyConnection, table: str, register: str, columns
 
 
 def linkage_attack(con: duckdb.DuckDBPyConnection, published: str, register: str,
-                   columns: Sequence[str], k: int = K) -> AttackResult:
+                   columns: Sequence[str], fixed: Sequence[str] = (), k: int = K) -> AttackResult:
     """Join the published rows to the register's rows on `columns`: how many residents
     does each child's published row fit? Computed over distinct patterns, so it stays
-    cheap at city scale."""
-    _fit(con, published, register, columns)
+    cheap at city scale. `fixed`: columns the table never suppresses."""
+    _fit(con, published, register, columns, fixed)
     row = con.execute(f"""
         SELECT coalesce(sum(n), 0), coalesce(sum(n) FILTER (k = 1), 0),
                coalesce(sum(n) FILTER (k BETWEEN 1 AND {k - 1}), 0), min(k) FILTER (k > 0)

@@ -146,8 +146,9 @@ def verify_access_log(storage: KodomoStorage, public: CenterPublic) -> int | Non
             entry = json.loads(raw)
         except json.JSONDecodeError:
             return n
-        if (not isinstance(entry, dict) or entry.get("prev") != prev
-                or not verify(public.signing, _canonical(entry), str(entry.get("signature", "")))):
+        key = public.signing_key(str(entry.get("signer"))) if isinstance(entry, dict) else None
+        if (key is None or entry.get("prev") != prev
+                or not verify(key, _canonical(entry), str(entry.get("signature", "")))):
             return n
         prev = _line_hash(raw)
     return None

@@ -23,10 +23,11 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kodomo_assets.lib.decode import SourceFileError, iter_blocks, read_header
 from kodomo_assets.lib.platform.crypto import sign, verify
+from kodomo_assets.lib.platform.keys import CenterPublic
 from kodomo_assets.lib.wareki import DateParseError, parse_year_month
 
 HEADER = ("宛名番号", "基準月", "確認結果")
@@ -153,16 +154,17 @@ def signed_document(month: str, rows: list[dict[str, Any]], refused: dict[str, i
     return doc
 
 
-def verified_document(raw: bytes, public: Ed25519PublicKey, month: str) -> dict[str, Any]:
-    """The rows of a verification file, only if the center signed exactly these bytes' content
-    for this month. Messages never quote the file."""
+def verified_document(raw: bytes, public: CenterPublic, month: str) -> dict[str, Any]:
+    """The rows of a verification file, only if the center signed exactly this content for
+    this month (with its current or an earlier key pair). Messages never quote the file."""
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise SignatureError("確認結果ファイルが JSON として読めません") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or "signature" not in doc:
         raise SignatureError(f"確認結果ファイルの形式が {FORMAT} ではありません")
-    if not verify(public, _canonical(doc), str(doc["signature"])):
+    key = public.signing_key(str(doc.get("signer")))
+    if key is None or not verify(key, _canonical(doc), str(doc["signature"])):
         raise SignatureError("確認結果ファイルの署名を検証できません（センターの署名がないか、署名後に変更されています）")
     if doc.get("month") != month:
         raise SignatureError(f"確認結果ファイルは基準月 {month} のものではありません")

@@ -75,6 +75,10 @@ class Plan:
     def quasi_identifiers(self) -> list[str]:
         return [f.name for f in self.published if f.register]
 
+    @property
+    def never_suppressed(self) -> list[str]:
+        return [f.name for f in self.published if f.register and f.suppress is None]
+
     def suppression_order(self) -> list[list[str]]:
         """Groups of quasi-identifiers, in the order they are set to unknown."""
         ranks = sorted({f.suppress for f in self.published if f.register and f.suppress is not None})

@@ -1,7 +1,10 @@
 """The source assets through Dagster, on a generated month and on hand-made edge cases."""
 
 import json
+import os
+import secrets
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -121,3 +124,36 @@ def test_unlisted_files_are_ignored_and_missing_ones_listed(storage) -> None:
     assert meta["received"] == 1
     assert meta["ignored_unlisted"] == ["memo.csv"]
     assert len(meta["missing"]) == 10 and "jumin.csv" not in meta["missing"]
+
+
+def test_a_symlink_in_the_inbox_is_never_followed(storage, tmp_path) -> None:
+    """A clerk who can write into the month folder points jumin.csv at a file elsewhere."""
+    folder = storage.inbox_path / MONTH
+    folder.mkdir()
+    elsewhere = tmp_path / "elsewhere.csv"
+    elsewhere.write_text("宛名番号\n0000000001\n")
+    (folder / "jumin.csv").symlink_to(elsewhere)
+    jumin = next(a for a in source_assets if a.key.path[-1] == "jumin")
+    result = run([jumin], MONTH, storage)
+    assert "シンボリックリンク" in failure_message(result)
+    assert not storage.department_store("shimin", MONTH).exists() and elsewhere.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("groupadd"), reason="needs root and groupadd")
+def test_where_department_groups_exist_a_drop_must_carry_its_departments_group(storage) -> None:
+    """scripts/accounts.sh gives each department a group; a 学務課 clerk who writes jumin.csv
+    first (any clerk can create any name in the shared folder) is refused."""
+    prefix = f"kt{secrets.token_hex(3)}-"
+    subprocess.run(["groupadd", f"{prefix}shimin"], check=True)
+    subprocess.run(["groupadd", f"{prefix}gakumu"], check=True)
+    try:
+        checked = storage.model_copy(update={"drop_group_prefix": prefix})
+        drop = storage.inbox_path / "jumin.csv"
+        drop.write_text("x\n")
+        shutil.chown(drop, group=f"{prefix}gakumu")
+        assert "以外のアカウント" in checked.drop_problem(drop, "shimin")
+        shutil.chown(drop, group=f"{prefix}shimin")
+        assert checked.drop_problem(drop, "shimin") is None
+    finally:
+        for g in ("shimin", "gakumu"):
+            subprocess.run(["groupdel", f"{prefix}{g}"], check=False)

@@ -147,7 +147,7 @@ def linked_children(context: AssetExecutionContext, storage: KodomoStorage):  # 
                                 tokens=False, temp=True):
             con.execute(stmt)
         suppressed = enforce_k(con, TABLE, "register_view", qis, p.suppression_order())
-        attack = linkage_attack(con, TABLE, "register_view", qis)
+        attack = linkage_attack(con, TABLE, "register_view", qis, fixed=p.never_suppressed)
         report = inspect_table(con, TABLE, approved=p.columns, token_columns=list(TOKENS))
         results = [*check_results([report]), attack_result(attack, suppressed)]
         if not report.passed or not attack.passed:

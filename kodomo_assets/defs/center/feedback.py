@@ -52,7 +52,7 @@ def verification_feedback(context: AssetExecutionContext, storage: KodomoStorage
         public = storage.center_public()
         raw = delivered.read_bytes() if delivered.is_file() else \
             storage.archived_export(CENTER_DEPARTMENT, month, FEEDBACK_FILE)
-        doc = fb.verified_document(raw, public.signing, month) if raw is not None else None
+        doc = fb.verified_document(raw, public, month) if raw is not None else None
     except (KeyProblem, fb.SignatureError) as err:
         raise Failure(description=f"{FEEDBACK_FILE}: {err}", allow_retries=False) from None
     rows = doc["rows"] if doc else []

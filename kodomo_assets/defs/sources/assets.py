@@ -85,6 +85,10 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
         month, dept = context.partition_key, ds.department.code
         approval_for(month)  # outside every approval period nothing is read
         delivered = storage.inbox_path / month / ds.file
+        if delivered.is_symlink() or delivered.exists():
+            problem = storage.drop_problem(delivered, dept)
+            if problem:
+                raise Failure(description=f"{delivered}: {problem}", allow_retries=False)
         try:
             # a new delivery wins; otherwise a rerun reads the sealed copy of the last one
             content = None if delivered.is_file() else storage.archived_export(dept, month, ds.file)

@@ -79,10 +79,19 @@ def create_secret(path: Path) -> bool:
 class CenterPublic:
     encryption: X25519PublicKey
     signing: Ed25519PublicKey
+    # signing keys of earlier pairs (after a rotation), by fingerprint: old log lines and
+    # verification files still verify
+    previous: tuple[tuple[str, Ed25519PublicKey], ...] = ()
 
     @property
     def fingerprint(self) -> str:
         return fingerprint(public_raw(self.encryption))
+
+    def signing_key(self, signer: str) -> Ed25519PublicKey | None:
+        """The signing key of the pair with this fingerprint, current or earlier."""
+        if signer == self.fingerprint:
+            return self.signing
+        return dict(self.previous).get(signer)
 
 
 @dataclass(frozen=True)
@@ -94,9 +103,10 @@ class CenterPrivate:
         return CenterPublic(self.encryption.public_key(), self.signing.public_key())
 
 
-def center_keygen(folder: Path, passphrase: str | None) -> dict[str, Path]:
+def center_keygen(folder: Path, passphrase: str | None, previous: Path | None = None) -> dict[str, Path]:
     """Two key pairs for the center: X25519 (the review list is encrypted to it) and Ed25519
-    (the center signs exports, imports and verification results). Refuses to overwrite."""
+    (the center signs exports, imports and verification results). Refuses to overwrite.
+    `previous`: the public file of the pair being replaced, whose signing keys are kept."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     enc, sig = X25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     protect = (serialization.BestAvailableEncryption(passphrase.encode()) if passphrase
@@ -109,7 +119,11 @@ def center_keygen(folder: Path, passphrase: str | None) -> dict[str, Path]:
         out[name] = folder / name
     public = {"encryption": b64(public_raw(enc.public_key())), "signing": b64(public_raw(sig.public_key())),
               "fingerprint": fingerprint(public_raw(enc.public_key())),
-              "created": datetime.now(UTC).isoformat(timespec="seconds")}
+              "created": datetime.now(UTC).isoformat(timespec="seconds"), "previous": []}
+    if previous is not None:
+        old = json.loads(previous.read_text(encoding="utf-8"))
+        public["previous"] = [*old.get("previous", []),
+                              {"fingerprint": old["fingerprint"], "signing": old["signing"]}]
     _write_new(folder / PUBLIC_FILE, (json.dumps(public, indent=2) + "\n").encode())
     out[PUBLIC_FILE] = folder / PUBLIC_FILE
     return out
@@ -119,7 +133,9 @@ def read_center_public(path: Path) -> CenterPublic:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         return CenterPublic(X25519PublicKey.from_public_bytes(unb64(doc["encryption"])),
-                            Ed25519PublicKey.from_public_bytes(unb64(doc["signing"])))
+                            Ed25519PublicKey.from_public_bytes(unb64(doc["signing"])),
+                            tuple((p["fingerprint"], Ed25519PublicKey.from_public_bytes(unb64(p["signing"])))
+                                  for p in doc.get("previous", [])))
     except FileNotFoundError:
         raise KeyProblem(f"センターの公開鍵 {path} がありません（kodomo center-keygen で作成）") from None
     except (ValueError, KeyError, TypeError):

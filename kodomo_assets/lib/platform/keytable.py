@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from kodomo_assets.lib.platform.crypto import derive, new_key, unwrap, wrap
+from kodomo_assets.lib.platform.crypto import DecryptionError, derive, new_key, unwrap, wrap
 
 MONTH = re.compile(r"^(\d{4}-\d{2})(\.|$)")
 GLOBAL = "global"
@@ -93,6 +93,24 @@ class KeyTable:
     def envelope(self, relative: Path) -> dict[str, str] | None:
         entry = self._read(scope_of(relative)).get(relative.as_posix())
         return entry if isinstance(entry, dict) else None
+
+    def rewrap(self, new_storage_key: bytes) -> int:
+        """Storage key rotation: every data key re-wrapped under the new key, month by month
+        (each file renamed into place); center envelopes are not ours and stay as they are."""
+        new_kek, count = derive(new_storage_key, "keytable-wrap"), 0
+        for scope in self.scopes():
+            with self._locked(scope) as entries:
+                for name, entry in entries.items():
+                    if not isinstance(entry, str):
+                        continue
+                    try:
+                        entries[name] = wrap(new_kek, unwrap(self._kek, entry, name), name)
+                        count += 1
+                    except DecryptionError:
+                        unwrap(new_kek, entry, name)  # done by an interrupted earlier run
+                self._write(scope, entries)
+        self._kek_cache = new_kek
+        return count
 
     def scopes(self) -> list[str]:
         return sorted(p.stem for p in self.folder.glob("*.json")) if self.folder.is_dir() else []

@@ -10,10 +10,12 @@ forgetting a month (crypto-shredding, then deletion).
 from __future__ import annotations
 
 import glob
+import grp
 import json
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,6 +70,7 @@ class KodomoStorage(ConfigurableResource):
     pseudonym_key_file: str
     center_public_key_file: str
     duckdb_memory: str = "4GB"
+    drop_group_prefix: str = "kodomo-"  # scripts/accounts.sh: one group per department
 
     _keytable: KeyTable | None = PrivateAttr(default=None)
 
@@ -136,7 +139,10 @@ class KodomoStorage(ConfigurableResource):
         return crypto.derive(self._storage_key(), purpose)
 
     def _data_key(self, path: Path, create: bool) -> bytes:
-        key = self.keytable.key(self.relative(path), create=create)
+        try:
+            key = self.keytable.key(self.relative(path), create=create)
+        except crypto.DecryptionError:
+            raise KeyProblem(f"{self.relative(path)} の鍵を開けません（保存用の鍵が、鍵表を作った鍵と違います）") from None
         if key is None:
             raise StoreMissing(f"{self.relative(path)} の鍵がありません（未作成か、保存期間を過ぎて消去済み）")
         return key
@@ -303,6 +309,22 @@ class KodomoStorage(ConfigurableResource):
         return {"month": month, "keys_destroyed": keys, "removed": removed}
 
     # --- the inbox ---------------------------------------------------------------------------
+
+    def drop_problem(self, path: Path, department: str) -> str | None:
+        """Why a delivered file must not be read, or None. Only a regular file is read, never
+        a symlink (a clerk could point one at another department's drop). Where the
+        department groups exist (scripts/accounts.sh), the file must carry its department's
+        group: any clerk can create any file name in the shared month folder."""
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            return "通常のファイルではありません（シンボリックリンクなどは受け取りません）"
+        try:
+            expected = grp.getgrnam(f"{self.drop_group_prefix}{department}").gr_gid
+        except KeyError:
+            return None  # no department accounts on this machine (a demo or a test)
+        if info.st_gid != expected:
+            return f"{self.drop_group_prefix}{department} 以外のアカウントが置いたファイルです（受け取りません）"
+        return None
 
     def archive_export(self, department: str, month: str, source: Path) -> Path:
         """After a successful ingest the plaintext export leaves the inbox: sealed into the
