@@ -60,7 +60,7 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig,  # noq
     approval_for(month)
     try:
         pseudonym_key = storage.pseudonym_key()
-        storage.center_public()  # before anything is read: no list without the center's key
+        recipient = storage.center_public().fingerprint  # no list without the center's key
     except KeyProblem as err:
         raise Failure(description=str(err), allow_retries=False) from None
     final = storage.zone_store("center", month, TABLE)
@@ -122,7 +122,7 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig,  # noq
             "known_with_rising_score": counts.get(RISEN, 0),
             "previous_month_scores": MetadataValue.text("あり" if prev.exists() else "なし（前月未計算）"),
             "rows_without_reason": no_reason,
-            "encrypted_to": MetadataValue.text(f"センターの公開鍵（指紋 {storage.center_public().fingerprint}）"),
+            "encrypted_to": MetadataValue.text(f"センターの公開鍵（指紋 {recipient}）"),
             "materialized_by": materialized_by(),
             "dagster/column_lineage": column_lineage(
                 {c: [(SCORES_KEY, "child_token"), (source_key("jumin"), "atena_no")] if c == "atena_no"
