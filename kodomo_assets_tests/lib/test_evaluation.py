@@ -112,13 +112,11 @@ def test_evaluate_uses_only_children_the_center_does_not_know() -> None:
 
 # -- the truth -----------------------------------------------------------------------------
 
-def test_the_truth_applies_to_the_newest_month_with_files_only(tmp_path: Path) -> None:
+def test_the_truth_applies_to_the_newest_generated_month_only(tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     (inbox / "2022-09").mkdir(parents=True)
     (inbox / "2022-09" / "jumin.csv").write_text("x")
-    (inbox / "2022-10").mkdir()
-    (inbox / "2022-10" / "jumin.csv").write_text("x")
-    (inbox / "2022-11").mkdir()  # empty: not a delivered month
+    (inbox / "2022-10").mkdir()  # ingested: the exports left the inbox, the folder stays
     path, status = ev.truth_for(inbox, "2022-10")
     assert path is None and ev.NO_TRUTH in status
     (inbox / "_truth").mkdir()
@@ -126,6 +124,12 @@ def test_the_truth_applies_to_the_newest_month_with_files_only(tmp_path: Path) -
         "atena_no,pupil_no,kind,onset_month,known_to_center,confounder\n"
         "0000000001,,neglect,2022-07,0,0\n0000000002,,chronic_absence,2022-07,0,1\n"
         "0000000001,,poverty_gap,2022-01,1,0\n")
+    assert ev.newest_month(inbox) == "2022-10"  # without counts.json: the newest month folder
+    # the generator's counts.json names the months it made: a later folder (the center's
+    # signed results for 2022-11, say) does not move the truth's month
+    (inbox / "_truth" / "counts.json").write_text('{"2022-09": {}, "2022-10": {}}')
+    (inbox / "2022-11").mkdir()
+    (inbox / "2022-11" / "kakunin_signed.json").write_text("{}")
     assert ev.newest_month(inbox) == "2022-10"
     path, status = ev.truth_for(inbox, "2022-10")
     assert path == inbox / "_truth" / "needs.csv" and ev.NO_TRUTH not in status

@@ -1,23 +1,29 @@
-"""`kodomo review-list`: the export of a hand-made center zone, its access log, and refusals."""
+"""`kodomo review-list`: the export of a hand-made center zone, its signed access log, and
+refusals."""
 
 import csv
-import getpass
+import json
 import os
 import stat
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import openpyxl
 import pytest
 
 from kodomo_assets.cli import main
-from kodomo_assets.defs.center.assets import NEW, RISEN, key_check
-from kodomo_assets.lib import keys
-from kodomo_assets.lib.center_store import staged_center
-from kodomo_assets.lib.export import HEADERS, access_log_path, read_access_log
-from kodomo_assets.lib.paths import zone_store
-from kodomo_assets.lib.publish import promote
+from kodomo_assets.defs.center.assets import NEW, RISEN
+from kodomo_assets.lib.export import HEADERS, access_log_path, read_access_log, verify_access_log
+from kodomo_assets.lib.platform.accounts import os_account
+from kodomo_assets.lib.platform.keys import (
+    CenterPrivate,
+    KeyProblem,
+    center_keygen,
+    read_center_private,
+)
+from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
 
 MONTH = "2022-10"
 PURPOSE = "10月定例会議での確認対象の選定"
@@ -31,25 +37,24 @@ ROWS = [  # section, rank, atena_no, child_token, score, prev_score, indicators,
 ATENA = ["0000001234", "0000000007", "0012345678"]  # exported order: new suggestions first
 
 
-def make_review_list(month: str, rows: Sequence[tuple], check: str | None = None) -> Path:
-    """A center zone file with the asset's schema, keyed to this test's center key."""
-    path = zone_store("center", month, "review_list")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with staged_center(path, keys.load(keys.CENTER)) as (con, stage):
+def make_review_list(storage: KodomoStorage, month: str, rows: Sequence[tuple]) -> Path:
+    """A center zone file with the asset's schema, written as review_list writes it: under a
+    fresh data key wrapped to the center's public key, which the pipeline cannot unwrap."""
+    path = storage.zone_store("center", month, "review_list")
+    with storage.staged_for_center(path) as (con, stage):
         con.execute("CREATE TABLE review_list (section VARCHAR, rank INTEGER, atena_no VARCHAR, "
                     "child_token VARCHAR, score DOUBLE, prev_score DOUBLE, indicators VARCHAR[], "
                     "reasons VARCHAR[], facts_asof VARCHAR[])")
         con.executemany("INSERT INTO review_list VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        con.execute("CREATE TABLE zone_key_check AS SELECT ? AS key_check",
-                    [check or key_check(keys.load(keys.CENTER))])
-        promote(con, stage, path)
+        storage.promote(con, stage, path)
     return path
 
 
 @pytest.fixture
-def center_zone(kodomo_env: tuple[Path, Path]) -> Path:
-    with pytest.warns(UserWarning, match="デモ用のセンター鍵"):
-        return make_review_list(MONTH, ROWS)
+def center_zone(storage: KodomoStorage, center_env: Path) -> Path:
+    """The month's list, and a center worker's terminal (KODOMO_HOME, KODOMO_INBOX,
+    KODOMO_CENTER_KEY_DIR) for the CLI."""
+    return make_review_list(storage, MONTH, ROWS)
 
 
 def export(out: Path, month: str = MONTH, purpose: str = PURPOSE) -> int:
@@ -100,66 +105,113 @@ def test_xlsx_round_trip(center_zone: Path, tmp_path: Path) -> None:
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
 
 
-def test_every_export_is_logged_without_row_content(center_zone: Path, tmp_path: Path) -> None:
+def test_every_export_is_logged_without_row_content(center_zone: Path, storage: KodomoStorage,
+                                                    tmp_path: Path) -> None:
     assert export(tmp_path / "a.csv") == 0
     assert export(tmp_path / "b.xlsx", purpose="  家庭訪問の\n事前確認 ") == 0
-    log = read_access_log()
+    log = read_access_log(storage)
     assert [(e["format"], e["file"]) for e in log] == [("csv", "a.csv"), ("xlsx", "b.xlsx")]
     for entry in log:
-        assert entry["user"] == getpass.getuser() and entry["month"] == MONTH
-        assert entry["rows"] == len(ROWS)
+        assert entry["user"] == os_account() and entry["month"] == MONTH
+        assert entry["action"] == "export" and entry["rows"] == len(ROWS)
         assert datetime.fromisoformat(entry["time"]).tzinfo is not None
     assert [e["purpose"] for e in log] == [PURPOSE, "家庭訪問の 事前確認"]
-    assert read_access_log(month="2022-09") == []
-    path = access_log_path()
+    assert read_access_log(storage, month="2022-09") == []
+    path = access_log_path(storage)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     text = path.read_text(encoding="utf-8")
     assert len(text.splitlines()) == 2 and str(tmp_path) not in text
     assert not any(a in text for a in ATENA)
 
 
-def test_a_wrong_center_key_is_refused(center_zone: Path, tmp_path: Path, monkeypatch,
-                                       capsys) -> None:
-    monkeypatch.setenv("KODOMO_CENTER_KEY", "ab" * 32)
+def test_the_access_log_is_signed_and_chained(center_zone: Path, storage: KodomoStorage,
+                                              center: CenterPrivate, tmp_path: Path) -> None:
+    assert export(tmp_path / "a.csv") == 0
+    assert export(tmp_path / "b.csv", purpose="家庭訪問の事前確認") == 0
+    public = center.public()
+    assert verify_access_log(storage, public) is None
+    path = access_log_path(storage)
+    original = path.read_bytes()
+    first, second = original.decode("utf-8").splitlines()
+
+    def tampered(lines: list[str]) -> int | None:
+        path.write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8")
+        try:
+            return verify_access_log(storage, public)
+        finally:
+            path.write_bytes(original)
+
+    def edited(line: str, **changes: object) -> str:
+        return json.dumps({**json.loads(line), **changes}, ensure_ascii=False)
+
+    assert tampered([second]) == 1  # the first line deleted: the chain no longer starts at genesis
+    assert tampered([first, edited(second, purpose="別の目的")]) == 2
+    assert tampered([edited(first, user="someone-else"), second]) == 1
+    assert verify_access_log(storage, public) is None  # restored: the chain holds again
+    # lines signed by the center do not verify against another key pair's public key
+    center_keygen(tmp_path / "other", None)
+    assert verify_access_log(storage, read_center_private(tmp_path / "other").public()) == 1
+
+
+def test_the_pipelines_storage_alone_cannot_open_the_list(center_zone: Path,
+                                                          storage: KodomoStorage) -> None:
+    assert storage.storage_key_file and storage.center_public_key_file  # every pipeline key
+    with pytest.raises((KeyProblem, StoreMissing)), storage.open(center_zone):
+        pass
+    with pytest.raises(duckdb.Error, match="encrypt"):
+        duckdb.connect(str(center_zone), read_only=True)
+    blob = center_zone.read_bytes()
+    assert not any(a.encode() in blob for a in ATENA)
+    assert stat.S_IMODE(center_zone.stat().st_mode) == 0o600
+
+
+def test_a_wrong_center_key_is_refused(center_zone: Path, storage: KodomoStorage, tmp_path: Path,
+                                       monkeypatch, capsys) -> None:
+    center_keygen(tmp_path / "other", None)
+    monkeypatch.setenv("KODOMO_CENTER_KEY_DIR", str(tmp_path / "other"))
     out = tmp_path / "list.csv"
     assert export(out) == 2
-    assert "一致しません" in capsys.readouterr().err
-    assert not out.exists() and read_access_log() == []
+    err = capsys.readouterr().err
+    assert "対になっていません" in err and "Traceback" not in err
+    assert not out.exists() and read_access_log(storage) == []
     assert list(tmp_path.glob(".list.csv*")) == []
 
 
-def test_a_missing_center_key_is_a_clear_error(center_zone: Path, tmp_path: Path, monkeypatch,
-                                               capsys) -> None:
-    monkeypatch.delenv("KODOMO_DEMO")
-    monkeypatch.setenv("KODOMO_CENTER_KEY_FILE", str(tmp_path / "absent.key"))
+def test_a_missing_center_key_is_a_clear_error(center_zone: Path, storage: KodomoStorage,
+                                               tmp_path: Path, monkeypatch, capsys) -> None:
+    empty = tmp_path / "no-keys"
+    empty.mkdir()
+    monkeypatch.setenv("KODOMO_CENTER_KEY_DIR", str(empty))
     assert export(tmp_path / "list.csv") == 2
     err = capsys.readouterr().err
-    assert "センター鍵がありません" in err and "Traceback" not in err
-    assert read_access_log() == []
+    assert "センターの秘密鍵を読めません" in err and "がありません" in err and "Traceback" not in err
+    assert not (tmp_path / "list.csv").exists() and read_access_log(storage) == []
 
 
-def test_a_purpose_is_required(center_zone: Path, tmp_path: Path, capsys) -> None:
+def test_a_purpose_is_required(center_zone: Path, storage: KodomoStorage, tmp_path: Path,
+                               capsys) -> None:
     with pytest.raises(SystemExit) as stopped:
         main(["review-list", "--month", MONTH, "--out", str(tmp_path / "list.csv")])
     assert stopped.value.code == 2 and "--purpose" in capsys.readouterr().err
     assert export(tmp_path / "list.csv", purpose=" 　\t") == 2
     assert "利用目的" in capsys.readouterr().err
-    assert not (tmp_path / "list.csv").exists() and read_access_log() == []
+    assert not (tmp_path / "list.csv").exists() and read_access_log(storage) == []
 
 
-def test_an_unknown_extension_is_refused(center_zone: Path, tmp_path: Path, capsys) -> None:
+def test_an_unknown_extension_is_refused(center_zone: Path, storage: KodomoStorage, tmp_path: Path,
+                                         capsys) -> None:
     assert export(tmp_path / "list.txt") == 2
     assert ".csv か .xlsx" in capsys.readouterr().err
-    assert not (tmp_path / "list.txt").exists() and read_access_log() == []
+    assert not (tmp_path / "list.txt").exists() and read_access_log(storage) == []
 
 
-def test_a_month_without_a_list_says_what_to_materialize(center_zone: Path, tmp_path: Path,
-                                                         capsys) -> None:
+def test_a_month_without_a_list_says_what_to_materialize(center_zone: Path, storage: KodomoStorage,
+                                                         tmp_path: Path, capsys) -> None:
     assert export(tmp_path / "list.csv", month="2022-09") == 1
     err = capsys.readouterr().err
     assert "2022-09" in err and "center/review_list" in err and "実体化" in err
     assert export(tmp_path / "list.csv", month="2022/09") == 2
-    assert not (tmp_path / "list.csv").exists() and read_access_log() == []
+    assert not (tmp_path / "list.csv").exists() and read_access_log(storage) == []
 
 
 def test_an_existing_file_is_replaced_whole(center_zone: Path, tmp_path: Path) -> None:

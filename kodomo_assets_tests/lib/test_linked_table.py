@@ -24,17 +24,20 @@ def test_every_column_is_built_from_approved_inputs_with_complete_lineage() -> N
         assert p.lineage[name], name
         for ds, col in p.lineage[name]:
             assert approval.allows(ds, col, "analysis") or approval.allows(ds, col, "key"), (name, ds, col)
-    assert p.lineage["school"] == [("gakurei", "school")]
+    assert p.lineage["school_aid"] == [("gakurei", "school_aid")]
+    # 学校名 and 学年 are approved but read by no column; the audit attributes never published
+    assert not any(("gakurei", c) in deps for deps in p.lineage.values() for c in ("school", "grade"))
+    assert not {"district_code", "foreign_resident", "school", "school_grade"} & set(p.columns)
     assert ("kaigo", "care_level") in p.lineage["household_max_care_level"]
     assert ("jumin", "household_no") in p.lineage["household_max_care_level"]
 
 
 def test_a_column_whose_input_is_not_approved_is_left_out_with_the_reason(tmp_path: Path) -> None:
-    approval = parse_policy(_edited(tmp_path, "学校名", "gakurei.csv", 提供="", 利用区分="", 根拠="",
+    approval = parse_policy(_edited(tmp_path, "就学援助区分", "gakurei.csv", 提供="", 利用区分="", 根拠="",
                                     承認期間開始="", 承認期間終了="")).for_month(MONTH)
     p = plan(load_spec(), approval)
-    assert "school" not in p.columns and "学校名" in p.omitted["school"]
-    assert "school_grade" in p.columns
+    assert "school_aid" not in p.columns and "就学援助区分" in p.omitted["school_aid"]
+    assert "school_fee_arrears" in p.columns
 
 
 def test_an_unapproved_key_drops_everything_that_joins_through_it(tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
-"""Keyed pseudonyms and where their key may live."""
+"""Keyed pseudonyms and where their key may live (lib/platform/keys.py, the storage resource)."""
 
 import hmac
 import os
+import stat
 import threading
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from hashlib import sha256
 from pathlib import Path
@@ -11,7 +11,17 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from kodomo_assets.lib.pseudonym import PseudonymKeyError, load_key, register_udfs, token
+from kodomo_assets.lib.platform.keys import KeyProblem, create_secret, read_secret
+from kodomo_assets.lib.platform.storage import KodomoStorage
+from kodomo_assets.lib.pseudonym import register_udfs, token
+from kodomo_assets_tests.conftest import make_storage
+
+LABEL = "仮名化鍵"
+
+
+def with_pseudonym_key(storage: KodomoStorage, path: Path) -> KodomoStorage:
+    return KodomoStorage(home=storage.home, inbox=storage.inbox, storage_key_file=storage.storage_key_file,
+                         pseudonym_key_file=str(path), center_public_key_file=storage.center_public_key_file)
 
 
 def test_tokens_are_keyed_hmac_with_separate_purposes() -> None:
@@ -26,56 +36,77 @@ def test_tokens_are_keyed_hmac_with_separate_purposes() -> None:
     assert got == (expected, None)
 
 
-def test_demo_mode_creates_a_private_key_with_a_warning(pseudonym_key: Path) -> None:
-    assert not pseudonym_key.exists()
-    with pytest.warns(UserWarning, match="デモ用の仮名化鍵"):
-        key = load_key()
-    assert len(key) == 32 and pseudonym_key.stat().st_mode & 0o777 == 0o600
-    assert load_key() == key  # reused, not recreated
+def test_a_created_key_is_private_and_never_recreated(tmp_path: Path) -> None:
+    path = tmp_path / "secrets" / "pseudonym.key"
+    assert create_secret(path)
+    key = read_secret(path, LABEL)
+    assert len(key) == 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert not create_secret(path)  # reused, not recreated
+    assert read_secret(path, LABEL) == key
 
 
-def test_without_demo_mode_a_missing_key_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("KODOMO_DEMO")
-    with pytest.raises(PseudonymKeyError, match="仮名化鍵がありません"):
-        load_key()
+def test_the_storage_resource_reads_its_configured_key(storage: KodomoStorage, keys: Path) -> None:
+    expected = bytes.fromhex((keys / "pseudonym.key").read_text().strip())
+    assert storage.pseudonym_key() == expected
+    assert token(storage.pseudonym_key(), "child", "0001234567") == token(expected, "child", "0001234567")
 
 
-def test_a_key_beside_the_data_or_readable_by_others_is_refused(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pseudonym_key: Path) -> None:
-    home = tmp_path / "home"
-    monkeypatch.setenv("KODOMO_HOME", str(home))
-    monkeypatch.setenv("KODOMO_KEY_FILE", str(home / "pseudonym.key"))
-    with pytest.raises(PseudonymKeyError, match="データと同じ場所"):
-        load_key()
-    monkeypatch.setenv("KODOMO_KEY_FILE", str(pseudonym_key))
-    pseudonym_key.parent.mkdir(parents=True)
-    pseudonym_key.write_text("ab" * 32)
-    os.chmod(pseudonym_key, 0o644)
-    with pytest.raises(PseudonymKeyError, match="chmod 600"):
-        load_key()
+def test_a_missing_key_is_an_error_and_is_never_created(kodomo_env, keys: Path) -> None:
+    inbox, home = kodomo_env
+    absent = keys / "absent.key"
+    storage = with_pseudonym_key(make_storage(home, inbox, keys), absent)
+    with pytest.raises(KeyProblem, match="がありません"):
+        storage.pseudonym_key()
+    assert not absent.exists()
 
 
-def test_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KODOMO_PSEUDONYM_KEY", "0f" * 32)
-    assert load_key() == bytes([15]) * 32
-    monkeypatch.setenv("KODOMO_PSEUDONYM_KEY", "0f" * 8)
-    with pytest.raises(PseudonymKeyError, match="短すぎます"):
-        load_key()
+def test_a_key_beside_the_data_or_readable_by_others_is_refused(kodomo_env, keys: Path) -> None:
+    inbox, home = kodomo_env
+    beside = home / "pseudonym.key"
+    assert create_secret(beside)
+    with pytest.raises(KeyProblem, match="データと同じ場所"):
+        read_secret(beside, LABEL, home)
+    storage = with_pseudonym_key(make_storage(home, inbox, keys), beside)
+    with pytest.raises(KeyProblem, match="データと同じ場所") as err:
+        storage.pseudonym_key()
+    assert beside.read_text().strip() not in str(err.value)  # never quotes the key
+    shared = keys / "pseudonym.key"
+    for mode in (0o640, 0o604):
+        os.chmod(shared, mode)
+        with pytest.raises(KeyProblem, match="chmod 600"):
+            read_secret(shared, LABEL, home)
+        with pytest.raises(KeyProblem, match="chmod 600"):
+            make_storage(home, inbox, keys).pseudonym_key()
 
 
-def test_runs_starting_at_once_on_a_fresh_demo_machine_share_one_key(
-        pseudonym_key: Path) -> None:
-    assert not pseudonym_key.exists()
+def test_a_short_or_non_hex_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "pseudonym.key"
+    path.write_text("0f" * 8)
+    os.chmod(path, 0o600)
+    with pytest.raises(KeyProblem, match="短すぎます"):
+        read_secret(path, LABEL)
+    path.write_text("zz" * 32)
+    with pytest.raises(KeyProblem, match="16進数") as err:
+        read_secret(path, LABEL)
+    assert "zz" not in str(err.value)
+    path.write_text("0f" * 32 + "\n")
+    assert read_secret(path, LABEL) == bytes([15]) * 32
+
+
+def test_creators_starting_at_once_on_a_fresh_machine_share_one_key(tmp_path: Path) -> None:
+    path = tmp_path / "secrets" / "pseudonym.key"
     start = threading.Barrier(8)
 
-    def first_load() -> bytes:
+    def create_then_read() -> tuple[bool, bytes]:
         start.wait()
-        return load_key()
+        made = create_secret(path)
+        return made, read_secret(path, LABEL)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with ThreadPoolExecutor(8) as pool:
-            loaded = list(pool.map(lambda _: first_load(), range(8)))
-    assert len(set(loaded)) == 1 and len(loaded[0]) == 32
-    assert os.stat(pseudonym_key).st_mode & 0o777 == 0o600
-    assert [p.name for p in pseudonym_key.parent.iterdir() if p.name.startswith(".")] == []
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda _: create_then_read(), range(8)))
+    assert sum(made for made, _ in outcomes) == 1  # exactly one creator won
+    loaded = {key for _, key in outcomes}
+    assert len(loaded) == 1 and len(next(iter(loaded))) == 32
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["pseudonym.key"]  # no temp file left behind
