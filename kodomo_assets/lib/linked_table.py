@@ -21,6 +21,8 @@ from kodomo_assets.lib.registry import load_registry
 TOKENS = {"child_token": ("jumin", "atena_no", "児童の仮名（HMAC-SHA256、用途: child）"),
           "household_token": ("jumin", "household_no", "世帯の仮名（HMAC-SHA256、用途: household）")}
 SCOPES = {"child", "household", "others", "derived"}
+KEYS = {"name", "label", "type", "scope", "dataset", "inputs", "expr", "default", "from", "audit_only",
+        "model", "register", "suppress"}
 
 
 class LinkedTableError(ValueError):
@@ -112,6 +114,9 @@ def load_spec(path: Path | None = None) -> Spec:
     registry = load_registry()
     features = []
     for raw in doc["columns"]:
+        unknown_keys = set(raw) - KEYS
+        if unknown_keys:  # e.g. a label with an unquoted comma, split by YAML into two keys
+            raise LinkedTableError(f"linked_table.yaml の列 {raw.get('name')}: 不明な項目 {sorted(map(str, unknown_keys))}")
         f = Feature(name=raw["name"], label=raw["label"], type=raw["type"], scope=raw["scope"],
                     expr=raw["expr"], dataset=raw.get("dataset"), inputs=tuple(raw.get("inputs", ())),
                     default=raw.get("default"), derived_from=tuple(raw.get("from", ())),

@@ -7,6 +7,7 @@ import duckdb
 import pytest
 
 from kodomo_assets.lib.linked_table import Feature, LinkedTableError, compile_sql, load_spec, plan
+from kodomo_assets.lib.paths import DATA_DIR
 from kodomo_assets.lib.policy import load_policy, parse_policy
 from kodomo_assets.lib.pseudonym import register_udfs
 from kodomo_assets.lib.registry import load_registry
@@ -92,3 +93,14 @@ def test_the_query_builds_one_row_per_child_and_cannot_reach_undeclared_columns(
     with pytest.raises(duckdb.BinderException, match="facility"):
         for stmt in compile_sql(p2, MONTH, tables, "pupil_link"):
             con.execute(stmt)
+
+
+def test_labels_with_commas_survive_yaml_and_unknown_keys_are_refused(tmp_path) -> None:
+    labels = {f.name: f.label for f in load_spec().features}
+    assert labels["sex"] == "性別（1=男, 2=女）"
+    assert labels["household_max_care_level"].endswith("3–7=要介護1–5）")
+    text = (DATA_DIR / "registry" / "linked_table.yaml").read_text(encoding="utf-8")
+    broken = tmp_path / "linked_table.yaml"
+    broken.write_text(text.replace('label: "性別（1=男, 2=女）"', "label: 性別（1=男, 2=女）"), encoding="utf-8")
+    with pytest.raises(LinkedTableError, match="不明な項目"):
+        load_spec(broken)
