@@ -26,7 +26,8 @@ from dagster_postgres.schedule_storage import PostgresScheduleStorage
 
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
-from kodomo_assets.lib.paths import REPO_ROOT, department_store
+from kodomo_assets.lib.paths import REPO_ROOT
+from kodomo_assets_tests.conftest import make_keys, make_storage
 
 MONTH = "2022-10"
 CONFIG = REPO_ROOT / "dagster_home" / "postgres" / "dagster.yaml"
@@ -101,8 +102,7 @@ def test_a_materialization_is_stored_in_postgres(pg_server, tmp_path, monkeypatc
     pg_env, postgres_home = use_postgres_instance(pg_server, tmp_path, monkeypatch)
     inbox = tmp_path / "inbox"
     counts = generate(inbox, residents=2000, months=[MONTH], seed=1)
-    monkeypatch.setenv("KODOMO_INBOX", str(inbox))
-    monkeypatch.setenv("KODOMO_HOME", str(tmp_path / "home"))
+    storage = make_storage(tmp_path / "home", inbox, make_keys(tmp_path / "secrets"))
     jumin = next(a for a in source_assets if a.key.path[-1] == "jumin")
     keys = {AssetKey(["sources", "inbox_receipt"]), AssetKey(["sources", "jumin"])}
 
@@ -114,7 +114,8 @@ def test_a_materialization_is_stored_in_postgres(pg_server, tmp_path, monkeypatc
         coordinator = instance.run_coordinator
         assert isinstance(coordinator, QueuedRunCoordinator)
         assert coordinator.get_run_queue_config().max_concurrent_runs == 1
-        result = materialize([inbox_receipt, jumin], partition_key=MONTH, instance=instance)
+        result = materialize([inbox_receipt, jumin], partition_key=MONTH, instance=instance,
+                             resources={"storage": storage})
         assert result.success
         run_id = result.run_id
 
@@ -137,5 +138,6 @@ def test_a_materialization_is_stored_in_postgres(pg_server, tmp_path, monkeypatc
         assert event is not None and event.run_id == run_id
         stored = event.asset_materialization.metadata["dagster/row_count"].value
         assert stored == counts[MONTH]["jumin"]["expected_valid_rows"]
-    assert department_store("shimin", MONTH).is_file()
+    with storage.open(storage.department_store("shimin", MONTH)) as con:
+        assert con.execute("SELECT count(*) FROM jumin").fetchone()[0] == stored
     assert os.environ["DAGSTER_PG_PASSWORD"] not in CONFIG.read_text(encoding="utf-8")

@@ -5,9 +5,7 @@ checks listed on the linked assets, and a screenshot."""
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +16,10 @@ from dagster import AssetKey
 
 from kodomo_assets.definitions import defs
 from kodomo_assets.demo import generate
-from kodomo_assets.lib.paths import REPO_ROOT
+from kodomo_assets_tests.conftest import make_keys, make_storage
 from kodomo_assets_tests.ui_server import (
     DagsterDev,
+    dev_environment,
     processes_mentioning,
     session_members,
     start_dagster_dev,
@@ -52,16 +51,9 @@ def dagster_ui(tmp_path: Path, request: pytest.FixtureRequest) -> DagsterDev:
     inbox, home, secrets, dagster_home = (tmp_path / n for n in ("inbox", "home", "secrets",
                                                                   "dagster_home"))
     generate(inbox, residents=3000, months=[MONTH], seed=3)
-    dagster_home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster_home" / "dagster.yaml", dagster_home / "dagster.yaml")
-    (tmp_path / "tmp").mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("KODOMO_PSEUDONYM_KEY", "KODOMO_CENTER_KEY", "KODOMO_POLICY")}
-    env.update(KODOMO_INBOX=str(inbox), KODOMO_HOME=str(home), KODOMO_DEMO="1",
-               KODOMO_KEY_FILE=str(secrets / "pseudonym.key"),
-               KODOMO_CENTER_KEY_FILE=str(secrets / "center.key"),
-               DAGSTER_HOME=str(dagster_home),
-               TMPDIR=str(tmp_path / "tmp"))  # dagster dev's sockets and workspace file
+    # the keys provisioned beforehand, outside the home: the pipeline never creates them
+    storage = make_storage(home, inbox, make_keys(secrets))
+    env = dev_environment(storage, dagster_home, tmp_path / "tmp")
     server = start_dagster_dev(env, tmp_path / "dagster_dev.log")
 
     def stop() -> None:

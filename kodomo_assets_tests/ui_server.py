@@ -1,6 +1,8 @@
 """A throw-away `dagster dev` for browser tests: start it in its own session, wait for the code
 location to load (over GraphQL), and stop every process it spawned (webserver, daemon, code
-server, run workers) by signalling its process group."""
+server, run workers) by signalling its process group. Its environment is the code location's
+(the storage resource's variables: home, inbox, the pipeline's keys and the center's PUBLIC
+key, never the center's private keys) plus a private Dagster instance."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from pathlib import Path
 import requests
 
 from kodomo_assets.lib.paths import REPO_ROOT
+from kodomo_assets.lib.platform.storage import KodomoStorage
+from kodomo_assets_tests.conftest import pipeline_env
 
 # The dagster CLI of the virtualenv running the tests (normally .venv/bin/dagster).
 DAGSTER = Path(sys.executable).with_name("dagster")
@@ -182,6 +186,19 @@ class DagsterDev:
             self.proc.wait(timeout=1)
         self.stop_seconds = time.monotonic() - start
         return session_members(sid)
+
+
+def dev_environment(storage: KodomoStorage, dagster_home: Path, tmp: Path) -> dict[str, str]:
+    """The environment of a `dagster dev` on `storage`: the code location's variables
+    (pipeline_env), DAGSTER_HOME holding a copy of the bundled dagster.yaml, and TMPDIR (dagster
+    dev's sockets and workspace file). No KODOMO_ variable of the developer's shell leaks in."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    bundled = REPO_ROOT / "dagster_home" / "dagster.yaml"
+    (dagster_home / "dagster.yaml").write_bytes(bundled.read_bytes())
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KODOMO_")}
+    env.update(pipeline_env(storage), DAGSTER_HOME=str(dagster_home), TMPDIR=str(tmp))
+    return env
 
 
 def start_dagster_dev(env: dict[str, str], log: Path, cwd: Path = REPO_ROOT) -> DagsterDev:

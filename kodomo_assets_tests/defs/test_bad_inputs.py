@@ -5,8 +5,15 @@ asserts the specific outcome: a Failure whose message names file, line and colum
 byte), or a counted quarantine with the right reason in `<dataset>_quarantine` and in the
 asset metadata. Either way the department store is never half-written: a failed file
 leaves every earlier table exactly as it was, a quarantine replaces the dataset's table and
-its quarantine as one, and nothing but the store file itself is left behind (no staging
-file, no `.wal`, no temp folder, no extra table).
+its quarantine as one, and nothing but the (encrypted) store, the sealed copy of the last
+ingested export and the month's key table is left behind (no staging file, no `.wal`, no
+temp file, no extra table, no key for a file that does not exist).
+
+A good ingest takes the export out of the inbox (sealed into the department's raw archive),
+so the bad delivery is written into the month folder the good one left: a delivered file
+wins over the archive. A failed file stays in the inbox and the archive keeps the good
+export; a file that is read (with quarantined rows) leaves the inbox and is sealed in place
+of the earlier one. Stores are read through the storage resource (they are encrypted).
 """
 
 from __future__ import annotations
@@ -16,13 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.lib.decode import ALLOWED
 from kodomo_assets.lib.ingest import HEADER_ONLY
-from kodomo_assets.lib.paths import department_store
+from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets_tests.runs import failures, metadata, run, started
 
@@ -60,7 +66,8 @@ def csv_bytes(dataset: str, rows: list[str], encoding: str = "cp932", head: str 
 @dataclass
 class Case:
     dataset: str
-    deliver: Callable[[Path], None]  # writes the bad delivery into the month folder
+    # writes the bad delivery into the month folder (the storage: for what is not the inbox)
+    deliver: Callable[[Path, KodomoStorage], None]
     # a failing file: the exact message after the file's path
     failure: str | None = None
     # a quarantine: stored keys (first key column), quarantine {line: reasons}, extra metadata
@@ -72,8 +79,8 @@ class Case:
     missing: list[str] | None = None  # inbox_receipt's `missing` metadata
 
 
-def file(dataset: str, data: bytes) -> Callable[[Path], None]:
-    def deliver(folder: Path) -> None:
+def file(dataset: str, data: bytes) -> Callable[[Path, KodomoStorage], None]:
+    def deliver(folder: Path, storage: KodomoStorage) -> None:
         (folder / REGISTRY.datasets[dataset].file).write_bytes(data)
     return deliver
 
@@ -87,18 +94,22 @@ def latin1_row(atena: str) -> bytes:
 LATIN1_BYTE = latin1_row("0000000003").index(b"\xe9") + 1  # 1-based, within its line
 
 
-def remove_all(folder: Path) -> None:
+def remove_all(folder: Path, storage: KodomoStorage) -> None:
+    """Nothing delivered: the month folder empty, and no sealed copy of an earlier delivery
+    to rerun from either (an empty folder beside the archive is a rerun: see the test below)."""
     for p in folder.iterdir():
         p.unlink()
+    for ds in REGISTRY.datasets.values():
+        storage.raw_archive(ds.department.code, MONTH, ds.file).unlink(missing_ok=True)
 
 
-def tax_file_and_new_jumin(folder: Path) -> None:
+def tax_file_and_new_jumin(folder: Path, storage: KodomoStorage | None = None) -> None:
     (folder / "kazei.csv").write_bytes("宛名番号,所得割額\r\n0000000001,1000\r\n".encode("cp932"))
     # a changed, valid jumin.csv beside it: it must not be read either
     (folder / "jumin.csv").write_bytes(csv_bytes("jumin", [JUMIN[0]]))
 
 
-def truncated(folder: Path) -> None:
+def truncated(folder: Path, storage: KodomoStorage) -> None:
     text = csv_bytes("jumin", JUMIN) + jumin_row("0000000003").encode("cp932")[:40]
     (folder / "jumin.csv").write_bytes(text)  # the last line cut off, without its line end
 
@@ -192,11 +203,12 @@ CASES: dict[str, Case] = {
 
 # -- helpers ---------------------------------------------------------------------------------
 
-def snapshot(store: Path) -> dict[str, tuple[int, str]]:
+def snapshot(storage: KodomoStorage, store: Path) -> dict[str, tuple[int, str]]:
     """Every table of the store: row count and a hash of its rows in a stable order."""
-    with duckdb.connect(str(store), read_only=True) as con:
+    with storage.open(store) as con:
         tables = [t for (t,) in con.execute(
-            "SELECT table_name FROM duckdb_tables() ORDER BY table_name").fetchall()]
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "ORDER BY table_name").fetchall()]
         out = {}
         for t in tables:
             rows = con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
@@ -204,35 +216,56 @@ def snapshot(store: Path) -> dict[str, tuple[int, str]]:
     return out
 
 
-def leftovers(home: Path) -> list[str]:
-    """Anything under KODOMO_HOME but the department stores themselves."""
-    return sorted(str(p.relative_to(home)) for p in home.rglob("*")
-                  if p.is_file() and not (p.parent.parent.name == "stores" and p.name == f"{MONTH}.duckdb"))
+def kept(relative: Path) -> bool:
+    """What a month's ingest keeps under KODOMO_HOME: the department store, the sealed copy
+    of the ingested export, and the month's key table (and its lock file)."""
+    parts = relative.parts
+    return ((len(parts) == 3 and relative.match(f"stores/*/{MONTH}.duckdb"))
+            or (len(parts) == 5 and relative.match(f"stores/*/raw/{MONTH}/*.csv.sealed"))
+            or relative.as_posix() in (f"keytable/{MONTH}.json", f"keytable/.{MONTH}.lock"))
+
+
+def leftovers(storage: KodomoStorage) -> list[str]:
+    """Anything under KODOMO_HOME but the stores, their sealed exports and the key table, and
+    any stored file without its key (one nobody could open again)."""
+    home = storage.home_path
+    files = [p.relative_to(home) for p in home.rglob("*") if p.is_file()]
+    extra = sorted(str(p) for p in files if not kept(p))
+    keyed = set(storage.keytable.entries(MONTH))
+    return extra + sorted(f"file without a key: {p}" for p in files
+                          if kept(p) and p.parts[0] == "stores" and p.as_posix() not in keyed)
+
+
+def good_bytes(dataset: str) -> bytes:
+    return csv_bytes(dataset, GOOD[dataset])
 
 
 # -- the corpus ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_a_bad_delivery_after_a_good_one(name: str, kodomo_env, write_export) -> None:
+def test_a_bad_delivery_after_a_good_one(name: str, storage: KodomoStorage, write_export) -> None:
     case = CASES[name]
-    inbox, home = kodomo_env
     ds = REGISTRY.datasets[case.dataset]
+    dept = ds.department.code
     asset = ASSET[case.dataset]
-    store = department_store(ds.department.code, MONTH)
-    folder = inbox / MONTH
+    store = storage.department_store(dept, MONTH)
+    folder = storage.inbox_path / MONTH
 
-    # the good delivery
+    # the good delivery: read, then sealed into the raw archive and gone from the inbox
     write_export(ds.file, [header(case.dataset), *GOOD[case.dataset]])
-    good = run([asset], MONTH)
+    good = run([asset], MONTH, storage)
     assert good.success, failures(good)
     assert metadata(good)[f"sources/{case.dataset}"]["dagster/row_count"] == 2
-    before = snapshot(store)
+    before = snapshot(storage, store)
     assert before[case.dataset][0] == 2 and before[f"{case.dataset}_quarantine"][0] == 0
-    assert leftovers(home) == []
+    assert not (folder / ds.file).exists()
+    assert storage.archived_export(dept, MONTH, ds.file) == good_bytes(case.dataset)
+    assert leftovers(storage) == []
 
-    # the bad delivery
-    case.deliver(folder)
-    result = run([inbox_receipt, asset] if case.with_receipt else [asset], MONTH)
+    # the bad delivery, into the month folder the good one left
+    case.deliver(folder, storage)
+    delivered = (folder / ds.file).read_bytes() if (folder / ds.file).exists() else None
+    result = run([inbox_receipt, asset] if case.with_receipt else [asset], MONTH, storage)
     failed = failures(result)
     meta = {k.removeprefix("sources/"): v for k, v in metadata(result).items()}
     step = f"sources__{case.dataset}"
@@ -252,7 +285,10 @@ def test_a_bad_delivery_after_a_good_one(name: str, kodomo_env, write_export) ->
         if case.missing is not None:
             assert meta["inbox_receipt"]["missing"] == case.missing
         # the last good state, table for table, and nothing half-written beside it
-        assert snapshot(store) == before
+        assert snapshot(storage, store) == before
+        if delivered is not None:  # a failed file stays in the inbox; the archive keeps the good one
+            assert (folder / ds.file).read_bytes() == delivered
+            assert storage.archived_export(dept, MONTH, ds.file) == good_bytes(case.dataset)
     else:  # read, with the bad rows counted and quarantined
         assert result.success, failed
         got = meta[case.dataset]
@@ -263,21 +299,45 @@ def test_a_bad_delivery_after_a_good_one(name: str, kodomo_env, write_export) ->
         assert got["dagster/row_count"] == len(case.stored)
         assert got["quarantined"] == len(case.quarantine)
         assert got["quarantine_by_reason"] == reasons
+        assert got["read_from"] == "受信箱"  # the new delivery won over the archive
         for key, value in case.metadata.items():
             assert got[key] == value, key
         key = ds.key[0]
-        with duckdb.connect(str(store), read_only=True) as con:
+        with storage.open(store) as con:
             assert [k for (k,) in con.execute(
                 f"SELECT {key} FROM {case.dataset} ORDER BY source_line").fetchall()] == case.stored
             quarantined = dict(con.execute(
                 f"SELECT line, reasons FROM {case.dataset}_quarantine ORDER BY line").fetchall())
         assert quarantined == case.quarantine
-        after = snapshot(store)
+        after = snapshot(storage, store)
         # the same tables, the dataset's pair replaced together
         assert set(after) == set(before)
         assert after[case.dataset][0] == len(case.stored)
         assert after[f"{case.dataset}_quarantine"][0] == len(case.quarantine)
-    assert leftovers(home) == []
+        # the read file left the inbox, sealed in place of the good one
+        assert not (folder / ds.file).exists()
+        assert storage.archived_export(dept, MONTH, ds.file) == delivered
+    assert leftovers(storage) == []
+
+
+def test_an_empty_month_folder_after_a_good_one_reruns_from_the_sealed_copy(
+        storage: KodomoStorage, write_export) -> None:
+    """The folder a good delivery emptied is no missing delivery: the receipt counts the
+    export as already ingested and the source reads its sealed copy to the same store."""
+    write_export("jumin.csv", [header("jumin"), *JUMIN])
+    assert run([inbox_receipt, ASSET["jumin"]], MONTH, storage).success
+    store = storage.department_store("shimin", MONTH)
+    before = snapshot(storage, store)
+    assert list((storage.inbox_path / MONTH).iterdir()) == []
+    again = run([inbox_receipt, ASSET["jumin"]], MONTH, storage)
+    assert again.success, failures(again)
+    meta = metadata(again)
+    assert meta["sources/inbox_receipt"]["received"] == 0
+    assert meta["sources/inbox_receipt"]["already_ingested"] == 1
+    assert "jumin.csv" not in meta["sources/inbox_receipt"]["missing"]
+    assert meta["sources/jumin"]["read_from"] == "暗号化保管した前回の受信ファイル"
+    assert snapshot(storage, store) == before
+    assert leftovers(storage) == []
 
 
 def test_the_corpus_bytes_really_are_outside_the_allowed_encodings() -> None:
@@ -291,34 +351,40 @@ def test_the_corpus_bytes_really_are_outside_the_allowed_encodings() -> None:
     assert err.value.start + 1 == 8
 
 
-def test_the_utf16_failure_names_the_file_and_line_in_the_step_failure(kodomo_env, write_export) -> None:
+def test_the_utf16_failure_names_the_file_and_line_in_the_step_failure(storage, write_export) -> None:
     """The Failure is Dagster's, not a crash: no retry, and the description is the message."""
     write_export("jumin.csv", [header("jumin"), *JUMIN], encoding="utf-16")
-    result = run([ASSET["jumin"]], MONTH)
+    result = run([ASSET["jumin"]], MONTH, storage)
     event = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     error = event.event_specific_data.error
     assert error.cls_name == "Failure"
     assert "jumin.csv 1行目" in error.message and "UTF-16" in error.message
+    assert (storage.inbox_path / MONTH / "jumin.csv").exists()  # a failed file stays in the inbox
 
 
-def test_a_tax_file_stops_every_source_of_the_delivery(kodomo_env, write_export) -> None:
+def test_a_tax_file_stops_every_source_of_the_delivery(storage, write_export) -> None:
     """kazei.csv in the folder: inbox_receipt fails naming it, no source asset runs, and the
-    stores from the earlier good delivery stay as they were."""
-    inbox, home = kodomo_env
+    stores (and sealed exports) from the earlier good delivery stay as they were."""
+    folder = storage.inbox_path / MONTH
     for dataset in GOOD:
         write_export(REGISTRY.datasets[dataset].file, [header(dataset), *GOOD[dataset]])
     assets = [ASSET[d] for d in GOOD]
-    good = run([inbox_receipt, *assets], MONTH)
+    good = run([inbox_receipt, *assets], MONTH, storage)
     assert good.success, failures(good)
-    stores = {d: department_store(REGISTRY.datasets[d].department.code, MONTH) for d in GOOD}
-    before = {d: snapshot(s) for d, s in stores.items()}
-    tax_file_and_new_jumin(inbox / MONTH)
-    result = run([inbox_receipt, *assets], MONTH)
+    stores = {d: storage.department_store(REGISTRY.datasets[d].department.code, MONTH) for d in GOOD}
+    before = {d: snapshot(storage, s) for d, s in stores.items()}
+    tax_file_and_new_jumin(folder)
+    result = run([inbox_receipt, *assets], MONTH, storage)
     failed = failures(result)
     assert set(failed) == {"sources__inbox_receipt"}
     assert "kazei.csv" in failed["sources__inbox_receipt"]
     assert "地方税法第22条" in failed["sources__inbox_receipt"]
     assert not result.get_asset_materialization_events()
     assert started(result) == ["sources__inbox_receipt"]  # no source step even started
-    assert {d: snapshot(s) for d, s in stores.items()} == before
-    assert leftovers(home) == []
+    assert {d: snapshot(storage, s) for d, s in stores.items()} == before
+    for dataset in GOOD:
+        ds = REGISTRY.datasets[dataset]
+        assert storage.archived_export(ds.department.code, MONTH, ds.file) == good_bytes(dataset)
+    # nothing was read, so nothing left the inbox: neither the tax file nor the new jumin.csv
+    assert sorted(p.name for p in folder.iterdir()) == ["jumin.csv", "kazei.csv"]
+    assert leftovers(storage) == []

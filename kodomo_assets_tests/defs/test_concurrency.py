@@ -1,6 +1,6 @@
 """Two runs launched at once for different months, on one KODOMO_HOME and one Dagster
-instance (SQLite), both succeed: each month has its own department stores and zone files,
-so no DuckDB file is ever opened by two processes."""
+instance (SQLite), both succeed: each month has its own department stores, zone files and
+key table, so no DuckDB file (nor key table) is ever written by two processes."""
 
 from __future__ import annotations
 
@@ -8,26 +8,22 @@ import subprocess
 import time
 from pathlib import Path
 
-import duckdb
-import pytest
 from dagster import DagsterInstance
 
 from kodomo_assets.demo import generate
-from kodomo_assets.lib import keys
-from kodomo_assets_tests.defs.test_crash_recovery import command, environment
+from kodomo_assets_tests.conftest import make_keys, make_storage
+from kodomo_assets_tests.defs.test_crash_recovery import TO_LINKED, command, environment
 
 MONTHS = ("2022-09", "2022-10")
 
 
-def test_two_months_at_once_on_one_home_and_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    inbox, secrets = tmp_path / "inbox", tmp_path / "secrets"
+def test_two_months_at_once_on_one_home_and_instance(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
     generate(inbox, residents=15000, months=list(MONTHS), seed=4)
-    env = environment(tmp_path / "shared", inbox, secrets)
-    # keys provisioned beforehand, as in production (not created by whichever run is first)
-    for name in ("KODOMO_HOME", "KODOMO_KEY_FILE", "KODOMO_CENTER_KEY_FILE"):
-        monkeypatch.setenv(name, env[name])
-    keys.load(keys.PSEUDONYM)
-    keys.load(keys.CENTER)
+    # keys provisioned beforehand, as in production (the pipeline never creates them)
+    keys = make_keys(tmp_path / "secrets")
+    storage = make_storage(tmp_path / "shared" / "home", inbox, keys)
+    env = environment(tmp_path / "shared", storage)
     # the instance exists before the runs, as in use: two processes creating a fresh SQLite
     # instance at once race on its schema ("table runs already exists", Dagster's own)
     with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
@@ -38,8 +34,8 @@ def test_two_months_at_once_on_one_home_and_instance(tmp_path: Path, monkeypatch
     for month in MONTHS:
         out, err = logs[month]
         with open(out, "wb") as o, open(err, "wb") as e:
-            procs[month] = subprocess.Popen(command(month), env=env, stdout=o, stderr=e,
-                                            start_new_session=True)
+            procs[month] = subprocess.Popen(command(month, ",".join(TO_LINKED)), env=env,
+                                            stdout=o, stderr=e, start_new_session=True)
     started = time.monotonic()
     try:
         codes = {m: p.wait(timeout=400) for m, p in procs.items()}
@@ -66,13 +62,14 @@ def test_two_months_at_once_on_one_home_and_instance(tmp_path: Path, monkeypatch
     assert a0 <= b1 and b0 <= a1, "the runs did not overlap"
     assert time.monotonic() - started < 400
 
-    home = Path(env["KODOMO_HOME"])
+    home = storage.home_path
     counts = {}
     for month in MONTHS:
-        path = home / "zones" / "analysis" / month / "linked_children.duckdb"
-        with duckdb.connect(str(path), read_only=True) as con:
+        with storage.open(storage.zone_store("analysis", month, "linked_children")) as con:
             counts[month] = con.execute("SELECT count(*) FROM linked_children").fetchone()[0]
         assert counts[month] > 1000, month
         for dept in ("shimin", "gakumu", "shido"):
-            assert (home / "stores" / dept / f"{month}.duckdb").exists()
+            assert storage.department_store(dept, month).exists()
+        assert list((inbox / month).iterdir()) == []  # both months' exports were ingested
+    assert storage.keytable.scopes() == sorted(MONTHS)  # each month its own key table
     assert not [p for p in home.rglob("*") if ".staging" in p.name or p.suffix == ".wal"]

@@ -1,17 +1,17 @@
 """The same inputs, keys and seed give the same linked table, scores and review list.
 
-The chain up to `center/review_list` is materialised twice, into two homes, with the same
-pseudonym and center keys; every output is compared row for row (scores exactly, not
-approximately), and so is the model card beside the scores.
+The chain up to `center/review_list` is materialised twice, into two homes (each on its
+own copy of the inbox: an ingest takes the exports out of it), with the same keys folder
+(storage, pseudonym and center keys); every output is compared row for row (scores exactly,
+not approximately), and so is the model card beside the scores. The review list is read as
+the center does, with its private key.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
-
-import duckdb
-import pytest
 
 from kodomo_assets.defs.analysis import linked_children
 from kodomo_assets.defs.center import review_list
@@ -19,31 +19,34 @@ from kodomo_assets.defs.linkage import pupil_links
 from kodomo_assets.defs.scoring import risk_scores
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
-from kodomo_assets.lib import keys
-from kodomo_assets.lib.center_store import open_center
-from kodomo_assets.lib.paths import zone_store
+from kodomo_assets.lib.platform.keys import read_center_private
+from kodomo_assets_tests.conftest import make_storage
 from kodomo_assets_tests.runs import failures, run
 
 MONTH = "2022-10"
 ASSETS = [inbox_receipt, *source_assets, pupil_links, linked_children, risk_scores, review_list]
 
 
-def refresh(home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
-    """Materialise the chain into `home`; return every output as plain rows."""
-    monkeypatch.setenv("KODOMO_HOME", str(home))
-    result = run(ASSETS, MONTH)
+def refresh(generated: Path, base: Path, keys: Path) -> dict[str, object]:
+    """Materialise the chain into a home under `base`, from a copy of the generated inbox;
+    return every output as plain rows."""
+    inbox = base / "inbox"
+    shutil.copytree(generated, inbox)
+    storage = make_storage(base / "home", inbox, keys)
+    result = run(ASSETS, MONTH, storage)
     assert result.success, failures(result)
     out: dict[str, object] = {}
-    with duckdb.connect(str(zone_store("analysis", MONTH, "linked_children")), read_only=True) as con:
+    with storage.open(storage.zone_store("analysis", MONTH, "linked_children")) as con:
         out["linked_columns"] = con.execute("DESCRIBE linked_children").fetchall()
         out["linked"] = con.execute("SELECT * FROM linked_children ORDER BY child_token").fetchall()
-    with duckdb.connect(str(zone_store("analysis", MONTH, "risk_scores")), read_only=True) as con:
+    with storage.open(storage.zone_store("analysis", MONTH, "risk_scores")) as con:
         out["scores"] = con.execute(
             "SELECT child_token, score, rank, reasons, indicators, facts_asof, known_to_center, "
             "center_known FROM risk_scores ORDER BY child_token").fetchall()
-    card = json.loads((zone_store("analysis", MONTH, "risk_scores").parent / "model_card.json").read_text())
+    card = json.loads(storage.zone_file("analysis", MONTH, "model_card.json").read_text())
     out["card"] = card
-    with open_center(zone_store("center", MONTH, "review_list"), keys.load(keys.CENTER)) as con:
+    center = read_center_private(keys / "center")
+    with storage.open_as_center(storage.zone_store("center", MONTH, "review_list"), center) as con:
         out["review"] = con.execute("SELECT * FROM review_list ORDER BY section, rank").fetchall()
         out["review_columns"] = [r[0] for r in con.execute("DESCRIBE review_list").fetchall()]
     meta = {}
@@ -54,13 +57,11 @@ def refresh(home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     return out
 
 
-def test_same_inputs_keys_and_seed_give_identical_outputs(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    inbox = tmp_path / "inbox"
-    generate(inbox, residents=15000, months=[MONTH], seed=4)
-    monkeypatch.setenv("KODOMO_INBOX", str(inbox))
-    first = refresh(tmp_path / "home_a", monkeypatch)
-    second = refresh(tmp_path / "home_b", monkeypatch)
+def test_same_inputs_keys_and_seed_give_identical_outputs(tmp_path: Path, keys: Path) -> None:
+    generated = tmp_path / "generated"
+    generate(generated, residents=15000, months=[MONTH], seed=4)
+    first = refresh(generated, tmp_path / "a", keys)
+    second = refresh(generated, tmp_path / "b", keys)
 
     # the runs did real work: a model with enough positives, a non-empty list
     meta = first["meta"]

@@ -1,13 +1,18 @@
 """The monthly schedule, the arrival sensor, the retention purge and the approval check."""
 
 import csv
+import json
+import shutil
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import duckdb
 import pytest
 from dagster import (
+    AssetKey,
     DagsterInstance,
+    ExecuteInProcessResult,
     RunRequest,
     SkipReason,
     build_schedule_context,
@@ -16,13 +21,22 @@ from dagster import (
 )
 
 from kodomo_assets.definitions import defs
-from kodomo_assets.defs.operations import approval_period_in_force, expected_files, expiry
-from kodomo_assets.defs.sources import inbox_receipt
-from kodomo_assets.lib import keys
-from kodomo_assets.lib.center_store import staged_center
-from kodomo_assets.lib.paths import zone_store
+from kodomo_assets.defs.linkage import pupil_links
+from kodomo_assets.defs.operations import (
+    approval_period_in_force,
+    expected_files,
+    expiry,
+    purge_log,
+)
+from kodomo_assets.defs.sources import inbox_receipt, source_assets
+from kodomo_assets.demo import generate
+from kodomo_assets.lib.export import append_access_log
+from kodomo_assets.lib.platform.accounts import os_account
+from kodomo_assets.lib.platform.keys import CenterPrivate, KeyProblem
+from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
 from kodomo_assets.lib.policy import HEADER, policy_path
-from kodomo_assets.lib.publish import promote
+from kodomo_assets.lib.registry import load_registry
+from kodomo_assets_tests.runs import failure_message, failures, run
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 
@@ -40,57 +54,249 @@ def test_the_tick_of_2022_11_02_asks_for_2022_10() -> None:
     assert [r.partition_key for r in schedule.evaluate_tick(january).run_requests] == ["2022-12"]
 
 
-def _tick(instance: DagsterInstance) -> list:
+def _tick(instance: DagsterInstance, storage: KodomoStorage) -> list:
     sensor = defs.resolve_sensor_def("inbox_arrival_sensor")
-    return list(sensor(build_sensor_context(instance=instance, definitions=defs)) or [])
+    return list(sensor(build_sensor_context(instance=instance, resources={"storage": storage})) or [])
 
 
-def test_the_sensor_fires_only_when_the_folder_is_complete(kodomo_env) -> None:
-    inbox, _ = kodomo_env
+def test_the_sensor_fires_only_when_the_folder_is_complete(storage) -> None:
+    inbox = storage.inbox_path
     instance = DagsterInstance.ephemeral()
     files = sorted(expected_files())
     (inbox / "2022-10").mkdir()
     for name in files[:-1]:
         (inbox / "2022-10" / name).write_text("x")
-    (out,) = _tick(instance)
+    (out,) = _tick(instance, storage)
     assert isinstance(out, SkipReason) and f"2022-10: 未着 {files[-1]}" in out.skip_message
     (inbox / "2022-10" / "memo.txt").write_text("x")  # an unlisted file completes nothing
-    assert isinstance(_tick(instance)[0], SkipReason)
+    assert isinstance(_tick(instance, storage)[0], SkipReason)
     (inbox / "2022-10" / files[-1]).write_text("x")
-    (out,) = _tick(instance)
+    (out,) = _tick(instance, storage)
     assert isinstance(out, RunRequest) and out.partition_key == "2022-10"
 
 
-def _center_month(month: str) -> Path:
-    path = zone_store("center", month, "review_list")
-    with staged_center(path, keys.load(keys.CENTER)) as (con, stage):
-        con.execute("CREATE TABLE review_list AS SELECT range AS rank FROM range(25)")
-        promote(con, stage, path)
-    return path
+def _archive(storage: KodomoStorage, month: str, names: set[str]) -> None:
+    """What a successful ingest does with each export: sealed into the raw archive, gone
+    from the inbox."""
+    for ds in load_registry().datasets.values():
+        if ds.file in names:
+            storage.archive_export(ds.department.code, month, storage.inbox_path / month / ds.file)
 
 
-def test_the_purge_deletes_exactly_what_is_past_retention(kodomo_env, monkeypatch) -> None:
-    _, home = kodomo_env
-    months = ["2022-04", "2022-09", "2022-10", "2023-01"]
-    with pytest.warns(UserWarning):
-        paths = {m: _center_month(m) for m in months}
+def test_the_sensor_counts_archived_exports_and_asks_for_nothing_already_ingested(storage) -> None:
+    """After an ingest the exports leave the inbox for their sealed copies: a month whose
+    files are all archived is complete but has nothing new, so no run is asked for; a
+    re-delivered file (a correction) asks for the month again."""
+    inbox, instance, files = storage.inbox_path, DagsterInstance.ephemeral(), sorted(expected_files())
+    (inbox / "2022-10").mkdir()
+    for name in files:
+        (inbox / "2022-10" / name).write_text("x")
+    _archive(storage, "2022-10", set(files[:-1]))  # all but one ingested: the rest still counts
+    assert sorted(p.name for p in (inbox / "2022-10").iterdir()) == files[-1:]
+    (out,) = _tick(instance, storage)
+    assert isinstance(out, RunRequest) and out.partition_key == "2022-10"
+    _archive(storage, "2022-10", {files[-1]})  # now every export is sealed, none in the inbox
+    for ds in load_registry().datasets.values():
+        assert storage.raw_archive(ds.department.code, "2022-10", ds.file).exists()
+    assert list((inbox / "2022-10").iterdir()) == []
+    (out,) = _tick(instance, storage)
+    assert isinstance(out, SkipReason) and not isinstance(out, RunRequest)
+    assert "未着" not in out.skip_message
+    (inbox / "2022-10" / files[0]).write_text("y")  # a corrected export is delivered again
+    (out,) = _tick(instance, storage)
+    assert isinstance(out, RunRequest) and out.partition_key == "2022-10"
+
+
+# -- the retention purge ---------------------------------------------------------------------
+
+OLD, NEW = "2022-04", "2022-10"
+PURGE = "retention_purge"
+
+
+def _purge(storage: KodomoStorage, instance: DagsterInstance, months: list[str],
+           dry_run: bool = False) -> ExecuteInProcessResult:
+    """The code location's purge job, with this test's storage resource in place of the one
+    configured from the environment."""
+    config = {"ops": {"purge_months": {"config": {"months": months, "dry_run": dry_run}}}}
+    return defs.resolve_job_def(PURGE).execute_in_process(
+        run_config=config, instance=instance, resources={"storage": storage}, raise_on_error=False)
+
+
+def _files(home: Path) -> dict[str, bytes]:
+    return {p.relative_to(home).as_posix(): p.read_bytes()
+            for p in sorted(home.rglob("*")) if p.is_file()}
+
+
+def _opens(storage: KodomoStorage, path: Path) -> int:
+    """Open a store with the resource; the number of its tables."""
+    with storage.open(path) as con:
+        return con.execute("SELECT count(*) FROM duckdb_tables() "
+                           "WHERE database_name = current_database()").fetchone()[0]
+
+
+@pytest.fixture
+def two_months(storage: KodomoStorage, center: CenterPrivate, tmp_path: Path) -> KodomoStorage:
+    """Real stores, raw archives and a linkage zone for April and October 2022 of a small
+    city, a center review list for each (written as the pipeline writes one), an export of
+    April's list in the center's access log, and April's committee report."""
+    generated = tmp_path / "generated"
+    generate(generated, residents=3000, months=[OLD, NEW], seed=5)
+    for month in (OLD, NEW):
+        shutil.copytree(generated / month, storage.inbox_path / month)
+        result = run([inbox_receipt, *source_assets, pupil_links], month, storage)
+        assert result.success, failures(result)
+        final = storage.zone_store("center", month, "review_list")
+        with storage.staged_for_center(final) as (con, stage):
+            con.execute("CREATE TABLE review_list AS SELECT range AS rank FROM range(25)")
+            storage.promote(con, stage, final)
+    append_access_log(storage, center, action="export", month=OLD, rows=25, file="/secret/list.csv",
+                      purpose="確認", format="csv")
+    report = storage.report_path(OLD)
+    report.parent.mkdir(parents=True)
+    report.write_text("<html>集計のみ</html>", encoding="utf-8")
+    return storage
+
+
+def test_the_purge_refuses_a_month_within_retention_and_deletes_nothing(two_months,
+                                                                        monkeypatch) -> None:
+    storage = two_months
     # FY2022 keeps results 12 months after their month: on 2023-10-01, April to September 2022
     # have expired (September's last day to keep is 2023-09-30); October 2022 has not
     assert expiry("2022-09", 12).isoformat() == "2023-09-30"
+    assert expiry(NEW, 12).isoformat() == "2023-10-31"
+    monkeypatch.setenv("KODOMO_TODAY", "2023-10-01")
+    before = _files(storage.home_path)
+    instance = DagsterInstance.ephemeral()
+    for months in ([NEW], [OLD, NEW]):  # one month within retention refuses the whole request
+        result = _purge(storage, instance, months)
+        assert not result.success
+        message = failure_message(result)
+        assert "保存期間内の月は消去しません" in message and f"{NEW}（保存期限 2023-10-31）" in message
+        assert "何も消去していません" in message
+        assert _files(storage.home_path) == before
+    # a dry run lists and deletes nothing, and records no purge
+    result = _purge(storage, instance, [OLD], dry_run=True)
+    assert result.success, failures(result)
+    assert result.output_for_node("purge_months") == {
+        "months": [], "files": len(storage.month_files(OLD)), "keys_destroyed": 0, "dry_run": True}
+    assert _files(storage.home_path) == before
+    assert not purge_log(storage).path.exists()
+
+
+def test_the_purge_forgets_a_month_past_retention_and_its_copies(two_months, center, monkeypatch,
+                                                                 tmp_path) -> None:
+    storage = two_months
+    home = storage.home_path
+    old_files = storage.month_files(OLD)
+    relative = sorted(storage.relative(p).as_posix() for p in old_files)
+    # April's stores, raw archives, linkage zone and center zone are all there
+    assert {r.split("/")[0] for r in relative} == {"stores", "zones"}
+    assert any(r.startswith(f"stores/shimin/raw/{OLD}") for r in relative)
+    assert f"zones/center/{OLD}" in relative and f"zones/linkage/{OLD}" in relative
+    old_keys = storage.keytable.entries(OLD)
+    new_files = {r: b for r, b in _files(home).items() if NEW in r}
+    new_stores = sorted(home.glob(f"stores/*/{NEW}.duckdb"))
+    assert len(new_stores) >= 3
+
+    # a "backup" of April, taken before the purge
+    backup = tmp_path / "backup"
+    for path in old_files:
+        target = backup / storage.relative(path)
+        if path.is_dir():
+            shutil.copytree(path, target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+
     monkeypatch.setenv("KODOMO_TODAY", "2023-10-01")
     instance = DagsterInstance.ephemeral()
-    result = defs.resolve_job_def("center_retention_purge").execute_in_process(instance=instance)
-    summary = result.output_for_node("purge_center_zone")
-    assert summary == {"months": 2, "files": 2, "rows": 50, "kept_months": 2}
-    assert [m for m, p in paths.items() if p.exists()] == ["2022-10", "2023-01"]
-    logged = [r.user_message for r in instance.all_logs(result.run_id)]
-    assert any("2022-04" in m and "ファイル 1 件・25 行を削除しました" in m for m in logged)
+    result = _purge(storage, instance, [OLD])
+    assert result.success, failures(result)
+    removed = storage.month_files(OLD)
+    assert result.output_for_node("purge_months") == {
+        "months": [OLD], "files": len(relative), "keys_destroyed": len(old_keys), "dry_run": False}
+
+    # every April file is gone (its committee report, aggregates only, is kept); its keys too
+    assert removed == []
+    assert not [r for r in _files(home) if OLD in r and r != f"reports/{OLD}/committee_report.html"]
+    assert not [p for p in home.rglob(f"*{OLD}*") if p.is_dir() and p != storage.report_path(OLD).parent]
+    assert storage.report_path(OLD).exists()
+    assert OLD not in storage.keytable.scopes() and storage.keytable.entries(OLD) == []
+    # October is untouched, and still opens
+    assert {r: b for r, b in _files(home).items() if NEW in r} == new_files
+    for store in new_stores:
+        assert _opens(storage, store) > 0
+    with storage.open_as_center(storage.zone_store("center", NEW, "review_list"), center) as con:
+        assert con.execute("SELECT count(*) FROM review_list").fetchone()[0] == 25
+
+    # the backup copies no longer open: their data keys were destroyed (crypto-shredding)
+    shutil.copytree(backup, home, dirs_exist_ok=True)
+    store = storage.department_store("shimin", OLD)
+    assert sorted(storage.relative(p).as_posix() for p in storage.month_files(OLD)) == relative
+    assert store.exists() and storage.raw_archive("shimin", OLD, "jumin.csv").exists()
+    with pytest.raises((KeyProblem, StoreMissing)):
+        _opens(storage, store)
+    con = storage.connect()
+    with pytest.raises((KeyProblem, StoreMissing)):
+        storage.attach(con, "old", store)
+    con.close()
+    with pytest.raises((KeyProblem, StoreMissing)):
+        storage.unseal(storage.raw_archive("shimin", OLD, "jumin.csv"))
+    with pytest.raises((KeyProblem, StoreMissing)), storage.open_as_center(
+            storage.zone_store("center", OLD, "review_list"), center):
+        pass
+    with pytest.raises(duckdb.Error):  # and without the resource it is ciphertext anyway
+        duckdb.connect(str(store), read_only=True).execute("SELECT count(*) FROM jumin")
+
+    # the purge log: a verified chained entry naming what was removed and what to destroy
+    log = purge_log(storage)
+    assert log.first_broken_line() is None
+    (entry,) = log.entries()
+    assert entry["month"] == OLD and entry["seq"] == 1 and entry["run_id"] == result.run_id
+    assert entry["retention_ended"] == expiry(OLD, 12).isoformat() == "2023-04-30"
+    assert entry["account"] == os_account()
+    assert entry["keys_destroyed"] == len(old_keys)
+    assert sorted(entry["removed"]) == relative
+    assert [e["file"] for e in entry["exports_to_destroy"]] == ["list.csv"]
+    assert entry["exports_to_destroy"][0]["action"] == "export"
+    assert (home / "logs" / "purge_log.jsonl").stat().st_mode & 0o777 == 0o600
+
+    # the instance records that every source of April was forgotten
+    observations = instance.fetch_observations(AssetKey(["sources", "jumin"]), limit=10).records
+    assert [o.partition_key for o in observations] == [OLD]
+    meta = observations[0].asset_observation.metadata
+    assert "保存期間経過により消去" in meta["purged"].value and meta["purge_record"].value == 1
+    for ds in load_registry().datasets:
+        assert [o.partition_key for o in instance.fetch_observations(
+            AssetKey(["sources", ds]), limit=10).records] == [OLD], ds
 
 
-def test_an_expired_approval_is_a_failing_check(kodomo_env, monkeypatch, tmp_path) -> None:
+def test_an_edited_or_deleted_purge_log_line_is_found(storage) -> None:
+    log = purge_log(storage)
+    for month in ("2022-04", "2022-05", "2022-06"):
+        log.append({"month": month, "keys_destroyed": 3, "removed": [f"stores/shimin/{month}.duckdb"]})
+    assert log.first_broken_line() is None
+    lines = log.path.read_text(encoding="utf-8").splitlines(keepends=True)
+    edited = json.loads(lines[1])
+    edited["keys_destroyed"] = 0
+    log.path.write_text(lines[0] + json.dumps(edited, ensure_ascii=False) + "\n" + lines[2],
+                        encoding="utf-8")
+    assert log.first_broken_line() == 2
+    log.path.write_text(lines[0] + lines[2], encoding="utf-8")  # a line deleted
+    assert log.first_broken_line() == 2
+    log.path.write_text("".join(lines), encoding="utf-8")
+    assert log.first_broken_line() is None
+    # a line forged without the storage key does not verify either
+    forged = {**json.loads(lines[2]), "seq": 4, "month": "2022-07"}
+    log.path.write_text("".join(lines) + json.dumps(forged) + "\n", encoding="utf-8")
+    assert log.first_broken_line() == 4
+
+
+def test_an_expired_approval_is_a_failing_check(storage, monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("KODOMO_TODAY", "2026-11-26")
     result = materialize([inbox_receipt, approval_period_in_force], partition_key="2022-10",
-                         instance=DagsterInstance.ephemeral(), raise_on_error=False)
+                         instance=DagsterInstance.ephemeral(), raise_on_error=False,
+                         resources={"storage": storage})
     (check,) = result.get_asset_check_evaluations()
     assert not check.passed and "2022-04-01〜2023-03-31" in str(check.metadata["expired_periods"].value)
     # a later period recorded under the Act puts it back in force
@@ -105,5 +311,6 @@ def test_an_expired_approval_is_a_failing_check(kodomo_env, monkeypatch, tmp_pat
         writer.writerows(rows + later)
     monkeypatch.setenv("KODOMO_POLICY", str(path))
     result = materialize([inbox_receipt, approval_period_in_force], partition_key="2022-10",
-                         instance=DagsterInstance.ephemeral(), raise_on_error=False)
+                         instance=DagsterInstance.ephemeral(), raise_on_error=False,
+                         resources={"storage": storage})
     assert result.get_asset_check_evaluations()[0].passed
