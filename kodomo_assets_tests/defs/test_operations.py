@@ -187,8 +187,13 @@ def test_the_purge_forgets_a_month_past_retention_and_its_copies(two_months, cen
                                                                  tmp_path) -> None:
     storage = two_months
     home = storage.home_path
-    old_files = storage.month_files(OLD)
-    relative = sorted(storage.relative(p).as_posix() for p in old_files)
+    every = storage.month_files(OLD)
+    assert storage.inbox_path / OLD in every  # the emptied inbox folder goes too
+    old_files = [p for p in every if p.is_relative_to(home)]
+    relative = sorted(storage.label(p) for p in old_files)
+    removed_files = sorted(storage.label(q) for p in old_files
+                           for q in ([q for q in p.rglob("*") if q.is_file()] if p.is_dir() else [p]))
+    count = len(removed_files)
     # April's stores, raw archives, linkage zone and center zone are all there
     assert {r.split("/")[0] for r in relative} == {"stores", "zones"}
     assert any(r.startswith(f"stores/shimin/raw/{OLD}") for r in relative)
@@ -214,7 +219,7 @@ def test_the_purge_forgets_a_month_past_retention_and_its_copies(two_months, cen
     assert result.success, failures(result)
     removed = storage.month_files(OLD)
     assert result.output_for_node("purge_months") == {
-        "months": [OLD], "files": len(relative), "keys_destroyed": len(old_keys), "dry_run": False}
+        "months": [OLD], "files": count, "keys_destroyed": len(old_keys), "dry_run": False}
 
     # every April file is gone (its committee report, aggregates only, is kept); its keys too
     assert removed == []
@@ -232,7 +237,7 @@ def test_the_purge_forgets_a_month_past_retention_and_its_copies(two_months, cen
     # the backup copies no longer open: their data keys were destroyed (crypto-shredding)
     shutil.copytree(backup, home, dirs_exist_ok=True)
     store = storage.department_store("shimin", OLD)
-    assert sorted(storage.relative(p).as_posix() for p in storage.month_files(OLD)) == relative
+    assert sorted(storage.label(p) for p in storage.month_files(OLD)) == relative
     assert store.exists() and storage.raw_archive("shimin", OLD, "jumin.csv").exists()
     with pytest.raises((KeyProblem, StoreMissing)):
         _opens(storage, store)
@@ -256,7 +261,7 @@ def test_the_purge_forgets_a_month_past_retention_and_its_copies(two_months, cen
     assert entry["retention_ended"] == expiry(OLD, 12).isoformat() == "2023-04-30"
     assert entry["account"] == os_account()
     assert entry["keys_destroyed"] == len(old_keys)
-    assert sorted(entry["removed"]) == relative
+    assert sorted(entry["removed"]) == removed_files  # every file, by name
     assert [e["file"] for e in entry["exports_to_destroy"]] == ["list.csv"]
     assert entry["exports_to_destroy"][0]["action"] == "export"
     assert (home / "logs" / "purge_log.jsonl").stat().st_mode & 0o777 == 0o600
@@ -314,3 +319,21 @@ def test_an_expired_approval_is_a_failing_check(storage, monkeypatch, tmp_path) 
                          instance=DagsterInstance.ephemeral(), raise_on_error=False,
                          resources={"storage": storage})
     assert result.get_asset_check_evaluations()[0].passed
+
+
+def test_a_purged_month_leaves_no_inbox_folder_and_is_not_reported_as_waiting(
+        storage: KodomoStorage, monkeypatch) -> None:
+    """A failed delivery left in the inbox is plaintext too: the purge forgets it with the
+    month, and the sensor does not then wait for the month forever."""
+    folder = storage.inbox_path / "2022-04"
+    folder.mkdir()
+    for name in expected_files():
+        (folder / name).write_text("x")
+    _archive(storage, "2022-04", set(expected_files()) - {"jumin.csv"})  # jumin.csv failed
+    monkeypatch.setenv("KODOMO_TODAY", "2023-10-01")
+    assert _purge(storage, DagsterInstance.ephemeral(), ["2022-04"]).success
+    assert not folder.exists()
+    (entry,) = purge_log(storage).entries()
+    assert "受信箱/2022-04/jumin.csv" in entry["removed"]
+    (out,) = _tick(DagsterInstance.ephemeral(), storage)
+    assert isinstance(out, SkipReason) and "2022-04" not in out.skip_message

@@ -50,7 +50,8 @@ def verification_feedback(context: AssetExecutionContext, storage: KodomoStorage
     delivered = storage.inbox_path / month / FEEDBACK_FILE
     try:
         public = storage.center_public()
-        raw = delivered.read_bytes() if delivered.is_file() else \
+        read = delivered.stat() if delivered.is_file() else None
+        raw = delivered.read_bytes() if read else \
             storage.archived_export(CENTER_DEPARTMENT, month, FEEDBACK_FILE)
         doc = fb.verified_document(raw, public, month) if raw is not None else None
     except (KeyProblem, fb.SignatureError) as err:
@@ -62,8 +63,8 @@ def verification_feedback(context: AssetExecutionContext, storage: KodomoStorage
         figures = fb.summary(con)
         keep_only(con, fb.TABLES)
         storage.promote(con, stage, final)
-    if delivered.is_file():
-        storage.archive_export(CENTER_DEPARTMENT, month, delivered)
+    if read is not None:
+        storage.archive_export(CENTER_DEPARTMENT, month, delivered, read)
     refused = doc["refused_by_reason"] if doc else {}
     return MaterializeResult(metadata={
         "status": MetadataValue.text("提出済（署名検証済み）" if doc else "未提出"),

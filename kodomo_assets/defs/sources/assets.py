@@ -97,15 +97,17 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
         if content is None and not delivered.is_file():
             raise Failure(description=f"{delivered}: 基準月 {month} の {ds.file} ({ds.label}, "
                                       f"{ds.department.label}) が届いていません", allow_retries=False)
-        readable = delivered.is_file() and bool(delivered.stat().st_mode & 0o004)
+        read = delivered.stat() if content is None else None
+        readable = read is not None and bool(read.st_mode & 0o004)
         store = storage.department_store(dept, month)
         try:
             with storage.open(store, write=True) as con:
                 r = ingest(ds, month, delivered, con, content)
         except SourceFileError as err:
             raise Failure(description=str(err), allow_retries=False) from None
-        if content is None:
-            storage.archive_export(dept, month, delivered)
+        if read is not None and not storage.archive_export(dept, month, delivered, read):
+            context.log.warning(f"{ds.file}: 取込の間に受信箱のファイルが差し替えられました。"
+                                "新しいファイルは受信箱に残し、次の実行で取り込みます")
         if readable:
             context.log.warning(f"{ds.file}: 受信ファイルが他の利用者にも読める権限で置かれていました"
                                 "（取込後に受信箱から削除済み。部署の umask を 027 にしてください）")

@@ -115,6 +115,13 @@ class KodomoStorage(ConfigurableResource):
     def relative(self, path: Path) -> Path:
         return path.resolve().relative_to(self.home_path)
 
+    def label(self, path: Path) -> str:
+        """A file's name for records: relative to KODOMO_HOME, or to the inbox."""
+        path = path.resolve()
+        if path.is_relative_to(self.home_path):
+            return path.relative_to(self.home_path).as_posix()
+        return f"受信箱/{path.relative_to(self.inbox_path).as_posix()}"
+
     # --- keys -----------------------------------------------------------------------------
 
     @property
@@ -277,13 +284,15 @@ class KodomoStorage(ConfigurableResource):
 
     def month_files(self, month: str) -> list[Path]:
         """Every file of a month: department stores and raw archives, zones, staging files,
-        and the month's folders. Committee reports (aggregates) are kept."""
+        the month's folders, and the inbox folder with whatever failed delivery is left in
+        it. Committee reports (aggregates) are kept."""
         home = self.home_path
         found: list[Path] = []
         for pattern in (f"stores/*/{month}.duckdb*", f"stores/*/.{month}.*", f"stores/*/raw/{month}",
                         f"zones/*/{month}"):
             found += [Path(p) for p in glob.glob(str(home / pattern))]
-        return sorted(found)
+        inbox = self.inbox_path / month
+        return sorted(found) + ([inbox] if inbox.is_dir() else [])
 
     def months_on_disk(self) -> list[str]:
         months = set(self.keytable.scopes()) - {"global"}
@@ -301,7 +310,8 @@ class KodomoStorage(ConfigurableResource):
         keys = self.keytable.forget(month)
         removed = []
         for path in files:
-            removed.append(self.relative(path).as_posix())
+            removed += [self.label(p) for p in path.rglob("*") if p.is_file()] if path.is_dir() \
+                else [self.label(path)]
             if path.is_dir():
                 shutil.rmtree(path)
             else:
@@ -326,13 +336,26 @@ class KodomoStorage(ConfigurableResource):
             return f"{self.drop_group_prefix}{department} 以外のアカウントが置いたファイルです（受け取りません）"
         return None
 
-    def archive_export(self, department: str, month: str, source: Path) -> Path:
+    def archive_export(self, department: str, month: str, source: Path,
+                       read: os.stat_result | None = None) -> bool:
         """After a successful ingest the plaintext export leaves the inbox: sealed into the
-        department's raw archive (which reruns read and the purge forgets), then deleted."""
-        target = self.raw_archive(department, month, source.name)
-        self.seal(target, source.read_bytes())
-        source.unlink()
-        return target
+        department's raw archive (which reruns read and the purge forgets), then deleted.
+        `read` is the file as it was read: the export is first renamed away (atomic, so a
+        clerk may deliver again meanwhile), and a file that is not the one that was read is
+        put back for the next run instead. True when the export was archived."""
+        taken = source.with_name(f".{source.name}.{os.getpid()}.archiving")
+        os.rename(source, taken)
+        now = taken.stat()
+        if read is not None and (now.st_ino, now.st_size, now.st_mtime_ns) != (
+                read.st_ino, read.st_size, read.st_mtime_ns):
+            if not source.exists():
+                os.rename(taken, source)  # delivered again after it was read: not ours to seal
+            else:
+                taken.unlink()  # an intermediate delivery, superseded by the one in place
+            return False
+        self.seal(self.raw_archive(department, month, source.name), taken.read_bytes())
+        taken.unlink()
+        return True
 
     def archived_export(self, department: str, month: str, file: str) -> bytes | None:
         target = self.raw_archive(department, month, file)

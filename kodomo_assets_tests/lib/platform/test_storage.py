@@ -143,3 +143,20 @@ def test_rotating_the_storage_key_keeps_every_file_readable(storage: KodomoStora
     stale = make_storage(storage.home_path, storage.inbox_path, Path(storage.storage_key_file).parent)
     with pytest.raises(KeyProblem, match="保存用の鍵"):  # the old key no longer opens anything
         stale.open(path).__enter__()
+
+
+def test_an_export_delivered_again_while_it_was_read_stays_for_the_next_run(storage: KodomoStorage) -> None:
+    folder = storage.inbox_path / MONTH
+    folder.mkdir(parents=True)
+    drop = folder / "jumin.csv"
+    drop.write_bytes(b"first")
+    read = drop.stat()
+    drop.unlink()
+    drop.write_bytes(b"second, corrected")  # the clerk re-delivers during the ingest
+    assert not storage.archive_export("shimin", MONTH, drop, read)
+    assert drop.read_bytes() == b"second, corrected"
+    assert not storage.raw_archive("shimin", MONTH, "jumin.csv").exists()
+    assert [p.name for p in folder.iterdir()] == ["jumin.csv"]
+    assert storage.archive_export("shimin", MONTH, drop, drop.stat())
+    assert storage.archived_export("shimin", MONTH, "jumin.csv") == b"second, corrected"
+    assert list(folder.iterdir()) == []
