@@ -4,7 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from kodomo_assets.lib.platform.keys import CenterPrivate, center_keygen, create_secret, read_center_private
+from kodomo_assets.lib.platform.keys import (
+    CenterPrivate,
+    center_keygen,
+    create_secret,
+    read_center_private,
+)
 from kodomo_assets.lib.platform.storage import KodomoStorage, restrict_umask
 
 JUMIN_HEADER = ("宛名番号,世帯番号,個人番号,氏名,氏名カナ,生年月日,性別,続柄,住所,町丁目コード,"
