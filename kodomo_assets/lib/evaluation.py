@@ -89,6 +89,10 @@ FAIRNESS_TABLES: dict[str, dict[str, str]] = {
              "tpr_gap": "DOUBLE", "fpr_gap": "DOUBLE", "groups_compared": "INTEGER",
              "chance_gap_median": "DOUBLE", "chance_gap_95": "DOUBLE", "chance_p": "DOUBLE",
              "explanation": "VARCHAR"},
+    # the committee's district table: aggregates of the district that never reaches the
+    # analysis table (computed from the register in the fairness audit's step only)
+    "district_counts": {"district_code": "VARCHAR", "children": "INTEGER", "flagged": "INTEGER",
+                        "listed": "INTEGER"},
 }
 
 # -- k and the list ---------------------------------------------------------------------

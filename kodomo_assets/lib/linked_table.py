@@ -8,6 +8,7 @@ column whose SQL reaches for anything else fails to bind; it cannot leak.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -137,6 +138,11 @@ def load_spec(path: Path | None = None) -> Spec:
             raise LinkedTableError(f"{where}: from は先に定義した列だけを参照できます")
         if f.suppress is not None and not f.register:
             raise LinkedTableError(f"{where}: suppress は register の列にだけ指定できます")
+        by_name = {g.name: g for g in features}
+        if f.register and not (f.dataset == doc["base"]["dataset"]
+                               or (f.scope == "derived" and all(by_name[d].register for d in f.derived_from))):
+            # the linkage attack reads these columns as the register gives them
+            raise LinkedTableError(f"{where}: register の列は住民基本台帳だけから作ります")
         features.append(f)
     names = [*TOKENS, *(f.name for f in features)]
     if len(set(names)) != len(names):
@@ -193,19 +199,20 @@ def month_sql(month: str) -> dict[str, str]:
 
 
 def compile_sql(p: Plan, month: str, tables: dict[str, str], link: str, *,
-                table: str = "linked_children", tokens: bool = True, temp: bool = False,
-                audit: bool = False) -> list[str]:
-    """Statements that create TEMP tables child/member and the table `table` (by default
-    the published columns; `audit=True`: the audit-only ones). `tables` maps each dataset
-    to its qualified table (e.g. 'shimin.jumin'); `link` is the qualified pupil link table
-    of the linkage zone. `tokens=False` leaves out the pseudonyms, as an attacker without
-    the key would compute the same columns from the register."""
+                table: str = "linked_children", tokens: Sequence[str] = ("child", "household"),
+                temp: bool = False, audit: bool = False) -> list[str]:
+    """Statements that create TEMP tables child (and member, when a column reads the
+    household) and the table `table` (by default the published columns; `audit=True`: the
+    audit-only ones). `tables` maps each dataset to its qualified table (e.g.
+    'shimin.jumin'); `link` is the qualified pupil link table of the linkage zone. `tokens`:
+    the pseudonyms to compute (the others are NULL)."""
     ph = month_sql(month)
     asof = ph["asof"]
     base = tables[p.spec.base_dataset]
     features = [f for f in p.features if f.audit_only == audit]
-    token_sql = ("pseudonym_child(atena_no) AS child_token, pseudonym_household(household_no) "
-                 "AS household_token" if tokens else "NULL AS child_token, NULL AS household_token")
+    token_sql = ", ".join(
+        f"pseudonym_{kind}({col}) AS {kind}_token" if kind in tokens else f"NULL::VARCHAR AS {kind}_token"
+        for kind, col in (("child", "atena_no"), ("household", "household_no")))
     stmts = [
         f"CREATE OR REPLACE TEMP MACRO months_ago(ym) AS "
         f"(year({asof}) * 12 + month({asof})) - (CAST(substr(ym, 1, 4) AS INTEGER) * 12 "
@@ -215,10 +222,11 @@ def compile_sql(p: Plan, month: str, tables: dict[str, str], link: str, *,
         f"CREATE OR REPLACE TEMP TABLE child AS SELECT atena_no, household_no, relation, "
         f"date_sub('year', birth_date, {asof}) AS age, {token_sql} FROM {base} "
         f"WHERE birth_date <= {asof} AND date_sub('year', birth_date, {asof}) <= {p.spec.max_age}",
-        f"CREATE OR REPLACE TEMP TABLE member AS SELECT atena_no, household_no, "
-        f"date_sub('year', birth_date, {asof}) AS age FROM {base} "
-        f"WHERE household_no IN (SELECT household_no FROM child)",
     ]
+    if any(f.scope in ("household", "others") for f in features):
+        stmts.append(f"CREATE OR REPLACE TEMP TABLE member AS SELECT atena_no, household_no, "
+                     f"date_sub('year', birth_date, {asof}) AS age FROM {base} "
+                     f"WHERE household_no IN (SELECT household_no FROM child)")
     groups: dict[tuple[str, str], list[Feature]] = {}
     for f in features:
         if f.scope != "derived":

@@ -60,7 +60,7 @@ def test_the_published_columns_after_suppression_pass_the_attack(town: Path) -> 
     tables = {"jumin": "shimin.jumin"}
     for stmt in compile_sql(sub, MONTH, tables, "none"):
         con.execute(stmt)  # the published side (linked_children, register columns only)
-    for stmt in compile_sql(sub, MONTH, tables, "none", table="register_view", tokens=False, temp=True):
+    for stmt in compile_sql(sub, MONTH, tables, "none", table="register_view", tokens=(), temp=True):
         con.execute(stmt)
     before = linkage_attack(con, "linked_children", "register_view", qis)
     assert not before.passed  # a town this small needs more than bands and caps

@@ -84,7 +84,7 @@ def audit_attributes(storage: KodomoStorage, con, month: str, approval: MonthApp
     tables = {k: v for k, v in source_tables(approval).items() if k == audit.spec.base_dataset}
     attach_sources(storage, con, month, tables)
     for stmt in compile_sql(audit, month, tables, LINK_TABLE, table="audit_attributes", temp=True,
-                            audit=True):
+                            audit=True, tokens=("child",)):
         con.execute(stmt)
     return [f.name for f in audit.features]
 
@@ -142,10 +142,9 @@ def linked_children(context: AssetExecutionContext, storage: KodomoStorage):  # 
         storage.attach(con, "linkage", storage.zone_store("linkage", month, "pupil_links"))
         for stmt in compile_sql(p, month, tables, LINK_TABLE):
             con.execute(stmt)
-        # the attacker's side: the same coarsened columns, computed from the register alone
-        for stmt in compile_sql(p.subset(set(qis)), month, tables, LINK_TABLE, table="register_view",
-                                tokens=False, temp=True):
-            con.execute(stmt)
+        # the attacker's side: the same coarsened columns as the register gives them (they
+        # are built from the register alone: load_spec refuses a register column that is not)
+        con.execute(f"CREATE TEMP TABLE register_view AS SELECT {', '.join(qis)} FROM {TABLE}")
         suppressed = enforce_k(con, TABLE, "register_view", qis, p.suppression_order())
         attack = linkage_attack(con, TABLE, "register_view", qis, fixed=p.never_suppressed)
         report = inspect_table(con, TABLE, approved=p.columns, token_columns=list(TOKENS))

@@ -18,7 +18,6 @@ from dagster import (
 )
 
 from kodomo_assets.defs.analysis.assets import KEY as LINKED_KEY
-from kodomo_assets.defs.analysis.assets import audit_attributes
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.center.assets import KEY as REVIEW_KEY
 from kodomo_assets.defs.evaluation.assets import EVALUATION_KEY, FAIRNESS_KEY
@@ -113,15 +112,11 @@ def _figures_section(context: AssetExecutionContext, storage: KodomoStorage, mon
     if scores.exists():
         with storage.connect() as con:
             storage.attach(con, "s", scores)
-            # districts never sit in the analysis table: from the register, in this step only
-            districts = "district_code" in audit_attributes(storage, con, month, approval_for(month))
             (n_children,) = con.execute("SELECT count(*) FROM s.risk_scores").fetchone()
             k = max(1, round(0.02 * n_children))
             con.execute(f"""CREATE TEMP TABLE t AS SELECT s.*,
-                {'a.district_code' if districts else 'NULL::VARCHAR AS district_code'},
                 (NOT s.center_known AND row_number() OVER (PARTITION BY s.center_known
-                 ORDER BY s.score DESC, s.child_token) <= {k}) AS listed
-                FROM s.risk_scores s LEFT JOIN audit_attributes a USING (child_token)""")
+                 ORDER BY s.score DESC, s.child_token) <= {k}) AS listed FROM s.risk_scores s""")
             rows = []
             for i in load_indicators():
                 fired, listed = con.execute(
@@ -132,14 +127,20 @@ def _figures_section(context: AssetExecutionContext, storage: KodomoStorage, mon
             parts.append(R.Table("指標ごとの該当児童数（全児童／確認リスト掲載）", ["指標", "該当", "うち掲載"],
                                  rows, counts={1, 2},
                                  note="一人が複数の指標に該当しうるため合計は示さない。"))
-            districts = con.execute(
-                "SELECT coalesce(district_code, '不明'), count(*), count(*) FILTER (len(indicators) > 0), "
-                "count(*) FILTER (listed) FROM t GROUP BY 1 ORDER BY 1").fetchall()
-            cols = [R.suppressed_column([d[0] for d in districts], [d[c] for d in districts]) for c in (1, 2, 3)]
-            parts.append(R.Table("町丁目ごとの児童数・指標該当・確認リスト掲載（新規の示唆）",
-                                 ["町丁目コード", "児童", "指標に該当", "確認リスト掲載"],
-                                 [[a[0], a[1], b[1], c[1]] for a, b, c in zip(*cols, strict=True)],
-                                 counts={1, 2, 3}, note="各列で1〜9は x、合計から逆算できないよう二次秘匿。"))
+            # districts never sit in the analysis table: the fairness audit's aggregates
+            audit = storage.zone_store("analysis", month, "fairness_audit")
+            districts = []
+            if audit.exists():
+                storage.attach(con, "fa", audit)
+                districts = con.execute("SELECT district_code, children, flagged, listed "
+                                        "FROM fa.district_counts ORDER BY 1").fetchall()
+            if districts:
+                cols = [R.suppressed_column([d[0] for d in districts], [d[c] for d in districts])
+                        for c in (1, 2, 3)]
+                parts.append(R.Table("町丁目ごとの児童数・指標該当・確認リスト掲載（新規の示唆）",
+                                     ["町丁目コード", "児童", "指標に該当", "確認リスト掲載"],
+                                     [[a[0], a[1], b[1], c[1]] for a, b, c in zip(*cols, strict=True)],
+                                     counts={1, 2, 3}, note="各列で1〜9は x、合計から逆算できないよう二次秘匿。"))
             figures["scores"] = con.execute("SELECT score FROM t").fetchnumpy()["score"]
             figures["n_children"], figures["k"] = n_children, k
     return parts, figures

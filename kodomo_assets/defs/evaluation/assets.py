@@ -183,6 +183,20 @@ def evaluation(context: AssetExecutionContext, storage: KodomoStorage):  # noqa:
     yield MaterializeResult(metadata=_clean(metadata), check_results=results)
 
 
+def _district_counts(con: duckdb.DuckDBPyConnection, k: int) -> pd.DataFrame:
+    """Children, children with an indicator, and new suggestions on the review list per
+    district: the committee's district table, aggregates only (small cells are suppressed
+    where the report shows them)."""
+    return con.execute(f"""
+        WITH t AS (SELECT s.indicators, a.district_code,
+                          NOT s.center_known AND row_number() OVER (
+                              PARTITION BY s.center_known ORDER BY s.score DESC, s.child_token) <= {k} AS listed
+                   FROM scores.{SCORES_TABLE} s LEFT JOIN audit_attributes a USING (child_token))
+        SELECT coalesce(district_code, '不明') AS district_code, count(*) AS children,
+               count(*) FILTER (len(indicators) > 0) AS flagged, count(*) FILTER (listed) AS listed
+        FROM t GROUP BY 1 ORDER BY 1""").df()
+
+
 @zone_asset(
     FAIRNESS_KEY,
     zone="analysis",
@@ -224,6 +238,7 @@ def fairness_audit(context: AssetExecutionContext, storage: KodomoStorage):  # n
             need = unknown["child_token"].isin(planted["child_token"]).to_numpy()
             by_group, gaps = ev.audit(ev.attribute_groups(unknown), need, listed)
         frames = {} if gaps is None else {"by_group": by_group, "gaps": gaps}
+        frames["district_counts"] = _district_counts(con, k) if "district_code" in audited else None
         results = yield from _publish(storage, con, stage, final, ev.FAIRNESS_TABLES, frames)
     metadata: dict = {"truth": MetadataValue.text(status), "k": k,
                       "unknown_children": len(unknown)}

@@ -17,6 +17,7 @@ import hashlib
 import os
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import serialization
@@ -107,6 +108,14 @@ def open_sealed(data_key: bytes, blob: bytes, context: str) -> bytes:
 
 def chunked(data: bytes) -> Iterator[bytes]:
     yield from (data[i:i + CHUNK] for i in range(0, max(len(data), 1), CHUNK))
+
+
+def file_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        first = fh.read(CHUNK)
+        yield first  # an empty file is one empty chunk, as with chunked(b"")
+        while chunk := fh.read(CHUNK):
+            yield chunk
 
 
 # --- the center's key pairs ---------------------------------------------------------------

@@ -262,13 +262,15 @@ class KodomoStorage(ConfigurableResource):
 
     # --- sealed files (raw exports, models) --------------------------------------------------
 
-    def seal(self, path: Path, data: bytes) -> None:
-        """Encrypt `data` into `path`, written under a temporary name and renamed."""
+    def seal(self, path: Path, data: bytes | Path) -> None:
+        """Encrypt `data` (bytes, or a file read chunk by chunk, so a city-size export is
+        never held whole) into `path`, written under a temporary name and renamed."""
         key = self._data_key(path, create=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as fh:
-            for part in crypto.seal_chunks(key, crypto.chunked(data), self.relative(path).as_posix()):
+            chunks = crypto.chunked(data) if isinstance(data, bytes) else crypto.file_chunks(data)
+            for part in crypto.seal_chunks(key, chunks, self.relative(path).as_posix()):
                 fh.write(part)
             fh.flush()
             os.fsync(fh.fileno())
@@ -353,7 +355,7 @@ class KodomoStorage(ConfigurableResource):
             else:
                 taken.unlink()  # an intermediate delivery, superseded by the one in place
             return False
-        self.seal(self.raw_archive(department, month, source.name), taken.read_bytes())
+        self.seal(self.raw_archive(department, month, source.name), taken)
         taken.unlink()
         return True
 
