@@ -1,3 +1,4 @@
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +41,13 @@ def pipeline_env(storage: KodomoStorage) -> dict[str, str]:
             "KODOMO_STORAGE_KEY_FILE": storage.storage_key_file,
             "KODOMO_KEY_FILE": storage.pseudonym_key_file,
             "KODOMO_CENTER_PUBLIC_KEY_FILE": storage.center_public_key_file}
+
+
+def copy_inbox(generated: Path, inbox: Path) -> Path:
+    """A copy of generated month folders (and the demo truth) for one home: an ingest takes
+    the exports out of the inbox, so two homes never share one."""
+    shutil.copytree(generated, inbox, dirs_exist_ok=True)
+    return inbox
 
 
 @pytest.fixture

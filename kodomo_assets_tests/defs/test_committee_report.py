@@ -22,7 +22,7 @@ from kodomo_assets.lib.linked_table import load_spec, plan
 from kodomo_assets.lib.platform.keys import read_center_private
 from kodomo_assets.lib.policy import load_policy
 from kodomo_assets.lib.registry import load_registry
-from kodomo_assets_tests.conftest import demo_env
+from kodomo_assets_tests.conftest import copy_inbox, demo_env
 from kodomo_assets_tests.runs import failures, run
 
 MONTH = "2022-10"
@@ -35,9 +35,7 @@ PURPOSE = "月例の確認会議で使用"
 def report(tmp_path_factory: pytest.TempPathFactory):
     generated = tmp_path_factory.mktemp("generated")
     generate(generated, residents=20000, months=[MONTH], seed=12)
-    inbox = tmp_path_factory.mktemp("inbox")  # the ingest takes the exports out: a copy
-    shutil.copytree(generated / MONTH, inbox / MONTH)
-    shutil.copytree(generated / "_truth", inbox / "_truth")
+    inbox = copy_inbox(generated, tmp_path_factory.mktemp("inbox"))
     with demo_env(inbox, tmp_path_factory) as storage:
         instance = DagsterInstance.ephemeral()
         first = run(ASSETS, MONTH, storage, instance)
