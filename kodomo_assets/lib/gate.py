@@ -9,7 +9,6 @@ scan is DuckDB SQL. Results carry counts and column names, never a value.
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,30 +16,17 @@ from functools import cache
 
 import duckdb
 
+from kodomo_assets.lib import content
 from kodomo_assets.lib.pseudonym import TOKEN_PATTERN
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets.lib.statutory import DENIED_HEADER_PATTERN, is_direct_identifier
 
-# RE2 has no look-around, so a digit run is matched with its non-digit neighbours.
-_RUN = r"(^|[^0-9]){}([^0-9]|$)"
-MY_NUMBER_CANDIDATE = _RUN.format("[0-9]{12}")
-ATENA_LIKE = _RUN.format("[0-9]{10}")
-PHONE = r"(^|[^0-9])(0[0-9]{1,4}[-(][0-9]{1,4}[-)][0-9]{3,4}|0[5789]0[0-9]{8}|0[1-9][0-9]{8})([^0-9]|$)"
-
 CHECKS = {
     "approved_columns": "列の集合が承認された列の集合と完全に一致する（ExpectTableColumnsToMatchSet, exact_match）",
     "no_denied_columns": "法令上利用できない列・直接識別子・生の番号の列がない",
-    "content_scan": "文字列の列に個人番号（検査用数字が合う12桁）・電話番号・宛名番号（10桁）がない。仮名の列は仮名の形だけ",
+    "content_scan": "文字列の列に個人番号（検査用数字が合う12桁）・電話番号・10桁以上の番号・金額がない"
+                    "（受信時と同じ検出器で値ごとに）。仮名の列は仮名の形だけ",
 }
-
-
-def is_my_number(digits: str) -> bool:
-    """番号法施行令第8条: the 12th digit is a check digit over the first 11."""
-    if not re.fullmatch(r"[0-9]{12}", digits):
-        return False
-    p = [int(c) for c in digits[10::-1]]  # P1 is the digit just left of the check digit
-    r = sum(pn * (n + 1 if n <= 6 else n - 5) for n, pn in enumerate(p, start=1)) % 11
-    return int(digits[11]) == (0 if r <= 1 else 11 - r)
 
 
 @dataclass
@@ -164,24 +150,16 @@ def _gx_column_checks(columns: list[str], approved: list[str], denied: set[str])
 
 def _content_scan(con: duckdb.DuckDBPyConnection, table: str, text_columns: list[str],
                   token_columns: list[str]) -> CheckOutcome:
+    """The door's detector again (lib/content.py), value by value: counts per column and
+    kind, never a value."""
+    content.install(con)
     problems: list[str] = []
-    counts = {"my_number": 0, "phone": 0, "atena_like": 0, "not_token": 0}
+    counts = dict.fromkeys([*content.KINDS, "not_token"], 0)
     for col in text_columns:
-        x = f'"{col}"'
-        phone, atena = con.execute(
-            f"SELECT count(*) FILTER (regexp_matches({x}, ?)), count(*) FILTER (regexp_matches({x}, ?)) "
-            f"FROM {table}", [PHONE, ATENA_LIKE]).fetchone()
-        # 12-digit runs are rare; their check digit is tested in Python and only counted.
-        runs = con.execute(
-            f"SELECT unnest(regexp_extract_all({x}, '[0-9]+')) AS r FROM {table} "
-            f"WHERE regexp_matches({x}, ?)", [MY_NUMBER_CANDIDATE]).fetchall()
-        my_number = sum(is_my_number(r) for (r,) in runs)
-        for key, n, what in (("my_number", my_number, "個人番号と見られる値"),
-                             ("phone", phone, "電話番号と見られる値"),
-                             ("atena_like", atena, "宛名番号と見られる10桁の値")):
-            if n:
-                counts[key] += n
-                problems.append(f"列 {col} に{what} {n} 件")
+        for kind, n in con.execute(f'SELECT k, count(*) FROM (SELECT content_hit("{col}") AS k FROM {table}) '
+                                   "WHERE k IS NOT NULL GROUP BY k ORDER BY k").fetchall():
+            counts[kind] += n
+            problems.append(f"列 {col} に{content.label(kind)}がある値 {n} 件")
     for col in token_columns:
         (n,) = con.execute(f'SELECT count(*) FROM {table} WHERE NOT regexp_full_match("{col}", ?)',
                            [TOKEN_PATTERN]).fetchone()

@@ -14,11 +14,12 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from kodomo_assets.lib import content as scan
 from kodomo_assets.lib.decode import Decoded, SourceFileError, iter_blocks, read_header
 from kodomo_assets.lib.decode import normalise as nfkc
 from kodomo_assets.lib.registry import Dataset
 from kodomo_assets.lib.statutory import is_denied_header, is_tax_like
-from kodomo_assets.lib.typing_sql import PARSED_TYPES, SQL_TYPES, q, reasons, typed_value
+from kodomo_assets.lib.typing_sql import PARSED_TYPES, SQL_TYPES, q, reasons, suspicion, typed_value
 from kodomo_assets.lib.wareki import DateParseError, parse_date, parse_year_month
 
 PARSERS = {"date": parse_date, "year_month": parse_year_month}
@@ -130,6 +131,7 @@ class _Loader:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, ds: Dataset, positions: dict[str, int]):
         self.con, self.ds, self.cols = con, ds, ds.stored_columns
+        scan.install(con)
         self.raw = {c.name: f"c{positions[c.name]}" for c in self.cols}
         self.parsed = [c for c in self.cols if c.type in PARSED_TYPES]
         for c in self.parsed:
@@ -147,6 +149,12 @@ class _Loader:
             value, invalid = typed_value(c, f"t.v_{c.name}")
             values.append(f"CAST({value} AS {SQL_TYPES[c.type]}) AS {c.name}")
             why += reasons(c, f"t.v_{c.name}", invalid)
+            # the content scan, value by value: a hit quarantines the row, and the
+            # quarantine keeps what kind of value it was, never the value
+            found = suspicion(c, f"t.v_{c.name}")
+            if found:
+                values.append(f"{found} AS hit_{c.name}")
+                why.append(f"CASE WHEN hit_{c.name} IS NOT NULL THEN {q(c.header + ': ')} || hit_{c.name} END")
         joins = " ".join(f"LEFT JOIN lk_{c.name} ON lk_{c.name}.raw = t.v_{c.name}" for c in self.parsed)
         base = (f"SELECT t._line, {', '.join(values)}, "
                 f"list_filter([{', '.join(why) or 'NULL'}], x -> x IS NOT NULL) AS errors "
@@ -179,7 +187,9 @@ class _Loader:
         con = self.con
         self._trimmed("raw_all")
         con.execute(f"CREATE TEMP TABLE typed AS {self.typed_sql}")
-        raw_cols = ", ".join(f"r.{self.raw[c.name]}" for c in self.cols)
+        raw_cols = ", ".join(f"CASE WHEN t.hit_{c.name} IS NOT NULL THEN {scan.mask_sql(f't.hit_{c.name}')} "
+                             f"ELSE r.{self.raw[c.name]} END" if suspicion(c, "x")
+                             else f"r.{self.raw[c.name]}" for c in self.cols)
         con.execute(f"INSERT INTO quarantine SELECT {q(self.ds.file)}, t._line, t.errors, {raw_cols} "
                     "FROM typed t JOIN raw_all r USING (_line) WHERE len(t.errors) > 0")
         con.execute("DROP VIEW trimmed")

@@ -29,6 +29,13 @@ class Column:
     width: int | None = None
     values: dict[str, str] = field(default_factory=dict)
     basis: str | None = None
+    max: int | None = None  # an int's declared range is 0..max
+
+    @property
+    def scanned(self) -> bool:
+        """Free text a person typed: scanned value by value at the door (lib/content.py).
+        IDs, dates, codes and counts have their own format rules instead."""
+        return not self.forbidden and self.type in ("text", "kana")
 
     @property
     def forbidden(self) -> bool:
@@ -90,6 +97,7 @@ def _column(raw: dict, where: str, key: tuple[str, ...]) -> Column:
         width=raw.get("width"),
         values={str(k): str(v) for k, v in values.items()},
         basis=raw.get("basis"),
+        max=raw.get("max"),
     )
     if col.marker not in MARKERS:
         raise RegistryError(f"{where}: 不明な marker {col.marker!r}")
@@ -97,6 +105,9 @@ def _column(raw: dict, where: str, key: tuple[str, ...]) -> Column:
         raise RegistryError(f"{where}: 不明な type {col.type!r}")
     if col.type in {"enum", "enum_list"} and not col.values:
         raise RegistryError(f"{where}: enum には values が必要です")
+    if col.type == "int" and not isinstance(col.max, int):
+        # a 12-digit number typed into a count must stop at the door, never at a later CAST
+        raise RegistryError(f"{where}: 数の列には範囲 (max) が必要です")
     if is_denied_header(col.header) and not col.forbidden:
         raise RegistryError(f"{where}: 法令上利用できない項目は forbidden としてください")
     return col

@@ -3,6 +3,7 @@ is wrong with a value that does not fit. Generated from the registry's column ty
 
 from __future__ import annotations
 
+from kodomo_assets.lib.content import label_sql
 from kodomo_assets.lib.registry import Column
 
 SQL_TYPES = {"id": "VARCHAR", "text": "VARCHAR", "kana": "VARCHAR", "date": "DATE",
@@ -40,13 +41,28 @@ def typed_value(col: Column, v: str) -> tuple[str, str | None]:
     if col.type in PARSED_TYPES:
         return f"lk_{col.name}.value", f"lk_{col.name}.error IS NOT NULL"
     if col.type == "int":
-        return f"TRY_CAST({v} AS BIGINT)", f"NOT regexp_full_match({v}, '[0-9]{{1,18}}')"
+        return (f"CASE WHEN TRY_CAST({v} AS BIGINT) <= {col.max} THEN TRY_CAST({v} AS BIGINT) END",
+                f"NOT regexp_full_match({v}, '[0-9]{{1,18}}')")
     if col.type == "enum":
         return enum_case(col, v), f"{enum_case(col, v)} IS NULL"
     if col.type == "enum_list":
         items = f"list_transform(string_split({v}, ';'), x -> {enum_case(col, 'trim(x)')})"
         return items, f"list_position({items}, NULL) IS NOT NULL OR len({items}) = 0"
     raise ValueError(col.type)
+
+
+def suspicion(col: Column, v: str) -> str | None:
+    """SQL naming why a value must not be kept (NULL: nothing found): a free-text value the
+    content scan hits, or a count out of its declared range (a 12-digit number typed into a
+    count is as likely a My Number as a count). The quarantine keeps this label, masked,
+    instead of the value. None: the column's own format rule is enough."""
+    if col.scanned:
+        return label_sql(f"content_hit({v})")
+    if col.type == "int":
+        return (f"coalesce({label_sql(f'content_hit({v})')}, CASE WHEN regexp_full_match({v}, '[0-9]+') "
+                f"AND (length({v}) > 18 OR TRY_CAST({v} AS BIGINT) > {col.max}) "
+                f"THEN {q(f'範囲外の値（0〜{col.max}）')} END)")
+    return None
 
 
 def reasons(col: Column, v: str, invalid: str | None) -> list[str]:

@@ -3,7 +3,8 @@
 import duckdb
 import pytest
 
-from kodomo_assets.lib.gate import inspect_table, is_my_number
+from kodomo_assets.lib.content import is_my_number
+from kodomo_assets.lib.gate import inspect_table
 
 VALID = "123456789018"  # a valid check digit (番号法施行令第8条)
 

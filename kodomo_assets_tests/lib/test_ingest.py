@@ -291,3 +291,42 @@ def test_commas_inside_quotes_are_not_separators_and_parity_resets_per_line() ->
     starts = np.r_[0, ends[:-1] + 1]
     counts = _field_separators(buf, np.flatnonzero(buf == 34), starts, ends)
     assert counts.tolist() == [2, 1, 2, 2]  # the unbalanced line 2 does not shift line 3
+
+
+def _everything(con: duckdb.DuckDBPyConnection) -> str:
+    """Every value of every table of a store, as text: what a thief of the file would read."""
+    tables = [t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
+    return "\n".join(str(r) for t in tables for r in con.execute(f'SELECT * FROM "{t}"').fetchall())
+
+
+@pytest.mark.parametrize("planted", [
+    "東小 1234 5678 9018", "一二三四五六七八九〇一八", "番号123,456,789,018", "090 1234 5678",
+    "０９０ー１２３４ー５６７８", "+81-90-1234-5678", "(042)545-1234", "所得3280000円"])
+def test_a_forbidden_value_in_a_text_column_is_quarantined_masked_at_the_door(run, write_export,
+                                                                            planted: str) -> None:
+    """施設名 is not even approved for analysis: it is scanned all the same, before it is stored."""
+    hoiku = load_registry().datasets["hoiku"]
+    write_export("hoiku.csv", ["宛名番号,施設名,入所状況,保育の必要性事由,入所年月日",
+                               "0000000001,東保育園,入所中,就労,R4.4.1",
+                               f"0000000002,\"{planted}\",入所中,就労,R4.4.1"])
+    result, con = run(hoiku)
+    assert (result.stored_rows, result.quarantined) == (1, 1)
+    (reason,) = result.quarantine_by_reason
+    assert reason.startswith("施設名: ") and reason.endswith("の疑い")
+    stored = _everything(con)
+    digits = "".join(ch for ch in planted if ch.isdigit())
+    assert planted not in stored and (not digits or digits not in stored.replace(" ", ""))
+    assert con.execute("SELECT facility FROM hoiku_quarantine").fetchone()[0].startswith("＊＊＊＊（")
+    assert "0000000002" in stored  # the rest of the row is kept, for the department to fix
+
+
+def test_a_twelve_digit_number_in_a_count_is_out_of_range_and_masked(run, write_export) -> None:
+    yobo = load_registry().datasets["yobo"]
+    write_export("yobo.csv", ["宛名番号,定期接種対象数,接種済数", "0000000001,12,11",
+                              "0000000002,123456789018,3", "0000000003,41,3"])
+    result, con = run(yobo)
+    assert (result.stored_rows, result.quarantined) == (1, 2)
+    assert result.quarantine_by_reason == {"定期接種対象数: 個人番号の疑い": 1,
+                                           "定期接種対象数: 範囲外の値（0〜40）": 1}
+    assert "123456789018" not in _everything(con) and "41" not in str(
+        con.execute("SELECT doses_due FROM yobo_quarantine").fetchall())
