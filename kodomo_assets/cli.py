@@ -100,6 +100,41 @@ def _center_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect_inbox(args: argparse.Namespace) -> int:
+    """The steward's terminal only: the names behind the tags in the run's metadata. Nothing
+    of this goes into Dagster."""
+    from kodomo_assets.defs.sources.inbox import inspect_inbox
+    from kodomo_assets.lib.decode import SourceFileError, read_header
+    from kodomo_assets.lib.platform.storage import KodomoStorage
+    from kodomo_assets.lib.registry import load_registry
+    from kodomo_assets.lib.statutory import is_denied_header, is_tax_like
+
+    storage = KodomoStorage(home=_env("KODOMO_HOME"), inbox=_env("KODOMO_INBOX"), pseudonym_key_file="",
+                            storage_key_file=_env("KODOMO_STORAGE_KEY_FILE"), center_public_key_file="")
+    found = inspect_inbox(storage, args.month)
+    by_file = {ds.file: ds for ds in load_registry().datasets.values()}
+    status = {**dict.fromkeys(found["received"], "受信"), **dict.fromkeys(found["ignored"], "契約外（読まない）"),
+              **dict.fromkeys(found["refused_tax"], "地方税情報（拒否）")}
+    for name, what in sorted(status.items()):
+        print(f"{storage.name_tag(name)}  {what:<12} {name}")
+        ds = by_file.get(name)
+        if ds is None:
+            continue
+        known = {c.header for c in ds.columns}
+        try:
+            headers = read_header(storage.inbox_path / args.month / name).headers
+        except SourceFileError as err:
+            print(f"          読めません: {err}")
+            continue
+        for i, header in enumerate(headers):
+            if header not in known:
+                kind = "地方税情報" if is_tax_like(header) else "禁止" if is_denied_header(header) else "契約外"
+                print(f"          {i + 1}列目 識別 {storage.name_tag(header)} {kind}: {header}")
+    for name in found["missing"]:
+        print(f"{'':8}  未着         {name}")
+    return 0
+
+
 def _rotate_storage_key(args: argparse.Namespace) -> int:
     """The pipeline's account, with no run in progress: re-wrap every data key."""
     from kodomo_assets.lib.platform.keys import KeyProblem, read_secret
@@ -171,6 +206,9 @@ def _parser() -> argparse.ArgumentParser:
     keygen.add_argument("--no-passphrase", action="store_true", help="秘密鍵をパスフレーズなしで保存する（試験用）")
     keygen.add_argument("--previous", help="置き換える鍵ペアの center_public.json（以前の署名を検証できるよう残す）")
     keygen.set_defaults(func=_center_keygen)
+    inspect = sub.add_parser("inspect-inbox", help="受信箱の基準月フォルダのファイル名と見出しを、識別（メタデータのタグ）と並べて端末に表示する")
+    inspect.add_argument("--month", required=True, help="基準月 YYYY-MM")
+    inspect.set_defaults(func=_inspect_inbox)
     rotate = sub.add_parser("rotate-storage-key", help="保存用の鍵を替える（全データ鍵を新しい鍵で包み直す）")
     rotate.add_argument("--new-key-file", required=True, help="新しい鍵のファイル（0600、KODOMO_HOME の外）")
     rotate.set_defaults(func=_rotate_storage_key)

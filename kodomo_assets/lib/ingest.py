@@ -7,7 +7,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,23 +42,31 @@ class IngestResult:
     dropped_forbidden_columns: list[str] = field(default_factory=list)
 
 
-def map_headers(ds: Dataset, path: Path, decoded: Decoded) -> tuple[dict[str, int], list[str], list[str]]:
-    """Return column name -> position for stored columns, plus ignored and dropped headers."""
+def position_only(index: int, header: str) -> str:
+    return f"{index + 1}列目"
+
+
+def map_headers(ds: Dataset, path: Path, decoded: Decoded,
+                describe: Callable[[int, str], str] = position_only
+                ) -> tuple[dict[str, int], list[str], list[str]]:
+    """Return column name -> position for stored columns, plus ignored and dropped headers.
+    A header the contract does not know is personal data too (`山田太郎さん要確認`): it is
+    only ever named by `describe` (its position and a keyed hash), never quoted."""
     by_header = {nfkc(c.header): c for c in ds.columns}
     positions: dict[str, int] = {}
     ignored, dropped = [], []
     for i, header in enumerate(decoded.headers):
+        col = by_header.get(header)
         if is_tax_like(header):
             raise SourceFileError(
                 path, "地方税情報と見られる列があるため受け取りを拒否しました (地方税法第22条)",
-                line=1, column=header)
-        col = by_header.get(header)
+                line=1, column=describe(i, header))
         if col is not None and col.name in positions:
             raise SourceFileError(path, "見出しが重複しています", line=1, column=header)
         if col is None:
-            (dropped if is_denied_header(header) else ignored).append(header)
+            (dropped if is_denied_header(header) else ignored).append(describe(i, header))
         elif col.forbidden:
-            dropped.append(header)
+            dropped.append(header)  # a contract header (個人番号, 所得額 ...): named
         else:
             positions[col.name] = i
     if not positions:
@@ -71,11 +79,12 @@ def map_headers(ds: Dataset, path: Path, decoded: Decoded) -> tuple[dict[str, in
 
 
 def ingest(ds: Dataset, month: str, path: Path, con: duckdb.DuckDBPyConnection,
-           content: bytes | None = None) -> IngestResult:
+           content: bytes | None = None,
+           describe: Callable[[int, str], str] = position_only) -> IngestResult:
     """Read `path` (or `content`, its bytes from the raw archive) into the store that `con`
     has open as its default database: the dataset and its quarantine, in one transaction."""
     decoded = read_header(path, content)
-    positions, ignored, dropped = map_headers(ds, path, decoded)
+    positions, ignored, dropped = map_headers(ds, path, decoded, describe)
     # no ORDER BY on the final write: a sort of every row would double the peak memory;
     # readers order by source_line
     con.execute("SET memory_limit = '1GB'")

@@ -294,5 +294,6 @@ def test_the_inbox_receipt_lists_the_signed_file_and_ignores_a_plain_kakunin(
     write_kakunin(storage.inbox_path / MONTH / "kakunin.csv", KAKUNIN[:2])
     result = run([inbox_receipt], MONTH, storage)
     (meta,) = metadata(result).values()
-    assert meta["received"] == 1 and meta["ignored_unlisted"] == ["kakunin.csv"]
+    assert meta["received"] == 1 and meta["ignored_unlisted"] == 1
+    assert meta["ignored_unlisted_tags"] == [storage.name_tag("kakunin.csv")]
     assert fb.FEEDBACK_FILE not in meta["missing"] and "kakunin.csv" not in meta["missing"]

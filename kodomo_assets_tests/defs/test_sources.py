@@ -15,7 +15,7 @@ from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.registry import load_registry
-from kodomo_assets_tests.conftest import make_storage
+from kodomo_assets_tests.conftest import JUMIN_HEADER, make_storage, pipeline_env
 from kodomo_assets_tests.runs import failure_message, failures, metadata, run
 
 MONTH = "2022-10"
@@ -101,7 +101,8 @@ def test_tax_file_in_inbox_is_refused_and_never_read(storage) -> None:
     result = run([inbox_receipt], MONTH, storage)
     assert not result.success
     message = failure_message(result)
-    assert "kazei_2022.csv" in message and "地方税法第22条" in message
+    assert storage.name_tag("kazei_2022.csv") in message and "地方税法第22条" in message
+    assert "kazei_2022" not in message  # a file name may be personal data: a keyed tag only
 
 
 def test_every_asset_is_described_owned_grouped_and_versioned() -> None:
@@ -122,7 +123,8 @@ def test_unlisted_files_are_ignored_and_missing_ones_listed(storage) -> None:
     result = run([inbox_receipt], MONTH, storage)
     meta = metadata(result)["sources/inbox_receipt"]
     assert meta["received"] == 1
-    assert meta["ignored_unlisted"] == ["memo.csv"]
+    assert meta["ignored_unlisted"] == 1 and "memo" not in str(meta)
+    assert meta["ignored_unlisted_tags"] == [storage.name_tag("memo.csv")]
     assert len(meta["missing"]) == 10 and "jumin.csv" not in meta["missing"]
 
 
@@ -157,3 +159,27 @@ def test_where_department_groups_exist_a_drop_must_carry_its_departments_group(s
     finally:
         for g in ("shimin", "gakumu"):
             subprocess.run(["groupdel", f"{prefix}{g}"], check=False)
+
+
+@pytest.mark.parametrize("name", ["市民税_2022.csv", "住⺠税.csv", "tokubetsu_choshu.csv", "kazei.csv",
+                                  "非課税世帯.csv", "住民稅.csv", "ＴＡＸ.csv"])
+def test_a_tax_file_under_any_name_is_refused_by_meaning(storage, name: str) -> None:
+    folder = storage.inbox_path / MONTH
+    folder.mkdir()
+    (folder / name).write_text("宛名番号\n0000000001\n")
+    message = failure_message(run([inbox_receipt], MONTH, storage))
+    assert "地方税法第22条" in message and storage.name_tag(name) in message and name not in message
+
+
+def test_the_steward_sees_the_names_behind_the_tags_on_their_terminal(storage, write_export,
+                                                                       capsys, monkeypatch) -> None:
+    from kodomo_assets.cli import main
+
+    write_export("jumin.csv", [JUMIN_HEADER + ",山田太郎さん要確認", "0000000001" + ",x" * 12])
+    write_export("山田花子_相談メモ.csv", ["a", "b"])
+    for name, value in pipeline_env(storage).items():
+        monkeypatch.setenv(name, value)
+    assert main(["inspect-inbox", "--month", MONTH]) == 0
+    out = capsys.readouterr().out
+    assert f"{storage.name_tag('山田花子_相談メモ.csv')}  契約外（読まない）" in out and "山田花子_相談メモ.csv" in out
+    assert f"13列目 識別 {storage.name_tag('山田太郎さん要確認')} 契約外: 山田太郎さん要確認" in out

@@ -78,8 +78,9 @@ def test_header_mapping_ignores_unknown_and_order(run, write_export) -> None:
     write_export("jumin.csv", [",".join([header[i] for i in order] + ["予備項目", "備考"]),
                                ",".join([values[i] for i in order] + ["x", "自由記述"])])
     result, con = run()
-    assert result.ignored_columns == ["予備項目"]
-    assert sorted(result.dropped_forbidden_columns) == ["個人番号", "備考"]
+    # unknown headers are named by position only (the asset adds a keyed tag): never quoted
+    assert result.ignored_columns == ["13列目"]
+    assert sorted(result.dropped_forbidden_columns) == ["14列目", "個人番号"]
     assert con.execute("SELECT atena_no, household_no FROM jumin").fetchall() == [
         ("0000000001", "0000000009")]
 
@@ -330,3 +331,11 @@ def test_a_twelve_digit_number_in_a_count_is_out_of_range_and_masked(run, write_
                                            "定期接種対象数: 範囲外の値（0〜40）": 1}
     assert "123456789018" not in _everything(con) and "41" not in str(
         con.execute("SELECT doses_due FROM yobo_quarantine").fetchall())
+
+
+@pytest.mark.parametrize("tax_header", ["都民税", "均等割", "所得割額", "住⺠税額", "特別徴収税額"])
+def test_a_tax_header_inside_a_listed_export_refuses_the_export(run, write_export, tax_header: str) -> None:
+    write_export("jumin.csv", [JUMIN_HEADER + "," + tax_header, OK + ",1000"], encoding="utf-8")
+    with pytest.raises(SourceFileError, match="地方税法第22条") as err:
+        run()
+    assert tax_header not in str(err.value) and "13列目" in str(err.value)

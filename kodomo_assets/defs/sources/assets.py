@@ -102,7 +102,7 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
         store = storage.department_store(dept, month)
         try:
             with storage.open(store, write=True) as con:
-                r = ingest(ds, month, delivered, con, content)
+                r = ingest(ds, month, delivered, con, content, describe=storage.describe_header)
         except SourceFileError as err:
             raise Failure(description=str(err), allow_retries=False) from None
         if read is not None and not storage.archive_export(dept, month, delivered, read):

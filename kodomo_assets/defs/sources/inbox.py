@@ -53,12 +53,16 @@ def inspect_inbox(storage: KodomoStorage, month: str) -> dict[str, list[str]]:
 def inbox_receipt(context: AssetExecutionContext, storage: KodomoStorage) -> MaterializeResult:
     approval_for(context.partition_key)  # outside every approval period nothing is read
     found = inspect_inbox(storage, context.partition_key)
+    # names outside the contract may be personal data (山田花子_相談メモ.csv): a keyed tag only;
+    # `kodomo inspect-inbox` shows the steward the names on their own terminal
+    tags = [storage.name_tag(n) for n in found["refused_tax"]]
     if found["refused_tax"]:
         raise Failure(
             description=(
-                f"{context.partition_key}: 地方税情報と見られるファイル {', '.join(found['refused_tax'])} "
+                f"{context.partition_key}: 地方税情報と見られるファイル {len(tags)} 件（識別 {', '.join(tags)}）"
                 "の受け取りを拒否しました。地方税情報は地方税法第22条により本事業では利用できません"
-                "（承認の対象外）。ファイルは読んでいません。受信箱から削除してください。"
+                "（承認の対象外）。ファイルは読んでいません。`kodomo inspect-inbox --month "
+                f"{context.partition_key}` で名前を確かめ、受信箱から削除してください。"
             ),
             allow_retries=False,
         )
@@ -66,5 +70,6 @@ def inbox_receipt(context: AssetExecutionContext, storage: KodomoStorage) -> Mat
         "received": len(found["received"]),
         "already_ingested": len(found["archived"]),
         "missing": MetadataValue.json(found["missing"]),
-        "ignored_unlisted": MetadataValue.json(found["ignored"]),
+        "ignored_unlisted": len(found["ignored"]),
+        "ignored_unlisted_tags": MetadataValue.json([storage.name_tag(n) for n in found["ignored"]]),
     })

@@ -145,6 +145,19 @@ class KodomoStorage(ConfigurableResource):
         """A key derived from the storage key for MACs (chained logs, keyed name hashes)."""
         return crypto.derive(self._storage_key(), purpose)
 
+    def name_tag(self, name: str) -> str:
+        """A short keyed hash of a name that may be personal data (an unlisted file, an
+        unknown header): the steward can match it (`kodomo inspect-inbox`), a reader of
+        the event log cannot confirm a guess without the storage key."""
+        import hmac
+        import unicodedata
+
+        key = self.storage_mac_key("names")
+        return hmac.new(key, unicodedata.normalize("NFKC", name).encode(), "sha256").hexdigest()[:8]
+
+    def describe_header(self, index: int, header: str) -> str:
+        return f"{index + 1}列目（識別 {self.name_tag(header)}）"
+
     def _data_key(self, path: Path, create: bool) -> bytes:
         try:
             key = self.keytable.key(self.relative(path), create=create)
