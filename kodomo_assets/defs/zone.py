@@ -1,9 +1,19 @@
 """What every asset beyond the department stores shares: the center as owner, a group and
 tag per zone, monthly partitions, and the zone gate's three blocking checks."""
 
-from collections.abc import Sequence
+import functools
+import inspect
+from collections.abc import Callable, Sequence
 
-from dagster import AssetCheckResult, AssetCheckSpec, AssetKey, MetadataValue, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetKey,
+    DagsterError,
+    Failure,
+    MetadataValue,
+    asset,
+)
 
 from kodomo_assets.lib.gate import CHECKS, GateReport
 from kodomo_assets.lib.partitions import monthly
@@ -28,6 +38,39 @@ def check_results(reports: list[GateReport]) -> list[AssetCheckResult]:
     return out
 
 
+def _quiet(name: str, err: Exception) -> Failure:
+    return Failure(description=(
+        f"{name}: 処理が {type(err).__name__} で止まりました。ライブラリ（DuckDB・pyarrow・Splink・Great "
+        "Expectations など）の原文は値を含みうるため記録しません。ファイル・行・列の分かる誤りは"
+        "それぞれの資産が名前を挙げて報告します。"), allow_retries=False)
+
+
+def no_echo(fn: Callable) -> Callable:
+    """The asset boundary: an exception that is not ours (a DuckDB conversion error quotes the
+    value it failed on) becomes a message that names the asset and the error's type only,
+    before anything reaches Dagster's event log, metadata or compute log."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def generator(*args, **kwargs):  # noqa: ANN202
+            try:
+                yield from fn(*args, **kwargs)
+            except (Failure, DagsterError):
+                raise
+            except Exception as err:  # noqa: BLE001 - replaced, never echoed
+                raise _quiet(fn.__name__, err) from None
+        return generator
+
+    @functools.wraps(fn)
+    def plain(*args, **kwargs):  # noqa: ANN202
+        try:
+            return fn(*args, **kwargs)
+        except (Failure, DagsterError):
+            raise
+        except Exception as err:  # noqa: BLE001 - replaced, never echoed
+            raise _quiet(fn.__name__, err) from None
+    return plain
+
+
 def zone_asset(key: AssetKey, *, zone: str, sensitive: bool, kinds: set[str], code_version: str,
                deps: Sequence[AssetKey], description: str, gated: bool = True,
                checks: Sequence[tuple[str, str]] = (), group: str | None = None):  # noqa: ANN201
@@ -35,7 +78,8 @@ def zone_asset(key: AssetKey, *, zone: str, sensitive: bool, kinds: set[str], co
     checks, `checks` more blocking checks of its own (name, description)."""
     specs = (gate_checks(key) if gated else []) + [
         AssetCheckSpec(name, asset=key, blocking=True, description=text) for name, text in checks]
-    return asset(key=key, group_name=group or zone, owners=[OWNER], kinds=kinds,
-                 tags={"zone": zone, "sensitive": "yes" if sensitive else "no"},
-                 code_version=code_version, partitions_def=monthly, deps=list(deps),
-                 check_specs=specs or None, description=description)
+    decorate = asset(key=key, group_name=group or zone, owners=[OWNER], kinds=kinds,
+                     tags={"zone": zone, "sensitive": "yes" if sensitive else "no"},
+                     code_version=code_version, partitions_def=monthly, deps=list(deps),
+                     check_specs=specs or None, description=description)
+    return lambda fn: decorate(no_echo(fn))

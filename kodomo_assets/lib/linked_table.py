@@ -184,6 +184,11 @@ def plan(spec: Spec, approval: MonthApproval) -> Plan:
         if unapproved:
             out.omitted[f.name] = "未承認の項目: " + "、".join(unapproved)
             continue
+        typed = load_registry().datasets[f.dataset]
+        free = [_header(f.dataset, c) for c in f.inputs if typed.column(c).scanned and not f.audit_only]
+        if free:  # no free text passes into the analysis zone, approved or not
+            out.omitted[f.name] = "自由記述の項目（値の定義域がない）: " + "、".join(free)
+            continue
         src = [(f.dataset, c) for c in f.inputs] or [(f.dataset, person)]
         if f.scope != "child":
             src.append((base, "household_no"))

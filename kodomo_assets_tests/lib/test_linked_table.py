@@ -104,3 +104,15 @@ def test_labels_with_commas_survive_yaml_and_unknown_keys_are_refused(tmp_path) 
     broken.write_text(text.replace('label: "性別（1=男, 2=女）"', "label: 性別（1=男, 2=女）"), encoding="utf-8")
     with pytest.raises(LinkedTableError, match="不明な項目"):
         load_spec(broken)
+
+
+def test_free_text_never_reaches_the_analysis_table_even_when_approved() -> None:
+    """学校名 is approved for 分析 in the FY2022 list, yet a column reading it is left out:
+    a text field can hold anything (a phone number typed into it)."""
+    spec = load_spec()
+    school = Feature(name="school", label="在籍校", type="VARCHAR", scope="child", expr="max(x.school)",
+                     dataset="gakurei", inputs=("school",))
+    approval = load_policy().for_month("2022-10")
+    assert approval.allows("gakurei", "school", "analysis")
+    p = plan(dataclasses.replace(spec, features=(*spec.features, school)), approval)
+    assert "school" not in p.columns and "自由記述" in p.omitted["school"]

@@ -18,6 +18,7 @@ from dagster import (
 
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import materialized_by
+from kodomo_assets.defs.zone import no_echo
 from kodomo_assets.lib.decode import SourceFileError
 from kodomo_assets.lib.ingest import SQL_TYPES, ingest
 from kodomo_assets.lib.partitions import monthly
@@ -81,6 +82,7 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
         ),
         metadata={"dagster/column_schema": column_schema(ds), "file": ds.file},
     )
+    @no_echo
     def _source(context: AssetExecutionContext, storage: KodomoStorage) -> MaterializeResult:
         month, dept = context.partition_key, ds.department.code
         approval_for(month)  # outside every approval period nothing is read

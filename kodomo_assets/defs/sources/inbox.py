@@ -3,6 +3,7 @@
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
 from kodomo_assets.defs.approval import approval_for
+from kodomo_assets.defs.zone import no_echo
 from kodomo_assets.lib.decode import normalise
 from kodomo_assets.lib.feedback import FEEDBACK_FILE
 from kodomo_assets.lib.partitions import monthly
@@ -50,6 +51,7 @@ def inspect_inbox(storage: KodomoStorage, month: str) -> dict[str, list[str]]:
         "暗号化保管に移っている。ファイル名と件数のみを記録する。"
     ),
 )
+@no_echo
 def inbox_receipt(context: AssetExecutionContext, storage: KodomoStorage) -> MaterializeResult:
     approval_for(context.partition_key)  # outside every approval period nothing is read
     found = inspect_inbox(storage, context.partition_key)
