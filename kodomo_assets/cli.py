@@ -216,7 +216,8 @@ def _parser() -> argparse.ArgumentParser:
         "review-list", help="確認リスト（センター領域）を CSV / Excel に書き出す（センターの秘密鍵が必要、記録が残る）")
     review.add_argument("--month", required=True, help="基準月 YYYY-MM")
     review.add_argument("--out", required=True, help="出力ファイル (.csv は BOM 付き UTF-8、.xlsx は Excel)")
-    review.add_argument("--purpose", required=True, help="利用目的（アクセス記録に残る。空欄不可）")
+    review.add_argument("--purpose", required=True,
+                        help="利用目的コード（data/policy/purposes.csv、例: 個別確認。アクセス記録に残る）")
     review.set_defaults(func=_review_list)
     imp = sub.add_parser(
         "feedback-import", help="確認結果 (宛名番号,基準月,確認結果 の CSV) を仮名に置き換え、署名して受信箱に置く")

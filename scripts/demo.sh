@@ -31,7 +31,7 @@ echo "  連携領域:             $KODOMO_HOME/zones/linkage/$month/pupil_links.
 echo "  分析領域 (連携テーブル): $KODOMO_HOME/zones/analysis/$month/linked_children.duckdb"
 echo "  委員会報告書:         $KODOMO_HOME/reports/$month/committee_report.html"
 echo "  確認リスト (センター):  $KODOMO_HOME/zones/center/$month/review_list.duckdb（センターの公開鍵宛てに暗号化）"
-echo "    書き出し（センターの秘密鍵が必要）: KODOMO_HOME=$KODOMO_HOME KODOMO_CENTER_KEY_DIR=$keys/center .venv/bin/kodomo review-list --month $month --out list.xlsx --purpose ..."
+echo "    書き出し（センターの秘密鍵が必要）: KODOMO_HOME=$KODOMO_HOME KODOMO_CENTER_KEY_DIR=$keys/center .venv/bin/kodomo review-list --month $month --out list.xlsx --purpose 個別確認"
 echo "  鍵 (デモ用):          $keys  （KODOMO_HOME の外）"
 echo "  正解データ (デモ):     $KODOMO_INBOX/_truth/"
 echo "  実行履歴 (Dagster):    $DAGSTER_HOME  (UI: set -a; . ./.kodomo_demo.env; set +a; DAGSTER_HOME=$DAGSTER_HOME .venv/bin/dagster dev)"

@@ -32,11 +32,12 @@ from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.crypto import sign, verify
 from kodomo_assets.lib.platform.keys import CenterPrivate, CenterPublic, KeyProblem
 from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
+from kodomo_assets.lib.policy import load_purposes
 
 FORMATS = {".csv": "csv", ".xlsx": "xlsx"}
 HEADERS = ["区分", "順位", "宛名番号", "スコア", "前月スコア", "指標", "理由", "事実の時点"]
 JOIN = "／"
-MAX_PURPOSE = 200
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 NOTICE = ("この確認リストは支援の必要性の示唆であり、判定ではありません。"
           "子ども家庭支援センターの職員が一人ずつ確認してください。")
 GENESIS = "0" * 64
@@ -177,7 +178,8 @@ def export_review_list(storage: KodomoStorage, private: CenterPrivate, month: st
         raise ExportError(f"確認リストを開けません: {err}", exit_code=2) from None
     exported_at = _now()
     info = [("内容", f"確認リスト（基準月 {month}）"), ("注意", NOTICE), ("基準月", month),
-            ("書き出し日時", exported_at), ("利用目的", purpose), ("件数", f"{len(rows)} 件")]
+            ("書き出し日時", exported_at), ("利用目的", f"{purpose}（{load_purposes()[purpose]}）"),
+            ("件数", f"{len(rows)} 件")]
     _write_atomic(out, (lambda p: _write_csv(p, rows)) if fmt == "csv"
                   else (lambda p: _write_xlsx(p, rows, info)),
                   log=lambda: append_access_log(storage, private, action="export", month=month,
@@ -244,12 +246,11 @@ def _check_arguments(month: str, out: Path, purpose: str) -> str:
     m = _MONTH.fullmatch(month.strip())
     if not m or not 1 <= int(m.group(2)) <= 12:
         raise ExportError(f"--month は YYYY-MM の形式で指定してください（{month!r}）", exit_code=2)
-    purpose = " ".join(purpose.split())  # one line in the log, whatever was typed
-    if not purpose:
-        raise ExportError("--purpose に利用目的を書いてください（空欄では書き出せません）",
-                          exit_code=2)
-    if len(purpose) > MAX_PURPOSE:
-        raise ExportError(f"--purpose は {MAX_PURPOSE} 文字以内で書いてください", exit_code=2)
+    codes = load_purposes()
+    purpose = purpose.strip()
+    if purpose not in codes:  # a code, never free text: a sentence can name a person
+        raise ExportError("--purpose には利用目的コード（data/policy/purposes.csv）のいずれかを指定して"
+                          "ください: " + "、".join(codes), exit_code=2)
     if out.suffix.lower() not in FORMATS:
         raise ExportError(f"--out の拡張子は .csv か .xlsx にしてください（{out.name}）",
                           exit_code=2)
@@ -286,12 +287,20 @@ def _write_atomic(out: Path, write: Callable[[Path], None], log: Callable[[], ob
         raise
 
 
+def inert(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula (=, +, -, @) keeps a leading
+    apostrophe, so it is shown, never evaluated (CSV injection)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return "" if value is None else value
+
+
 def _write_csv(path: Path, rows: Sequence[Sequence[Any]]) -> None:
     # BOM and CRLF: Excel opens UTF-8 correctly only with the BOM
     with open(path, "w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\r\n")
         writer.writerow(HEADERS)
-        writer.writerows(["" if v is None else v for v in r] for r in rows)
+        writer.writerows([inert(v) for v in r] for r in rows)
 
 
 def _write_xlsx(path: Path, rows: Sequence[Sequence[Any]], info: Sequence[tuple[str, str]]) -> None:
@@ -315,13 +324,15 @@ def _write_xlsx(path: Path, rows: Sequence[Sequence[Any]], info: Sequence[tuple[
     atena = HEADERS.index("宛名番号") + 1
     for r in rows:
         sheet.append(list(r))
-        for cell in sheet[sheet.max_row]:
-            if cell.data_type == "f":  # text that starts with "=" stays text, never a formula
-                cell.data_type = "s"
         sheet.cell(sheet.max_row, atena).number_format = "@"  # keep leading zeros
     sheet.freeze_panes = "A2"
     for letter, width in zip("ABCDEFGH", (16, 6, 13, 8, 10, 40, 80, 30), strict=True):
         sheet.column_dimensions[letter].width = width
+    for ws in wb.worksheets:  # every cell of every sheet: text stays text, never a formula
+        for row in ws.iter_rows():
+            for cell in row:
+                if cell.data_type == "f":
+                    cell.data_type = "s"
     wb.save(path)
 
 

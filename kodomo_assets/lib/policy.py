@@ -198,3 +198,19 @@ def load_policy(path: Path | None = None) -> Approval:
     """Parsed once per file version: an edited approval list takes effect on the next run."""
     path = (path or policy_path()).resolve()
     return _load(path, path.stat().st_mtime_ns)
+
+
+def purposes_path() -> Path:
+    return DATA_DIR / "policy" / "purposes.csv"
+
+
+@cache
+def load_purposes() -> dict[str, str]:
+    """利用目的コード -> 名称: the only purposes an export may state. Free text is on the
+    statutory deny-list on the center's side as elsewhere."""
+    with open(purposes_path(), encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    codes = {r["コード"].strip(): r["名称"].strip() for r in rows if r.get("コード", "").strip()}
+    if not codes:
+        raise PolicyError(f"{purposes_path().name}: 利用目的コードがありません")
+    return codes

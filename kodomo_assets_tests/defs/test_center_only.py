@@ -55,14 +55,14 @@ def test_the_pipeline_cannot_read_or_export_what_it_wrote(refreshed, tmp_path: P
         storage.open(listed).__enter__()
     out = tmp_path / "list.csv"
     # the pipeline's environment has no private key: the export is refused
-    refused = kodomo(["review-list", "--month", MONTH, "--out", str(out), "--purpose", "確認"],
+    refused = kodomo(["review-list", "--month", MONTH, "--out", str(out), "--purpose", "個別確認"],
                      pipeline_env(storage))
     assert refused.returncode != 0 and not out.exists()
     # nor does pointing it at the public key's folder help: the private keys are not there
     public_only = tmp_path / "public_only"
     public_only.mkdir()
     shutil.copy(keys / "center" / "center_public.json", public_only)
-    refused = kodomo(["review-list", "--month", MONTH, "--out", str(out), "--purpose", "確認"],
+    refused = kodomo(["review-list", "--month", MONTH, "--out", str(out), "--purpose", "個別確認"],
                      {**pipeline_env(storage), "KODOMO_CENTER_KEY_DIR": str(public_only)})
     assert refused.returncode == 2 and "秘密鍵" in refused.stderr and not out.exists()
 
@@ -72,7 +72,7 @@ def test_the_center_exports_and_returns_verification_as_signed_pseudonyms(refres
     center = {"KODOMO_HOME": storage.home, "KODOMO_INBOX": storage.inbox,
               "KODOMO_CENTER_KEY_DIR": str(keys / "center")}
     out = tmp_path / "list.csv"
-    done = kodomo(["review-list", "--month", MONTH, "--out", str(out), "--purpose", "確認"], center)
+    done = kodomo(["review-list", "--month", MONTH, "--out", str(out), "--purpose", "個別確認"], center)
     assert done.returncode == 0, done.stderr
     rows = list(csv.reader(out.read_text(encoding="utf-8-sig").splitlines()))[1:]
     assert rows and all(len(r[2]) == 10 for r in rows)

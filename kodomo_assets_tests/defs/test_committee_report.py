@@ -1,5 +1,6 @@
 """The committee's monthly report on a generated month: readable, aggregate only, offline."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from kodomo_assets.defs.linkage import pupil_links
 from kodomo_assets.defs.scoring import risk_scores
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
-from kodomo_assets.lib.export import export_review_list
+from kodomo_assets.lib.export import access_log_path, export_review_list
 from kodomo_assets.lib.lineage_diagram import draw
 from kodomo_assets.lib.linked_table import load_spec, plan
 from kodomo_assets.lib.platform.keys import read_center_private
@@ -28,7 +29,7 @@ from kodomo_assets_tests.runs import failures, run
 MONTH = "2022-10"
 ASSETS = [inbox_receipt, *source_assets, pupil_links, linked_children, risk_scores, review_list,
           evaluation, fairness_audit, committee_report]
-PURPOSE = "月例の確認会議で使用"
+PURPOSE = "ケース会議"  # a 利用目的コード; the report shows its 名称
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +109,7 @@ def test_a_reviewer_can_answer_from_the_report(report) -> None:
     assert "諮問第65号" in text and "承認期間内" in text and "○" in text  # under which approval
     assert "連携テーブルの列と元の項目" in text  # which fields left which department
     assert "指標ごとの該当児童数" in text and "町丁目ごとの" in text  # how many flagged
-    assert PURPOSE in text  # who looked at the list, and why
+    assert "ケース会議（個別ケース検討会議）" in text  # who looked at the list, and why
     assert "モデルカード" in text and "最良の単一ルール" in text
 
 
@@ -124,3 +125,25 @@ def test_the_report_opens_in_headless_chromium(report, tmp_path: Path) -> None:
          path.as_uri()],
         check=True, capture_output=True, timeout=120)
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 50_000
+
+
+def test_an_edited_access_log_line_shows_in_the_report_and_fails_its_check(report) -> None:
+    """A steward who rewrites who exported the list: the signature no longer holds."""
+    *_, storage = report
+    log = access_log_path(storage)
+    kept = log.read_bytes()
+    try:
+        first, *rest = kept.decode("utf-8").splitlines()
+        entry = json.loads(first)
+        log.write_text("\n".join([json.dumps({**entry, "user": "someone-else"}, ensure_ascii=False), *rest])
+                       + "\n", encoding="utf-8")
+        result = run([committee_report], MONTH, storage)
+        (check,) = result.get_asset_check_evaluations()
+        assert check.check_name == "records_intact" and not check.passed
+        html = storage.report_path(MONTH).read_text(encoding="utf-8")
+        assert "改ざんの疑い（1 行目以降）" in html
+    finally:
+        log.write_bytes(kept)
+    result = run([committee_report], MONTH, storage)
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed and "検証済み" in storage.report_path(MONTH).read_text(encoding="utf-8")

@@ -150,7 +150,7 @@ def two_months(storage: KodomoStorage, center: CenterPrivate, tmp_path: Path) ->
             con.execute("CREATE TABLE review_list AS SELECT range AS rank FROM range(25)")
             storage.promote(con, stage, final)
     append_access_log(storage, center, action="export", month=OLD, rows=25, file="/secret/list.csv",
-                      purpose="確認", format="csv")
+                      purpose="個別確認", format="csv")
     report = storage.report_path(OLD)
     report.parent.mkdir(parents=True)
     report.write_text("<html>集計のみ</html>", encoding="utf-8")

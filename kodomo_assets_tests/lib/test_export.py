@@ -26,7 +26,7 @@ from kodomo_assets.lib.platform.keys import (
 from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
 
 MONTH = "2022-10"
-PURPOSE = "10月定例会議での確認対象の選定"
+PURPOSE = "ケース会議"  # a 利用目的コード (data/policy/purposes.csv)
 YOUNG_CARER, POVERTY = "ヤングケアラー（高齢者の介護）", "経済的困窮と支援の狭間"
 ROWS = [  # section, rank, atena_no, child_token, score, prev_score, indicators, reasons, facts_asof
     (NEW, 1, "0000001234", "t1", 0.61234, None, [YOUNG_CARER, POVERTY],
@@ -92,7 +92,8 @@ def test_xlsx_round_trip(center_zone: Path, tmp_path: Path) -> None:
     assert wb.sheetnames == ["説明", "確認リスト"]
     about = {r[0]: r[1] for r in wb["説明"].iter_rows(values_only=True)}
     assert "示唆" in about["注意"] and "一人ずつ確認" in about["注意"]
-    assert about["基準月"] == MONTH and about["利用目的"] == PURPOSE and about["件数"] == "3 件"
+    assert about["基準月"] == MONTH and about["利用目的"] == "ケース会議（個別ケース検討会議）"
+    assert about["件数"] == "3 件"
     assert datetime.fromisoformat(about["書き出し日時"]).tzinfo is not None
     sheet = wb["確認リスト"]
     rows = list(sheet.iter_rows(values_only=True))
@@ -108,14 +109,14 @@ def test_xlsx_round_trip(center_zone: Path, tmp_path: Path) -> None:
 def test_every_export_is_logged_without_row_content(center_zone: Path, storage: KodomoStorage,
                                                     tmp_path: Path) -> None:
     assert export(tmp_path / "a.csv") == 0
-    assert export(tmp_path / "b.xlsx", purpose="  家庭訪問の\n事前確認 ") == 0
+    assert export(tmp_path / "b.xlsx", purpose=" 訪問前確認 ") == 0
     log = read_access_log(storage)
     assert [(e["format"], e["file"]) for e in log] == [("csv", "a.csv"), ("xlsx", "b.xlsx")]
     for entry in log:
         assert entry["user"] == os_account() and entry["month"] == MONTH
         assert entry["action"] == "export" and entry["rows"] == len(ROWS)
         assert datetime.fromisoformat(entry["time"]).tzinfo is not None
-    assert [e["purpose"] for e in log] == [PURPOSE, "家庭訪問の 事前確認"]
+    assert [e["purpose"] for e in log] == [PURPOSE, "訪問前確認"]
     assert read_access_log(storage, month="2022-09") == []
     path = access_log_path(storage)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -127,7 +128,7 @@ def test_every_export_is_logged_without_row_content(center_zone: Path, storage: 
 def test_the_access_log_is_signed_and_chained(center_zone: Path, storage: KodomoStorage,
                                               center: CenterPrivate, tmp_path: Path) -> None:
     assert export(tmp_path / "a.csv") == 0
-    assert export(tmp_path / "b.csv", purpose="家庭訪問の事前確認") == 0
+    assert export(tmp_path / "b.csv", purpose="訪問前確認") == 0
     public = center.public()
     assert verify_access_log(storage, public) is None
     path = access_log_path(storage)
@@ -193,9 +194,23 @@ def test_a_purpose_is_required(center_zone: Path, storage: KodomoStorage, tmp_pa
     with pytest.raises(SystemExit) as stopped:
         main(["review-list", "--month", MONTH, "--out", str(tmp_path / "list.csv")])
     assert stopped.value.code == 2 and "--purpose" in capsys.readouterr().err
-    assert export(tmp_path / "list.csv", purpose=" 　\t") == 2
-    assert "利用目的" in capsys.readouterr().err
+    # free text is refused: a sentence can name a person or hold a phone number
+    for typed in (" 　\t", "山田さん宅 090-1234-5678 の訪問前に確認", "=HYPERLINK(\"x\")"):
+        assert export(tmp_path / "list.csv", purpose=typed) == 2
+        err = capsys.readouterr().err
+        assert "利用目的コード" in err and "個別確認" in err and "090" not in err
     assert not (tmp_path / "list.csv").exists() and read_access_log(storage) == []
+
+
+def test_no_cell_of_any_sheet_is_a_formula(center_zone: Path, tmp_path: Path) -> None:
+    """A reason that starts with = (or +, -, @) stays text in the xlsx and the csv."""
+    assert export(tmp_path / "list.xlsx") == 0 and export(tmp_path / "list.csv") == 0
+    book = openpyxl.load_workbook(tmp_path / "list.xlsx")
+    for ws in book.worksheets:
+        assert not [c.coordinate for row in ws.iter_rows() for c in row if c.data_type == "f"], ws.title
+    rows = list(csv.reader((tmp_path / "list.csv").read_text(encoding="utf-8-sig").splitlines()))
+    assert not [v for r in rows for v in r if v.startswith(("=", "+", "-", "@"))]
+    assert any(v == "'=1+1 と書かれた理由" for r in rows for v in r)
 
 
 def test_an_unknown_extension_is_refused(center_zone: Path, storage: KodomoStorage, tmp_path: Path,

@@ -8,6 +8,7 @@ from functools import cache
 import matplotlib.pyplot as plt
 import numpy as np
 from dagster import (
+    AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
     AssetRecordsFilter,
@@ -22,21 +23,28 @@ from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.center.assets import KEY as REVIEW_KEY
 from kodomo_assets.defs.evaluation.assets import EVALUATION_KEY, FAIRNESS_KEY
 from kodomo_assets.defs.linkage.assets import KEY as LINK_KEY
+from kodomo_assets.defs.operations import purge_log
 from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import zone_asset
 from kodomo_assets.lib import report as R
-from kodomo_assets.lib.export import read_access_log
+from kodomo_assets.lib.export import (
+    AccessLogError,
+    access_log_path,
+    read_access_log,
+    verify_access_log,
+)
 from kodomo_assets.lib.indicators import load_indicators
 from kodomo_assets.lib.lineage_diagram import draw
 from kodomo_assets.lib.linked_table import describe, load_spec, plan
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.policy import load_policy
+from kodomo_assets.lib.policy import load_policy, load_purposes
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets.lib.suppression import mask_text
 
 KEY = AssetKey(["committee", "report"])
+RECORDS_CHECK = "records_intact"
 
 
 def _meta(instance: DagsterInstance, key: AssetKey, month: str) -> dict:
@@ -234,6 +242,24 @@ def _trend_section(storage: KodomoStorage) -> list:
     return [R.image(R.png(fig), "指標ごとの該当児童数の推移")]
 
 
+def records_status(storage: KodomoStorage) -> list[tuple[str, int | None, int]]:
+    """Each chained record, the first line that does not verify (None: all do) and its lines:
+    the center's access log (signed with the center's key, checked with its public key) and
+    the pipeline's purge record (keyed with the storage key)."""
+    access, purges = access_log_path(storage), purge_log(storage)
+    lines = lambda p: sum(1 for ln in p.read_bytes().split(b"\n") if ln.strip()) if p.exists() else 0  # noqa: E731
+    return [("アクセス記録（書き出し・確認結果の取込。センターの署名と連鎖）",
+             verify_access_log(storage, storage.center_public()), lines(access)),
+            ("消去の記録（保存期間による削除。連鎖と鍵付きハッシュ）", purges.first_broken_line(), lines(purges.path))]
+
+
+def _records_table(status: list[tuple[str, int | None, int]]) -> R.Table:
+    return R.Table("記録の検証（改ざんの有無）", ["記録", "行数", "結果"],
+                   [[name, str(n), "検証済み" if broken is None else f"改ざんの疑い（{broken} 行目以降）"]
+                    for name, broken, n in status],
+                   note="行の削除・書き換え・挿入・なりすましは、署名または連鎖が合わなくなるため検出される。")
+
+
 def _history_section(storage: KodomoStorage, instance: DagsterInstance, month: str) -> list:
     runs = instance.get_run_records(RunsFilter(tags={"dagster/partition": month}), limit=30)
     rows = [[r.dagster_run.run_id[:8], r.dagster_run.job_name, r.dagster_run.status.value,
@@ -252,14 +278,20 @@ def _history_section(storage: KodomoStorage, instance: DagsterInstance, month: s
         by = meta["materialized_by"].value if "materialized_by" in meta else "—"
         when = datetime.fromtimestamp(recs[0].timestamp, UTC).isoformat(timespec="seconds")
         assets.append(["/".join(key.path), when, recs[0].run_id[:8], by])
-    access = [[e["time"], e["user"], e["purpose"], R.small(e["rows"]), e["format"]]
-              for e in read_access_log(storage, month)]
+    purposes = load_purposes()
+    try:
+        entries = read_access_log(storage, month)
+    except AccessLogError:
+        entries = []  # a line that is not a record: the chain check below names it
+    access = [[e["time"], e["user"], f"{e['purpose']}（{purposes.get(e['purpose'], '不明なコード')}）",
+               R.small(e["rows"]), e["format"]] for e in entries]
     return [
         R.Table("実行の記録（この基準月）", ["実行", "ジョブ", "状態", "開始", "起動者"], rows,
                 note=f"報告書を作成したユーザー: {os_account()}。起動者は実行のタグ（user）から。"),
         R.Table("資産ごとの最新の実体化（誰が・いつ）", ["資産", "日時（UTC）", "実行", "実行ユーザー"], assets),
         R.Table("確認リストの書き出し記録（アクセス記録）", ["日時", "ユーザー", "利用目的", "行数", "形式"],
                 access or [["—", "—", "書き出しなし", "—", "—"]], counts={3}),
+        _records_table(records_status(storage)),
     ]
 
 
@@ -271,6 +303,8 @@ def _history_section(storage: KodomoStorage, instance: DagsterInstance, month: s
     code_version="1",
     deps=[SCORES_KEY, REVIEW_KEY, EVALUATION_KEY, FAIRNESS_KEY, LINK_KEY],
     gated=False,
+    checks=[(RECORDS_CHECK, "アクセス記録（センターの署名）と消去の記録の連鎖がすべて検証できる。"
+                            "行の削除・書き換え・なりすましがあれば失敗し、報告書に改ざんの疑いとして載せる。")],
     description=(
         "委員会報告書: 個人情報保護運営審議会が毎月確認する自己完結の HTML（外部のフォント・"
         "スクリプト・通信なし）。承認リスト（別紙）と今月が承認期間内か、登録簿と承認リストから"
@@ -301,8 +335,13 @@ def committee_report(context: AssetExecutionContext, storage: KodomoStorage) -> 
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(html, encoding="utf-8")
     os.replace(tmp, path)
-    return MaterializeResult(metadata={
-        "report": MetadataValue.path(str(path)),
-        "bytes": len(html.encode()),
-        "sections": len(report.sections),
-    })
+    status = records_status(storage)
+    broken = [f"{name}: {line} 行目" for name, line, _ in status if line is not None]
+    return MaterializeResult(
+        metadata={"report": MetadataValue.path(str(path)), "bytes": len(html.encode()),
+                  "sections": len(report.sections)},
+        check_results=[AssetCheckResult(
+            check_name=RECORDS_CHECK, passed=not broken,
+            description="改ざんの疑い: " + "、".join(broken) if broken else None,
+            metadata={name: ("検証済み" if line is None else f"改ざんの疑い（{line} 行目）")
+                      for name, line, _ in status})])
