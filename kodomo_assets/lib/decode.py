@@ -271,3 +271,20 @@ def _undecodable(data: bytes, starts: np.ndarray, ends: np.ndarray, ok: np.ndarr
         except UnicodeDecodeError as err:
             bad.append((int(i), err.start + 1))
     return bad
+
+
+def redact(data: bytes, encoding: str, redactions: dict[int, dict[int, str]]) -> bytes:
+    """The export with some cells replaced (line -> {column position -> text}), every other
+    byte as delivered: what is sealed for reruns once the content scan has hit a value."""
+    codec = encoding.replace("-sig", "")
+    lines = data.split(b"\n")
+    for line, cells in redactions.items():
+        raw = lines[line - 1]
+        ending = b"\r" if raw.endswith(b"\r") else b""
+        fields = next(csv.reader([raw.rstrip(b"\r").decode(codec)]))
+        for position, text in cells.items():
+            fields[position] = text
+        out = io.StringIO()
+        csv.writer(out, lineterminator="").writerow(fields)
+        lines[line - 1] = out.getvalue().encode(codec) + ending
+    return b"\n".join(lines)

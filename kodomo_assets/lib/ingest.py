@@ -40,6 +40,8 @@ class IngestResult:
     quarantine_by_reason: dict[str, int]
     ignored_columns: list[str] = field(default_factory=list)
     dropped_forbidden_columns: list[str] = field(default_factory=list)
+    # line -> {column position -> masked text}: what the sealed copy must not keep
+    redactions: dict[int, dict[int, str]] = field(default_factory=dict)
 
 
 def position_only(index: int, header: str) -> str:
@@ -203,6 +205,14 @@ class _Loader:
                     "FROM typed t JOIN raw_all r USING (_line) WHERE len(t.errors) > 0")
         con.execute("DROP VIEW trimmed")
         con.execute("DROP TABLE raw_all")
+        hits = [c for c in self.cols if suspicion(c, "x")]
+        self.redactions: dict[int, dict[int, str]] = {}
+        if hits:
+            for line, *labels in con.execute(
+                    f"SELECT _line, {', '.join(f'hit_{c.name}' for c in hits)} FROM typed "
+                    f"WHERE {' OR '.join(f'hit_{c.name} IS NOT NULL' for c in hits)}").fetchall():
+                self.redactions[line] = {int(self.raw[c.name][1:]): f"＊＊＊＊（{label}）"
+                                         for c, label in zip(hits, labels, strict=True) if label}
 
     def _extend_lookup(self, name: str, parser) -> None:
         """Parse each distinct value not seen in earlier blocks, once, in Python."""
@@ -269,5 +279,5 @@ class _Loader:
             stored_rows=con.execute(f"SELECT count(*) FROM {ds.name}").fetchone()[0],
             quarantined=con.execute(f"SELECT count(*) FROM {ds.name}_quarantine").fetchone()[0],
             quarantine_by_reason=dict(by_reason),
-            ignored_columns=ignored, dropped_forbidden_columns=dropped,
+            ignored_columns=ignored, dropped_forbidden_columns=dropped, redactions=self.redactions,
         )

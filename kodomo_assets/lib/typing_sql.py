@@ -6,6 +6,8 @@ from __future__ import annotations
 from kodomo_assets.lib.content import label_sql
 from kodomo_assets.lib.registry import Column
 
+MARKER = "****("  # a masked value (＊＊＊＊（…）) as the reader sees it, after NFKC
+
 SQL_TYPES = {"id": "VARCHAR", "text": "VARCHAR", "kana": "VARCHAR", "date": "DATE",
              "year_month": "VARCHAR", "int": "BIGINT", "enum": "VARCHAR", "enum_list": "VARCHAR[]"}
 PARSED_TYPES = ("date", "year_month")  # parsed in Python, once per distinct value
@@ -42,7 +44,7 @@ def typed_value(col: Column, v: str) -> tuple[str, str | None]:
         return f"lk_{col.name}.value", f"lk_{col.name}.error IS NOT NULL"
     if col.type == "int":
         return (f"CASE WHEN TRY_CAST({v} AS BIGINT) <= {col.max} THEN TRY_CAST({v} AS BIGINT) END",
-                f"NOT regexp_full_match({v}, '[0-9]{{1,18}}')")
+                f"NOT regexp_full_match({v}, '[0-9]{{1,18}}') AND NOT starts_with({v}, '{MARKER}')")
     if col.type == "enum":
         return enum_case(col, v), f"{enum_case(col, v)} IS NULL"
     if col.type == "enum_list":
@@ -54,15 +56,20 @@ def typed_value(col: Column, v: str) -> tuple[str, str | None]:
 def suspicion(col: Column, v: str) -> str | None:
     """SQL naming why a value must not be kept (NULL: nothing found): a free-text value the
     content scan hits, or a count out of its declared range (a 12-digit number typed into a
-    count is as likely a My Number as a count). The quarantine keeps this label, masked,
-    instead of the value. None: the column's own format rule is enough."""
+    count is as likely a My Number as a count). The quarantine, and the sealed copy of the
+    export, keep this label, masked, instead of the value; a masked value read again (a
+    rerun from the sealed copy) gives the same label. None: the column's own format rule
+    is enough."""
     if col.scanned:
-        return label_sql(f"content_hit({v})")
-    if col.type == "int":
-        return (f"coalesce({label_sql(f'content_hit({v})')}, CASE WHEN regexp_full_match({v}, '[0-9]+') "
-                f"AND (length({v}) > 18 OR TRY_CAST({v} AS BIGINT) > {col.max}) "
-                f"THEN {q(f'範囲外の値（0〜{col.max}）')} END)")
-    return None
+        found = label_sql(f"content_hit({v})")
+    elif col.type == "int":
+        found = (f"coalesce({label_sql(f'content_hit({v})')}, CASE WHEN regexp_full_match({v}, '[0-9]+') "
+                 f"AND (length({v}) > 18 OR TRY_CAST({v} AS BIGINT) > {col.max}) "
+                 f"THEN {q(f'範囲外の値（0-{col.max}）')} END)")
+    else:
+        return None
+    again = f"replace(replace(regexp_extract({v}, '^[*]{{4}}[(](.*)[)]$', 1), '(', '（'), ')', '）')"
+    return f"CASE WHEN starts_with({v}, '{MARKER}') THEN {again} ELSE {found} END"
 
 
 def reasons(col: Column, v: str, invalid: str | None) -> list[str]:

@@ -183,3 +183,25 @@ def test_the_steward_sees_the_names_behind_the_tags_on_their_terminal(storage, w
     out = capsys.readouterr().out
     assert f"{storage.name_tag('山田花子_相談メモ.csv')}  契約外（読まない）" in out and "山田花子_相談メモ.csv" in out
     assert f"13列目 識別 {storage.name_tag('山田太郎さん要確認')} 契約外: 山田太郎さん要確認" in out
+
+
+def test_a_value_the_scan_hit_is_masked_in_the_sealed_copy_and_a_rerun_agrees(storage, write_export) -> None:
+    """The raw archive is a store too: the cell is masked there, and reading the sealed copy
+    again gives the same quarantine, line for line and reason for reason."""
+    planted = "東保育園 TEL 090-1234-5678"
+    write_export("hoiku.csv", ["宛名番号,施設名,入所状況,保育の必要性事由,入所年月日",
+                               "0000000001,東保育園,入所中,就労,R4.4.1",
+                               f"0000000002,\"{planted}\",入所中,就労,R4.4.1",
+                               "0000000003,西保育園,入所中,就労,R4.4.1"])
+    hoiku = next(a for a in source_assets if a.key.path[-1] == "hoiku")
+    first = metadata(run([hoiku], MONTH, storage))["sources/hoiku"]
+    sealed = storage.archived_export("hoiku", MONTH, "hoiku.csv").decode("cp932")
+    assert "090" not in sealed and "＊＊＊＊（電話番号の疑い）" in sealed and "西保育園" in sealed
+    again = metadata(run([hoiku], MONTH, storage))["sources/hoiku"]
+    assert again["read_from"] == "暗号化保管した前回の受信ファイル"
+    for key in ("dagster/row_count", "quarantined", "quarantine_by_reason"):
+        assert again[key] == first[key], key
+    assert first["quarantine_by_reason"] == {"施設名: 電話番号の疑い": 1}
+    with storage.open(storage.department_store("hoiku", MONTH)) as con:
+        assert con.execute("SELECT line, facility FROM hoiku_quarantine").fetchall() == [
+            (3, "＊＊＊＊（電話番号の疑い）")]

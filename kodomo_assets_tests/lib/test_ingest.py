@@ -328,7 +328,7 @@ def test_a_twelve_digit_number_in_a_count_is_out_of_range_and_masked(run, write_
     result, con = run(yobo)
     assert (result.stored_rows, result.quarantined) == (1, 2)
     assert result.quarantine_by_reason == {"定期接種対象数: 個人番号の疑い": 1,
-                                           "定期接種対象数: 範囲外の値（0〜40）": 1}
+                                           "定期接種対象数: 範囲外の値（0-40）": 1}
     assert "123456789018" not in _everything(con) and "41" not in str(
         con.execute("SELECT doses_due FROM yobo_quarantine").fetchall())
 

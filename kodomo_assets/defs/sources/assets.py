@@ -20,6 +20,7 @@ from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.defs.zone import no_echo
 from kodomo_assets.lib.decode import SourceFileError
+from kodomo_assets.lib.decode import redact as redact_cells
 from kodomo_assets.lib.ingest import SQL_TYPES, ingest
 from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.platform.keys import KeyProblem
@@ -107,7 +108,8 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
                 r = ingest(ds, month, delivered, con, content, describe=storage.describe_header)
         except SourceFileError as err:
             raise Failure(description=str(err), allow_retries=False) from None
-        if read is not None and not storage.archive_export(dept, month, delivered, read):
+        redact = (lambda data: redact_cells(data, r.encoding, r.redactions)) if r.redactions else None
+        if read is not None and not storage.archive_export(dept, month, delivered, read, redact):
             context.log.warning(f"{ds.file}: 取込の間に受信箱のファイルが差し替えられました。"
                                 "新しいファイルは受信箱に残し、次の実行で取り込みます")
         if readable:

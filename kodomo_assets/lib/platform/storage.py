@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -352,7 +352,8 @@ class KodomoStorage(ConfigurableResource):
         return None
 
     def archive_export(self, department: str, month: str, source: Path,
-                       read: os.stat_result | None = None) -> bool:
+                       read: os.stat_result | None = None,
+                       redact: Callable[[bytes], bytes] | None = None) -> bool:
         """After a successful ingest the plaintext export leaves the inbox: sealed into the
         department's raw archive (which reruns read and the purge forgets), then deleted.
         `read` is the file as it was read: the export is first renamed away (atomic, so a
@@ -368,7 +369,9 @@ class KodomoStorage(ConfigurableResource):
             else:
                 taken.unlink()  # an intermediate delivery, superseded by the one in place
             return False
-        self.seal(self.raw_archive(department, month, source.name), taken)
+        # cells the content scan hit are masked in the sealed copy too: no store keeps them
+        self.seal(self.raw_archive(department, month, source.name),
+                  redact(taken.read_bytes()) if redact else taken)
         taken.unlink()
         return True
 
