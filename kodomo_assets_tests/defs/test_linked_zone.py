@@ -22,6 +22,7 @@ from kodomo_assets.lib.anonymity import MAX_BELOW_K_SHARE, MAX_UNIQUE_SHARE
 from kodomo_assets.lib.linked_table import load_spec, plan
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy import load_policy
+from kodomo_assets.lib.registry import load_registry
 from kodomo_assets_tests.conftest import demo_env
 from kodomo_assets_tests.lib.test_policy import APPROVE, _edited
 from kodomo_assets_tests.runs import failures, metadata, run
@@ -182,9 +183,11 @@ def test_an_extra_my_number_column_in_gakurei_is_dropped_at_the_door(inbox: Path
     rewrite_gakurei(inbox, add_column)
     result, instance = refresh(storage)
     assert result.success, failures(result)
-    assert metadata(result)["sources/gakurei"]["dropped_forbidden_columns"] == ["個人番号"]
+    # not a gakurei header of the contract: named by position and keyed tag, never quoted
+    described = storage.describe_header(len(load_registry().datasets["gakurei"].columns), "個人番号")
+    assert metadata(result)["sources/gakurei"]["dropped_forbidden_columns"] == [described]
     warnings = [e.message for e in instance.all_logs(result.run_id) if "禁止項目" in (e.message or "")]
-    assert any("gakurei.csv" in w and "個人番号" in w for w in warnings)
+    assert any("gakurei.csv" in w and described in w for w in warnings)
     for store, table in ((storage.department_store("gakumu", MONTH), "gakurei"),
                          (storage.zone_store("analysis", MONTH, "linked_children"), "linked_children")):
         with storage.open(store) as con:
@@ -206,14 +209,16 @@ def test_my_numbers_inside_an_unpublished_text_column_never_reach_the_analysis_z
 
     rewrite_gakurei(inbox, plant)
     result, instance = refresh(storage)
-    # 学校名 is read by no column of the linked table: the month refreshes, and the values
-    # stay in the Board of Education's own store
+    # the content scan quarantines the five rows at the door, masked; the month refreshes
     assert result.success, failures(result)
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks)
-    with storage.open(storage.department_store("gakumu", MONTH)) as con:  # planted indeed
+    assert metadata(result)["sources/gakurei"]["quarantine_by_reason"].get("学校名: 個人番号の疑い") == 5
+    with storage.open(storage.department_store("gakumu", MONTH)) as con:
         (stored,) = con.execute("SELECT count(*) FROM gakurei WHERE school = ?", [planted_text]).fetchone()
-    assert stored == 5
+        (masked,) = con.execute("SELECT count(*) FROM gakurei_quarantine "
+                                "WHERE school = '＊＊＊＊（個人番号の疑い）'").fetchone()
+    assert (stored, masked) == (0, 5)
     text = zone_text(storage)
     spaced = " ".join([MY_NUMBER[:4], MY_NUMBER[4:8], MY_NUMBER[8:]])
     for form in (MY_NUMBER, planted_text, spaced, spaced.replace(" ", "-"), "昭島市立東小学校"):
@@ -239,7 +244,8 @@ def test_a_tax_file_in_the_inbox_stops_the_delivery(inbox: Path, storage: Kodomo
     (inbox / MONTH / "住民税課税台帳.csv").write_text("宛名番号,所得割額\n0000000001,1000\n")
     result, _ = refresh(storage)
     message = failures(result)["sources__inbox_receipt"]
-    assert "住民税課税台帳.csv" in message and "地方税法第22条" in message
+    assert storage.name_tag("住民税課税台帳.csv") in message and "地方税法第22条" in message
+    assert "課税台帳" not in message
     assert not result.get_asset_materialization_events()
     analysis_zone_is_clean(storage)
 
