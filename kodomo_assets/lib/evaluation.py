@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from kodomo_assets.lib.suppression import mask_text
+from kodomo_assets.lib.suppression import mask_text, visible
 
 NO_TRUTH = "正解データなし"
 GAP_LIMIT = 0.1  # an equalized-odds gap above this is explained, not just reported
@@ -88,7 +88,7 @@ FAIRNESS_TABLES: dict[str, dict[str, str]] = {
     "gaps": {"attribute": "VARCHAR", "label": "VARCHAR", "equalized_odds_gap": "DOUBLE",
              "tpr_gap": "DOUBLE", "fpr_gap": "DOUBLE", "groups_compared": "INTEGER",
              "chance_gap_median": "DOUBLE", "chance_gap_95": "DOUBLE", "chance_p": "DOUBLE",
-             "explanation": "VARCHAR"},
+             "disclosable": "BOOLEAN", "explanation": "VARCHAR"},
     # the committee's district table: aggregates of the district that never reaches the
     # analysis table (computed from the register in the fairness audit's step only)
     "district_counts": {"district_code": "VARCHAR", "children": "INTEGER", "flagged": "INTEGER",
@@ -477,6 +477,9 @@ def explain(name: str, gap: Mapping[str, float], by_group: pd.DataFrame) -> str:
     if math.isnan(gap["equalized_odds_gap"]):
         return (f"{name}: 支援の必要がある児童とない児童の両方を含む群が2つ未満のため、"
                 f"均等化オッズの差は計算できない（{len(comp)} 群{small}）。")
+    if not gap.get("disclosable", True):
+        return (f"{name}: 比較する {len(comp)} 群{small}のうちに、支援の必要がある・ない児童の数、またはリストに"
+                "載った・載らなかった児童の数が10人未満の群があるため、率と差は秘匿する（一人の違いが読み取れるため）。")
     head = (f"{name}: 均等化オッズの差は {gap['equalized_odds_gap']:.2f}（TPR差 {gap['tpr_gap']:.2f}、"
             f"FPR差 {gap['fpr_gap']:.2f}、{len(comp)} 群を比較{small}）")
     chance = f"{gap['chance_p']:.0%}" if gap["chance_p"] >= 0.01 else "1%未満"
@@ -539,6 +542,11 @@ def audit(groups: Mapping[str, pd.Series | None], need: np.ndarray, listed: np.n
         comp = by[eligible(by)]
         row["equalized_odds_gap"], row["tpr_gap"], row["fpr_gap"] = equalized_odds(c, comp)
         row["groups_compared"] = len(comp)
+        # the gap is a difference of rates: published only when no rate behind it rests on a
+        # count (or its rest) of 1–9, or one group's rate and the gap give back another's
+        row["disclosable"] = bool(len(comp)) and all(
+            visible(g.tp, g.positives) and visible(g.fp, g.n - g.positives) and visible(g.positives, g.n)
+            for g in comp.itertuples())
         if len(comp) >= 2:
             chance = chance_gaps(comp, n_boot, seed)
             row |= {"chance_gap_median": float(np.median(chance)),

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib_fontja  # noqa: E402,F401
 import numpy as np  # noqa: E402
 
-from kodomo_assets.lib.suppression import MASK, THRESHOLD, mask_text, protect, with_totals  # noqa: E402
+from kodomo_assets.lib.suppression import MASK, THRESHOLD, mask_text, protect, visible, with_totals  # noqa: E402
 
 
 @dataclass
@@ -46,10 +46,17 @@ def count_text(v: int, hidden: bool) -> str:
     return MASK if hidden else f"{int(v):,}"
 
 
-def suppressed_column(labels: list[str], values: list[int], total_label: str = "合計") -> list[list[str]]:
-    """One additive column with its total: primary and secondary suppression."""
+def suppressed_column(labels: list[str], values: list[int], total_label: str = "合計",
+                      wholes: list[int] | None = None) -> list[list[str]]:
+    """One additive column with its total: primary and secondary suppression. `wholes`: each
+    row's whole (children of the district) when the column counts a part of it: a part whose
+    rest is 1–9 is hidden too, so no subtraction between columns gives a small count."""
     grid = with_totals(np.array(values, dtype="int64").reshape(-1, 1))
-    hidden = protect(grid)
+    extra = None
+    if wholes is not None:
+        whole = with_totals(np.array(wholes, dtype="int64").reshape(-1, 1))
+        extra = np.array([[not visible(v, w)] * 2 for v, w in zip(grid[:, 0], whole[:, 0], strict=True)])
+    hidden = protect(grid, hidden=extra)
     return [[label, count_text(grid[i, 0], hidden[i, 0])]
             for i, label in enumerate([*labels, total_label])]
 

@@ -19,12 +19,24 @@ THRESHOLD = 10
 MASK = "x"
 
 
-def protect(counts: np.ndarray, threshold: int = THRESHOLD) -> np.ndarray:
-    """Boolean mask of the cells to hide in a table with a totals row and column."""
+def visible(num: int, den: int, threshold: int = THRESHOLD) -> bool:
+    """A share num/den may be published only when its numerator and its complement are
+    each 0 or ≥ threshold: otherwise rate × total gives back a count of 1–9 (連携率 99.4% of
+    939 pupils is 6 unlinked)."""
+    return all(v == 0 or v >= threshold for v in (int(num), int(den) - int(num)))
+
+
+def share_text(num: int, den: int, fmt: str = "{:.1%}") -> str:
+    return fmt.format(num / den) if den and visible(num, den) else MASK
+
+
+def protect(counts: np.ndarray, threshold: int = THRESHOLD, hidden: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask of the cells to hide in a table with a totals row and column. `hidden`:
+    cells that must be hidden for another reason (a share that would give a count back)."""
     c = np.asarray(counts, dtype="int64")
     if c.ndim != 2 or c.shape[0] < 2 or c.shape[1] < 2:
         raise ValueError("a table with a totals row and a totals column")
-    hidden = (c > 0) & (c < threshold)
+    hidden = ((c > 0) & (c < threshold)) | (np.zeros_like(c, bool) if hidden is None else hidden)
     changed = True
     while changed:
         changed = False

@@ -1,6 +1,7 @@
 """The evaluation and fairness figures on small hand-made arrays."""
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -239,24 +240,33 @@ def _gap_text(spec: dict[str, tuple[int, int, int, int]]) -> tuple[float, str]:
 
 def test_the_explanation_switches_at_a_gap_of_one_tenth() -> None:
     # TPR 0.8 vs 0.7: a gap of exactly 0.1 is within the limit
-    gap, text = _gap_text({"a": (900, 9, 20, 80), "b": (900, 9, 30, 70)})
+    gap, text = _gap_text({"a": (900, 90, 20, 80), "b": (900, 90, 30, 70)})
     assert gap == pytest.approx(0.1)  # 0.10000000000000009 in floating point
     assert "0.1 以下" in text and "超える" not in text and "偶然では説明しにくい" not in text
     # large groups: a gap within the limit that chance does not explain is noted
     gap, text = _gap_text({"a": (9000, 90, 200, 800), "b": (9000, 90, 250, 750)})
     assert gap == pytest.approx(0.05) and "0.1 以下" in text and "偶然では説明しにくい" in text
     # TPR 0.8 vs 0.69: above it, with the driving rate, both groups and the chance figures
-    gap, text = _gap_text({"a": (900, 9, 20, 80), "b": (900, 9, 31, 69)})
+    gap, text = _gap_text({"a": (900, 90, 20, 80), "b": (900, 90, 31, 69)})
     assert gap == pytest.approx(0.11) and "0.1 を超える" in text
     assert "TPR" in text and "「a」0.80" in text and "「b」0.69" in text and "基準率" in text
     assert "偶然" in text and "95%区間" in text
 
 
+def test_a_gap_resting_on_counts_of_one_to_nine_is_not_explained_with_figures() -> None:
+    """Two needs a group: 'one child moves the rate by 0.50' would say there are two. The
+    gap, the rates and the base rates are withheld; the sentence says why."""
+    g, y, p = _children({"a": (200, 2, 1, 1), "b": (200, 2, 0, 2)})
+    _, gaps = ev.audit({"single_parent": pd.Series(g)}, y, p, n_boot=200)
+    text = gaps.loc[0, "explanation"]
+    assert not gaps.loc[0, "disclosable"] and "秘匿" in text
+    assert not re.search(r"[0-9]\.[0-9]|基準率|人、", text)
+
+
 def test_the_explanation_tells_chance_from_a_real_gap() -> None:
-    # a few needs per group: a gap of 0.5 is what chance gives
-    gap, text = _gap_text({"a": (200, 2, 1, 1), "b": (200, 2, 0, 2)})
-    assert gap == pytest.approx(0.5) and "一人の違いで率が 0.50 動き" in text
-    assert "偶然の揺らぎで説明でき" in text
+    # 24 needs per group: a gap of 0.17 is what chance gives
+    gap, text = _gap_text({"a": (2000, 100, 14, 10), "b": (2000, 100, 10, 14)})
+    assert gap == pytest.approx(4 / 24) and "偶然の揺らぎで説明でき" in text
     # large groups, FPR 0.12 vs 0.01 and base rates 20% vs 2%: not chance
     gap, text = _gap_text({"a": (3600, 500, 200, 800), "b": (4900, 50, 20, 80)})
     assert gap > 0.1 and "FPR" in text and "基準率の高い群" in text

@@ -1,6 +1,7 @@
 """委員会報告書: the privacy committee's monthly report, built from aggregates only."""
 
 import json
+import math
 import os
 from datetime import UTC, datetime
 from functools import cache
@@ -41,7 +42,7 @@ from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy import load_policy, load_purposes
 from kodomo_assets.lib.registry import load_registry
-from kodomo_assets.lib.suppression import mask_text
+from kodomo_assets.lib.suppression import mask_text, share_text, visible
 
 KEY = AssetKey(["committee", "report"])
 RECORDS_CHECK = "records_intact"
@@ -111,9 +112,15 @@ def _figures_section(context: AssetExecutionContext, storage: KodomoStorage, mon
                               np.array([[link["linked_by_atena_no"], link["linked_probabilistically"],
                                          link["unlinked"]]]))
         t.caption = "学齢簿と住民基本台帳の連携"
-        t.note = (f"連携率 {linked / max(link['pupils'], 1):.1%}。確認待ち {R.small(link['steward_review'])} 件。"
-                  f"既知の宛名番号の一部を伏せた検証: 適合率 {link.get('holdout_precision') or 0:.3f}、"
-                  f"再現率 {link.get('holdout_recall') or 0:.3f}、双子の取り違え {link['twins_cross_linked']} 件。")
+        # a rate is shown only when its numerator and its rest are both 0 or ≥ 10
+        pairs = link.get("holdout_pairs") or 0
+        recall, precision = link.get("holdout_recall"), link.get("holdout_precision")
+        correct = round((recall or 0) * pairs)
+        predicted = round(correct / precision) if precision else 0
+        t.note = (f"連携率 {share_text(linked, link['pupils'])}。確認待ち {R.small(link['steward_review'])} 件。"
+                  f"既知の宛名番号の一部を伏せた検証: 適合率 {share_text(correct, predicted, '{:.3f}')}、"
+                  f"再現率 {share_text(correct, pairs, '{:.3f}')}、双子の取り違え {R.small(link['twins_cross_linked'])} 件"
+                  "（率は、分子とその残りがともに0か10以上のときだけ示す）。")
         parts.append(t)
     scores = storage.zone_store("analysis", month, "risk_scores")
     figures: dict = {}
@@ -131,7 +138,8 @@ def _figures_section(context: AssetExecutionContext, storage: KodomoStorage, mon
                     "SELECT count(*) FILTER (list_contains(indicators, ?)), "
                     "count(*) FILTER (listed AND list_contains(indicators, ?)) FROM t",
                     [i.label, i.label]).fetchone()
-                rows.append([i.label, R.small(fired), R.small(listed)])
+                # 該当 − うち掲載 is a count too: both parts 0 or ≥ 10, or the part is hidden
+                rows.append([i.label, R.small(fired), R.small(listed) if visible(listed, fired) else R.MASK])
             parts.append(R.Table("指標ごとの該当児童数（全児童／確認リスト掲載）", ["指標", "該当", "うち掲載"],
                                  rows, counts={1, 2},
                                  note="一人が複数の指標に該当しうるため合計は示さない。"))
@@ -143,22 +151,45 @@ def _figures_section(context: AssetExecutionContext, storage: KodomoStorage, mon
                 districts = con.execute("SELECT district_code, children, flagged, listed "
                                         "FROM fa.district_counts ORDER BY 1").fetchall()
             if districts:
-                cols = [R.suppressed_column([d[0] for d in districts], [d[c] for d in districts])
-                        for c in (1, 2, 3)]
+                labels, children = [d[0] for d in districts], [d[1] for d in districts]
+                cols = [R.suppressed_column(labels, children)] + [
+                    R.suppressed_column(labels, [d[c] for d in districts], wholes=children) for c in (2, 3)]
                 parts.append(R.Table("町丁目ごとの児童数・指標該当・確認リスト掲載（新規の示唆）",
                                      ["町丁目コード", "児童", "指標に該当", "確認リスト掲載"],
                                      [[a[0], a[1], b[1], c[1]] for a, b, c in zip(*cols, strict=True)],
-                                     counts={1, 2, 3}, note="各列で1〜9は x、合計から逆算できないよう二次秘匿。"))
+                                     counts={1, 2, 3},
+                                     note="各列で1〜9は x、合計から逆算できないよう二次秘匿。児童数との差が1〜9になる値も x。"))
             figures["scores"] = con.execute("SELECT score FROM t").fetchnumpy()["score"]
             figures["n_children"], figures["k"] = n_children, k
     return parts, figures
 
 
-def _figure(v: float | None) -> str:
-    """Rates to 3 decimals; whole numbers are counts, suppressed below 10."""
-    if v is None:
-        return "—"
-    return R.small(int(v)) if float(v).is_integer() and v > 1 else f"{v:.3f}"
+def _evaluation_rows(rows: list[tuple], positives: int | None) -> list[list[str]]:
+    """The evaluation against the demo truth, so that no figure gives a small count back:
+    precision is found ÷ selected and recall found ÷ needs, each shown only when the count
+    and its rest are 0 or ≥ 10; found is hidden on the same rule; AUC, Brier and ECE are
+    not shares of a count."""
+    by = {m: (d, a, b) for m, d, a, b in rows}
+    out = []
+    for metric, (label, *values) in by.items():
+        cells = []
+        for i, v in enumerate(values):
+            found, selected = by["found"][1 + i], by["selected"][1 + i]
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                cells.append("—")
+            elif metric == "precision_at_k":
+                cells.append(share_text(round(found), round(selected), "{:.3f}"))
+            elif metric == "recall_at_k":
+                cells.append(share_text(round(found), positives, "{:.3f}") if positives else R.MASK)
+            elif metric == "found":
+                shown = visible(round(v), round(selected)) and (not positives or visible(round(v), positives))
+                cells.append(R.small(round(v)) if shown else R.MASK)
+            elif metric == "selected":
+                cells.append(R.small(round(v)))
+            else:
+                cells.append(f"{v:.3f}")
+        out.append([label, *cells])
+    return out
 
 
 @cache
@@ -174,7 +205,7 @@ def _feature_label(term: str, month: str) -> str:
     return labels.get(name, name).split("（")[0]
 
 
-def _model_section(storage: KodomoStorage, month: str, figures: dict) -> list:
+def _model_section(context: AssetExecutionContext, storage: KodomoStorage, month: str, figures: dict) -> list:
     parts: list = []
     card_path = storage.zone_file("analysis", month, "model_card.json")
     if card_path.exists():
@@ -189,15 +220,17 @@ def _model_section(storage: KodomoStorage, month: str, figures: dict) -> list:
     ev = storage.zone_store("analysis", month, "evaluation")
     if ev.exists():
         with storage.open(ev) as con:
-            rows = con.execute("SELECT description, model, baseline FROM metrics").fetchall()
+            rows = con.execute("SELECT metric, description, model, baseline FROM metrics").fetchall()
             cal = con.execute("SELECT mean_score, label_rate, n FROM calibration ORDER BY bin").fetchall()
         if rows:
+            positives = _meta(context.instance, EVALUATION_KEY, month).get("planted_needs_unknown")
             parts.append(R.Table("デモの正解データに対する評価（センターが把握していない児童）",
-                                 ["指標", "モデル", "最良の単一ルール"],
-                                 [[d, _figure(m), _figure(b)] for d, m, b in rows]))
-        if cal:
+                                 ["指標", "モデル", "最良の単一ルール"], _evaluation_rows(rows, positives),
+                                 note="率は、分子とその残りがともに0か10以上のときだけ示す（x は秘匿）。"))
+        # a bin's known share is drawn only when its known children and the rest are 0 or ≥ 10
+        shown = [(sc, r) for sc, r, n in cal if n >= 10 and visible(round(r * n), n)]
+        if shown:
             fig, ax = plt.subplots(figsize=(4.5, 4))
-            shown = [(s, r) for s, r, n in cal if n >= 10]
             ax.plot([0, max(s for s, _ in shown)], [0, max(s for s, _ in shown)], "--", color="#999")
             ax.plot([s for s, _ in shown], [r for _, r in shown], "o-")
             ax.set_xlabel("予測スコアの平均"), ax.set_ylabel("既知の割合"), ax.set_title("較正（10区分）")
@@ -205,9 +238,10 @@ def _model_section(storage: KodomoStorage, month: str, figures: dict) -> list:
     fair = storage.zone_store("analysis", month, "fairness_audit")
     if fair.exists():
         with storage.open(fair) as con:
-            gaps = con.execute("SELECT label, equalized_odds_gap, explanation FROM gaps").fetchall()
+            gaps = con.execute("SELECT label, equalized_odds_gap, disclosable, explanation FROM gaps").fetchall()
         parts.append(R.Table("公平性の確認（Equalized odds の差）", ["属性", "差", "説明"],
-                             [[a, f"{g:.3f}" if g is not None else "—", mask_text(e)] for a, g, e in gaps]))
+                             [[a, R.MASK if g is not None and not ok else f"{g:.3f}" if g is not None else "—",
+                               mask_text(e)] for a, g, ok, e in gaps]))
     if "scores" in figures:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         counts, edges = np.histogram(figures["scores"], bins=20, range=(0, 1))
@@ -325,7 +359,7 @@ def committee_report(context: AssetExecutionContext, storage: KodomoStorage) -> 
             ("1. 承認リスト（別紙 個人情報項目）", _approval_section(month)),
             ("2. データの流れ（列の系譜）", _lineage_section(month)),
             ("3. 今月の数字", figures_parts),
-            ("4. モデルカード・評価・公平性", _model_section(storage, month, figures)),
+            ("4. モデルカード・評価・公平性", _model_section(context, storage, month, figures)),
             ("5. 指標の推移", _trend_section(storage)),
             ("6. 実行と閲覧の記録", _history_section(storage, context.instance, month)),
         ])

@@ -246,9 +246,10 @@ def fairness_audit(context: AssetExecutionContext, storage: KodomoStorage):  # n
         context.log.info(f"{month}: {status}")
     else:
         for r in gaps.itertuples():
-            metadata |= _figures({f"equalized_odds_gap_{r.attribute}": r.equalized_odds_gap,
-                                  f"tpr_gap_{r.attribute}": r.tpr_gap,
-                                  f"fpr_gap_{r.attribute}": r.fpr_gap})
+            if r.disclosable is True:  # a gap from small counts would give a count back
+                metadata |= _figures({f"equalized_odds_gap_{r.attribute}": r.equalized_odds_gap,
+                                      f"tpr_gap_{r.attribute}": r.tpr_gap,
+                                      f"fpr_gap_{r.attribute}": r.fpr_gap})
         metadata["explanations"] = MetadataValue.md("\n".join(f"- {t}" for t in gaps["explanation"]))
         metadata["groups_suppressed"] = int(by_group["suppressed"].sum())
         shown = pd.DataFrame(ev.suppressed_view(by_group))
