@@ -562,16 +562,21 @@ def audit(groups: Mapping[str, pd.Series | None], need: np.ndarray, listed: np.n
 
 def suppressed_view(by_group: pd.DataFrame) -> list[dict]:
     """by_group for metadata: a suppressed group (see `suppression`) shows its counts as "x"
-    and no rates (committee outputs suppress small cells)."""
+    and no rates (committee outputs suppress small cells); a rate whose numerator or rest is
+    1–9 is left out too, or rate × group size would give the count back."""
     out = []
     for r in by_group.itertuples(index=False):
         row = {"attribute": r.label, "group": r.group}
         for col in ("n", "positives", "selected"):
             row[col] = SUPPRESSED if r.suppressed else int(getattr(r, col))
+        negatives = int(r.n) - int(r.positives)
+        counts = {"selection_rate": (r.selected, r.n), "tpr": (r.tpr * r.positives, r.positives),
+                  "fpr": (r.fpr * negatives, negatives)}
         for col in ("selection_rate", "tpr", "fpr"):
             v, lo, hi = (getattr(r, f"{col}{s}") for s in ("", "_ci_low", "_ci_high"))
-            row[col] = None if r.suppressed or pd.isna(v) else round(float(v), 4)
-            row[f"{col}_ci"] = None if r.suppressed or pd.isna(lo) else [round(float(lo), 4),
-                                                                          round(float(hi), 4)]
+            num, den = counts[col]
+            hide = r.suppressed or pd.isna(v) or not visible(round(num), int(den))
+            row[col] = None if hide else round(float(v), 4)
+            row[f"{col}_ci"] = None if hide or pd.isna(lo) else [round(float(lo), 4), round(float(hi), 4)]
         out.append(row)
     return out

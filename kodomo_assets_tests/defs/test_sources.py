@@ -177,6 +177,16 @@ def test_the_steward_sees_the_names_behind_the_tags_on_their_terminal(storage, w
 
     write_export("jumin.csv", [JUMIN_HEADER + ",山田太郎さん要確認", "0000000001" + ",x" * 12])
     write_export("山田花子_相談メモ.csv", ["a", "b"])
+    # in Dagster: positions and keyed tags, never the names
+    jumin = next(a for a in source_assets if a.key.path[-1] == "jumin")
+    instance = DagsterInstance.ephemeral()
+    result = run([inbox_receipt, jumin], MONTH, storage, instance)
+    logged = json.dumps([repr(e) for e in instance.all_logs(result.run_id)], ensure_ascii=False)
+    recorded = logged + json.dumps(metadata(result), ensure_ascii=False, default=str)
+    assert "山田" not in recorded and storage.name_tag("山田花子_相談メモ.csv") in recorded
+    # the steward's terminal, with the pipeline's settings, shows what the tags stand for
+    (storage.inbox_path / MONTH / "jumin.csv").unlink(missing_ok=True)
+    write_export("jumin.csv", [JUMIN_HEADER + ",山田太郎さん要確認", "0000000001" + ",x" * 12])
     for name, value in pipeline_env(storage).items():
         monkeypatch.setenv(name, value)
     assert main(["inspect-inbox", "--month", MONTH]) == 0

@@ -214,12 +214,17 @@ def test_small_groups_are_suppressed_with_a_second_group_when_one_alone_would_sh
     assert ev.suppression(pd.Series([5, 40, 20], index=list("abc"))).tolist() == [True, False, True]
     assert ev.suppression(pd.Series([5, 7, 20], index=list("abc"))).tolist() == [True, True, False]
     assert not ev.suppression(pd.Series([10, 12], index=list("ab"))).any()
-    g, y, p = _children({"big": (300, 10, 5, 15), "mid": (150, 4, 4, 6), "tiny": (6, 1, 1, 1)})
+    g, y, p = _children({"big": (300, 10, 10, 15), "mid": (150, 4, 4, 6), "tiny": (6, 1, 1, 1)})
     by_group, gaps = ev.audit({"district_code": pd.Series(g)}, y, p, n_boot=200)
     view = {r["group"]: r for r in ev.suppressed_view(by_group)}
     assert view["tiny"]["n"] == view["tiny"]["positives"] == ev.SUPPRESSED and view["tiny"]["tpr"] is None
     assert view["mid"]["n"] == ev.SUPPRESSED  # else n(tiny) = children − big − mid
-    assert view["big"]["n"] == 330 and view["big"]["tpr"] == pytest.approx(0.75)
+    assert view["big"]["n"] == 335 and view["big"]["tpr"] == pytest.approx(0.6)
+    # 10 listed without a need among 310: the FPR would give 10 back, and it may (≥ 10)
+    assert view["big"]["fpr"] == pytest.approx(10 / 310, abs=1e-4)
+    g2, y2, p2 = _children({"big": (300, 10, 5, 15), "other": (300, 10, 10, 20)})
+    other, _ = ev.audit({"district_code": pd.Series(g2)}, y2, p2, n_boot=50)
+    assert {r["group"]: r for r in ev.suppressed_view(other)}["big"]["tpr"] is None  # the 5 missed
     assert by_group.set_index("group")["suppressed"].to_dict() == {"big": False, "mid": True, "tiny": True}
     assert gaps.loc[0, "groups_compared"] == 1 and math.isnan(gaps.loc[0, "equalized_odds_gap"])
     assert "計算できない" in gaps.loc[0, "explanation"]
