@@ -191,7 +191,7 @@ def purge_job_for(asset_keys: Sequence[AssetKey]):  # noqa: ANN201 - built once 
         summary = {"months": [], "files": 0, "keys_destroyed": 0, "dry_run": config.dry_run}
         for month, last_day in expires.items():
             files = [storage.label(p) for p in storage.month_files(month)]
-            exports = [{k: e.get(k) for k in ("time", "user", "action", "file", "format", "rows", "purpose")}
+            exports = [{k: e.get(k) for k in ("time", "user", "action", "file", "path", "format", "rows", "purpose")}
                        for e in read_access_log(storage, month)]
             if config.dry_run:
                 context.log.info(f"{month}: 消去の対象 {len(files)} 件（試行。消去していません）")

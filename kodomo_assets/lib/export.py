@@ -95,7 +95,9 @@ def append_access_log(storage: KodomoStorage, private: CenterPrivate, *, action:
             lines = [ln for ln in fh.read().split(b"\n") if ln.strip()]
         entry = {"action": action, "user": os_account(), "time": time or _now(), "month": month,
                  "purpose": purpose, "rows": rows, "format": format,
-                 "file": Path(file).name,  # the name only: a full path can reveal a person's folder
+                 "file": Path(file).name,
+                 # where the copy is, kept in the center zone for the purge's list of copies to destroy
+                 "path": str(Path(file).resolve()),
                  "prev": _line_hash(lines[-1]) if lines else GENESIS,
                  "signer": private.public().fingerprint}
         entry["signature"] = sign(private.signing, _canonical(entry))
@@ -184,7 +186,7 @@ def export_review_list(storage: KodomoStorage, private: CenterPrivate, month: st
                   else (lambda p: _write_xlsx(p, rows, info)),
                   log=lambda: append_access_log(storage, private, action="export", month=month,
                                                 purpose=purpose, rows=len(rows), format=fmt,
-                                                file=out.name, time=exported_at))
+                                                file=str(out), time=exported_at))
     notice = f"注意: {NOTICE}（基準月 {month}、書き出し {exported_at}、利用目的: {purpose}）"
     if fmt == "csv":
         notice += ("\nExcel で開くときは、宛名番号の先頭の 0 が消えないよう「データ」→"
@@ -238,7 +240,7 @@ def import_feedback(storage: KodomoStorage, private: CenterPrivate, month: str,
     target.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(target, lambda p: p.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8"),
                   log=lambda: append_access_log(storage, private, action="import", month=month,
-                                                rows=len(rows), format="csv", file=source.name))
+                                                rows=len(rows), format="csv", file=str(source)))
     return ImportResult(month=month, rows=len(rows), path=target, refused=refused)
 
 

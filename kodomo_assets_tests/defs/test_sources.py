@@ -215,3 +215,9 @@ def test_a_value_the_scan_hit_is_masked_in_the_sealed_copy_and_a_rerun_agrees(st
     with storage.open(storage.department_store("hoiku", MONTH)) as con:
         assert con.execute("SELECT line, facility FROM hoiku_quarantine").fetchall() == [
             (3, "＊＊＊＊（電話番号の疑い）")]
+
+
+def test_on_a_clean_generated_month_the_content_scan_quarantines_no_row(demo_inbox, tmp_path, keys) -> None:
+    meta = metadata(run(source_assets, MONTH, copied(demo_inbox, tmp_path, keys)))
+    hits = {k: r for k, v in meta.items() for r in v["quarantine_by_reason"] if "疑い" in r or "範囲外" in r}
+    assert len(meta) == 11 and hits == {}

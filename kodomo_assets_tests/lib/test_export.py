@@ -121,7 +121,9 @@ def test_every_export_is_logged_without_row_content(center_zone: Path, storage: 
     path = access_log_path(storage)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     text = path.read_text(encoding="utf-8")
-    assert len(text.splitlines()) == 2 and str(tmp_path) not in text
+    # the full path of each copy stays in the center zone: the purge lists what to destroy
+    assert len(text.splitlines()) == 2
+    assert [e["path"] for e in log] == [str((tmp_path / n).resolve()) for n in ("a.csv", "b.xlsx")]
     assert not any(a in text for a in ATENA)
 
 
