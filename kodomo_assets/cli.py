@@ -24,12 +24,15 @@ def _env(name: str) -> str:
     return value
 
 
-def _center_storage():  # noqa: ANN202 - the center's view: home and inbox, no pipeline key
+def _storage(storage_key: bool = False):  # noqa: ANN202
+    """The storage resource from the same variables as the code location's: only the home
+    and inbox for the center's commands, the storage key too for the steward's."""
     from kodomo_assets.lib.platform.storage import KodomoStorage, restrict_umask
 
     restrict_umask()
     return KodomoStorage(home=_env("KODOMO_HOME"), inbox=os.environ.get("KODOMO_INBOX", ""),
-                         storage_key_file="", pseudonym_key_file="", center_public_key_file="")
+                         storage_key_file=_env("KODOMO_STORAGE_KEY_FILE") if storage_key else "",
+                         pseudonym_key_file="", center_public_key_file="")
 
 
 def _center_private(storage):  # noqa: ANN001, ANN202
@@ -105,12 +108,11 @@ def _inspect_inbox(args: argparse.Namespace) -> int:
     of this goes into Dagster."""
     from kodomo_assets.defs.sources.inbox import inspect_inbox
     from kodomo_assets.lib.decode import SourceFileError, read_header
-    from kodomo_assets.lib.platform.storage import KodomoStorage
     from kodomo_assets.lib.registry import load_registry
     from kodomo_assets.lib.statutory import is_denied_header, is_tax_like
 
-    storage = KodomoStorage(home=_env("KODOMO_HOME"), inbox=_env("KODOMO_INBOX"), pseudonym_key_file="",
-                            storage_key_file=_env("KODOMO_STORAGE_KEY_FILE"), center_public_key_file="")
+    _env("KODOMO_INBOX")
+    storage = _storage(storage_key=True)
     found = inspect_inbox(storage, args.month)
     by_file = {ds.file: ds for ds in load_registry().datasets.values()}
     status = {**dict.fromkeys(found["received"], "受信"), **dict.fromkeys(found["ignored"], "契約外（読まない）"),
@@ -138,11 +140,8 @@ def _inspect_inbox(args: argparse.Namespace) -> int:
 def _rotate_storage_key(args: argparse.Namespace) -> int:
     """The pipeline's account, with no run in progress: re-wrap every data key."""
     from kodomo_assets.lib.platform.keys import KeyProblem, read_secret
-    from kodomo_assets.lib.platform.storage import KodomoStorage, restrict_umask
 
-    restrict_umask()
-    storage = KodomoStorage(home=_env("KODOMO_HOME"), inbox="", pseudonym_key_file="",
-                            storage_key_file=_env("KODOMO_STORAGE_KEY_FILE"), center_public_key_file="")
+    storage = _storage(storage_key=True)
     try:
         new = read_secret(Path(args.new_key_file), "新しい保存用の鍵", storage.home_path)
         count = storage.keytable.rewrap(new)
@@ -158,7 +157,7 @@ def _review_list(args: argparse.Namespace) -> int:
     from kodomo_assets.lib.export import ExportError, export_review_list
 
     try:
-        storage = _center_storage()
+        storage = _storage()
         result = export_review_list(storage, _center_private(storage), args.month, Path(args.out),
                                     args.purpose)
     except ExportError as err:
@@ -175,7 +174,7 @@ def _feedback_import(args: argparse.Namespace) -> int:
     from kodomo_assets.lib.export import ExportError, import_feedback
 
     try:
-        storage = _center_storage()
+        storage = _storage()
         _env("KODOMO_INBOX")
         result = import_feedback(storage, _center_private(storage), args.month, Path(args.file))
     except ExportError as err:
