@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import glob
 import grp
+import hmac
 import json
 import os
 import re
 import shutil
 import stat
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -149,9 +151,6 @@ class KodomoStorage(ConfigurableResource):
         """A short keyed hash of a name that may be personal data (an unlisted file, an
         unknown header): the steward can match it (`kodomo inspect-inbox`), a reader of
         the event log cannot confirm a guess without the storage key."""
-        import hmac
-        import unicodedata
-
         key = self.storage_mac_key("names")
         return hmac.new(key, unicodedata.normalize("NFKC", name).encode(), "sha256").hexdigest()[:8]
 
