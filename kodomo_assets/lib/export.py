@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 
@@ -32,10 +33,13 @@ from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.crypto import sign, verify
 from kodomo_assets.lib.platform.keys import CenterPrivate, CenterPublic, KeyProblem
 from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
-from kodomo_assets.lib.policy import load_purposes
+from kodomo_assets.lib.policy import load_purposes, load_verification_methods
 
 FORMATS = {".csv": "csv", ".xlsx": "xlsx"}
 HEADERS = ["区分", "順位", "宛名番号", "スコア", "前月スコア", "指標", "理由", "事実の時点"]
+CHECK_HEADERS = ["確認結果", "確認日", "確認の区分"]  # filled in by staff, read back by the import
+LIST_SHEET = "確認リスト"
+TOKYO = ZoneInfo("Asia/Tokyo")
 JOIN = "／"
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 NOTICE = ("この確認リストは支援の必要性の示唆であり、判定ではありません。"
@@ -306,8 +310,13 @@ def _write_csv(path: Path, rows: Sequence[Sequence[Any]]) -> None:
 
 
 def _write_xlsx(path: Path, rows: Sequence[Sequence[Any]], info: Sequence[tuple[str, str]]) -> None:
+    """The list as staff work in it and print it for case meetings: a filter on the header,
+    frozen panes, wrapped reasons, landscape pages one page wide with the header and the
+    注意 on every page, and the three verification columns they fill in (dropdowns and a
+    date, no free text) for `kodomo feedback-import`."""
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font
+    from openpyxl.worksheet.datavalidation import DataValidation
 
     wb = Workbook()
     about = wb.active
@@ -319,17 +328,40 @@ def _write_xlsx(path: Path, rows: Sequence[Sequence[Any]], info: Sequence[tuple[
     about.column_dimensions["B"].width = 90
     for row in about.iter_rows(min_col=2, max_col=2):
         row[0].alignment = Alignment(wrap_text=True, vertical="top")
-    sheet = wb.create_sheet("確認リスト")
-    sheet.append(HEADERS)
+    sheet = wb.create_sheet(LIST_SHEET)
+    sheet.append([*HEADERS, *CHECK_HEADERS])
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     atena = HEADERS.index("宛名番号") + 1
     for r in rows:
         sheet.append(list(r))
         sheet.cell(sheet.max_row, atena).number_format = "@"  # keep leading zeros
+        for col in (6, 7, 8):  # 指標, 理由, 事実の時点
+            sheet.cell(sheet.max_row, col).alignment = Alignment(wrap_text=True, vertical="top")
+        sheet.cell(sheet.max_row, len(HEADERS) + 2).number_format = "yyyy-mm-dd"
+    last = max(sheet.max_row, 2)
+    result, day, method = (f"{chr(ord('A') + len(HEADERS) + i)}2:{chr(ord('A') + len(HEADERS) + i)}{last}"
+                           for i in range(3))
+    checks = [DataValidation(type="list", formula1='"' + ",".join(fb.CHECK_RESULTS) + '"', allow_blank=True,
+                             error="該当・非該当・既知・未確認から選んでください", showErrorMessage=True),
+              DataValidation(type="date", operator="greaterThan", formula1="DATE(2000,1,1)", allow_blank=True,
+                             error="日付を入れてください（自由記述は入れません）", showErrorMessage=True),
+              DataValidation(type="list", formula1='"' + ",".join(load_verification_methods()) + '"',
+                             allow_blank=True, error="確認の区分は一覧から選んでください", showErrorMessage=True)]
+    for check, where in zip(checks, (result, day, method), strict=True):
+        sheet.add_data_validation(check)
+        check.add(where)
     sheet.freeze_panes = "A2"
-    for letter, width in zip("ABCDEFGH", (16, 6, 13, 8, 10, 40, 80, 30), strict=True):
+    sheet.auto_filter.ref = f"A1:{chr(ord('A') + len(HEADERS) + 2)}{last}"
+    for letter, width in zip("ABCDEFGHIJK", (16, 6, 13, 8, 10, 30, 60, 24, 10, 12, 12), strict=True):
         sheet.column_dimensions[letter].width = width
+    sheet.page_setup.orientation = "landscape"
+    sheet.page_setup.fitToWidth, sheet.page_setup.fitToHeight = 1, 0
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    sheet.print_title_rows = "1:1"
+    sheet.oddHeader.center.text = "確認リスト（基準月 " + dict(info)["基準月"] + "）　注意: " + NOTICE
+    sheet.oddHeader.center.size = 8
+    sheet.oddFooter.center.text = "&P / &N ページ　書き出し " + dict(info)["書き出し日時"]
     for ws in wb.worksheets:  # every cell of every sheet: text stays text, never a formula
         for row in ws.iter_rows():
             for cell in row:
@@ -339,4 +371,5 @@ def _write_xlsx(path: Path, rows: Sequence[Sequence[Any]], info: Sequence[tuple[
 
 
 def _now() -> str:
-    return datetime.now().astimezone().isoformat(timespec="seconds")
+    """Staff and the council read 日本時間: every time the center's commands record or show."""
+    return datetime.now(TOKYO).isoformat(timespec="seconds")

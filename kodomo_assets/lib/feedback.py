@@ -33,6 +33,8 @@ from kodomo_assets.lib.wareki import DateParseError, parse_year_month
 HEADER = ("宛名番号", "基準月", "確認結果")
 CONFIRMED, NOT_CONFIRMED, KNOWN = "該当", "非該当", "既知"
 RESULTS = (CONFIRMED, NOT_CONFIRMED, KNOWN)
+UNCHECKED = "未確認"  # the list's default: not a result, nothing is imported for the row
+CHECK_RESULTS = (CONFIRMED, NOT_CONFIRMED, KNOWN, UNCHECKED)
 NOT_LISTED = "宛名番号がその基準月の確認リストにない"
 NO_LIST = "基準月の確認リストがない"
 NO_INDICATOR = "（指標なし）"

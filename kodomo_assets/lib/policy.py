@@ -214,3 +214,14 @@ def load_purposes() -> dict[str, str]:
     if not codes:
         raise PolicyError(f"{purposes_path().name}: 利用目的コードがありません")
     return codes
+
+
+@cache
+def load_verification_methods() -> dict[str, str]:
+    """確認の区分 -> 名称: how staff checked a child (a code, never free text)."""
+    path = DATA_DIR / "policy" / "verification_methods.csv"
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        codes = {r["コード"].strip(): r["名称"].strip() for r in csv.DictReader(fh) if r.get("コード", "").strip()}
+    if not codes:
+        raise PolicyError(f"{path.name}: 確認の区分がありません")
+    return codes

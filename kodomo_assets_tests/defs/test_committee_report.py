@@ -147,3 +147,10 @@ def test_an_edited_access_log_line_shows_in_the_report_and_fails_its_check(repor
     result = run([committee_report], MONTH, storage)
     (check,) = result.get_asset_check_evaluations()
     assert check.passed and "検証済み" in storage.report_path(MONTH).read_text(encoding="utf-8")
+
+
+def test_every_time_the_council_reads_is_in_japan_time(report) -> None:
+    html, *_ = report
+    times = re.findall(r"20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:]{8}([+-][0-9:]{5}|Z)?", _visible(html))
+    assert times and set(times) == {"+09:00"}
+    assert "日本時間" in html and "UTC" not in _visible(html)

@@ -94,10 +94,21 @@ def test_xlsx_round_trip(center_zone: Path, tmp_path: Path) -> None:
     assert "示唆" in about["注意"] and "一人ずつ確認" in about["注意"]
     assert about["基準月"] == MONTH and about["利用目的"] == "ケース会議（個別ケース検討会議）"
     assert about["件数"] == "3 件"
-    assert datetime.fromisoformat(about["書き出し日時"]).tzinfo is not None
+    # 日本時間, whatever zone the server is set to
+    assert datetime.fromisoformat(about["書き出し日時"]).utcoffset().total_seconds() == 9 * 3600
+    assert about["書き出し日時"].endswith("+09:00")
     sheet = wb["確認リスト"]
     rows = list(sheet.iter_rows(values_only=True))
-    assert list(rows[0]) == HEADERS and len(rows) == 1 + len(ROWS)
+    assert list(rows[0]) == [*HEADERS, "確認結果", "確認日", "確認の区分"] and len(rows) == 1 + len(ROWS)
+    assert all(r[8:] == (None, None, None) for r in rows[1:])  # for staff to fill in
+    # a filter on the header, frozen panes, wrapped reasons, and pages staff can print
+    assert sheet.auto_filter.ref == "A1:K4" and sheet.freeze_panes == "A2"
+    assert sheet.cell(2, 7).alignment.wrap_text
+    assert sheet.page_setup.orientation == "landscape" and sheet.page_setup.fitToWidth == 1
+    assert sheet.print_title_rows == "$1:$1" and "示唆" in sheet.oddHeader.center.text
+    lists = {str(v.sqref): v.formula1 for v in sheet.data_validations.dataValidation}
+    assert lists["I2:I4"] == '"該当,非該当,既知,未確認"' and "家庭訪問" in lists["K2:K4"]
+    assert "J2:J4" in lists
     assert [r[2] for r in rows[1:]] == ATENA  # text, leading zeros kept
     assert all(sheet.cell(i, 3).number_format == "@" for i in range(2, 5))
     assert rows[1][3] == 0.612 and rows[1][4] is None

@@ -3,7 +3,7 @@
 import json
 import math
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 
 import matplotlib.pyplot as plt
@@ -30,6 +30,7 @@ from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import zone_asset
 from kodomo_assets.lib import report as R
 from kodomo_assets.lib.export import (
+    TOKYO,
     AccessLogError,
     access_log_path,
     read_access_log,
@@ -297,7 +298,7 @@ def _records_table(status: list[tuple[str, int | None, int]]) -> R.Table:
 def _history_section(storage: KodomoStorage, instance: DagsterInstance, month: str) -> list:
     runs = instance.get_run_records(RunsFilter(tags={"dagster/partition": month}), limit=30)
     rows = [[r.dagster_run.run_id[:8], r.dagster_run.job_name, r.dagster_run.status.value,
-             r.start_time and datetime.fromtimestamp(r.start_time, UTC).isoformat(timespec="seconds"),
+             r.start_time and datetime.fromtimestamp(r.start_time, TOKYO).isoformat(timespec="seconds"),
              r.dagster_run.tags.get("user") or r.dagster_run.tags.get("dagster/user") or "—"]
             for r in runs]
     assets = []
@@ -310,7 +311,7 @@ def _history_section(storage: KodomoStorage, instance: DagsterInstance, month: s
             continue
         meta = recs[0].event_log_entry.asset_materialization.metadata
         by = meta["materialized_by"].value if "materialized_by" in meta else "—"
-        when = datetime.fromtimestamp(recs[0].timestamp, UTC).isoformat(timespec="seconds")
+        when = datetime.fromtimestamp(recs[0].timestamp, TOKYO).isoformat(timespec="seconds")
         assets.append(["/".join(key.path), when, recs[0].run_id[:8], by])
     purposes = load_purposes()
     try:
@@ -320,9 +321,9 @@ def _history_section(storage: KodomoStorage, instance: DagsterInstance, month: s
     access = [[e["time"], e["user"], f"{e['purpose']}（{purposes.get(e['purpose'], '不明なコード')}）",
                R.small(e["rows"]), e["format"]] for e in entries]
     return [
-        R.Table("実行の記録（この基準月）", ["実行", "ジョブ", "状態", "開始", "起動者"], rows,
+        R.Table("実行の記録（この基準月）", ["実行", "ジョブ", "状態", "開始（日本時間）", "起動者"], rows,
                 note=f"報告書を作成したユーザー: {os_account()}。起動者は実行のタグ（user）から。"),
-        R.Table("資産ごとの最新の実体化（誰が・いつ）", ["資産", "日時（UTC）", "実行", "実行ユーザー"], assets),
+        R.Table("資産ごとの最新の実体化（誰が・いつ）", ["資産", "日時（日本時間）", "実行", "実行ユーザー"], assets),
         R.Table("確認リストの書き出し記録（アクセス記録）", ["日時", "ユーザー", "利用目的", "行数", "形式"],
                 access or [["—", "—", "書き出しなし", "—", "—"]], counts={3}),
         _records_table(records_status(storage)),
@@ -352,7 +353,7 @@ def committee_report(context: AssetExecutionContext, storage: KodomoStorage) -> 
     figures_parts, figures = _figures_section(context, storage, month)
     report = R.Report(
         month=month,
-        generated_at=datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
+        generated_at=datetime.now(TOKYO).isoformat(timespec="seconds") + "（日本時間）",
         covered=bool(approval.periods),
         periods=[p.label() for p in load_policy().periods],
         sections=[
