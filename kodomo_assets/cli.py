@@ -180,8 +180,9 @@ def _feedback_import(args: argparse.Namespace) -> int:
     except ExportError as err:
         print(f"エラー: {err}", file=sys.stderr)
         return err.exit_code
-    for line, reason in result.refused:  # the center's own terminal: lines and reasons only
-        print(f"{args.file} {line}行目: {reason}（取り込みませんでした）", file=sys.stderr)
+    for where, reason in result.refused:  # the center's own terminal: places and reasons only
+        place = f"{where}行目" if isinstance(where, int) else where
+        print(f"{args.file} {place}: {reason}（取り込みませんでした）", file=sys.stderr)
     print(f"確認結果 {result.month}: {result.rows} 件に署名して {result.path} に置きました"
           f"（除外 {len(result.refused)} 件、アクセス記録に追記済み）")
     return 0
@@ -219,9 +220,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="利用目的コード（data/policy/purposes.csv、例: 個別確認。アクセス記録に残る）")
     review.set_defaults(func=_review_list)
     imp = sub.add_parser(
-        "feedback-import", help="確認結果 (宛名番号,基準月,確認結果 の CSV) を仮名に置き換え、署名して受信箱に置く")
+        "feedback-import",
+        help="確認結果（書き出した確認リストの Excel に記入したもの、または 宛名番号,基準月,確認結果 の CSV）を"
+             "仮名に置き換え、署名して受信箱に置く")
     imp.add_argument("--month", required=True, help="提出する基準月 YYYY-MM（受信箱のフォルダ）")
-    imp.add_argument("--file", required=True, help="確認結果の CSV (CP932 または UTF-8)")
+    imp.add_argument("--file", required=True, help="確認結果を記入した .xlsx、または CSV (CP932 または UTF-8)")
     imp.set_defaults(func=_feedback_import)
     return parser
 

@@ -19,7 +19,7 @@ import re
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -75,7 +75,7 @@ class ImportResult:
     month: str
     rows: int
     path: Path
-    refused: list[tuple[int, str]]  # line, reason: for the center's own terminal
+    refused: list[tuple[int | str, str]]  # line (or sheet, row, column), reason: the center's terminal
 
 
 def access_log_path(storage: KodomoStorage) -> Path:
@@ -199,19 +199,88 @@ def export_review_list(storage: KodomoStorage, private: CenterPrivate, month: st
                         exported_at=exported_at, notice=notice)
 
 
+@dataclass
+class Returned:
+    """One result as staff returned it, and where it was (for a refusal's message)."""
+
+    where: int | str  # a CSV line number, or "確認リスト 5行 I列（確認結果）"
+    atena: str
+    list_month: str
+    result: str
+    shown: tuple[int, float] | None = None  # rank and score as the workbook showed them
+    checked_on: str | None = None
+    method: str | None = None
+
+
+def _returned_csv(source: Path, month: str) -> tuple[list[Returned], list[tuple[int | str, str]]]:
+    found = fb.read_kakunin(source, month)
+    return [Returned(line, atena, m, result) for line, atena, m, result in found.rows], list(found.refused)
+
+
+def _cell(row: int, header: str) -> str:
+    column = chr(ord("A") + [*HEADERS, *CHECK_HEADERS].index(header))
+    return f"{LIST_SHEET} {row}行 {column}列（{header}）"
+
+
+def _returned_xlsx(source: Path, month: str) -> tuple[list[Returned], list[tuple[int | str, str]]]:
+    """The exported workbook with the three verification columns filled in. A row left blank
+    or 未確認 is not a result; every other row is checked, and a bad one is refused with its
+    sheet, row and column (never its value)."""
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(source, read_only=True, data_only=True)
+        about = {r[0]: r[1] for r in book["説明"].iter_rows(values_only=True) if r and r[0]}
+        sheet = book[LIST_SHEET]
+    except (KeyError, OSError, ValueError):
+        raise ExportError(f"{source.name}: 書き出した確認リストの Excel ファイルとして読めません", exit_code=2) from None
+    if about.get("基準月") != month:
+        raise ExportError(f"{source.name}: 基準月 {month} の確認リストではありません（説明シートの基準月）", exit_code=2)
+    rows = sheet.iter_rows(values_only=True)
+    if list(next(rows, ()))[:len(HEADERS) + 3] != [*HEADERS, *CHECK_HEADERS]:
+        raise ExportError(f"{source.name}: {LIST_SHEET} シートの見出しが書き出したときと違います", exit_code=2)
+    methods, first = load_verification_methods(), datetime.strptime(month + "-01", "%Y-%m-%d").date()
+    today = datetime.now(TOKYO).date()
+    out, refused = [], []
+    for n, values in enumerate(rows, start=2):
+        v = dict(zip([*HEADERS, *CHECK_HEADERS], values, strict=False))
+        result = str(v.get("確認結果") or "").strip()
+        if result in ("", fb.UNCHECKED):
+            continue
+        day, method = v.get("確認日"), str(v.get("確認の区分") or "").strip()
+        day = day.date() if isinstance(day, datetime) else day
+        atena = str(v.get("宛名番号") or "").strip()
+        problem = (
+            ("確認結果", "確認結果が 該当・非該当・既知 のいずれでもない") if result not in fb.RESULTS else
+            ("宛名番号", "宛名番号が数字10桁でない") if not re.fullmatch(r"[0-9]{10}", atena) else
+            ("確認日", "確認日が日付でない") if not isinstance(day, date) else
+            ("確認日", f"確認日が処理の期間（{first.isoformat()}〜今日）の外") if not first <= day <= today else
+            ("確認の区分", "確認の区分が一覧にない") if method not in methods else None)
+        if problem:
+            refused.append((_cell(n, problem[0]), problem[1]))
+            continue
+        try:
+            shown = (int(v["順位"]), round(float(v["スコア"]), 3))
+        except (TypeError, ValueError):
+            shown = (-1, -1.0)
+        out.append(Returned(_cell(n, "宛名番号"), atena, month, result, shown, day.isoformat(), method))
+    return out, refused
+
+
 def import_feedback(storage: KodomoStorage, private: CenterPrivate, month: str,
                     source: Path) -> ImportResult:
-    """kakunin.csv -> a signed file of pseudonyms in the month's inbox folder. Rows whose
-    child is not on the named month's list are refused, with their line, on this terminal."""
+    """The returned workbook (or kakunin.csv: 宛名番号,基準月,確認結果) -> a signed file of
+    pseudonyms in the month's inbox folder. Rows whose child is not on the named month's
+    list, or whose rank or score was changed, are refused, with where they were, on this
+    terminal."""
     if not _MONTH.fullmatch(month.strip()):
         raise ExportError(f"--month は YYYY-MM の形式で指定してください（{month!r}）", exit_code=2)
     try:
-        found = fb.read_kakunin(source, month)
+        returned, refused = (_returned_xlsx if source.suffix.lower() == ".xlsx" else _returned_csv)(source, month)
     except (SourceFileError, FileNotFoundError) as err:
         raise ExportError(str(err), exit_code=2) from None
-    refused = list(found.refused)
     lists: dict[str, dict[str, dict[str, Any]]] = {}
-    for list_month in sorted({r[2] for r in found.rows}):
+    for list_month in sorted({r.list_month for r in returned}):
         try:
             with _open_list(storage, private, list_month) as con:
                 lists[list_month] = {row[0]: dict(zip(
@@ -223,18 +292,22 @@ def import_feedback(storage: KodomoStorage, private: CenterPrivate, month: str,
             if err.exit_code == 2:
                 raise
             lists[list_month] = {}
-            refused += [(line, fb.NO_LIST) for line, _, m, _ in found.rows if m == list_month]
+            refused += [(r.where, fb.NO_LIST) for r in returned if r.list_month == list_month]
     rows = []
-    for line, atena, list_month, result in found.rows:
-        listed = lists[list_month].get(atena)
+    for r in returned:
+        listed = lists[r.list_month].get(r.atena)
         if listed is None:
-            if lists[list_month]:
-                refused.append((line, fb.NOT_LISTED))
+            if lists[r.list_month]:
+                refused.append((r.where, fb.NOT_LISTED))
             continue
-        rows.append({"child_token": listed["child_token"], "list_month": list_month, "result": result,
-                     "section": listed["section"], "rank": listed["rank"],
-                     "score": listed["score"], "indicators": list(listed["indicators"])})
-    refused.sort()
+        if r.shown is not None and r.shown != (listed["rank"], round(listed["score"], 3)):
+            refused.append((r.where, "順位またはスコアが書き出したときと違う"))
+            continue
+        rows.append({"child_token": listed["child_token"], "list_month": r.list_month, "result": r.result,
+                     "section": listed["section"], "rank": listed["rank"], "score": listed["score"],
+                     "indicators": list(listed["indicators"]),
+                     **({"checked_on": r.checked_on, "method": r.method} if r.checked_on else {})})
+    refused.sort(key=lambda x: (isinstance(x[0], str), x[0]))
     counts: dict[str, int] = {}
     for _, reason in refused:
         counts[reason] = counts.get(reason, 0) + 1
@@ -243,8 +316,8 @@ def import_feedback(storage: KodomoStorage, private: CenterPrivate, month: str,
     target = storage.inbox_path / month / fb.FEEDBACK_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(target, lambda p: p.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8"),
-                  log=lambda: append_access_log(storage, private, action="import", month=month,
-                                                rows=len(rows), format="csv", file=str(source)))
+                  log=lambda: append_access_log(storage, private, action="import", month=month, rows=len(rows),
+                                                format=source.suffix.lower().lstrip("."), file=str(source)))
     return ImportResult(month=month, rows=len(rows), path=target, refused=refused)
 
 

@@ -1,0 +1,72 @@
+"""The center's round trip: the workbook staff receive is the form they return. Staff fill
+確認結果, 確認日 and 確認の区分 with openpyxl as they would in Excel, mistakes included;
+`kodomo feedback-import` refuses each bad row by sheet, row and column and signs the rest;
+the pipeline's feedback asset computes the PPV from exactly the filled values."""
+
+from datetime import date
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from kodomo_assets.defs.center.assets import NEW
+from kodomo_assets.defs.center.feedback import verification_feedback
+from kodomo_assets.lib import feedback as fb
+from kodomo_assets.lib.export import ExportError, export_review_list, import_feedback, read_access_log
+from kodomo_assets_tests.lib.test_export import POVERTY, YOUNG_CARER, make_review_list
+from kodomo_assets_tests.runs import metadata, run
+
+MONTH = "2022-10"
+LIST = [  # section, rank, atena_no, child_token, score, prev_score, indicators, reasons, facts_asof
+    (NEW, rank, f"00000001{rank:02d}", f"{rank:032x}", 0.9 - rank / 100, None,
+     [YOUNG_CARER] if rank % 2 else [POVERTY], ["理由"], ["2022-10-31"])
+    for rank in range(1, 9)
+]
+
+
+@pytest.fixture
+def workbook(storage, center, tmp_path: Path) -> Path:
+    make_review_list(storage, MONTH, LIST)
+    out = tmp_path / "list.xlsx"
+    export_review_list(storage, center, MONTH, out, "個別確認")
+    book = openpyxl.load_workbook(out)
+    sheet = book["確認リスト"]
+    fill = {  # row: (確認結果, 確認日, 確認の区分), rows 2..9 are ranks 1..8
+        2: ("該当", date(2022, 10, 15), "家庭訪問"),     # rank 1, young carer
+        3: ("非該当", date(2022, 10, 20), "学校照会"),   # rank 2, poverty
+        4: ("該当", date(2022, 11, 2), "記録確認"),      # rank 3, young carer
+        5: ("たぶん", date(2022, 10, 21), "家庭訪問"),   # an unknown result: I
+        6: ("該当", date(2022, 9, 30), "家庭訪問"),      # before the list's month: J
+        7: ("非該当", date(2022, 10, 22), "電話"),       # not a 確認の区分: K
+        8: ("既知", date(2022, 10, 23), "面談"),         # rank 7: already known
+        9: ("未確認", None, None),                       # not a result: skipped
+    }
+    for row, values in fill.items():
+        for col, value in zip((9, 10, 11), values, strict=True):
+            sheet.cell(row, col).value = value
+    sheet.cell(4, 3).value = "0000009999"  # a typo'd 宛名番号 on rank 3: C
+    sheet.cell(3, 4).value = 0.5  # rank 2's score changed by hand: refused as changed
+    book.save(out)
+    return out
+
+
+def test_the_returned_workbook_reaches_the_feedback_asset(storage, center, workbook: Path) -> None:
+    imported = import_feedback(storage, center, MONTH, workbook)
+    assert imported.rows == 2  # rank 1 (該当) and rank 7 (既知)
+    assert imported.refused == [
+        ("確認リスト 3行 C列（宛名番号）", "順位またはスコアが書き出したときと違う"),
+        ("確認リスト 4行 C列（宛名番号）", fb.NOT_LISTED),
+        ("確認リスト 5行 I列（確認結果）", "確認結果が 該当・非該当・既知 のいずれでもない"),
+        ("確認リスト 6行 J列（確認日）", "確認日が処理の期間（2022-10-01〜今日）の外"),
+        ("確認リスト 7行 K列（確認の区分）", "確認の区分が一覧にない"),
+    ]
+    assert [e["action"] for e in read_access_log(storage)] == ["export", "import"]
+    (meta,) = metadata(run([verification_feedback], MONTH, storage)).values()
+    assert meta["outcomes"] == {"該当": 1, "非該当": 0, "既知": 1}
+    assert meta["ppv_by_indicator"][YOUNG_CARER] == {"該当": 1, "非該当": 0, "既知": 1, "PPV": 1.0}
+    assert meta["refused_at_import"] == 5
+
+
+def test_a_workbook_of_another_month_is_refused_whole(storage, center, workbook: Path) -> None:
+    with pytest.raises(ExportError, match="基準月 2022-09 の確認リストではありません"):
+        import_feedback(storage, center, "2022-09", workbook)
