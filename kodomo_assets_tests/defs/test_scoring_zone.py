@@ -158,3 +158,35 @@ def test_the_center_zone_is_encrypted_at_rest(scored, tmp_path: Path) -> None:
     other = read_center_private(tmp_path / "other")
     with pytest.raises(KeyProblem, match="対になっていません"), storage.open_as_center(path, other):
         pass
+
+
+# what the first fact of each indicator's reason must be: the fact that met its rule
+TRIGGER = {
+    "ヤングケアラー（高齢者の介護）": r"^(欠席率 \d+%→\d+%|遅刻・早退 \d+回)",
+    "ヤングケアラー（障害のある家族・きょうだい）": r"^(欠席率 \d+%→\d+%|遅刻・早退 \d+回)",
+    "経済的困窮と支援の狭間": r"^(生活保護受給世帯|児童扶養手当受給)",
+    "学校徴収金の滞納（援助なし）": r"^学校徴収金の滞納",
+    "乳幼児の健診未受診・予防接種の遅れ": r"^乳幼児健診 未受診",
+    "不登校の兆し": r"^欠席率 \d+%→\d+%",
+    "支援につながっていない長期欠席": r"^直近3か月の欠席",
+    "いじめ被害の後の欠席増加": r"^いじめ被害の認知",
+    "転居と健診未受診": r"^過去12か月に転入",
+    "孤立した子育て": r"^ひとり親",
+    "障害のある子が支援を利用していない": r"^本人 ",
+}
+
+
+def test_every_listed_childs_first_reason_is_the_fact_that_met_its_rule(scored) -> None:
+    """Over the whole list: the first reason is the first fired indicator's trigger, and a
+    count of absences is never shown falling under an indicator about absences rising."""
+    import re
+
+    _, _, storage, center = scored
+    with storage.open_as_center(review_list_path(storage), center) as con:
+        rows = con.execute("SELECT indicators, reasons FROM review_list WHERE len(indicators) > 0").fetchall()
+    assert len(rows) > 20
+    for indicators, reasons in rows:
+        assert re.match(TRIGGER[indicators[0]], reasons[0]), (indicators[0], reasons[0])
+        for text in reasons[:len(indicators)]:
+            for before, after in re.findall(r"欠席率? (\d+)%?→(\d+)[%日]", text):
+                assert int(after) > int(before), text

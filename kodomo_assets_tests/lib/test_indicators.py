@@ -55,8 +55,20 @@ def test_young_carer_elder_fires_with_its_facts_and_date(con) -> None:
         + compile_sql(load_indicators(), "scoring_input", ASOF) + ")").fetchone()
     assert "young_carer_elder" in names
     reason = reasons[names.index("young_carer_elder")]
-    assert reason.startswith("同居家族 要介護5・居宅サービスなし・欠席 2→9日") and "ひとり親" in reason
+    # the fact that met the rule first (the rate that rose), then the household's situation
+    assert reason == "欠席率 4%→22%（3か月ごと）・同居家族 要介護5・居宅サービスなし・ひとり親"
     assert asof[names.index("young_carer_elder")] == "ヤングケアラー（高齢者の介護）: 2022-06-01"
+
+
+def test_late_arrivals_come_first_when_they_met_the_rule_and_falling_absences_are_not_shown(con) -> None:
+    """The issue's rank 1: absences fell (25 → 14 days) and the rule fired on 遅刻・早退."""
+    insert(con, age_years=13, pupil=True, household_heavy_care_no_service=True,
+           household_max_care_level=6, absent_days_prev_3m=25, absent_days_3m=14,
+           absence_rate_prev_3m=0.40, absence_rate_3m=0.22, late_early_3m=5)
+    names, reasons = con.execute("SELECT indicators, indicator_reasons FROM ("
+                                 + compile_sql(load_indicators(), "scoring_input", ASOF) + ")").fetchone()
+    reason = reasons[names.index("young_carer_elder")]
+    assert reason == "遅刻・早退 5回（3か月）・同居家族 要介護4・居宅サービスなし"
 
 
 def test_the_same_child_without_rising_absence_does_not_fire(con) -> None:
