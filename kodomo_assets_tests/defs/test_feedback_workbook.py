@@ -36,7 +36,7 @@ def workbook(storage, center, tmp_path: Path) -> Path:
     export_review_list(storage, center, MONTH, out, "個別確認")
     book = openpyxl.load_workbook(out)
     sheet = book["確認リスト"]
-    fill = {  # row: (確認結果, 確認日, 確認の区分), rows 2..9 are ranks 1..8
+    fill = {  # row: (確認結果, 確認日, 確認の区分) in J..L, rows 2..9 are ranks 1..8
         2: ("該当", date(2022, 10, 15), "家庭訪問"),     # rank 1, young carer
         3: ("非該当", date(2022, 10, 20), "学校照会"),   # rank 2, poverty
         4: ("該当", date(2022, 11, 2), "記録確認"),      # rank 3, young carer
@@ -47,7 +47,7 @@ def workbook(storage, center, tmp_path: Path) -> Path:
         9: ("未確認", None, None),                       # not a result: skipped
     }
     for row, values in fill.items():
-        for col, value in zip((9, 10, 11), values, strict=True):
+        for col, value in zip((10, 11, 12), values, strict=True):
             sheet.cell(row, col).value = value
     sheet.cell(4, 3).value = "0000009999"  # a typo'd 宛名番号 on rank 3: C
     sheet.cell(3, 4).value = 0.5  # rank 2's score changed by hand: refused as changed
@@ -61,9 +61,9 @@ def test_the_returned_workbook_reaches_the_feedback_asset(storage, center, workb
     assert imported.refused == [
         ("確認リスト 3行 C列（宛名番号）", "順位またはスコアが書き出したときと違う"),
         ("確認リスト 4行 C列（宛名番号）", fb.NOT_LISTED),
-        ("確認リスト 5行 I列（確認結果）", "確認結果が 該当・非該当・既知 のいずれでもない"),
-        ("確認リスト 6行 J列（確認日）", "確認日が処理の期間（2022-10-01〜今日）の外"),
-        ("確認リスト 7行 K列（確認の区分）", "確認の区分が一覧にない"),
+        ("確認リスト 5行 J列（確認結果）", "確認結果が 該当・非該当・既知 のいずれでもない"),
+        ("確認リスト 6行 K列（確認日）", "確認日が処理の期間（2022-10-01〜今日）の外"),
+        ("確認リスト 7行 L列（確認の区分）", "確認の区分が一覧にない"),
     ]
     assert [e["action"] for e in read_access_log(storage)] == ["export", "import"]
     (meta,) = metadata(run([verification_feedback], MONTH, storage)).values()
@@ -75,3 +75,62 @@ def test_the_returned_workbook_reaches_the_feedback_asset(storage, center, workb
 def test_a_workbook_of_another_month_is_refused_whole(storage, center, workbook: Path) -> None:
     with pytest.raises(ExportError, match="基準月 2022-09 の確認リストではありません"):
         import_feedback(storage, center, "2022-09", workbook)
+
+
+def test_a_child_found_not_in_need_is_not_listed_again_without_news(tmp_path_factory) -> None:
+    """Two months as in use: a child verified 非該当 on September's list, with no indicator
+    in October that did not fire in September, is not on October's list; a child verified
+    該当 stays, with its previous result and month shown."""
+    from dagster import DagsterInstance
+
+    from kodomo_assets.definitions import ASSETS
+    from kodomo_assets.defs.center import review_list
+    from kodomo_assets.demo import generate
+    from kodomo_assets.lib.platform.keys import read_center_private
+    from kodomo_assets_tests.conftest import copy_inbox, demo_env
+
+    generated = tmp_path_factory.mktemp("generated")
+    generate(generated, residents=9000, months=["2022-09", MONTH], seed=23)
+    inbox = copy_inbox(generated, tmp_path_factory.mktemp("inbox"))
+    always = {"ops": {"center__review_list": {"config": {"relist_after": 0}}}}
+    with demo_env(inbox, tmp_path_factory) as storage:
+        center = read_center_private(Path(storage.storage_key_file).parent / "center")
+        instance = DagsterInstance.ephemeral()
+        for month in ("2022-09", MONTH):
+            assert run(ASSETS, month, storage, instance).success
+
+        def listed(month: str) -> dict[str, list[str]]:
+            with storage.open_as_center(storage.zone_store("center", month, "review_list"), center) as con:
+                return {t: i for t, i in con.execute(
+                    "SELECT child_token, indicators FROM review_list WHERE section = ?", [NEW]).fetchall()}
+
+        from dagster import materialize
+
+        assert materialize([review_list], partition_key=MONTH, instance=instance, run_config=always,
+                           resources={"storage": storage}).success
+        september, october = listed("2022-09"), listed(MONTH)
+        both = [t for t in september if t in october and set(october[t]) <= set(september[t])]
+        assert len(both) >= 2
+        not_in_need, in_need = both[:2]
+        out = tmp_path_factory.mktemp("out") / "september.xlsx"
+        export_review_list(storage, center, "2022-09", out, "個別確認")
+        book = openpyxl.load_workbook(out)
+        sheet = book["確認リスト"]
+        with storage.open_as_center(storage.zone_store("center", "2022-09", "review_list"), center) as con:
+            atena = dict(con.execute("SELECT child_token, atena_no FROM review_list").fetchall())
+        for row in range(2, sheet.max_row + 1):
+            who = sheet.cell(row, 3).value
+            if who in (atena[not_in_need], atena[in_need]):
+                result = "非該当" if who == atena[not_in_need] else "該当"
+                for col, value in zip((10, 11, 12), (result, date(2022, 9, 20), "記録確認"), strict=True):
+                    sheet.cell(row, col).value = value
+        book.save(out)
+        assert import_feedback(storage, center, "2022-09", out).rows == 2
+        assert run([verification_feedback], "2022-09", storage, instance).success
+        again = run([review_list], MONTH, storage, instance)
+        assert metadata(again)["center/review_list"]["not_relisted_after_non_confirmation"] >= 1
+        october = listed(MONTH)
+        assert not_in_need not in october and in_need in october
+        with storage.open_as_center(storage.zone_store("center", MONTH, "review_list"), center) as con:
+            assert con.execute("SELECT prev_result, prev_result_month FROM review_list WHERE child_token = ?",
+                               [in_need]).fetchone() == ("該当", "2022-09")

@@ -44,8 +44,8 @@ def make_review_list(storage: KodomoStorage, month: str, rows: Sequence[tuple]) 
     with storage.staged_for_center(path) as (con, stage):
         con.execute("CREATE TABLE review_list (section VARCHAR, rank INTEGER, atena_no VARCHAR, "
                     "child_token VARCHAR, score DOUBLE, prev_score DOUBLE, indicators VARCHAR[], "
-                    "reasons VARCHAR[], facts_asof VARCHAR[])")
-        con.executemany("INSERT INTO review_list VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                    "reasons VARCHAR[], facts_asof VARCHAR[], prev_result VARCHAR, prev_result_month VARCHAR)")
+        con.executemany("INSERT INTO review_list VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)", rows)
         storage.promote(con, stage, path)
     return path
 
@@ -100,15 +100,15 @@ def test_xlsx_round_trip(center_zone: Path, tmp_path: Path) -> None:
     sheet = wb["確認リスト"]
     rows = list(sheet.iter_rows(values_only=True))
     assert list(rows[0]) == [*HEADERS, "確認結果", "確認日", "確認の区分"] and len(rows) == 1 + len(ROWS)
-    assert all(r[8:] == (None, None, None) for r in rows[1:])  # for staff to fill in
+    assert all(r[-3:] == (None, None, None) for r in rows[1:])  # for staff to fill in
     # a filter on the header, frozen panes, wrapped reasons, and pages staff can print
-    assert sheet.auto_filter.ref == "A1:K4" and sheet.freeze_panes == "A2"
+    assert sheet.auto_filter.ref == "A1:L4" and sheet.freeze_panes == "A2"
     assert sheet.cell(2, 7).alignment.wrap_text
     assert sheet.page_setup.orientation == "landscape" and sheet.page_setup.fitToWidth == 1
     assert sheet.print_title_rows == "$1:$1" and "示唆" in sheet.oddHeader.center.text
     lists = {str(v.sqref): v.formula1 for v in sheet.data_validations.dataValidation}
-    assert lists["I2:I4"] == '"該当,非該当,既知,未確認"' and "家庭訪問" in lists["K2:K4"]
-    assert "J2:J4" in lists
+    assert lists["J2:J4"] == '"該当,非該当,既知,未確認"' and "家庭訪問" in lists["L2:L4"]
+    assert "K2:K4" in lists
     assert [r[2] for r in rows[1:]] == ATENA  # text, leading zeros kept
     assert all(sheet.cell(i, 3).number_format == "@" for i in range(2, 5))
     assert rows[1][3] == 0.612 and rows[1][4] is None

@@ -24,7 +24,9 @@ from kodomo_assets.lib.pseudonym import register_udfs
 KEY = AssetKey(["center", "review_list"])
 TABLE = "review_list"
 COLUMNS = ["section", "rank", "atena_no", "child_token", "score", "prev_score", "indicators",
-           "reasons", "facts_asof"]
+           "reasons", "facts_asof", "prev_result", "prev_result_month"]
+FEEDBACK_STORE = "verification_feedback"  # the signed results, in the analysis zone
+NOT_CONFIRMED = "非該当"
 NEW, RISEN = "新規の示唆", "既知・スコア上昇"
 
 def previous_month(month: str) -> str:
@@ -36,6 +38,32 @@ class ReviewListConfig(Config):
     share: float = 0.02  # k as a share of all children
     k: int = 0  # a fixed k instead (0: use share)
     rise: float = 0.05  # a known child's score increase that puts it in the second section
+    # a child found 非該当 within this many months is not listed again unless an indicator
+    # fires that did not fire then (0: always list)
+    relist_after: int = 6
+
+
+def months_before(month: str, n: int) -> list[str]:
+    out, m = [], month
+    for _ in range(n):
+        m = previous_month(m)
+        out.append(m)
+    return out
+
+
+def verified_before(storage: KodomoStorage, con, month: str, n: int) -> str:  # noqa: ANN001
+    """SQL for each child's latest verification result in the n months before (pseudonyms,
+    from the signed results the center returned), attaching what exists."""
+    parts = []
+    for i, m in enumerate(months_before(month, n)):
+        path = storage.zone_store("analysis", m, FEEDBACK_STORE)
+        if path.exists():
+            storage.attach(con, f"fb{i}", path)
+            parts.append(f"SELECT child_token, result, list_month, indicators FROM fb{i}.verification")
+    union = " UNION ALL ".join(parts) or ("SELECT NULL::VARCHAR AS child_token, NULL::VARCHAR AS result, "
+                                         "NULL::VARCHAR AS list_month, NULL::VARCHAR[] AS indicators WHERE false")
+    return (f"(SELECT * FROM ({union}) QUALIFY row_number() OVER "
+            "(PARTITION BY child_token ORDER BY list_month DESC) = 1)")
 
 
 @zone_asset(
@@ -75,14 +103,20 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig,  # noq
             "(SELECT NULL::VARCHAR AS child_token, NULL::DOUBLE AS score WHERE false)"
         (n_children,) = con.execute(f"SELECT count(*) FROM scores.{SCORES_TABLE}").fetchone()
         k = config.k or max(1, round(config.share * n_children))
+        verified = verified_before(storage, con, month, config.relist_after)
         # re-identification: only the listed tokens are mapped back, through the register
         con.execute(f"""
             CREATE TEMP TABLE listed AS
-            WITH s AS (SELECT s.*, p.score AS prev_score FROM scores.{SCORES_TABLE} s
-                       LEFT JOIN {prev_sql} p USING (child_token)),
+            WITH s AS (SELECT s.*, p.score AS prev_score, v.result AS prev_result,
+                              v.list_month AS prev_result_month,
+                              -- 非該当 lately, and no indicator fires that did not fire then
+                              coalesce(v.result = '{NOT_CONFIRMED}' AND list_has_all(v.indicators, s.indicators),
+                                       false) AS no_news
+                       FROM scores.{SCORES_TABLE} s LEFT JOIN {prev_sql} p USING (child_token)
+                       LEFT JOIN {verified} v USING (child_token)),
             new AS (SELECT '{NEW}' AS section,
                            row_number() OVER (ORDER BY score DESC, child_token) AS section_rank, *
-                    FROM s WHERE NOT center_known QUALIFY section_rank <= {k}),
+                    FROM s WHERE NOT center_known AND NOT no_news QUALIFY section_rank <= {k}),
             risen AS (SELECT '{RISEN}' AS section,
                              row_number() OVER (ORDER BY score - prev_score DESC, child_token) AS section_rank, *
                       FROM s WHERE center_known AND score - prev_score >= {config.rise})
@@ -91,7 +125,7 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig,  # noq
         con.execute(f"""
             CREATE TABLE {TABLE} AS
             SELECT l.section, l.section_rank::INTEGER AS rank, j.atena_no, l.child_token, l.score, l.prev_score,
-                   l.indicators, l.reasons, l.facts_asof
+                   l.indicators, l.reasons, l.facts_asof, l.prev_result, l.prev_result_month
             FROM listed l JOIN (SELECT atena_no, pseudonym_child(atena_no) AS child_token
                                 FROM shimin.jumin  -- children only: the HMAC is the cost
                                 WHERE birth_date > {month_sql(month)['asof']} - INTERVAL 19 YEAR) j USING (child_token)
@@ -110,6 +144,10 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig,  # noq
             yield from results
             raise Failure(description=report.message(), allow_retries=False)
         counts = dict(con.execute(f"SELECT section, count(*) FROM {TABLE} GROUP BY 1").fetchall())
+        (held_back,) = con.execute(f"""
+            SELECT count(*) FROM scores.{SCORES_TABLE} s JOIN {verified} v USING (child_token)
+            WHERE NOT s.center_known AND v.result = '{NOT_CONFIRMED}' AND list_has_all(v.indicators, s.indicators)
+              AND s.score >= (SELECT coalesce(min(score), 2) FROM listed WHERE section = '{NEW}')""").fetchone()
         (no_reason,) = con.execute(f"SELECT count(*) FROM {TABLE} WHERE len(reasons) = 0").fetchone()
         keep_only(con, [TABLE])
         storage.promote(con, stage, final)
@@ -122,6 +160,7 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig,  # noq
             "known_with_rising_score": counts.get(RISEN, 0),
             "previous_month_scores": MetadataValue.text("あり" if prev.exists() else "なし（前月未計算）"),
             "rows_without_reason": no_reason,
+            "not_relisted_after_non_confirmation": held_back,
             "encrypted_to": MetadataValue.text(f"センターの公開鍵（指紋 {recipient}）"),
             "materialized_by": materialized_by(),
             "dagster/column_lineage": column_lineage(

@@ -10,6 +10,7 @@ from dagster import (
 )
 
 from kodomo_assets.defs.approval import approval_for
+from kodomo_assets.defs.center.assets import FEEDBACK_STORE as STORE
 from kodomo_assets.defs.center.assets import KEY as REVIEW_KEY
 from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.defs.sources.inbox import FEEDBACK_FILE
@@ -20,7 +21,6 @@ from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.registry import load_registry
 
 KEY = AssetKey(["center", "verification_feedback"])
-STORE = "verification_feedback"
 # the signed file is the center's delivery: sealed in the center's raw archive once read
 CENTER_DEPARTMENT = load_registry().datasets["soudan"].department.code
 
