@@ -36,7 +36,8 @@ from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
 from kodomo_assets.lib.policy import load_purposes, load_verification_methods
 
 FORMATS = {".csv": "csv", ".xlsx": "xlsx"}
-HEADERS = ["区分", "順位", "宛名番号", "スコア", "前月スコア", "指標", "理由", "事実の時点", "前回の確認"]
+HEADERS = ["区分", "順位", "宛名番号", "スコア", "前月スコア", "指標", "理由", "事実の時点", "情報の出所（課）",
+           "前回の確認"]
 CHECK_HEADERS = ["確認結果", "確認日", "確認の区分"]  # filled in by staff, read back by the import
 LIST_SHEET = "確認リスト"
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -345,7 +346,7 @@ def _rows(con: duckdb.DuckDBPyConnection) -> list[list[Any]]:
     return [list(r) for r in con.execute(f"""
         SELECT section, rank, atena_no, round(score, 3), round(prev_score, 3),
                array_to_string(indicators, '{JOIN}'), array_to_string(reasons, '{JOIN}'),
-               array_to_string(facts_asof, '{JOIN}'),
+               array_to_string(facts_asof, '{JOIN}'), array_to_string(fact_sources, '{JOIN}'),
                CASE WHEN prev_result IS NOT NULL THEN prev_result || '（' || prev_result_month || '）' END
         FROM {TABLE} ORDER BY section <> ?, section, rank""", [NEW]).fetchall()]
 
@@ -410,7 +411,7 @@ def _write_xlsx(path: Path, rows: Sequence[Sequence[Any]], info: Sequence[tuple[
     for r in rows:
         sheet.append(list(r))
         sheet.cell(sheet.max_row, atena).number_format = "@"  # keep leading zeros
-        for col in (6, 7, 8):  # 指標, 理由, 事実の時点
+        for col in (6, 7, 8, 9):  # 指標, 理由, 事実の時点, 情報の出所
             sheet.cell(sheet.max_row, col).alignment = Alignment(wrap_text=True, vertical="top")
         sheet.cell(sheet.max_row, len(HEADERS) + 2).number_format = "yyyy-mm-dd"
     last = max(sheet.max_row, 2)
@@ -427,7 +428,7 @@ def _write_xlsx(path: Path, rows: Sequence[Sequence[Any]], info: Sequence[tuple[
         check.add(where)
     sheet.freeze_panes = "A2"
     sheet.auto_filter.ref = f"A1:{chr(ord('A') + len(HEADERS) + 2)}{last}"
-    for letter, width in zip("ABCDEFGHIJKL", (16, 6, 13, 8, 10, 30, 60, 24, 16, 10, 12, 12), strict=True):
+    for letter, width in zip("ABCDEFGHIJKLM", (16, 6, 13, 8, 10, 30, 60, 24, 30, 16, 10, 12, 12), strict=True):
         sheet.column_dimensions[letter].width = width
     sheet.page_setup.orientation = "landscape"
     sheet.page_setup.fitToWidth, sheet.page_setup.fitToHeight = 1, 0

@@ -6,6 +6,7 @@ can never restate the label the learned score is trained on.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from kodomo_assets.lib.paths import DATA_DIR
+from kodomo_assets.lib.registry import load_registry
 from kodomo_assets.lib.typing_sql import q
 
 
@@ -67,3 +69,13 @@ def compile_sql(indicators: tuple[Indicator, ...], source: str, asof: str) -> st
 def _names(indicators: tuple[Indicator, ...], fired: dict[str, str]) -> str:
     items = ", ".join(f"CASE WHEN {fired[i.name]} THEN {q(i.name)} END" for i in indicators)
     return f"list_filter([{items}], v -> v IS NOT NULL) AS indicators"
+
+
+def sources(indicator: Indicator, lineage: dict[str, list[tuple[str, str]]]) -> list[str]:
+    """The departments whose data the indicator's rule and reason read (学務課, 介護保険課 …):
+    whom center staff ask when they verify it. `lineage`: the linked table's column lineage."""
+    registry = load_registry()
+    text = indicator.rule + " " + indicator.reason
+    datasets = {ds for column, deps in lineage.items() if re.search(rf"\b{re.escape(column)}\b", text)
+                for ds, _ in deps}
+    return sorted({registry.datasets[ds].department.label for ds in datasets})

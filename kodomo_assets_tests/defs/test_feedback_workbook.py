@@ -13,6 +13,7 @@ from kodomo_assets.defs.center.assets import NEW
 from kodomo_assets.defs.center.feedback import verification_feedback
 from kodomo_assets.lib import feedback as fb
 from kodomo_assets.lib.export import (
+    HEADERS,
     ExportError,
     export_review_list,
     import_feedback,
@@ -22,6 +23,8 @@ from kodomo_assets_tests.lib.test_export import POVERTY, YOUNG_CARER, make_revie
 from kodomo_assets_tests.runs import metadata, run
 
 MONTH = "2022-10"
+CHECK_COLUMNS = [len(HEADERS) + i for i in (1, 2, 3)]  # 確認結果, 確認日, 確認の区分
+RESULT, DAY, METHOD = (chr(ord("A") + c - 1) for c in CHECK_COLUMNS)
 LIST = [  # section, rank, atena_no, child_token, score, prev_score, indicators, reasons, facts_asof
     (NEW, rank, f"00000001{rank:02d}", f"{rank:032x}", 0.9 - rank / 100, None,
      [YOUNG_CARER] if rank % 2 else [POVERTY], ["理由"], ["2022-10-31"])
@@ -36,7 +39,7 @@ def workbook(storage, center, tmp_path: Path) -> Path:
     export_review_list(storage, center, MONTH, out, "個別確認")
     book = openpyxl.load_workbook(out)
     sheet = book["確認リスト"]
-    fill = {  # row: (確認結果, 確認日, 確認の区分) in J..L, rows 2..9 are ranks 1..8
+    fill = {  # row: (確認結果, 確認日, 確認の区分), rows 2..9 are ranks 1..8
         2: ("該当", date(2022, 10, 15), "家庭訪問"),     # rank 1, young carer
         3: ("非該当", date(2022, 10, 20), "学校照会"),   # rank 2, poverty
         4: ("該当", date(2022, 11, 2), "記録確認"),      # rank 3, young carer
@@ -47,7 +50,7 @@ def workbook(storage, center, tmp_path: Path) -> Path:
         9: ("未確認", None, None),                       # not a result: skipped
     }
     for row, values in fill.items():
-        for col, value in zip((10, 11, 12), values, strict=True):
+        for col, value in zip(CHECK_COLUMNS, values, strict=True):
             sheet.cell(row, col).value = value
     sheet.cell(4, 3).value = "0000009999"  # a typo'd 宛名番号 on rank 3: C
     sheet.cell(3, 4).value = 0.5  # rank 2's score changed by hand: refused as changed
@@ -61,9 +64,9 @@ def test_the_returned_workbook_reaches_the_feedback_asset(storage, center, workb
     assert imported.refused == [
         ("確認リスト 3行 C列（宛名番号）", "順位またはスコアが書き出したときと違う"),
         ("確認リスト 4行 C列（宛名番号）", fb.NOT_LISTED),
-        ("確認リスト 5行 J列（確認結果）", "確認結果が 該当・非該当・既知 のいずれでもない"),
-        ("確認リスト 6行 K列（確認日）", "確認日が処理の期間（2022-10-01〜今日）の外"),
-        ("確認リスト 7行 L列（確認の区分）", "確認の区分が一覧にない"),
+        (f"確認リスト 5行 {RESULT}列（確認結果）", "確認結果が 該当・非該当・既知 のいずれでもない"),
+        (f"確認リスト 6行 {DAY}列（確認日）", "確認日が処理の期間（2022-10-01〜今日）の外"),
+        (f"確認リスト 7行 {METHOD}列（確認の区分）", "確認の区分が一覧にない"),
     ]
     assert [e["action"] for e in read_access_log(storage)] == ["export", "import"]
     (meta,) = metadata(run([verification_feedback], MONTH, storage)).values()
@@ -122,7 +125,7 @@ def test_a_child_found_not_in_need_is_not_listed_again_without_news(tmp_path_fac
             who = sheet.cell(row, 3).value
             if who in (atena[not_in_need], atena[in_need]):
                 result = "非該当" if who == atena[not_in_need] else "該当"
-                for col, value in zip((10, 11, 12), (result, date(2022, 9, 20), "記録確認"), strict=True):
+                for col, value in zip(CHECK_COLUMNS, (result, date(2022, 9, 20), "記録確認"), strict=True):
                     sheet.cell(row, col).value = value
         book.save(out)
         assert import_feedback(storage, center, "2022-09", out).rows == 2

@@ -183,10 +183,16 @@ def test_every_listed_childs_first_reason_is_the_fact_that_met_its_rule(scored) 
 
     _, _, storage, center = scored
     with storage.open_as_center(review_list_path(storage), center) as con:
-        rows = con.execute("SELECT indicators, reasons FROM review_list WHERE len(indicators) > 0").fetchall()
+        rows = con.execute("SELECT indicators, reasons, fact_sources FROM review_list "
+                           "WHERE len(indicators) > 0").fetchall()
     assert len(rows) > 20
-    for indicators, reasons in rows:
+    for indicators, reasons, sources in rows:
         assert re.match(TRIGGER[indicators[0]], reasons[0]), (indicators[0], reasons[0])
+        # whom to ask, indicator by indicator: the departments its facts come from
+        assert [s.split(": ")[0] for s in sources] == list(indicators)
+        for label, text in zip(indicators, sources, strict=True):
+            if label.startswith("ヤングケアラー（高齢者"):
+                assert {"介護保険課", "教育委員会 指導課"} <= set(text.split(": ")[1].split("・"))
         for text in reasons[:len(indicators)]:
             for before, after in re.findall(r"欠席率? (\d+)%?→(\d+)[%日]", text):
                 assert int(after) > int(before), text

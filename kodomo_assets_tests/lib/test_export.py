@@ -44,8 +44,9 @@ def make_review_list(storage: KodomoStorage, month: str, rows: Sequence[tuple]) 
     with storage.staged_for_center(path) as (con, stage):
         con.execute("CREATE TABLE review_list (section VARCHAR, rank INTEGER, atena_no VARCHAR, "
                     "child_token VARCHAR, score DOUBLE, prev_score DOUBLE, indicators VARCHAR[], "
-                    "reasons VARCHAR[], facts_asof VARCHAR[], prev_result VARCHAR, prev_result_month VARCHAR)")
-        con.executemany("INSERT INTO review_list VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)", rows)
+                    "reasons VARCHAR[], facts_asof VARCHAR[], fact_sources VARCHAR[], prev_result VARCHAR, "
+                    "prev_result_month VARCHAR)")
+        con.executemany("INSERT INTO review_list VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)", rows)
         storage.promote(con, stage, path)
     return path
 
@@ -102,13 +103,15 @@ def test_xlsx_round_trip(center_zone: Path, tmp_path: Path) -> None:
     assert list(rows[0]) == [*HEADERS, "確認結果", "確認日", "確認の区分"] and len(rows) == 1 + len(ROWS)
     assert all(r[-3:] == (None, None, None) for r in rows[1:])  # for staff to fill in
     # a filter on the header, frozen panes, wrapped reasons, and pages staff can print
-    assert sheet.auto_filter.ref == "A1:L4" and sheet.freeze_panes == "A2"
+    first = chr(ord("A") + len(HEADERS))  # the three verification columns follow the list's
+    third = chr(ord(first) + 2)
+    assert sheet.auto_filter.ref == f"A1:{third}4" and sheet.freeze_panes == "A2"
     assert sheet.cell(2, 7).alignment.wrap_text
     assert sheet.page_setup.orientation == "landscape" and sheet.page_setup.fitToWidth == 1
     assert sheet.print_title_rows == "$1:$1" and "示唆" in sheet.oddHeader.center.text
     lists = {str(v.sqref): v.formula1 for v in sheet.data_validations.dataValidation}
-    assert lists["J2:J4"] == '"該当,非該当,既知,未確認"' and "家庭訪問" in lists["L2:L4"]
-    assert "K2:K4" in lists
+    assert lists[f"{first}2:{first}4"] == '"該当,非該当,既知,未確認"'
+    assert "家庭訪問" in lists[f"{third}2:{third}4"] and f"{chr(ord(first) + 1)}2:{chr(ord(first) + 1)}4" in lists
     assert [r[2] for r in rows[1:]] == ATENA  # text, leading zeros kept
     assert all(sheet.cell(i, 3).number_format == "@" for i in range(2, 5))
     assert rows[1][3] == 0.612 and rows[1][4] is None

@@ -24,7 +24,7 @@ from kodomo_assets.lib.pseudonym import register_udfs
 KEY = AssetKey(["center", "review_list"])
 TABLE = "review_list"
 COLUMNS = ["section", "rank", "atena_no", "child_token", "score", "prev_score", "indicators",
-           "reasons", "facts_asof", "prev_result", "prev_result_month"]
+           "reasons", "facts_asof", "fact_sources", "prev_result", "prev_result_month"]
 FEEDBACK_STORE = "verification_feedback"  # the signed results, in the analysis zone
 NOT_CONFIRMED = "非該当"
 NEW, RISEN = "新規の示唆", "既知・スコア上昇"
@@ -125,7 +125,7 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig,  # noq
         con.execute(f"""
             CREATE TABLE {TABLE} AS
             SELECT l.section, l.section_rank::INTEGER AS rank, j.atena_no, l.child_token, l.score, l.prev_score,
-                   l.indicators, l.reasons, l.facts_asof, l.prev_result, l.prev_result_month
+                   l.indicators, l.reasons, l.facts_asof, l.fact_sources, l.prev_result, l.prev_result_month
             FROM listed l JOIN (SELECT atena_no, pseudonym_child(atena_no) AS child_token
                                 FROM shimin.jumin  -- children only: the HMAC is the cost
                                 WHERE birth_date > {month_sql(month)['asof']} - INTERVAL 19 YEAR) j USING (child_token)

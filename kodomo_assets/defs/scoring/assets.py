@@ -25,14 +25,14 @@ from kodomo_assets.defs.lineage import column_lineage, materialized_by
 from kodomo_assets.defs.zone import check_results, zone_asset
 from kodomo_assets.lib import scoring
 from kodomo_assets.lib.gate import inspect_table
-from kodomo_assets.lib.indicators import Indicator, compile_sql, load_indicators
+from kodomo_assets.lib.indicators import Indicator, compile_sql, load_indicators, sources
 from kodomo_assets.lib.linked_table import load_spec, month_sql, plan
 from kodomo_assets.lib.paths import DATA_DIR
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only, write_json
 
 KEY = AssetKey(["analysis", "risk_scores"])
 TABLE = "risk_scores"
-COLUMNS = ["child_token", "score", "rank", "known_to_center", "center_known", "indicators",
+COLUMNS = ["child_token", "score", "rank", "known_to_center", "center_known", "indicators", "fact_sources",
            "reasons", "facts_asof"]
 SEED = 20221011  # the council's date: one seed, so a month always scores the same
 _files = [DATA_DIR / "registry" / n for n in ("indicators.yaml", "linked_table.yaml")]
@@ -133,12 +133,16 @@ def risk_scores(context: AssetExecutionContext, storage: KodomoStorage):  # noqa
             "reasons": said})
         to_label = " ".join(f"WHEN {_quote(n)} THEN {_quote(label)}" for n, label in labels.items()) \
             or "WHEN NULL THEN NULL"
+        # whom to ask: the departments each fired indicator's facts come from
+        to_sources = " ".join(f"WHEN {_quote(i.name)} THEN {_quote(i.label + ': ' + '・'.join(sources(i, p.lineage)))}"
+                              for i in indicators) or "WHEN NULL THEN NULL"
         con.register("scored", out)
         # indicator labels and fact dates are lists already in `fired`: joined in SQL, not
         # rebuilt row by row in Python; the snapshot date covers every other fact
         con.execute(
             f"CREATE TABLE {TABLE} AS SELECT s.child_token, s.score, s.rank, s.known_to_center, "
             f"s.center_known, list_transform(f.indicators, n -> CASE n {to_label} END) AS indicators, "
+            f"list_transform(f.indicators, n -> CASE n {to_sources} END) AS fact_sources, "
             f"s.reasons, list_append(f.indicator_asof, {_quote(f'その他の事実: {asof.date().isoformat()} 時点')}) "
             f"AS facts_asof FROM scored s JOIN fired f USING (child_token) ORDER BY s.rank")
         con.unregister("scored")
