@@ -121,14 +121,29 @@ def test_a_child_found_not_in_need_is_not_listed_again_without_news(tmp_path_fac
         sheet = book["確認リスト"]
         with storage.open_as_center(storage.zone_store("center", "2022-09", "review_list"), center) as con:
             atena = dict(con.execute("SELECT child_token, atena_no FROM review_list").fetchall())
+        others = []
         for row in range(2, sheet.max_row + 1):
             who = sheet.cell(row, 3).value
             if who in (atena[not_in_need], atena[in_need]):
                 result = "非該当" if who == atena[not_in_need] else "該当"
                 for col, value in zip(CHECK_COLUMNS, (result, date(2022, 9, 20), "記録確認"), strict=True):
                     sheet.cell(row, col).value = value
+            elif len(others) < 3:
+                others.append(row)
+        # and the mistakes staff make: a typo'd 宛名番号, an unknown result, a date in the wrong month
+        typo, unknown, early = others
+        for row, values in ((typo, ("該当", date(2022, 9, 21), "家庭訪問")),
+                            (unknown, ("要確認", date(2022, 9, 21), "家庭訪問")),
+                            (early, ("該当", date(2022, 8, 31), "家庭訪問"))):
+            for col, value in zip(CHECK_COLUMNS, values, strict=True):
+                sheet.cell(row, col).value = value
+        sheet.cell(typo, 3).value = "9999999999"
         book.save(out)
-        assert import_feedback(storage, center, "2022-09", out).rows == 2
+        imported = import_feedback(storage, center, "2022-09", out)
+        assert imported.rows == 2
+        assert sorted(where for where, _ in imported.refused) == sorted([
+            f"確認リスト {typo}行 C列（宛名番号）", f"確認リスト {unknown}行 {RESULT}列（確認結果）",
+            f"確認リスト {early}行 {DAY}列（確認日）"])
         assert run([verification_feedback], "2022-09", storage, instance).success
         again = run([review_list], MONTH, storage, instance)
         assert metadata(again)["center/review_list"]["not_relisted_after_non_confirmation"] >= 1
