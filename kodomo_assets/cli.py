@@ -17,6 +17,12 @@ from pathlib import Path
 CENTER_KEY_DIR = "KODOMO_CENTER_KEY_DIR"
 
 
+def _refuse(err: Exception, code: int = 2) -> int:
+    """A refused command: one line on stderr (the messages never quote a row), and its code."""
+    print(f"エラー: {err}", file=sys.stderr)
+    return getattr(err, "exit_code", code)
+
+
 def _env(name: str) -> str:
     value = os.environ.get(name, "")
     if not value:
@@ -96,8 +102,7 @@ def _center_keygen(args: argparse.Namespace) -> int:
         files = center_keygen(Path(args.out), passphrase or None,
                               Path(args.previous) if args.previous else None)
     except KeyProblem as err:
-        print(f"エラー: {err}", file=sys.stderr)
-        return 2
+        return _refuse(err)
     print(f"センターの鍵を作成しました: 秘密鍵（センターのみ） {files['center_encryption.pem']}、"
           f"{files['center_signing.pem']}／公開鍵（パイプラインへ渡す） {files['center_public.json']}")
     return 0
@@ -146,8 +151,7 @@ def _rotate_storage_key(args: argparse.Namespace) -> int:
         new = read_secret(Path(args.new_key_file), "新しい保存用の鍵", storage.home_path)
         count = storage.keytable.rewrap(new)
     except KeyProblem as err:
-        print(f"エラー: {err}", file=sys.stderr)
-        return 2
+        return _refuse(err)
     print(f"データ鍵 {count} 個を新しい保存用の鍵で包み直しました。KODOMO_STORAGE_KEY_FILE を "
           f"{args.new_key_file} に切り替え、古い鍵を破棄してください。")
     return 0
@@ -161,8 +165,7 @@ def _review_list(args: argparse.Namespace) -> int:
         result = export_review_list(storage, _center_private(storage), args.month, Path(args.out),
                                     args.purpose)
     except ExportError as err:
-        print(f"エラー: {err}", file=sys.stderr)
-        return err.exit_code
+        return _refuse(err)
     print(result.notice, file=sys.stderr)
     # one line, counts and file only: never a row of the list
     print(f"確認リスト {result.month}: {result.rows} 行を {result.path} に書き出しました"
@@ -178,8 +181,7 @@ def _feedback_import(args: argparse.Namespace) -> int:
         _env("KODOMO_INBOX")
         result = import_feedback(storage, _center_private(storage), args.month, Path(args.file))
     except ExportError as err:
-        print(f"エラー: {err}", file=sys.stderr)
-        return err.exit_code
+        return _refuse(err)
     for where, reason in result.refused:  # the center's own terminal: places and reasons only
         place = f"{where}行目" if isinstance(where, int) else where
         print(f"{args.file} {place}: {reason}（取り込みませんでした）", file=sys.stderr)

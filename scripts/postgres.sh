@@ -22,6 +22,9 @@ set -euo pipefail
 DB_NAME=dagster
 DB_USER=dagster
 
+# shellcheck source=scripts/debian.sh
+. "$(dirname "${BASH_SOURCE[0]}")/debian.sh"
+
 log() { printf 'postgres.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -43,16 +46,8 @@ pg_bindir() {
 }
 
 install_postgresql() {
-  local sudo_=()
-  if ! is_root; then
-    command -v sudo >/dev/null 2>&1 || die "PostgreSQL is not installed and sudo is missing: install Debian's postgresql package"
-    sudo_=(sudo)
-  fi
-  log "PostgreSQL binaries not found: installing Debian's postgresql package with apt-get"
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo_[@]}" apt-get install -y -q postgresql >&2 \
-    || { "${sudo_[@]}" apt-get update -q >&2 && "${sudo_[@]}" apt-get install -y -q postgresql >&2; } \
-    || die "apt-get could not install postgresql"
+  log "PostgreSQL binaries not found"
+  debian_install postgresql || die "apt-get could not install postgresql"
 }
 
 # Run a command as the cluster's owner: ourselves, or `postgres` when we are root.

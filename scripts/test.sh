@@ -3,20 +3,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
+. scripts/debian.sh
 # The committee report's test opens the HTML in headless Chromium: Debian's package, since
 # browsers cannot be downloaded here.
-if ! command -v chromium >/dev/null 2>&1; then
-  sudo_="$( [ "$(id -u)" -eq 0 ] || echo sudo )"
-  $sudo_ apt-get install -y -q chromium >/dev/null 2>&1 \
-    || { $sudo_ apt-get update -q >/dev/null && $sudo_ apt-get install -y -q chromium >/dev/null; }
-fi
+command -v chromium >/dev/null 2>&1 || debian_install chromium 2>/dev/null
 # The UI login's test puts scripts/ui_proxy.sh's nginx in front of a real webserver: Debian's
 # package (not on an ordinary user's PATH, hence /usr/sbin).
-if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-  sudo_="$( [ "$(id -u)" -eq 0 ] || echo sudo )"
-  $sudo_ apt-get install -y -q nginx >/dev/null 2>&1 \
-    || { $sudo_ apt-get update -q >/dev/null && $sudo_ apt-get install -y -q nginx >/dev/null; }
-fi
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || debian_install nginx 2>/dev/null
 export DAGSTER_HOME="$(mktemp -d)"
 cp dagster_home/dagster.yaml "$DAGSTER_HOME/"
 .venv/bin/ruff check kodomo_assets kodomo_assets_tests scripts

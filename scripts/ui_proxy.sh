@@ -36,6 +36,9 @@ SCHEME=http
 FIRST_USER="${KODOMO_UI_USER:-steward}"
 WORKER_USER=www-data  # used only when we are root; Debian's base-passwd always has it
 
+# shellcheck source=scripts/debian.sh
+. "$(dirname "${BASH_SOURCE[0]}")/debian.sh"
+
 log() { printf 'ui_proxy.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -66,16 +69,7 @@ nginx_bin() {
 }
 
 install_packages() {
-  local sudo_=()
-  if ! is_root; then
-    command -v sudo >/dev/null 2>&1 || die "$* not installed and sudo is missing: install Debian's $* package"
-    sudo_=(sudo)
-  fi
-  log "installing Debian's $* package with apt-get"
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo_[@]}" apt-get install -y -q "$@" >&2 \
-    || { "${sudo_[@]}" apt-get update -q >&2 && "${sudo_[@]}" apt-get install -y -q "$@" >&2; } \
-    || die "apt-get could not install $*"
+  debian_install "$@" || die "apt-get could not install $*"
 }
 
 ensure_tools() {
