@@ -9,7 +9,6 @@ from kodomo_assets.defs.committee import committee_report
 from kodomo_assets.defs.evaluation import evaluation, fairness_audit
 from kodomo_assets.defs.linkage import pupil_links
 from kodomo_assets.defs.operations import (
-    approval_period_in_force,
     arrival_sensor_for,
     monthly_schedule_for,
     purge_job_for,
@@ -30,7 +29,6 @@ monthly_refresh = define_asset_job(
 # In-process: steps share one process, so no two processes ever write one DuckDB file.
 defs = Definitions(
     assets=ASSETS,
-    asset_checks=[approval_period_in_force],
     jobs=[monthly_refresh, purge_job_for([k for a in ASSETS for k in a.keys])],
     schedules=[monthly_schedule_for(monthly_refresh)],
     sensors=[arrival_sensor_for(monthly_refresh)],

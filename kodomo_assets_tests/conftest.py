@@ -12,6 +12,7 @@ from kodomo_assets.lib.platform.keys import (
     read_center_private,
 )
 from kodomo_assets.lib.platform.storage import KodomoStorage, restrict_umask
+from kodomo_assets.lib.policy import DEMO_POLICY
 
 JUMIN_HEADER = ("宛名番号,世帯番号,個人番号,氏名,氏名カナ,生年月日,性別,続柄,住所,町丁目コード,"
                 "住民種別,住民となった年月日")
@@ -28,11 +29,29 @@ def make_keys(folder: Path) -> Path:
     return folder
 
 
-def make_storage(home: Path, inbox: Path, keys: Path) -> KodomoStorage:
+# The tests process FY2022 months under the council's FY2022 list, so their date of
+# processing is inside that period: the resource's clock, which production refuses.
+TEST_CLOCK = "2022-11-02"
+
+
+def make_storage(home: Path, inbox: Path, keys: Path, clock: str = TEST_CLOCK) -> KodomoStorage:
     """The storage resource as the code location configures it, on this test's folders."""
     return KodomoStorage(home=str(home), inbox=str(inbox), storage_key_file=str(keys / "storage.key"),
                          pseudonym_key_file=str(keys / "pseudonym.key"),
-                         center_public_key_file=str(keys / "center" / "center_public.json"))
+                         center_public_key_file=str(keys / "center" / "center_public.json"),
+                         mode="test", clock=clock)
+
+
+def configured(storage: KodomoStorage, **changes: str) -> KodomoStorage:
+    """The same resource with some settings changed. Built anew: Dagster initialises a
+    resource from its configuration, which a pydantic copy would not change."""
+    fields = {name: getattr(storage, name) for name in KodomoStorage.model_fields}
+    return KodomoStorage(**{**fields, **changes})
+
+
+def at(storage: KodomoStorage, clock: str) -> KodomoStorage:
+    """The same resource on another date of processing."""
+    return configured(storage, clock=clock)
 
 
 def pipeline_env(storage: KodomoStorage) -> dict[str, str]:
@@ -40,7 +59,9 @@ def pipeline_env(storage: KodomoStorage) -> dict[str, str]:
     return {"KODOMO_HOME": storage.home, "KODOMO_INBOX": storage.inbox,
             "KODOMO_STORAGE_KEY_FILE": storage.storage_key_file,
             "KODOMO_KEY_FILE": storage.pseudonym_key_file,
-            "KODOMO_CENTER_PUBLIC_KEY_FILE": storage.center_public_key_file}
+            "KODOMO_CENTER_PUBLIC_KEY_FILE": storage.center_public_key_file,
+            # a subprocess runs the real code location, on the real calendar: the demo approval
+            "KODOMO_POLICY": str(DEMO_POLICY), "KODOMO_MODE": "demo"}
 
 
 def copy_inbox(generated: Path, inbox: Path) -> Path:
@@ -82,6 +103,9 @@ def center_env(storage: KodomoStorage, keys: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("KODOMO_HOME", storage.home)
     monkeypatch.setenv("KODOMO_INBOX", storage.inbox)
     monkeypatch.setenv("KODOMO_CENTER_KEY_DIR", str(keys / "center"))
+    # the CLI runs on the real calendar: the demo approval, as a fresh clone's demo does
+    monkeypatch.setenv("KODOMO_POLICY", str(DEMO_POLICY))
+    monkeypatch.setenv("KODOMO_MODE", "demo")
     return keys / "center"
 
 

@@ -1,13 +1,11 @@
 """Running every month without a developer: the schedule, the arrival sensor, the retention
 purge of every store and zone, and a check that an approval is in force."""
 
-import os
 import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
 from dagster import (
-    AssetCheckResult,
     AssetKey,
     AssetObservation,
     Config,
@@ -20,7 +18,6 @@ from dagster import (
     ScheduleEvaluationContext,
     SensorEvaluationContext,
     SkipReason,
-    asset_check,
     job,
     op,
     schedule,
@@ -30,19 +27,14 @@ from dagster import (
 from kodomo_assets.lib.chained_log import ChainedLog
 from kodomo_assets.lib.export import read_access_log
 from kodomo_assets.lib.platform.accounts import os_account
+from kodomo_assets.lib.platform.retention import INPUTS, LABELS, forget_kinds, month_kinds
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.policy import ApprovalPeriodError, load_policy
+from kodomo_assets.lib.policy import ApprovalPeriodError
 from kodomo_assets.lib.registry import load_registry
 
 TIMEZONE = "Asia/Tokyo"
 MONTH_FOLDER = re.compile(r"\d{4}-\d{2}")
 INBOX_KEY = AssetKey(["sources", "inbox_receipt"])
-
-
-def today() -> date:
-    """KODOMO_TODAY (YYYY-MM-DD) stands in for the calendar in tests and rehearsals."""
-    text = os.environ.get("KODOMO_TODAY")
-    return date.fromisoformat(text) if text else date.today()
 
 
 def previous_month(day: date) -> str:
@@ -76,8 +68,7 @@ def monthly_schedule_for(job_def):  # noqa: ANN001, ANN201 - built once the job 
         description="毎月2日 6:00（日本時間）に前月分（基準月 = 前月）の月次更新を実行する。",
     )
     def monthly_refresh_schedule(context: ScheduleEvaluationContext) -> RunRequest:
-        when = context.scheduled_execution_time
-        month = previous_month(when.date() if isinstance(when, datetime) else today())
+        month = previous_month(context.scheduled_execution_time.date())
         return RunRequest(run_key=f"schedule-{month}", partition_key=month)
 
     return monthly_refresh_schedule
@@ -121,31 +112,6 @@ def arrival_sensor_for(job_def):  # noqa: ANN001, ANN201
     return inbox_arrival_sensor
 
 
-@asset_check(
-    asset=INBOX_KEY,
-    name="approval_period_in_force",
-    description="今日が記録された承認期間のいずれかに含まれるか。期間が切れていれば失敗として表示する"
-                "（新しい期間の承認を記録するまで月次更新は承認期間外の月を処理しない）。",
-)
-def approval_period_in_force() -> AssetCheckResult:
-    now = today()
-    approval = load_policy()
-    month = f"{now.year}-{now.month:02d}"
-    expired = [p.label() for p in approval.periods if p.end < now]
-    try:
-        approval.for_month(month)
-        in_force = True
-    except ApprovalPeriodError:
-        in_force = False
-    return AssetCheckResult(
-        passed=in_force,
-        metadata={"today": now.isoformat(), "expired_periods": MetadataValue.json(expired),
-                  "periods": MetadataValue.json([p.label() for p in approval.periods])},
-        description=None if in_force else f"{now.isoformat()} を含む承認期間がありません。期限切れ: "
-                                          + ("、".join(expired) or "なし"),
-    )
-
-
 class PurgeConfig(Config):
     months: list[str]  # the months to forget, e.g. ["2022-04"]: chosen by a person, never implied
     dry_run: bool = False
@@ -156,21 +122,27 @@ def purge_log(storage: KodomoStorage) -> ChainedLog:
     return ChainedLog(storage.log_path("purge_log.jsonl"), storage.storage_mac_key("purge-log"))
 
 
-def _due(months: Sequence[str], now: date) -> dict[str, date]:
-    """Each requested month and the last day it may be kept; refuses the whole request, before
-    anything is deleted, when a month is malformed or still within its 保存期間."""
-    policy, expires, refused = load_policy(), {}, []
+def _due(storage: KodomoStorage, months: Sequence[str], now: date) -> dict[str, dict[str, date]]:
+    """Each requested month and, per kind of file, the last day it may be kept (the approval
+    list's 保存期間: the approved items' shortest for the inputs, each output kind's own row).
+    Refuses the whole request, before anything is deleted, when a month is malformed or has
+    nothing past its 保存期間."""
+    policy, expires, refused = storage.approval(), {}, []
     for month in months:
         if not MONTH_FOLDER.fullmatch(month):
             raise Failure(description=f"months に YYYY-MM でない値があります（{len(month)} 文字）",
                           allow_retries=False)
         try:
-            retention = policy.for_month(month).retention_months
+            inputs = policy.for_month(month).retention_months
         except ApprovalPeriodError:
-            retention = 0  # no approval on record for the month: nothing allows keeping it
-        expires[month] = expiry(month, retention)
-        if now <= expires[month]:
-            refused.append(f"{month}（保存期限 {expires[month].isoformat()}）")
+            inputs = 0  # no approval on record for the month: nothing allows keeping it
+        expires[month] = {kind: expiry(month, inputs if kind == INPUTS else policy.retention(kind) or 0)
+                          for kind in LABELS}
+        # what is still on disk decides: a kind forgotten earlier is not a reason to run again
+        present = {k for k, files in month_kinds(storage, month).items() if files} or set(LABELS)
+        if all(now <= last for k, last in expires[month].items() if k in present):
+            refused.append(f"{month}（最も早い保存期限 "
+                           f"{min(v for k, v in expires[month].items() if k in present).isoformat()}）")
     if refused:
         raise Failure(description="保存期間内の月は消去しません: " + "、".join(refused) +
                       "。何も消去していません。", allow_retries=False)
@@ -182,25 +154,32 @@ def purge_job_for(asset_keys: Sequence[AssetKey]):  # noqa: ANN201 - built once 
 
     @op(description="指定した基準月のうち保存期間を過ぎたものを忘れる: まず月ごとのデータ鍵を破棄し"
                     "（暗号化したストア・保管・各領域は、複製やバックアップも含めて読めなくなる）、"
-                    "次にファイルを削除する。委員会報告書（集計のみ）は残す。消去の記録を連鎖した"
+                    "次にファイルを削除する。種類ごとの保存期間（承認リストの（本事業の出力）の行）が"
+                    "残っているもの（確認結果・委員会報告書など）は残す。消去の記録を連鎖した"
                     "ログに残し、その月の書き出しの一覧（センターが廃棄すべき複製）を載せる。")
     def purge_months(context: OpExecutionContext, config: PurgeConfig, storage: KodomoStorage) -> dict:
-        now = today()
-        expires = _due(config.months, now)
+        now = storage.today()
+        expires = _due(storage, config.months, now)
         log, account = purge_log(storage), os_account()
         summary = {"months": [], "files": 0, "keys_destroyed": 0, "dry_run": config.dry_run}
-        for month, last_day in expires.items():
-            files = [storage.label(p) for p in storage.month_files(month)]
+        for month, last_days in expires.items():
+            on_disk = month_kinds(storage, month)
+            present = {k for k, fs in on_disk.items() if fs} or set(LABELS)
+            due = {k for k, last in last_days.items() if last < now and k in present}
+            kept = {LABELS[k]: last.isoformat() for k, last in last_days.items() if k in present - due}
+            last_day = max(last for k, last in last_days.items() if k in due)
+            files = [storage.label(p) for k in due for p in on_disk[k]]
             exports = [{k: e.get(k) for k in ("time", "user", "action", "file", "path", "format", "rows", "purpose")}
                        for e in read_access_log(storage, month)]
             if config.dry_run:
                 context.log.info(f"{month}: 消去の対象 {len(files)} 件（試行。消去していません）")
                 summary["files"] += len(files)
                 continue
-            done = storage.forget_month(month)
+            done = forget_kinds(storage, month, due)
             entry = log.append({"time": datetime.now(UTC).isoformat(timespec="seconds"),
                                 "account": account, "run_id": context.run_id, "month": month,
                                 "retention_ended": last_day.isoformat(),
+                                "forgotten": sorted(LABELS[k] for k in due), "kept_until": kept,
                                 "keys_destroyed": done["keys_destroyed"], "removed": done["removed"],
                                 "exports_to_destroy": exports})
             summary["months"].append(month)
@@ -208,12 +187,14 @@ def purge_job_for(asset_keys: Sequence[AssetKey]):  # noqa: ANN201 - built once 
             summary["keys_destroyed"] += int(done["keys_destroyed"])
             context.log.info(f"{month}: 保存期限 {last_day.isoformat()} を過ぎたため、データ鍵 "
                              f"{done['keys_destroyed']} 個を破棄し、ファイル {len(done['removed'])} 件を"
-                             f"削除しました（実行: {account}、記録 {entry['seq']} 行目。センターが廃棄すべき"
+                             f"削除しました（{'・'.join(LABELS[k] for k in sorted(due))}。保存期間内で残したもの "
+                             f"{len(kept)} 種類。実行: {account}、記録 {entry['seq']} 行目。センターが廃棄すべき"
                              f"書き出し {len(exports)} 件）")
             for key in partitioned:
                 context.log_event(AssetObservation(
                     asset_key=key, partition=month,
-                    metadata={"purged": MetadataValue.text(f"保存期間経過により消去（{now.isoformat()}）"),
+                    metadata={"purged": MetadataValue.text(
+                        f"保存期間経過により消去（{now.isoformat()}: {'・'.join(LABELS[k] for k in sorted(due))}）"),
                               "purge_record": entry["seq"], "purged_by": account}))
         return summary
 

@@ -13,6 +13,10 @@ storage = KodomoStorage(
     storage_key_file=EnvVar("KODOMO_STORAGE_KEY_FILE"),
     pseudonym_key_file=EnvVar("KODOMO_KEY_FILE"),
     center_public_key_file=EnvVar("KODOMO_CENTER_PUBLIC_KEY_FILE"),
+    # optional: another approval list (a later period; the demo's, with KODOMO_MODE=demo).
+    # No clock is ever wired from the environment: the date of processing is the calendar's.
+    approval_file=EnvVar("KODOMO_POLICY").get_value("") or "",
+    mode=EnvVar("KODOMO_MODE").get_value("production") or "production",
 )
 
 resources = {"storage": storage}

@@ -33,7 +33,12 @@ from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.crypto import sign, verify
 from kodomo_assets.lib.platform.keys import CenterPrivate, CenterPublic, KeyProblem
 from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
-from kodomo_assets.lib.policy import load_purposes, load_verification_methods
+from kodomo_assets.lib.policy import (
+    ApprovalPeriodError,
+    PolicyError,
+    load_purposes,
+    load_verification_methods,
+)
 
 FORMATS = {".csv": "csv", ".xlsx": "xlsx"}
 HEADERS = ["区分", "順位", "宛名番号", "スコア", "前月スコア", "指標", "理由", "事実の時点", "情報の出所（課）",
@@ -177,6 +182,7 @@ def export_review_list(storage: KodomoStorage, private: CenterPrivate, month: st
                        purpose: str) -> ExportResult:
     """Write the month's review list to `out` (.csv or .xlsx) and log the export."""
     purpose = _check_arguments(month, out, purpose)
+    in_force(storage, month)
     fmt = FORMATS[out.suffix.lower()]
     try:
         with _open_list(storage, private, month) as con:
@@ -276,6 +282,7 @@ def import_feedback(storage: KodomoStorage, private: CenterPrivate, month: str,
     terminal."""
     if not _MONTH.fullmatch(month.strip()):
         raise ExportError(f"--month は YYYY-MM の形式で指定してください（{month!r}）", exit_code=2)
+    in_force(storage, month)
     try:
         returned, refused = (_returned_xlsx if source.suffix.lower() == ".xlsx" else _returned_csv)(source, month)
     except (SourceFileError, FileNotFoundError) as err:
@@ -320,6 +327,16 @@ def import_feedback(storage: KodomoStorage, private: CenterPrivate, month: str,
                   log=lambda: append_access_log(storage, private, action="import", month=month, rows=len(rows),
                                                 format=source.suffix.lower().lstrip("."), file=str(source)))
     return ImportResult(month=month, rows=len(rows), path=target, refused=refused)
+
+
+def in_force(storage: KodomoStorage, month: str) -> None:
+    """An export or an import of results happens only while a period covers both the data
+    month and today (the same rule as every asset)."""
+    try:
+        storage.check_settings()
+        storage.approval().in_force(month, storage.today())
+    except (ApprovalPeriodError, PolicyError) as err:
+        raise ExportError(str(err), exit_code=2) from None
 
 
 def _check_arguments(month: str, out: Path, purpose: str) -> str:

@@ -12,9 +12,10 @@ import csv
 import os
 import unicodedata
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from kodomo_assets.lib.paths import DATA_DIR
 from kodomo_assets.lib.registry import Registry, load_registry
@@ -33,7 +34,15 @@ class PolicyError(ValueError):
 
 
 class ApprovalPeriodError(PermissionError):
-    """A month no approval period covers: nothing may be read for it."""
+    """A month, or a processing date, no approval period covers: nothing may be read."""
+
+
+# Every row of a demo approval says so: a demo list can never pass for the council's.
+DEMO_MARK = "デモ用・架空の承認"
+# Rows for what the project itself produces: how long each kind of output may be kept.
+OUTPUT_FILE = "（本事業の出力）"
+OUTPUT_KINDS = {"リスクスコア": "scores", "確認リスト": "review_list", "確認結果": "verification",
+                "照合の判断": "link_decisions", "委員会報告書": "reports"}
 
 
 @dataclass(frozen=True)
@@ -47,8 +56,41 @@ class Period:
         last = date(y + m // 12, m % 12 + 1, 1).toordinal() - 1
         return self.start <= date(y, m, 1) and last <= self.end.toordinal()
 
+    def covers_day(self, day: date) -> bool:
+        return self.start <= day <= self.end
+
     def label(self) -> str:
         return f"{self.start.isoformat()}〜{self.end.isoformat()}（根拠: {self.basis}）"
+
+
+@dataclass(frozen=True)
+class OutputRetention:
+    """保存期間 of one kind of output (scores, the review list, ...), from its own row."""
+
+    no: int
+    kind: str  # a value of OUTPUT_KINDS
+    label: str
+    retention_months: int
+    basis: str
+
+
+@dataclass(frozen=True)
+class Standing:
+    """The two facts the report states: is the data month inside a period, and is the date
+    of processing."""
+
+    month: str
+    today: date
+    month_periods: tuple[Period, ...]
+    today_periods: tuple[Period, ...]
+
+    @property
+    def month_covered(self) -> bool:
+        return bool(self.month_periods)
+
+    @property
+    def today_covered(self) -> bool:
+        return any(p in self.today_periods for p in self.month_periods)
 
 
 @dataclass(frozen=True)
@@ -97,10 +139,47 @@ class MonthApproval:
 class Approval:
     items: tuple[Item, ...]
     path: str
+    outputs: tuple[OutputRetention, ...] = ()
 
     @property
     def periods(self) -> tuple[Period, ...]:
         return tuple(dict.fromkeys(i.period for i in self.items if i.period))
+
+    @property
+    def demo(self) -> bool:
+        """A demo approval: every approved row's basis carries DEMO_MARK (parse_policy refuses
+        a list that mixes demo and real rows)."""
+        return any(DEMO_MARK in p.basis for p in self.periods)
+
+    def retention(self, kind: str) -> int | None:
+        return next((o.retention_months for o in self.outputs if o.kind == kind), None)
+
+    def standing(self, month: str, today: date) -> Standing:
+        return Standing(month, today, tuple(p for p in self.periods if p.covers(month)),
+                        tuple(p for p in self.periods if p.covers_day(today)))
+
+    def as_recorded(self, month: str) -> MonthApproval:
+        """The month's approval whatever today's date: an aggregate report is re-rendered
+        after its period has ended. Empty when no period ever covered the month."""
+        try:
+            return self.for_month(month)
+        except ApprovalPeriodError:
+            return MonthApproval(month=month, periods=(), items=())
+
+    def in_force(self, month: str, today: date) -> MonthApproval:
+        """The month's approval, when one period covers both the data month and the date of
+        processing; otherwise raise before anything is read, naming the periods, their basis
+        and the date."""
+        approval = self.for_month(month)
+        standing = self.standing(month, today)
+        if not standing.today_covered:
+            raise ApprovalPeriodError(
+                f"処理日 {today.isoformat()} は基準月 {month} を含む承認期間の外にあるため、処理を行いません"
+                f"（データは読んでいません）。承認期間: {'、'.join(p.label() for p in approval.periods)}。"
+                f"期間が終わった承認で処理を続けることはできません。新たな承認の記録を "
+                f"{Path(self.path).name} に追加してください。"
+            )
+        return approval
 
     def for_month(self, month: str) -> MonthApproval:
         """Raise before anything is read when no approval period covers the month."""
@@ -121,6 +200,15 @@ def _date(text: str, where: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise PolicyError(f"{where}: 承認期間の日付 {text!r} を読めません（YYYY-MM-DD）") from None
+
+
+def _output(row: dict[str, str], where: str) -> OutputRetention:
+    if row["項目"] not in OUTPUT_KINDS:
+        raise PolicyError(f"{where}: 出力の種類は {'・'.join(OUTPUT_KINDS)} のいずれかです（{row['項目']!r}）")
+    if not row["保存期間（月）"].isdigit() or not row["根拠"]:
+        raise PolicyError(f"{where}: 出力の行には根拠と保存期間（月、整数）が必要です")
+    return OutputRetention(no=int(row["番号"]), kind=OUTPUT_KINDS[row["項目"]], label=row["項目"],
+                           retention_months=int(row["保存期間（月）"]), basis=row["根拠"])
 
 
 def _item(row: dict[str, str], registry: Registry, where: str) -> Item:
@@ -170,23 +258,38 @@ def parse_policy(path: Path, registry: Registry | None = None) -> Approval:
         reader = csv.DictReader(fh)
         if tuple(reader.fieldnames or ()) != HEADER:
             raise PolicyError(f"{path.name}: 見出し行は {','.join(HEADER)} です")
-        items = []
+        items, outputs = [], []
         for line, raw in enumerate(reader, start=2):
             # Marks and dates are normalised (〇 and full-width digits); wording is kept as written.
             row = {k: (unicodedata.normalize("NFKC", v or "").replace("〇", "○") if k in _CODED
                        else v or "").strip() for k, v in raw.items()}
-            items.append(_item(row, registry, f"{path.name} {line}行目（番号 {row['番号']}）"))
+            where = f"{path.name} {line}行目（番号 {row['番号']}）"
+            if row["ファイル"] == OUTPUT_FILE:
+                outputs.append(_output(row, where))
+            else:
+                items.append(_item(row, registry, where))
     seen: set[tuple[str, str, Period | None]] = set()
     for i in items:
         if (i.dataset, i.column, i.period) in seen:
             raise PolicyError(f"{path.name}: 番号 {i.no} は同じ期間の同じ項目の重複です")
         seen.add((i.dataset, i.column, i.period))
-    return Approval(items=tuple(items), path=str(path))
+    bases = [i.period.basis for i in items if i.period] + [o.basis for o in outputs]
+    if any(DEMO_MARK in b for b in bases) and not all(DEMO_MARK in b for b in bases):
+        raise PolicyError(f"{path.name}: {DEMO_MARK} の行と実際の承認の行が混在しています")
+    missing = sorted(set(OUTPUT_KINDS.values()) - {o.kind for o in outputs})
+    if len(outputs) != len({o.kind for o in outputs}) or missing:
+        raise PolicyError(f"{path.name}: 出力（{'・'.join(OUTPUT_KINDS)}）の保存期間の行は種類ごとに"
+                          "ちょうど1行必要です")
+    return Approval(items=tuple(items), path=str(path), outputs=tuple(outputs))
+
+
+DEFAULT_POLICY = DATA_DIR / "policy" / "approval.csv"  # the council's FY2022 list
+DEMO_POLICY = DATA_DIR / "policy" / "demo_approval.csv"
 
 
 def policy_path() -> Path:
-    """KODOMO_POLICY names another approval file (a later period, or a test)."""
-    return Path(os.environ.get("KODOMO_POLICY") or DATA_DIR / "policy" / "approval.csv")
+    """KODOMO_POLICY names another approval file (a later period, the demo, or a test)."""
+    return Path(os.environ.get("KODOMO_POLICY") or DEFAULT_POLICY)
 
 
 @cache
@@ -198,6 +301,35 @@ def load_policy(path: Path | None = None) -> Approval:
     """Parsed once per file version: an edited approval list takes effect on the next run."""
     path = (path or policy_path()).resolve()
     return _load(path, path.stat().st_mtime_ns)
+
+
+MODES = ("production", "demo", "test")
+
+
+def read_clock(clock: str) -> date:
+    """The date in Japan (the approval's dates are Japanese dates), or the test's clock."""
+    if clock:
+        return date.fromisoformat(clock)
+    return datetime.now(ZoneInfo("Asia/Tokyo")).date()
+
+
+def clock_problem(mode: str, clock: str, approval: Approval) -> str | None:
+    """Why the settings may not run, or None."""
+    if mode not in MODES:
+        return f"mode は {'・'.join(MODES)} のいずれかです（{mode!r}）"
+    if clock and mode == "production":
+        return ("本番では処理日を変えられません（clock の指定は試験用です）: 承認期間の判定は"
+                "実際の日付で行います")
+    if clock:
+        try:
+            date.fromisoformat(clock)
+        except ValueError:
+            return f"clock は YYYY-MM-DD です（{len(clock)} 文字）"
+    if approval.demo and mode == "production":
+        return f"{Path(approval.path).name} は{DEMO_MARK}です。本番では使えません"
+    if mode == "demo" and not approval.demo:
+        return f"デモでは{DEMO_MARK}（{DEMO_POLICY.name}）を使います。{Path(approval.path).name} は実際の承認です"
+    return None
 
 
 def purposes_path() -> Path:

@@ -16,6 +16,7 @@ from kodomo_assets.lib.export import read_access_log, verify_access_log
 from kodomo_assets.lib.paths import REPO_ROOT
 from kodomo_assets.lib.platform.keys import KeyProblem, read_center_private
 from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
+from kodomo_assets.lib.policy import DEMO_POLICY
 from kodomo_assets_tests.conftest import make_keys, make_storage, pipeline_env
 
 MONTH = "2022-10"
@@ -70,7 +71,8 @@ def test_the_pipeline_cannot_read_or_export_what_it_wrote(refreshed, tmp_path: P
 def test_the_center_exports_and_returns_verification_as_signed_pseudonyms(refreshed, tmp_path: Path) -> None:
     storage, keys, base = refreshed
     center = {"KODOMO_HOME": storage.home, "KODOMO_INBOX": storage.inbox,
-              "KODOMO_CENTER_KEY_DIR": str(keys / "center")}
+              "KODOMO_CENTER_KEY_DIR": str(keys / "center"),
+              "KODOMO_POLICY": str(DEMO_POLICY), "KODOMO_MODE": "demo"}
     out = tmp_path / "list.csv"
     done = kodomo(["review-list", "--month", MONTH, "--out", str(out), "--purpose", "個別確認"], center)
     assert done.returncode == 0, done.stderr

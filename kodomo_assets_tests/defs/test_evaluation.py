@@ -112,7 +112,7 @@ def _copy_home(storage: KodomoStorage, to: Path, inbox: Path) -> KodomoStorage:
     shutil.copytree(storage.home_path, to, ignore=shutil.ignore_patterns("raw", "tmp"))
     return KodomoStorage(home=str(to), inbox=str(inbox), storage_key_file=storage.storage_key_file,
                          pseudonym_key_file=storage.pseudonym_key_file,
-                         center_public_key_file=storage.center_public_key_file)
+                         center_public_key_file=storage.center_public_key_file, mode=storage.mode, clock=storage.clock)
 
 
 def test_without_truth_both_assets_say_so_and_give_no_figures(refreshed, tmp_path: Path) -> None:

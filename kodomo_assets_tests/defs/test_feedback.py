@@ -281,7 +281,7 @@ def test_the_asset_needs_no_private_key(imported, storage: KodomoStorage, keys: 
     pipeline = KodomoStorage(home=storage.home, inbox=storage.inbox,
                              storage_key_file=storage.storage_key_file,
                              pseudonym_key_file=storage.pseudonym_key_file,
-                             center_public_key_file=str(public_only / PUBLIC_FILE))
+                             center_public_key_file=str(public_only / PUBLIC_FILE), mode=storage.mode, clock=storage.clock)
     result, _ = feedback(pipeline)
     assert result.success
     (meta,) = metadata(result).values()

@@ -126,7 +126,7 @@ def test_the_full_refresh_publishes_one_row_per_child(refreshed, demo: Path) -> 
     assert {d.asset_key.path[-1] for d in lineage["school_aid"]} == {"gakurei", "pupil_links"}
     assert [d.column_name for d in lineage["child_token"]] == ["atena_no"]
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 7 and all(c.passed for c in checks)
+    assert len(checks) == 8 and all(c.passed for c in checks)  # gates, attack, approval
 
 
 def test_the_linkage_attack_check_passed_with_its_figures(refreshed) -> None:

@@ -17,13 +17,11 @@ from dagster import (
     SkipReason,
     build_schedule_context,
     build_sensor_context,
-    materialize,
 )
 
 from kodomo_assets.definitions import defs
 from kodomo_assets.defs.linkage import pupil_links
 from kodomo_assets.defs.operations import (
-    approval_period_in_force,
     expected_files,
     expiry,
     purge_log,
@@ -31,12 +29,15 @@ from kodomo_assets.defs.operations import (
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
 from kodomo_assets.lib.export import append_access_log
+from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.keys import CenterPrivate, KeyProblem
+from kodomo_assets.lib.platform.retention import month_kinds
 from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
-from kodomo_assets.lib.policy import HEADER, policy_path
+from kodomo_assets.lib.policy import HEADER, OUTPUT_FILE, policy_path
 from kodomo_assets.lib.registry import load_registry
-from kodomo_assets_tests.runs import failure_message, failures, run
+from kodomo_assets_tests.conftest import at, configured
+from kodomo_assets_tests.runs import failure_message, failures, run, started
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 
@@ -122,6 +123,11 @@ def _purge(storage: KodomoStorage, instance: DagsterInstance, months: list[str],
         run_config=config, instance=instance, resources={"storage": storage}, raise_on_error=False)
 
 
+def _generated(tmp_path: Path, month: str) -> Path:
+    generate(tmp_path / "generated", residents=2000, months=[month], seed=5)
+    return tmp_path / "generated" / month
+
+
 def _files(home: Path) -> dict[str, bytes]:
     return {p.relative_to(home).as_posix(): p.read_bytes()
             for p in sorted(home.rglob("*")) if p.is_file()}
@@ -164,21 +170,23 @@ def test_the_purge_refuses_a_month_within_retention_and_deletes_nothing(two_mont
     # have expired (September's last day to keep is 2023-09-30); October 2022 has not
     assert expiry("2022-09", 12).isoformat() == "2023-09-30"
     assert expiry(NEW, 12).isoformat() == "2023-10-31"
-    monkeypatch.setenv("KODOMO_TODAY", "2023-10-01")
+    storage = at(storage, "2023-10-01")
     before = _files(storage.home_path)
     instance = DagsterInstance.ephemeral()
     for months in ([NEW], [OLD, NEW]):  # one month within retention refuses the whole request
         result = _purge(storage, instance, months)
         assert not result.success
         message = failure_message(result)
-        assert "保存期間内の月は消去しません" in message and f"{NEW}（保存期限 2023-10-31）" in message
+        assert "保存期間内の月は消去しません" in message and f"{NEW}（最も早い保存期限 2023-10-31）" in message
         assert "何も消去していません" in message
         assert _files(storage.home_path) == before
     # a dry run lists and deletes nothing, and records no purge
     result = _purge(storage, instance, [OLD], dry_run=True)
     assert result.success, failures(result)
+    due = [f for kind in ("inputs", "scores", "review_list", "link_decisions")
+           for f in month_kinds(storage, OLD)[kind]]
     assert result.output_for_node("purge_months") == {
-        "months": [], "files": len(storage.month_files(OLD)), "keys_destroyed": 0, "dry_run": True}
+        "months": [], "files": len(due), "keys_destroyed": 0, "dry_run": True}
     assert _files(storage.home_path) == before
     assert not purge_log(storage).path.exists()
 
@@ -213,7 +221,7 @@ def test_the_purge_forgets_a_month_past_retention_and_its_copies(two_months, cen
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
 
-    monkeypatch.setenv("KODOMO_TODAY", "2023-10-01")
+    storage = at(storage, "2023-10-01")
     instance = DagsterInstance.ephemeral()
     result = _purge(storage, instance, [OLD])
     assert result.success, failures(result)
@@ -221,7 +229,8 @@ def test_the_purge_forgets_a_month_past_retention_and_its_copies(two_months, cen
     assert result.output_for_node("purge_months") == {
         "months": [OLD], "files": count, "keys_destroyed": len(old_keys), "dry_run": False}
 
-    # every April file is gone (its committee report, aggregates only, is kept); its keys too
+    # every April file is gone (its committee report, aggregates only, is kept for its own
+    # 保存期間 of 60 months); its keys too
     assert removed == []
     assert not [r for r in _files(home) if OLD in r and r != f"reports/{OLD}/committee_report.html"]
     assert not [p for p in home.rglob(f"*{OLD}*") if p.is_dir() and p != storage.report_path(OLD).parent]
@@ -297,28 +306,48 @@ def test_an_edited_or_deleted_purge_log_line_is_found(storage) -> None:
     assert log.first_broken_line() == 4
 
 
-def test_an_expired_approval_is_a_failing_check(storage, monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv("KODOMO_TODAY", "2026-11-26")
-    result = materialize([inbox_receipt, approval_period_in_force], partition_key="2022-10",
-                         instance=DagsterInstance.ephemeral(), raise_on_error=False,
-                         resources={"storage": storage})
+def test_an_expired_approval_refuses_the_month_by_a_blocking_check_before_reading(
+        storage, monkeypatch, tmp_path) -> None:
+    """The FY2022 list ended 2023-03-31: on 2026-11-26 October 2022 is refused before
+    anything is read, and the check records the refusal with both facts."""
+    today = at(storage, "2026-11-26")
+    shutil.copytree(_generated(tmp_path, "2022-10"), today.inbox_path / "2022-10")
+    before = sorted(p.name for p in (today.inbox_path / "2022-10").iterdir())
+    result = run([inbox_receipt, *source_assets], "2022-10", today)
+    assert not result.success
+    message = failure_message(result)
+    assert "処理日 2026-11-26" in message and "2022-04-01〜2023-03-31" in message
+    assert "諮問第65号" in message and "データは読んでいません" in message
     (check,) = result.get_asset_check_evaluations()
-    assert not check.passed and "2022-04-01〜2023-03-31" in str(check.metadata["expired_periods"].value)
-    # a later period recorded under the Act puts it back in force
+    assert check.check_name == "approval_period_in_force" and not check.passed and check.blocking
+    assert check.metadata["data_month_in_period"].value is True
+    assert check.metadata["processing_date_in_period"].value is False
+    assert check.metadata["processing_date"].value == "2026-11-26"
+    # nothing was read: every export is still in the inbox, no store was written
+    assert sorted(p.name for p in (today.inbox_path / "2022-10").iterdir()) == before
+    assert not list(today.home_path.glob("stores/*/2022-10.duckdb"))
+    assert not [e for e in result.all_events if e.is_step_success]
+    # a later period recorded under the Act (covering both dates) puts it back in force
     rows = list(csv.DictReader(policy_path().read_text(encoding="utf-8-sig").splitlines()))
     later = [{**r, "番号": str(len(rows) + i + 1), "根拠": "個人情報保護法第69条第2項第2号・第3号",
-              "承認期間開始": "2026-04-01", "承認期間終了": "2027-03-31"}
-             for i, r in enumerate(r for r in rows if r["根拠"])]
+              "承認期間開始": "2022-04-01", "承認期間終了": "2027-03-31"}
+             for i, r in enumerate(r for r in rows if r["根拠"] and r["ファイル"] != OUTPUT_FILE)]
     path = tmp_path / "approval.csv"
     with open(path, "w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=HEADER)
         writer.writeheader()
         writer.writerows(rows + later)
-    monkeypatch.setenv("KODOMO_POLICY", str(path))
-    result = materialize([inbox_receipt, approval_period_in_force], partition_key="2022-10",
-                         instance=DagsterInstance.ephemeral(), raise_on_error=False,
-                         resources={"storage": storage})
+    result = run([inbox_receipt], "2022-10", configured(today, approval_file=str(path)))
+    assert result.success, failures(result)
     assert result.get_asset_check_evaluations()[0].passed
+
+
+def test_production_refuses_a_clock_at_start_up(storage) -> None:
+    production = configured(storage, mode="production")
+    result = run([inbox_receipt], "2022-10", production)
+    refused = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
+    assert not result.success and refused and not started(result)
+    assert "本番では処理日を変えられません" in str(refused[0].event_specific_data.error)
 
 
 def test_a_purged_month_leaves_no_inbox_folder_and_is_not_reported_as_waiting(
@@ -330,10 +359,64 @@ def test_a_purged_month_leaves_no_inbox_folder_and_is_not_reported_as_waiting(
     for name in expected_files():
         (folder / name).write_text("x")
     _archive(storage, "2022-04", set(expected_files()) - {"jumin.csv"})  # jumin.csv failed
-    monkeypatch.setenv("KODOMO_TODAY", "2023-10-01")
+    storage = at(storage, "2023-10-01")
     assert _purge(storage, DagsterInstance.ephemeral(), ["2022-04"]).success
     assert not folder.exists()
     (entry,) = purge_log(storage).entries()
     assert "受信箱/2022-04/jumin.csv" in entry["removed"]
     (out,) = _tick(DagsterInstance.ephemeral(), storage)
     assert isinstance(out, SkipReason) and "2022-04" not in out.skip_message
+
+
+def _upstream(asset: AssetKey, upstream: AssetKey, month: str) -> list[str]:
+    """The partitions of `upstream` that `asset`'s month waits for, as Dagster maps them."""
+    mapping = defs.resolve_assets_def(asset).get_partition_mapping(upstream)
+    result = mapping.get_upstream_mapped_partitions_result_for_partitions(
+        monthly.subset_with_partition_keys([month]), monthly, monthly)
+    return sorted(result.partitions_subset.get_partition_keys())
+
+
+def test_the_months_order_is_in_the_asset_graph() -> None:
+    """A month's review list waits for the month before: its scores (score rose) and the
+    results returned for its list (no re-listing without news); the fairness audit too.
+    The first month has no month before and waits for nothing of one."""
+    review, scores = AssetKey(["center", "review_list"]), AssetKey(["analysis", "risk_scores"])
+    feedback, fairness = AssetKey(["center", "verification_feedback"]), AssetKey(["analysis", "fairness_audit"])
+    assert _upstream(review, scores, "2022-10") == ["2022-09", "2022-10"]
+    assert _upstream(review, feedback, "2022-10") == ["2022-09"]
+    assert _upstream(review, feedback, "2023-01") == ["2022-12"]
+    assert _upstream(review, scores, "2022-04") == ["2022-04"] and _upstream(review, feedback, "2022-04") == []
+    assert _upstream(fairness, feedback, "2022-10") == ["2022-09", "2022-10"]
+    # no cycle: the results of a month come from the inbox, not from the month's list
+    assert defs.resolve_asset_graph().get(feedback).parent_keys == {AssetKey(["sources", "inbox_receipt"])}
+
+
+def test_each_kind_of_output_is_kept_for_its_own_retention(two_months) -> None:
+    """FY2022: inputs, scores, the review list and link decisions 12 months, verification
+    results 36, reports 60. Each purge forgets what is past, keys first, and keeps the rest."""
+    storage = two_months
+    results = storage.zone_store("analysis", OLD, "verification_feedback")
+    with storage.staged(results) as (con, stage):
+        con.execute("CREATE TABLE verification AS SELECT 'tok' AS child_token, '該当' AS result")
+        storage.promote(con, stage, results)
+    report = storage.report_path(OLD)
+    instance = DagsterInstance.ephemeral()
+
+    first = at(storage, "2023-10-01")
+    assert _purge(first, instance, [OLD]).success
+    assert results.exists() and report.exists()
+    assert not storage.department_store("shimin", OLD).exists()
+    assert not storage.zone_store("center", OLD, "review_list").exists()
+    assert storage.keytable.entries(OLD) == [storage.relative(results).as_posix()]
+    with first.open(results) as con:  # what is kept still opens
+        assert con.execute("SELECT count(*) FROM verification").fetchone() == (1,)
+    entry = purge_log(storage).entries()[-1]
+    assert entry["kept_until"] == {"確認結果": "2025-04-30", "委員会報告書": "2027-04-30"}
+    assert "確認リスト" in entry["forgotten"] and "確認結果" not in entry["forgotten"]
+
+    assert not _purge(at(storage, "2025-04-30"), instance, [OLD]).success  # nothing past yet
+    assert _purge(at(storage, "2025-05-01"), instance, [OLD]).success
+    assert not results.exists() and report.exists() and OLD not in storage.keytable.scopes()
+    assert _purge(at(storage, "2027-05-01"), instance, [OLD]).success
+    assert not report.exists() and not report.parent.exists()
+    assert [e["forgotten"] for e in purge_log(storage).entries()][1:] == [["確認結果"], ["委員会報告書"]]

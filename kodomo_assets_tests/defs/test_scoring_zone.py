@@ -119,7 +119,7 @@ def test_without_the_center_public_key_the_list_is_not_written(scored, tmp_path:
     absent = tmp_path / "absent" / "center_public.json"
     without = KodomoStorage(home=storage.home, inbox=storage.inbox, storage_key_file=storage.storage_key_file,
                             pseudonym_key_file=storage.pseudonym_key_file,
-                            center_public_key_file=str(absent))
+                            center_public_key_file=str(absent), mode=storage.mode, clock=storage.clock)
     path = review_list_path(storage, MONTHS[0])
     before = path.stat().st_mtime_ns
     result = run([review_list], MONTHS[0], without)

@@ -24,6 +24,7 @@ from kodomo_assets.lib.platform.keys import (
     read_center_private,
 )
 from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
+from kodomo_assets.lib.policy import DEMO_POLICY
 
 MONTH = "2022-10"
 PURPOSE = "ケース会議"  # a 利用目的コード (data/policy/purposes.csv)
@@ -252,3 +253,23 @@ def test_an_existing_file_is_replaced_whole(center_zone: Path, tmp_path: Path) -
     assert export(out) == 0
     assert "古い内容" not in out.read_text(encoding="utf-8-sig")
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_the_center_cannot_export_or_import_after_the_approval_ended(center_zone: Path, storage: KodomoStorage,
+                                                                     tmp_path: Path, monkeypatch, capsys) -> None:
+    """Under the council's FY2022 list (ended 2023-03-31), today's export and import are
+    refused before the list is opened, naming the period, its basis and the date."""
+    monkeypatch.delenv("KODOMO_POLICY")
+    monkeypatch.delenv("KODOMO_MODE")
+    out = tmp_path / "list.csv"
+    assert export(out) == 2
+    err = capsys.readouterr().err
+    assert "処理日" in err and "2022-04-01〜2023-03-31" in err and "諮問第65号" in err
+    assert not out.exists() and read_access_log(storage) == []
+    kakunin = tmp_path / "kakunin.csv"
+    kakunin.write_text("宛名番号,基準月,確認結果\n", encoding="utf-8")
+    assert main(["feedback-import", "--month", MONTH, "--file", str(kakunin)]) == 2
+    assert "処理日" in capsys.readouterr().err and read_access_log(storage) == []
+    # a demo approval under production settings is refused too
+    monkeypatch.setenv("KODOMO_POLICY", str(DEMO_POLICY))
+    assert export(out) == 2 and "本番では使えません" in capsys.readouterr().err

@@ -21,7 +21,7 @@ LABEL = "仮名化鍵"
 
 def with_pseudonym_key(storage: KodomoStorage, path: Path) -> KodomoStorage:
     return KodomoStorage(home=storage.home, inbox=storage.inbox, storage_key_file=storage.storage_key_file,
-                         pseudonym_key_file=str(path), center_public_key_file=storage.center_public_key_file)
+                         pseudonym_key_file=str(path), center_public_key_file=storage.center_public_key_file, mode=storage.mode, clock=storage.clock)
 
 
 def test_tokens_are_keyed_hmac_with_separate_purposes() -> None:

@@ -126,7 +126,7 @@ def attack_result(attack: AttackResult, suppressed: dict[str, int]) -> AssetChec
 )
 def linked_children(context: AssetExecutionContext, storage: KodomoStorage):  # noqa: ANN201
     month = context.partition_key
-    approval = approval_for(month)
+    approval = approval_for(storage, month)
     warm_up()  # the gate's Great Expectations loads while the SQL runs
     p = plan(load_spec(), approval)
     try:

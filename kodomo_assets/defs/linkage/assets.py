@@ -69,7 +69,7 @@ def _lineage(fields: frozenset[str]) -> dict[str, list[tuple[AssetKey, str]]]:
 )
 def pupil_links(context: AssetExecutionContext, storage: KodomoStorage):  # noqa: ANN201 - yields check results
     month = context.partition_key
-    approval = approval_for(month)
+    approval = approval_for(storage, month)
     warm_up()  # the gate's Great Expectations loads while the SQL runs
     fields = frozenset(approval.columns("jumin", "match") & approval.columns("gakurei", "match"))
     reg = load_registry()

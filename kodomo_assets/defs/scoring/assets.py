@@ -93,7 +93,7 @@ def _lineage(features: list, shown: list[str]) -> dict[str, list[tuple[AssetKey,
 def risk_scores(context: AssetExecutionContext, storage: KodomoStorage):  # noqa: ANN201
     started = time.perf_counter()
     month = context.partition_key
-    approval = approval_for(month)
+    approval = approval_for(storage, month)
     p = plan(load_spec(), approval)
     features = scoring.model_features(p)
     final = storage.zone_store("analysis", month, TABLE)

@@ -86,7 +86,7 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
     @no_echo
     def _source(context: AssetExecutionContext, storage: KodomoStorage) -> MaterializeResult:
         month, dept = context.partition_key, ds.department.code
-        approval_for(month)  # outside every approval period nothing is read
+        approval_for(storage, month)  # outside every approval period nothing is read
         delivered = storage.inbox_path / month / ds.file
         if delivered.is_symlink() or delivered.exists():
             problem = storage.drop_problem(delivered, dept)

@@ -1,6 +1,17 @@
 """受信確認: what arrived in the month's inbox folder, and the refusal of tax data."""
 
-from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+from collections.abc import Iterator
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.zone import no_echo
@@ -8,6 +19,7 @@ from kodomo_assets.lib.decode import normalise
 from kodomo_assets.lib.feedback import FEEDBACK_FILE
 from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.platform.storage import KodomoStorage
+from kodomo_assets.lib.policy import PolicyError
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets.lib.statutory import is_tax_like
 
@@ -36,14 +48,40 @@ def inspect_inbox(storage: KodomoStorage, month: str) -> dict[str, list[str]]:
     }
 
 
+KEY = AssetKey(["sources", "inbox_receipt"])
+APPROVAL_CHECK = "approval_period_in_force"
+
+
+def approval_check(storage: KodomoStorage, month: str) -> AssetCheckResult:
+    """Both facts, as the report states them: the data month and the date of processing
+    against the approval's periods."""
+    try:
+        approval = storage.approval()
+    except (PolicyError, FileNotFoundError):
+        return AssetCheckResult(check_name=APPROVAL_CHECK, passed=False,
+                                description="承認リストを読めません（理由は資産の失敗に示す）")
+    standing = approval.standing(month, storage.today())
+    periods = [p.label() for p in approval.periods]
+    return AssetCheckResult(
+        check_name=APPROVAL_CHECK, passed=standing.month_covered and standing.today_covered,
+        metadata={"data_month": month, "processing_date": standing.today.isoformat(),
+                  "data_month_in_period": standing.month_covered,
+                  "processing_date_in_period": standing.today_covered,
+                  "periods": MetadataValue.json(periods), "demo_approval": approval.demo})
+
+
 @asset(
-    key=["sources", "inbox_receipt"],
+    key=KEY,
     group_name="inbox",
     owners=["team:kodomo-center"],
     kinds={"csv"},
     tags={"zone": "inbox", "sensitive": "no"},
     code_version="2",
     partitions_def=monthly,
+    check_specs=[AssetCheckSpec(
+        APPROVAL_CHECK, asset=KEY, blocking=True,
+        description="承認期間が基準月と処理日の両方を含むか。含まなければ何も読まずに止め、以降の資産も"
+                    "実行しない（期間・根拠・処理日を示す）。")],
     description=(
         "受信確認: 基準月フォルダに届いたファイルの一覧。契約にないファイルは読まずに無視し、"
         "地方税情報と見られるファイル (課税・住民税・所得割・zei) は受け取りを拒否して失敗とする"
@@ -52,8 +90,11 @@ def inspect_inbox(storage: KodomoStorage, month: str) -> dict[str, list[str]]:
     ),
 )
 @no_echo
-def inbox_receipt(context: AssetExecutionContext, storage: KodomoStorage) -> MaterializeResult:
-    approval_for(context.partition_key)  # outside every approval period nothing is read
+def inbox_receipt(context: AssetExecutionContext, storage: KodomoStorage) -> Iterator:
+    check = approval_check(storage, context.partition_key)
+    if not check.passed:
+        yield check  # recorded, then the refusal: nothing below has read anything
+    approval_for(storage, context.partition_key)
     found = inspect_inbox(storage, context.partition_key)
     # names outside the contract may be personal data (山田花子_相談メモ.csv): a keyed tag only;
     # `kodomo inspect-inbox` shows the steward the names on their own terminal
@@ -68,7 +109,7 @@ def inbox_receipt(context: AssetExecutionContext, storage: KodomoStorage) -> Mat
             ),
             allow_retries=False,
         )
-    return MaterializeResult(metadata={
+    yield MaterializeResult(check_results=[check], metadata={
         "received": len(found["received"]),
         "already_ingested": len(found["archived"]),
         "missing": MetadataValue.json(found["missing"]),

@@ -118,6 +118,17 @@ class KeyTable:
     def entries(self, scope: str) -> list[str]:
         return sorted(self._read(scope))
 
+    def forget_entries(self, scope: str, names: set[str]) -> int:
+        """Destroy some of a month's data keys (one kind of output whose 保存期間 ended
+        before the month's others): the table is rewritten without them."""
+        with self._locked(scope) as entries:
+            gone = [n for n in entries if n in names]
+            for n in gone:
+                del entries[n]
+            if gone:
+                self._write(scope, entries)
+        return len(gone)
+
     def forget(self, scope: str) -> int:
         """Destroy a month's data keys. The file is overwritten before it is unlinked, so
         the wrapped keys do not linger in the file's old blocks on a simple filesystem."""

@@ -20,6 +20,7 @@ import stat
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -35,6 +36,14 @@ from kodomo_assets.lib.platform.keys import (
     read_secret,
 )
 from kodomo_assets.lib.platform.keytable import KeyTable
+from kodomo_assets.lib.policy import (
+    Approval,
+    PolicyError,
+    clock_problem,
+    load_policy,
+    policy_path,
+    read_clock,
+)
 
 UMASK = 0o077
 MONTH = re.compile(r"\d{4}-\d{2}")
@@ -73,11 +82,35 @@ class KodomoStorage(ConfigurableResource):
     center_public_key_file: str
     duckdb_memory: str = "4GB"
     drop_group_prefix: str = "kodomo-"  # scripts/accounts.sh: one group per department
+    # The approval list and the clock that decides whether its period covers today: owned
+    # here, so nothing but this resource's configuration can move either.
+    approval_file: str = ""  # empty: the council's list, data/policy/approval.csv
+    mode: str = "production"  # production | demo (a demo approval) | test
+    clock: str = ""  # YYYY-MM-DD instead of the calendar: tests only, refused in production
 
     _keytable: KeyTable | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         restrict_umask()
+        self.check_settings()
+
+    def check_settings(self) -> None:
+        """Refuse at start-up a clock override in production, and an approval list of the
+        wrong kind for the mode (a demo list in production, a real one in the demo)."""
+        try:
+            approval = self.approval()
+        except (PolicyError, FileNotFoundError):
+            return  # every asset refuses a broken list itself, naming its row
+        problem = clock_problem(self.mode, self.clock, approval)
+        if problem:
+            raise PolicyError(problem)
+
+    def approval(self) -> Approval:
+        return load_policy(Path(self.approval_file) if self.approval_file else policy_path())
+
+    def today(self) -> date:
+        """The date of processing, in Japan: the calendar, or the test's clock."""
+        return read_clock(self.clock)
 
     # --- places ---------------------------------------------------------------------------
 
