@@ -38,7 +38,9 @@ def _storage(storage_key: bool = False):  # noqa: ANN202
     restrict_umask()
     return KodomoStorage(home=_env("KODOMO_HOME"), inbox=os.environ.get("KODOMO_INBOX", ""),
                          storage_key_file=_env("KODOMO_STORAGE_KEY_FILE") if storage_key else "",
-                         pseudonym_key_file="", center_public_key_file="")
+                         pseudonym_key_file="", center_public_key_file="",
+                         approval_file=os.environ.get("KODOMO_POLICY", ""),
+                         mode=os.environ.get("KODOMO_MODE", "production"))
 
 
 def _center_private(storage):  # noqa: ANN001, ANN202
@@ -190,6 +192,21 @@ def _feedback_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_center(args: argparse.Namespace) -> int:
+    from kodomo_assets.demo.center import check_list
+    from kodomo_assets.lib.export import ExportError
+
+    try:
+        storage = _storage()
+        truth = Path(_env("KODOMO_INBOX")) / "_truth"
+        result = check_list(storage, _center_private(storage), args.month, truth, share=args.share)
+    except ExportError as err:
+        return _refuse(err)
+    print(f"デモのセンター: 確認リスト {result.month} の {result.rows} 人の確認結果（正解データから）に署名して"
+          f" {result.path} に置きました")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kodomo", description="子ども・家庭データ連携基盤のツール")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -228,6 +245,12 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--month", required=True, help="提出する基準月 YYYY-MM（受信箱のフォルダ）")
     imp.add_argument("--file", required=True, help="確認結果を記入した .xlsx、または CSV (CP932 または UTF-8)")
     imp.set_defaults(func=_feedback_import)
+    center = sub.add_parser(
+        "demo-center", help="デモ用: センターの職員の代わりに、確認リストの上位を正解データで確認し、確認結果を"
+                            "署名して受信箱に置く（review-list と feedback-import と同じ処理。センターの秘密鍵が必要）")
+    center.add_argument("--month", required=True, help="確認する確認リストの基準月 YYYY-MM")
+    center.add_argument("--share", type=float, default=0.8, help="確認する割合（新規の示唆の上位から。既定 0.8）")
+    center.set_defaults(func=_demo_center)
     return parser
 
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Fresh machine -> demo keys and data -> the full monthly refresh of every asset for one month.
+# Fresh machine -> demo keys and data -> the monthly refresh of every month from 2022-04 to
+# MONTH, in order, with the (demo) center's verification results between months.
 # Usage: scripts/demo.sh [MONTH] [RESIDENTS]   (defaults: 2022-10, 113000 = 昭島市)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 month="${1:-2022-10}"
+first="2022-04"
 residents="${2:-113000}"
 bash scripts/setup.sh
 export DAGSTER_HOME="$PWD/dagster_home"                  # telemetry off (dagster.yaml)
@@ -15,15 +17,29 @@ export KODOMO_HOME="${KODOMO_HOME:-$PWD/.kodomo_home}"
 keys="${KODOMO_DEMO_KEYS:-${XDG_CONFIG_HOME:-$HOME/.config}/kodomo_assets/demo}"
 .venv/bin/kodomo demo-keys --out "$keys" > .kodomo_demo.env
 printf 'KODOMO_INBOX=%s\nKODOMO_HOME=%s\n' "$KODOMO_INBOX" "$KODOMO_HOME" >> .kodomo_demo.env
+# The demo never moves the date: it runs under its own approval list, every row of which
+# says デモ用・架空の承認, whose period and 保存期間 cover the demo's months and today.
+printf 'KODOMO_POLICY=%s\nKODOMO_MODE=demo\n' "$PWD/data/policy/demo_approval.csv" >> .kodomo_demo.env
 set -a; . ./.kodomo_demo.env; set +a
 # an ingested export leaves the inbox for its sealed archive: regenerate only when neither is there
 if [ ! -f "$KODOMO_INBOX/$month/jumin.csv" ] && [ ! -f "$KODOMO_HOME/stores/shimin/raw/$month/jumin.csv.sealed" ]; then
   rm -rf "$KODOMO_INBOX"
-  .venv/bin/kodomo demo-data --out "$KODOMO_INBOX" --residents "$residents" --months "2022-04..$month" --seed 42
+  .venv/bin/kodomo demo-data --out "$KODOMO_INBOX" --residents "$residents" --months "$first..$month" --seed 42
 fi
-# the main job; `dagster asset materialize -m kodomo_assets --select '*' --partition "$month"`
-# does the same
-.venv/bin/dagster job execute -m kodomo_assets -j monthly_refresh --tags "{\"dagster/partition\": \"$month\"}"
+# Month by month, in order, as in use: the monthly refresh of the month, then the center checks
+# the top of that month's list and returns signed results (the demo's center answers from the
+# demo truth, through the same commands the center's staff run), which the next month's list
+# reads. `dagster asset materialize -m kodomo_assets --select '*' --partition "$m"` does the
+# same as the job; README: the same months as one backfill from the UI.
+months="$(.venv/bin/python -c "from kodomo_assets.demo import month_range; print(' '.join(month_range('$first..$month')))")"
+for m in $months; do
+  echo "== 基準月 $m"
+  .venv/bin/dagster job execute -m kodomo_assets -j monthly_refresh --tags "{\"dagster/partition\": \"$m\"}"
+  KODOMO_CENTER_KEY_DIR="$keys/center" .venv/bin/kodomo demo-center --month "$m"
+  .venv/bin/dagster asset materialize -m kodomo_assets --select center/verification_feedback --partition "$m"
+done
+# the last month's report again, now that the center's results for its list are in
+.venv/bin/dagster asset materialize -m kodomo_assets --select committee/report --partition "$month"
 echo
 echo "月次更新 $month 完了。出力（いずれも暗号化。権限 0600／フォルダ 0700）:"
 echo "  部署別ストア (DuckDB): $KODOMO_HOME/stores/<部署>/$month.duckdb（受信ファイルは stores/<部署>/raw/$month/ に暗号化保管）"

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
+    AssetDep,
     AssetKey,
     DagsterError,
     Failure,
@@ -72,7 +73,7 @@ def no_echo(fn: Callable) -> Callable:
 
 
 def zone_asset(key: AssetKey, *, zone: str, sensitive: bool, kinds: set[str], code_version: str,
-               deps: Sequence[AssetKey], description: str, gated: bool = True,
+               deps: Sequence[AssetKey | AssetDep], description: str, gated: bool = True,
                checks: Sequence[tuple[str, str]] = (), group: str | None = None):  # noqa: ANN201
     """The @asset decorator for a zone's monthly asset; `gated` adds the gate's blocking
     checks, `checks` more blocking checks of its own (name, description)."""

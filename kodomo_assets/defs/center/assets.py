@@ -1,12 +1,17 @@
 """確認リスト: the center's review list, re-identified (center zone, the center's eyes only)."""
 
+import warnings
+
 from dagster import (
+    AssetDep,
     AssetExecutionContext,
     AssetKey,
+    BetaWarning,
     Config,
     Failure,
     MaterializeResult,
     MetadataValue,
+    TimeWindowPartitionMapping,
 )
 
 from kodomo_assets.defs.approval import approval_for
@@ -22,6 +27,16 @@ from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.pseudonym import register_udfs
 
 KEY = AssetKey(["center", "review_list"])
+FEEDBACK_KEY = AssetKey(["center", "verification_feedback"])
+# The months' order is part of the graph, not of luck: a month's list reads the previous
+# month's scores (score rose) and the results returned so far (no re-listing without news),
+# so a backfill or two overlapping runs materialize it only after those.
+with warnings.catch_warnings():  # the first month has no previous one: allowed (beta flag)
+    warnings.simplefilter("ignore", BetaWarning)
+    PREVIOUS_AND_THIS = TimeWindowPartitionMapping(start_offset=-1, end_offset=0,
+                                                   allow_nonexistent_upstream_partitions=True)
+    PREVIOUS = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1,
+                                          allow_nonexistent_upstream_partitions=True)
 TABLE = "review_list"
 COLUMNS = ["section", "rank", "atena_no", "child_token", "score", "prev_score", "indicators",
            "reasons", "facts_asof", "fact_sources", "prev_result", "prev_result_month"]
@@ -72,7 +87,8 @@ def verified_before(storage: KodomoStorage, con, month: str, n: int) -> str:  # 
     sensitive=True,
     kinds={"duckdb"},
     code_version="2",
-    deps=[SCORES_KEY, source_key("jumin")],
+    deps=[AssetDep(SCORES_KEY, partition_mapping=PREVIOUS_AND_THIS),
+          AssetDep(FEEDBACK_KEY, partition_mapping=PREVIOUS), source_key("jumin")],
     description=(
         "確認リスト（センター領域。子ども家庭支援センターのみ閲覧。リストごとの新しい鍵で暗号化し、その鍵は"
         "センターの公開鍵でだけ包んで保存するため、更新処理は書けても読めない）: センターが現在把握していない"
@@ -85,7 +101,7 @@ def verified_before(storage: KodomoStorage, con, month: str, n: int) -> str:  # 
 def review_list(context: AssetExecutionContext, config: ReviewListConfig,  # noqa: ANN201
                 storage: KodomoStorage):
     month = context.partition_key
-    approval_for(month)
+    approval_for(storage, month)
     try:
         pseudonym_key = storage.pseudonym_key()
         recipient = storage.center_public().fingerprint  # no list without the center's key

@@ -3,24 +3,23 @@ PPV of each indicator and score band. Needs the center's public key, never a pri
 
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     Failure,
     MaterializeResult,
     MetadataValue,
 )
 
 from kodomo_assets.defs.approval import approval_for
+from kodomo_assets.defs.center.assets import FEEDBACK_KEY as KEY
 from kodomo_assets.defs.center.assets import FEEDBACK_STORE as STORE
-from kodomo_assets.defs.center.assets import KEY as REVIEW_KEY
 from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.defs.sources.inbox import FEEDBACK_FILE
+from kodomo_assets.defs.sources.inbox import KEY as INBOX_KEY
 from kodomo_assets.defs.zone import zone_asset
 from kodomo_assets.lib import feedback as fb
 from kodomo_assets.lib.platform.keys import KeyProblem
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.registry import load_registry
 
-KEY = AssetKey(["center", "verification_feedback"])
 # the signed file is the center's delivery: sealed in the center's raw archive once read
 CENTER_DEPARTMENT = load_registry().datasets["soudan"].department.code
 
@@ -32,7 +31,8 @@ CENTER_DEPARTMENT = load_registry().datasets["soudan"].department.code
     sensitive=True,
     kinds={"json", "duckdb"},
     code_version="2",
-    deps=[REVIEW_KEY],
+    # the results come in the month's inbox folder; the list they answer was made earlier
+    deps=[INBOX_KEY],
     gated=False,
     description=(
         "確認結果のフィードバック（分析領域。仮名のみ）: 子ども家庭支援センターが `kodomo feedback-import` で"
@@ -46,7 +46,7 @@ CENTER_DEPARTMENT = load_registry().datasets["soudan"].department.code
 )
 def verification_feedback(context: AssetExecutionContext, storage: KodomoStorage) -> MaterializeResult:
     month = context.partition_key
-    approval_for(month)
+    approval_for(storage, month)
     delivered = storage.inbox_path / month / FEEDBACK_FILE
     try:
         public = storage.center_public()
