@@ -93,7 +93,28 @@ FAIRNESS_TABLES: dict[str, dict[str, str]] = {
     # analysis table (computed from the register in the fairness audit's step only)
     "district_counts": {"district_code": "VARCHAR", "children": "INTEGER", "flagged": "INTEGER",
                         "listed": "INTEGER"},
+    # the audit a city without demo truth can run: this month's selection, and the center's
+    # verified outcomes of every list so far, by group (districts left out: too small)
+    "verified_by_group": {"attribute": "VARCHAR", "group": "VARCHAR", "children": "INTEGER",
+                          "listed": "INTEGER", "checked": "INTEGER", "confirmed": "INTEGER"},
 }
+
+def verified_by_group(groups: Mapping[str, pd.Series | None], listed: np.ndarray,
+                      checked: np.ndarray, confirmed: np.ndarray) -> pd.DataFrame:
+    """Per group of each audited attribute (not districts): children, listed this month,
+    checked (該当 or 非該当 in any month's results) and confirmed (該当)."""
+    rows = []
+    for attr, values in groups.items():
+        if values is None or attr == "district_code":
+            continue
+        frame = pd.DataFrame({"group": values.to_numpy(), "listed": listed, "checked": checked,
+                              "confirmed": confirmed})
+        for group, g in frame.groupby("group", sort=True):
+            rows.append({"attribute": ATTRIBUTES[attr][0], "group": group, "children": len(g),
+                         "listed": int(g["listed"].sum()), "checked": int(g["checked"].sum()),
+                         "confirmed": int(g["confirmed"].sum())})
+    return pd.DataFrame(rows, columns=list(FAIRNESS_TABLES["verified_by_group"]))
+
 
 # -- k and the list ---------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib_fontja  # noqa: E402,F401
 import numpy as np  # noqa: E402
 
+from kodomo_assets.lib.policy import Period, Standing  # noqa: E402
 from kodomo_assets.lib.suppression import MASK, THRESHOLD, mask_text, protect, visible, with_totals  # noqa: E402
 
 
@@ -37,9 +38,11 @@ class Table:
 class Report:
     month: str
     generated_at: str
-    covered: bool
-    periods: list[str]
+    # the approval's two facts, each (sentence, holds): the data month against the period,
+    # the date of processing against the period
+    standing: list[tuple[str, bool]]
     sections: list[tuple[str, list[Table | str]]]  # (heading, tables, paragraphs or images)
+    demo: bool = False
 
 
 def count_text(v: int, hidden: bool) -> str:
@@ -103,14 +106,13 @@ th, td { border: 1px solid #bbb; padding: 3px 6px; vertical-align: top; }
 th { background: #eef; } td.n { text-align: right; }
 caption { text-align: left; font-weight: bold; padding: 4px 0; }
 .ok { color: #060; font-weight: bold; } .ng { color: #a00; font-weight: bold; }
-.note { font-size: 0.85em; color: #444; } img { max-width: 100%; border: 1px solid #ddd; }
+.note { font-size: 0.85em; color: #444; } ul.lead li { margin: 0.3em 0; font-size: 1.05em; } img { max-width: 100%; border: 1px solid #ddd; }
 </style></head><body>
 <h1>子ども・家庭データ連携 月次報告（基準月 {{ r.month }}）</h1>
 <p>作成: {{ r.generated_at }}。この報告は集計値のみを含み、個人を識別できる情報を含まない。
 1〜9 の件数は「x」と表示し、合計から逆算できないよう二次秘匿を行っている（小さなセルの秘匿）。</p>
-<p>承認期間: {% for p in r.periods %}{{ p }}{% if not loop.last %}、{% endif %}{% endfor %} —
-基準月 {{ r.month }} は
-{% if r.covered %}<span class="ok">承認期間内</span>{% else %}<span class="ng">承認期間外</span>{% endif %}。</p>
+{% if r.demo %}<p class="ng">デモ用・架空の承認による処理です（合成データ。実在の承認・児童ではありません）。</p>{% endif %}
+<ul>{% for text, holds in r.standing %}<li class="{{ 'ok' if holds else 'ng' }}">{{ text }}</li>{% endfor %}</ul>
 {% for heading, parts in r.sections %}
 <h2>{{ heading }}</h2>
 {% for part in parts %}
@@ -132,6 +134,11 @@ def paragraph(text: str) -> str:
     return f"<p>{escape(mask_text(text))}</p>"
 
 
+def paragraph_list(items: list[str]) -> str:
+    """Conclusions as a list, each escaped and masked like a paragraph."""
+    return '<ul class="lead">' + "".join(f"<li>{escape(mask_text(t))}</li>" for t in items) + "</ul>"
+
+
 def embedded_font(text: str) -> str:
     """IPAexGothic (bundled with matplotlib-fontja) cut down to the characters the page uses,
     as a data URI: the page renders the same on any machine, with no font fetched."""
@@ -149,6 +156,34 @@ def embedded_font(text: str) -> str:
     return "data:font/ttf;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def _masked(part: Table | str) -> Table | str:
+    """Text cells of a table get the sentence rule too: "今月 3 件" in an answer is a count."""
+    if not isinstance(part, Table):
+        return part
+    rows = [[v if i in part.counts else mask_text(str(v)) for i, v in enumerate(r)] for r in part.rows]
+    return Table(part.caption, part.header, rows, part.counts, mask_text(part.note))
+
+
 def render(report: Report) -> str:
+    report = Report(report.month, report.generated_at, report.standing,
+                    [(h, [_masked(p) for p in parts]) for h, parts in report.sections], report.demo)
     html = TEMPLATE.render(r=report, font="")
     return TEMPLATE.render(r=report, font=embedded_font(html))
+
+
+def standing_lines(standing: Standing) -> list[tuple[str, bool]]:
+    """The data month and the date of processing, each against the approval's periods."""
+    def against(periods: tuple[Period, ...]) -> str:
+        return "、".join(p.label() for p in periods)
+
+    month = (f"基準月 {standing.month} は承認期間内（{against(standing.month_periods)}）"
+             if standing.month_covered else f"基準月 {standing.month} はどの承認期間にも含まれない")
+    covering = [p for p in standing.month_periods if p.covers_day(standing.today)]
+    if covering:
+        today = f"処理日 {standing.today.isoformat()} は承認期間内（{against(tuple(covering))}）"
+    else:
+        ended = [p for p in standing.month_periods if p.end < standing.today]
+        today = (f"処理日 {standing.today.isoformat()} は承認期間外"
+                 + (f"（{against(tuple(ended))} は終了）" if ended else "")
+                 + "。この月の処理・書き出し・確認結果の取込は行わない（集計の報告書の再作成のみ）")
+    return [(month, standing.month_covered), (today, bool(covering))]

@@ -10,39 +10,51 @@ import pytest
 from dagster import DagsterInstance
 
 from kodomo_assets.defs.analysis import linked_children
-from kodomo_assets.defs.center import review_list
+from kodomo_assets.defs.center import review_list, verification_feedback
 from kodomo_assets.defs.committee import committee_report
 from kodomo_assets.defs.evaluation import evaluation, fairness_audit
 from kodomo_assets.defs.linkage import pupil_links
 from kodomo_assets.defs.scoring import risk_scores
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
+from kodomo_assets.demo.center import check_list
 from kodomo_assets.lib.export import access_log_path, export_review_list
 from kodomo_assets.lib.lineage_diagram import draw
 from kodomo_assets.lib.linked_table import load_spec, plan
 from kodomo_assets.lib.platform.keys import read_center_private
 from kodomo_assets.lib.policy import load_policy
 from kodomo_assets.lib.registry import load_registry
-from kodomo_assets_tests.conftest import copy_inbox, demo_env
+from kodomo_assets_tests.conftest import at, copy_inbox, demo_env
 from kodomo_assets_tests.runs import failures, run
 
-MONTH = "2022-10"
+MONTH, BEFORE = "2022-10", "2022-09"
 ASSETS = [inbox_receipt, *source_assets, pupil_links, linked_children, risk_scores, review_list,
-          evaluation, fairness_audit, committee_report]
+          verification_feedback, evaluation, fairness_audit, committee_report]
+NOTES = "区分,内容,対応\n連携,学齢簿の住所に番地の表記揺れが多い,学務課に表記の統一を依頼\n運用,090-1234-5678 の保護者から問合せ,\n"
 PURPOSE = "ケース会議"  # a 利用目的コード; the report shows its 名称
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory):
+    """Two months as in use: September's refresh, the (demo) center's results for its list,
+    October's refresh, an export, a steward's notes, and October's report again."""
     generated = tmp_path_factory.mktemp("generated")
-    generate(generated, residents=20000, months=[MONTH], seed=12)
+    generate(generated, residents=16000, months=[BEFORE, MONTH], seed=12)
     inbox = copy_inbox(generated, tmp_path_factory.mktemp("inbox"))
     with demo_env(inbox, tmp_path_factory) as storage:
         instance = DagsterInstance.ephemeral()
+        center = read_center_private(Path(storage.storage_key_file).parent / "center")
+        september = run(ASSETS, BEFORE, storage, instance)
+        assert september.success, failures(september)
+        assert check_list(storage, center, BEFORE, inbox / "_truth").rows > 0
+        results = run([verification_feedback], BEFORE, storage, instance)
+        assert results.success, failures(results)
         first = run(ASSETS, MONTH, storage, instance)
         assert first.success, failures(first)
-        center = read_center_private(Path(storage.storage_key_file).parent / "center")
         export_review_list(storage, center, MONTH, tmp_path_factory.mktemp("out") / "list.csv", PURPOSE)
+        notes = storage.home_path / "committee_notes" / f"{MONTH}.csv"
+        notes.parent.mkdir()
+        notes.write_text(NOTES, encoding="utf-8")
         again = run([committee_report], MONTH, storage, instance)
         assert again.success, failures(again)
         path = storage.report_path(MONTH)
@@ -101,6 +113,61 @@ def test_the_diagram_is_drawn_from_the_registry_and_lists_every_dataset(report) 
         assert any(ds.label in label for label in diagram.labels)
         assert ds.label in alt
     assert diagram.png.startswith(b"\x89PNG")
+
+
+def _sections(text: str) -> list[str]:
+    return re.findall(r"<h2>([^<]*)</h2>", text)
+
+
+def test_the_first_page_answers_the_councils_questions_in_order(report) -> None:
+    """Conclusions first, then each question of the minutes (2022-10-11) in its order."""
+    html, *_ = report
+    text = _visible(html)
+    assert _sections(text)[:4] == ["要点（審議会の皆さまへ）", "1. 確認の結果（分析結果の検証）", "2. 傾向分析",
+                                   "3. 課題"]
+    assert _sections(text)[-2:] == ["付録A 承認リスト（別紙 個人情報項目）", "付録B データの流れ（列の系譜）"]
+    first = text.split("<h2>1. 確認の結果")[0]
+    lead = re.search(r'<ul class="lead">(.*?)</ul>', first, re.S).group(1)
+    items = re.findall(r"<li>(.*?)</li>", lead)
+    assert "11 種類のデータのうち 11 種類を処理した" in items[0] and "両方を含む" in items[0]
+    assert "示唆された児童" in items[1] and "センターが確認した児童" in items[2] and "陽性的中率" in items[2]
+    assert items[3].startswith("主な課題") and "プッシュ型の支援" in items[4] and "要否も判定しない" in items[4]
+    asked = ["プッシュ型の支援", "子ども家庭支援センターだけ", "表に現れないケース", "千差万別",
+             "目標と課題", "セキュリティ", "令和5年度以降", "地方税情報なしで"]
+    positions = [first.index(q) for q in asked]
+    assert positions == sorted(positions)
+    fingerprint = re.search(r"指紋 ([0-9a-f]{16})", first).group(1)  # from the configured key
+    *_, storage = report
+    assert storage.center_public().fingerprint == fingerprint
+
+
+def test_the_report_shows_the_centers_checking_trends_and_problems(report) -> None:
+    html, *_ = report
+    text = _visible(html)
+    verification = text.split("<h2>1. 確認の結果")[1].split("<h2>2.")[0]
+    rows = re.findall(r"<tr><td>(2022-[01][0-9])</td>((?:<td[^>]*>[^<]*</td>)+)</tr>", verification)
+    assert [m for m, _ in rows] == [BEFORE, MONTH]  # a row for every list so far
+    assert "指標ごとの陽性的中率" in verification and "群ごとの選ばれる率と陽性的中率" in verification
+    trends = text.split("<h2>2. 傾向分析")[1].split("<h2>3.")[0]
+    assert "指標の重なり" in trends and "年齢・世帯の型ごと" in trends
+    assert f"<th>{BEFORE}</th><th>{MONTH}</th>" in trends  # districts across both months
+    problems = text.split("<h2>3. 課題")[1].split("<h2>4.")[0]
+    assert "学齢簿の住所に番地の表記揺れが多い — 対応: 学務課に表記の統一を依頼" in problems
+    assert "3行目: 電話番号の疑いがあるため載せません" in problems and "1234" not in problems
+    assert "隔離" in problems  # the quarantine of the month, per department
+
+
+def test_the_report_is_rerendered_after_the_period_and_says_so(report) -> None:
+    """Re-rendering an aggregate report is never refused; it states both facts."""
+    *_, storage = report
+    later = at(storage, "2026-11-29")
+    result = run([committee_report], MONTH, later)
+    assert result.success, failures(result)
+    text = _visible(storage.report_path(MONTH).read_text(encoding="utf-8"))
+    assert "基準月 2022-10 は承認期間内" in text and "処理日 2026-11-29 は承認期間外" in text
+    assert "2022-04-01〜2023-03-31" in text and "は終了" in text
+    again = run([committee_report], MONTH, storage)
+    assert again.success and "処理日 2022-11-02 は承認期間内" in storage.report_path(MONTH).read_text(encoding="utf-8")
 
 
 def test_a_reviewer_can_answer_from_the_report(report) -> None:

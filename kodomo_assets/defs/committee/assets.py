@@ -20,14 +20,16 @@ from dagster import (
 )
 
 from kodomo_assets.defs.analysis.assets import KEY as LINKED_KEY
-from kodomo_assets.defs.approval import approval_for
+from kodomo_assets.defs.center.assets import FEEDBACK_KEY
 from kodomo_assets.defs.center.assets import KEY as REVIEW_KEY
+from kodomo_assets.defs.committee import pages as P
 from kodomo_assets.defs.evaluation.assets import EVALUATION_KEY, FAIRNESS_KEY
 from kodomo_assets.defs.linkage.assets import KEY as LINK_KEY
 from kodomo_assets.defs.operations import purge_log
 from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import zone_asset
+from kodomo_assets.lib import council as C
 from kodomo_assets.lib import report as R
 from kodomo_assets.lib.export import (
     TOKYO,
@@ -41,7 +43,7 @@ from kodomo_assets.lib.lineage_diagram import draw
 from kodomo_assets.lib.linked_table import describe, load_spec, plan
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.policy import load_policy, load_purposes
+from kodomo_assets.lib.policy import Approval, MonthApproval, load_purposes
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets.lib.suppression import mask_text, share_text, visible
 
@@ -58,9 +60,9 @@ def _meta(instance: DagsterInstance, key: AssetKey, month: str) -> dict:
     return {k: v.value for k, v in mat.metadata.items()}
 
 
-def _approval_section(month: str) -> list:
+def _approval_section(policy: Approval, month: str) -> list:
     rows = []
-    for i in load_policy().items:
+    for i in policy.items:
         mark = lambda b: "○" if b else ""  # noqa: E731
         uses = "・".join({"key": "連携キー", "match": "照合", "analysis": "分析"}[u] for u in sorted(i.uses))
         period = f"{i.period.start}〜{i.period.end}" if i.period else ""
@@ -73,8 +75,8 @@ def _approval_section(month: str) -> list:
                      "根拠", "承認期間", "保存期間", "今月"], rows)]
 
 
-def _lineage_section(month: str) -> list:
-    registry, approval = load_registry(), approval_for(month)
+def _lineage_section(approval: MonthApproval) -> list:
+    registry = load_registry()
     p = plan(load_spec(), approval)
     diagram = draw(registry, approval, p)
     per_ds = []
@@ -194,14 +196,14 @@ def _evaluation_rows(rows: list[tuple], positives: int | None) -> list[list[str]
 
 
 @cache
-def _term_labels(month: str) -> dict[str, str]:
-    return {**plan(load_spec(), approval_for(month)).labels(),
+def _term_labels(approval: MonthApproval) -> dict[str, str]:
+    return {**plan(load_spec(), approval).labels(),
             **{f"ind_{i.name}": i.label for i in load_indicators()}}
 
 
-def _feature_label(term: str, month: str) -> str:
+def _feature_label(term: str, approval: MonthApproval) -> str:
     """A model input in Japanese: the linked-table column's label, or the indicator's."""
-    labels = _term_labels(month)
+    labels = _term_labels(approval)
     name = term.split("=", 1)[0]
     return labels.get(name, name).split("（")[0]
 
@@ -216,7 +218,7 @@ def _model_section(context: AssetExecutionContext, storage: KodomoStorage, month
             ["学習した児童", f"{card['training_rows']:,}（正例 {R.small(card['positives'])}）"],
             ["交差検証 AUC（既知の判別）", f"{card['cv_auc']:.3f}"], ["Brier", f"{card['cv_brier']:.4f}"],
             ["特徴量", f"{len(card['features'])} 個（外国人住民・町丁目は使わない）: "
-             + "、".join(dict.fromkeys(_feature_label(f, month) for f in card["features"]))],
+             + "、".join(dict.fromkeys(_feature_label(f, storage.approval().as_recorded(month)) for f in card["features"]))],
             ["較正", card["params"].get("calibration", "")]]))
     ev = storage.zone_store("analysis", month, "evaluation")
     if ev.exists():
@@ -330,39 +332,117 @@ def _history_section(storage: KodomoStorage, instance: DagsterInstance, month: s
     ]
 
 
+def _trend_pages(storage: KodomoStorage, con, month: str, verified: list[str]) -> tuple[list, list[str]]:  # noqa: ANN001
+    """傾向分析: co-occurrence among confirmed children, rates by age band and household,
+    districts across months, and indicators that never fire or are never confirmed."""
+    labels = [i.label for i in load_indicators()]
+    parts: list = [C.co_occurrence(con, labels)] if verified else []
+    scores = storage.zone_store("analysis", month, SCORES_KEY.path[-1])
+    linked = storage.zone_store("analysis", month, LINKED_KEY.path[-1])
+    if scores.exists() and linked.exists():
+        storage.attach(con, "ts", scores)
+        storage.attach(con, "tl", linked)
+        columns = {r[0] for r in con.execute("DESCRIBE tl.linked_children").fetchall()}
+        single = "l.single_parent" if "single_parent" in columns else "NULL::BOOLEAN"
+        age = "l.age_years" if "age_years" in columns else "NULL::INTEGER"
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE kids AS SELECT s.child_token, {age} AS age_years,
+                        {single} AS single_parent, len(s.indicators) > 0 AS flagged, s.center_known
+                        FROM ts.risk_scores s LEFT JOIN tl.linked_children l USING (child_token)""")
+        parts.append(C.rates_by_group(con))
+    series, fired = {}, dict.fromkeys(labels, 0)
+    for m in (m for m in storage.months_on_disk() if m <= month):
+        audit = storage.zone_store("analysis", m, "fairness_audit")
+        if audit.exists():
+            with storage.open(audit) as a:
+                series[m] = a.execute("SELECT district_code, children, flagged FROM district_counts").fetchall()
+        past = storage.zone_store("analysis", m, SCORES_KEY.path[-1])
+        if past.exists():
+            with storage.open(past) as sc:
+                for label, n in sc.execute("SELECT i, count(*) FROM (SELECT unnest(indicators) AS i "
+                                           "FROM risk_scores) GROUP BY i").fetchall():
+                    fired[label] = fired.get(label, 0) + n
+    if series:
+        parts.append(C.district_trend(series))
+    confirmed = dict(con.execute("SELECT i, count(*) FROM (SELECT unnest(indicators) AS i FROM verified "
+                                 "WHERE result = '該当') GROUP BY i").fetchall())
+    silent = C.silent_indicators(fired, confirmed)
+    parts += [R.paragraph(t) for t in silent]
+    return parts, silent
+
+
+def _worth_pages(storage: KodomoStorage, month: str) -> list:
+    """必要最小限: the newest item-worth review up to this month (its own job, quarterly)."""
+    done = [m for m in storage.months_on_disk() if m <= month
+            and storage.zone_store("analysis", m, "item_worth").exists()]
+    if not done:
+        return [R.paragraph("データ項目の効き目の確認（item_worth_review ジョブ。四半期ごと、または委員会の求めに"
+                            "応じて実行）は、まだ実行されていない。")]
+    with storage.open(storage.zone_store("analysis", done[-1], "item_worth")) as con:
+        frame = con.execute("SELECT * FROM item_worth").df()
+    return C.worth_tables(frame, done[-1])
+
+
 @zone_asset(
     KEY,
     zone="committee",
     sensitive=False,
     kinds={"html"},
-    code_version="1",
-    deps=[SCORES_KEY, REVIEW_KEY, EVALUATION_KEY, FAIRNESS_KEY, LINK_KEY],
+    code_version="2",
+    deps=[SCORES_KEY, REVIEW_KEY, FEEDBACK_KEY, EVALUATION_KEY, FAIRNESS_KEY, LINK_KEY],
     gated=False,
     checks=[(RECORDS_CHECK, "アクセス記録（センターの署名）と消去の記録の連鎖がすべて検証できる。"
                             "行の削除・書き換え・なりすましがあれば失敗し、報告書に改ざんの疑いとして載せる。")],
     description=(
         "委員会報告書: 個人情報保護運営審議会が毎月確認する自己完結の HTML（外部のフォント・"
-        "スクリプト・通信なし）。承認リスト（別紙）と今月が承認期間内か、登録簿と承認リストから"
-        "描いたデータの流れ（要配慮の列まで）、受信・隔離・連携・指標該当の件数（1〜9 は x、"
-        "二次秘匿あり）、モデルカードと評価・公平性、グラフ、実行と書き出しの記録を載せる。"
+        "スクリプト・通信なし）。1ページ目に、基準月と処理日が承認期間内か、示唆した児童の数と"
+        "センターが確認した数・該当の割合、主な課題、システムがしないこと、審議会での質問への答え、"
+        "誰がどの領域を開けるかを載せる。続いて確認の結果（陽性的中率）、傾向分析、課題、データ項目の"
+        "効き目、今月の数字、モデル・評価・公平性、実行と閲覧の記録、付録に承認リストと列の系譜。"
+        "件数はすべて 1〜9 を x とし、二次秘匿を行う。承認期間の後でも集計の再作成は拒まない。"
     ),
 )
 def committee_report(context: AssetExecutionContext, storage: KodomoStorage) -> MaterializeResult:
     month = context.partition_key
-    approval = approval_for(month)
+    # never refused: an aggregate report may be re-rendered after the period; it states
+    # whether the data month and today's date are inside it
+    approval = storage.approval()
+    standing = approval.standing(month, storage.today())
+    facts = P.gather(storage, context.instance, month)
     figures_parts, figures = _figures_section(context, storage, month)
+    gaps = []
+    fair = storage.zone_store("analysis", month, "fairness_audit")
+    with storage.connect() as con:
+        verified_months = C.attach_verified(storage, con, month)
+        verified = C.checked_totals(con)
+        verification = P.verification_pages(con, facts)
+        if fair.exists():
+            storage.attach(con, "fa", fair)
+            gaps = con.execute("SELECT label, equalized_odds_gap, disclosable FROM fa.gaps").fetchall()
+            groups = con.execute("SELECT attribute, \"group\", children, listed, checked, confirmed "
+                                 "FROM fa.verified_by_group").fetchall()
+            verification.append(C.verified_groups_table(groups))
+        trends, silent = _trend_pages(storage, con, month, verified_months)
+    issues, refused_notes = P.problems(storage, facts, gaps, silent)
+    fired = {i.label: 0 for i in load_indicators()}
+    fired |= _meta(context.instance, SCORES_KEY, month).get("indicators_fired") or {}
     report = R.Report(
         month=month,
         generated_at=datetime.now(TOKYO).isoformat(timespec="seconds") + "（日本時間）",
-        covered=bool(approval.periods),
-        periods=[p.label() for p in load_policy().periods],
+        standing=R.standing_lines(standing),
+        demo=approval.demo,
         sections=[
-            ("1. 承認リスト（別紙 個人情報項目）", _approval_section(month)),
-            ("2. データの流れ（列の系譜）", _lineage_section(month)),
-            ("3. 今月の数字", figures_parts),
-            ("4. モデルカード・評価・公平性", _model_section(context, storage, month, figures)),
-            ("5. 指標の推移", _trend_section(storage)),
-            ("6. 実行と閲覧の記録", _history_section(storage, context.instance, month)),
+            ("要点（審議会の皆さまへ）", P.first_page(storage, facts, approval, standing, verified, fired,
+                                                issues.main(), figures.get("n_children"))),
+            ("1. 確認の結果（分析結果の検証）", verification),
+            ("2. 傾向分析", trends or [R.paragraph("確認結果がまだないため、重なりの分析はない。")]),
+            ("3. 課題", [issues.table(), *(R.paragraph(t) for t in refused_notes)]),
+            ("4. データ項目の効き目（必要最小限）", _worth_pages(storage, month)),
+            ("5. 今月の数字", figures_parts),
+            ("6. モデルカード・評価・公平性", _model_section(context, storage, month, figures)),
+            ("7. 指標の推移", _trend_section(storage)),
+            ("8. 実行と閲覧の記録", _history_section(storage, context.instance, month)),
+            ("付録A 承認リスト（別紙 個人情報項目）", _approval_section(approval, month)),
+            ("付録B データの流れ（列の系譜）", _lineage_section(approval.as_recorded(month))),
         ])
     html = R.render(report)
     path = storage.report_path(month)

@@ -17,6 +17,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 from dagster import (
+    AssetDep,
     AssetExecutionContext,
     AssetKey,
     Failure,
@@ -28,11 +29,13 @@ from kodomo_assets.defs.analysis.assets import KEY as LINKED_KEY
 from kodomo_assets.defs.analysis.assets import TABLE as LINKED_TABLE
 from kodomo_assets.defs.analysis.assets import audit_attributes
 from kodomo_assets.defs.approval import approval_for
+from kodomo_assets.defs.center.assets import FEEDBACK_KEY, PREVIOUS_AND_THIS
 from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.scoring.assets import TABLE as SCORES_TABLE
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
 from kodomo_assets.lib import evaluation as ev
+from kodomo_assets.lib.council import attach_verified
 from kodomo_assets.lib.gate import inspect_table
 from kodomo_assets.lib.indicators import load_indicators
 from kodomo_assets.lib.paths import DATA_DIR
@@ -64,7 +67,7 @@ def _against_truth(storage: KodomoStorage, month: str, table: str
                    ) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path, Path, Path | None, str]]:
     """What both assets start from: the approval, the month's planted truth (or why there
     is none) and a staged store for `table` with the month's scores attached."""
-    approval_for(month)
+    approval_for(storage, month)
     truth, status = ev.truth_for(storage.inbox_path, month)
     final = storage.zone_store("analysis", month, table)
     with storage.staged(final) as (con, stage):
@@ -197,13 +200,28 @@ def _district_counts(con: duckdb.DuckDBPyConnection, k: int) -> pd.DataFrame:
         FROM t GROUP BY 1 ORDER BY 1""").df()
 
 
+def _verified_by_group(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, month: str,
+                       unknown: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Selection rate and PPV by group from the center's verified outcomes (pseudonyms)."""
+    attach_verified(storage, con, month)
+    outcomes = dict(con.execute(
+        "SELECT child_token, bool_or(result = '該当') FROM verified "
+        "WHERE result IN ('該当', '非該当') GROUP BY 1").fetchall())
+    tokens = unknown["child_token"].to_numpy()
+    listed = ev.top_k(unknown["score"].to_numpy(), tokens, k)
+    checked = np.array([t in outcomes for t in tokens])
+    confirmed = np.array([bool(outcomes.get(t)) for t in tokens])
+    return ev.verified_by_group(ev.attribute_groups(unknown), listed, checked, confirmed)
+
+
 @zone_asset(
     FAIRNESS_KEY,
     zone="analysis",
     sensitive=False,
     kinds={"duckdb", "scikitlearn"},
     code_version=CODE_VERSION,
-    deps=[SCORES_KEY, LINKED_KEY, source_key("jumin")],
+    deps=[SCORES_KEY, LINKED_KEY, source_key("jumin"),
+          AssetDep(FEEDBACK_KEY, partition_mapping=PREVIOUS_AND_THIS)],
     description=(
         "公平性の確認（分析領域。デモデータのみ）: センターが現在把握していない児童について、"
         "確認リストの上位 k 人に入ることを予測、埋め込まれた支援の必要を正解として、ひとり親世帯・"
@@ -211,7 +229,8 @@ def _district_counts(con: duckdb.DuckDBPyConnection, k: int) -> pd.DataFrame:
         "TPR・FPR を fairlearn の MetricFrame で求め、児童を復元抽出するブートストラップで95%区間を"
         "付ける。属性ごとに均等化オッズの差（fairlearn）を求め、0.1 を超えれば、群の大きさ・基準率・"
         "区間の幅と、偶然で生じる差の大きさから日本語で説明する。10人未満の群はメタデータで秘匿する。"
-        "正解のない月は「正解データなし」として数値を出さない。"
+        "正解のない月は「正解データなし」として数値を出さない。確認結果（センターの署名付き、仮名のみ）が"
+        "あれば、正解のない実データでも、群ごとの選ばれる率と陽性的中率を求める。"
     ),
 )
 def fairness_audit(context: AssetExecutionContext, storage: KodomoStorage):  # noqa: ANN201
@@ -221,7 +240,7 @@ def fairness_audit(context: AssetExecutionContext, storage: KodomoStorage):  # n
         storage.attach(con, "linked", storage.zone_store("analysis", month, LINKED_TABLE))
         # district and foreign residence never sit in the analysis table: computed here from
         # the register, in this step only, and published as group aggregates
-        audited = audit_attributes(storage, con, month, approval_for(month))
+        audited = audit_attributes(storage, con, month, approval_for(storage, month))
         present = {r[0] for r in con.execute(f"DESCRIBE linked.{LINKED_TABLE}").fetchall()}
         cols = "".join(f", l.{c}" for c in AUDIT_COLUMNS if c in present and c not in audited)
         cols += "".join(f", a.{c}" for c in AUDIT_COLUMNS if c in audited)  # unapproved: not audited
@@ -239,6 +258,7 @@ def fairness_audit(context: AssetExecutionContext, storage: KodomoStorage):  # n
             by_group, gaps = ev.audit(ev.attribute_groups(unknown), need, listed)
         frames = {} if gaps is None else {"by_group": by_group, "gaps": gaps}
         frames["district_counts"] = _district_counts(con, k) if "district_code" in audited else None
+        frames["verified_by_group"] = _verified_by_group(storage, con, month, unknown, k)
         results = yield from _publish(storage, con, stage, final, ev.FAIRNESS_TABLES, frames)
     metadata: dict = {"truth": MetadataValue.text(status), "k": k,
                       "unknown_children": len(unknown)}
