@@ -123,6 +123,22 @@ def training_sample(y: np.ndarray, seed: int, ratio: int = NEGATIVES_PER_POSITIV
     return keep, np.where(y[keep] == 1, 1.0, 1.0 / frac)
 
 
+def _without_empty_columns(xs: np.ndarray, trains: list[np.ndarray]) -> np.ndarray:
+    """A column with no value in some fold's training rows (a window before the first month
+    of data: every child's previous-quarter absence in April) is set to 0 for fitting.
+    scikit-learn's binning fails on an all-missing column, and a constant one is never split
+    on, so scoring and SHAP see the column as unused, as it is."""
+    present = ~np.isnan(xs)
+    empty = np.zeros(xs.shape[1], dtype=bool)
+    for rows in [np.arange(len(xs)), *trains]:
+        empty |= ~present[rows].any(axis=0)
+    if not empty.any():
+        return xs
+    out = xs.copy()
+    out[:, empty] = 0.0
+    return out
+
+
 def train(x: np.ndarray, y: np.ndarray, seed: int, month: str, terms: list[Term]
           ) -> tuple[Model, Card]:
     """Platt calibration as CalibratedClassifierCV(method="sigmoid", ensemble=False) does
@@ -134,6 +150,7 @@ def train(x: np.ndarray, y: np.ndarray, seed: int, month: str, terms: list[Term]
     keep, weight = training_sample(y, seed)
     xs, ys = x[keep], y[keep]
     folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    xs = _without_empty_columns(xs, [train for train, _ in folds.split(xs, ys)])
     oof = cross_val_predict(_base(seed), xs, ys, cv=folds, method="decision_function",
                             params={"sample_weight": weight}).reshape(-1, 1)
     platt = LogisticRegression(C=np.inf).fit(oof, ys, sample_weight=weight)

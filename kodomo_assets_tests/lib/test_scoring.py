@@ -88,3 +88,25 @@ def test_reasons_lead_with_indicators_then_positive_contributions() -> None:
     assert len(out[1]) == 1  # still the single largest contribution, never empty
     assert out[2] == ["認定開始日: " + frame["since"][2].date().isoformat()]  # unknowns are skipped
     assert all(len(r) <= scoring.MAX_REASONS for r in out)
+
+
+def test_a_column_empty_in_the_first_month_neither_breaks_training_nor_moves_a_score() -> None:
+    """April is the first month of data: every child's previous-quarter absence is missing.
+    scikit-learn's binning fails on an all-missing column; the model trains without it, and a
+    column with one value (empty in some fold) is left unused the same way."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    signal = rng.random(n) < 0.05
+    x = np.column_stack([signal + rng.normal(0, 0.3, n), rng.normal(size=n)])
+    y = (signal & (rng.random(n) < 0.7)).astype(int)
+    empty = np.full(n, np.nan)
+    lone = np.full(n, np.nan)
+    lone[np.flatnonzero(y)[0]] = 5.0
+    terms = [scoring.Term(f"c{i}", f"c{i}", "number") for i in range(4)]
+    model, card = scoring.train(np.column_stack([x, empty, lone]), y, 7, "2022-04", terms)
+    bare, _ = scoring.train(x, y, 7, "2022-04", terms[:2])
+    full = np.column_stack([x, empty, lone])
+    assert np.allclose(model.predict_proba(full), bare.predict_proba(x))
+    assert card.cv_auc > 0.8
+    shap = scoring.contributions(model, full, np.zeros(n, dtype=bool))
+    assert not shap[:, 2:].any()

@@ -227,7 +227,8 @@ def _model_section(context: AssetExecutionContext, storage: KodomoStorage, month
             cal = con.execute("SELECT mean_score, label_rate, n FROM calibration ORDER BY bin").fetchall()
         if rows:
             positives = _meta(context.instance, EVALUATION_KEY, month).get("planted_needs_unknown")
-            parts.append(R.Table("デモの正解データに対する評価（センターが把握していない児童）",
+            parts.append(R.Table("デモの正解データに対する評価（合成データのみ。実データには正解がなく、精度は"
+                                 "1. の確認結果で示す。センターが把握していない児童）",
                                  ["指標", "モデル", "最良の単一ルール"], _evaluation_rows(rows, positives),
                                  note="率は、分子とその残りがともに0か10以上のときだけ示す（x は秘匿）。"))
         # a bin's known share is drawn only when its known children and the rest are 0 or ≥ 10
