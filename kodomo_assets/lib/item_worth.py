@@ -272,3 +272,18 @@ def summary(table: pd.DataFrame) -> dict[str, int]:
     """Items per verdict (the council's three lists and the rest), aggregates only."""
     items = table[table["level"] == ITEM]
     return {v: int((items["verdict"] == v).sum()) for v in VERDICTS}
+
+
+def listed(table: pd.DataFrame, verdict_: str) -> list[str]:
+    """「データセット: 項目」 of the items with one verdict, in the approval list's order."""
+    items = table[(table["level"] == ITEM) & (table["verdict"] == verdict_)]
+    return [f"{r.dataset}: {r.item}" for r in items.itertuples()]
+
+
+def hurts_most(table: pd.DataFrame, n: int = 10) -> str:
+    """The n items whose removal hurts most, as a Markdown table."""
+    items = table[(table["level"] == ITEM) & table["harm_rank"].notna()].sort_values("harm_rank")
+    lines = ["| 順位 | 項目 | AUC の低下 | 適合率の低下 | 判定 |", "|---|---|---|---|---|"]
+    lines += [f"| {r.harm_rank} | {r.dataset}: {r.item} | {r.auc_drop:.4f} | {r.precision_drop:.4f} | {r.verdict} |"
+              for r in items.head(n).itertuples()]
+    return "\n".join(lines)
