@@ -34,14 +34,14 @@ from kodomo_assets.lib.policy import MonthApproval
 from kodomo_assets.lib.registry import load_registry
 
 # The council's bar: below both, removing the item costs the score too little to justify
-# holding it. Precision is one point of the top 2% (about three children of 321 at 昭島市 size).
+# holding it. Precision is one point of the top 2% (about three of 320 children at 昭島市 size).
 AUC_THRESHOLD = 0.005
 PRECISION_THRESHOLD = 0.01
 FOLDS = 5  # as the score's calibration: the full model's figure matches its card's
 MIN_OUTCOMES = 10  # verified 該当 + 非該当 before a PPV is shown
 # Refits of the full model with one column of seeded random numbers added: how far a change
-# that carries no information moves the figures. At 昭島市 size that is up to ±0.015 AUC
-# and ±4 children of the top 2%, above the thresholds: a drop within it is 保留, not 必要.
+# that carries no information moves the figures. At 昭島市 size we measured up to 0.015 AUC
+# and 4–5 children of the top 2%, above the thresholds: a drop within it is 保留, not 必要.
 NOISE_DRAWS = 3
 
 DROP, NEEDED, UNSURE, UNREAD = "削除候補", "必要", "保留（ゆらぎの範囲）", "どの列も読まない"
