@@ -8,9 +8,12 @@ evaluation, fairness audit, committee report); what is left is Dagster's start-u
 run bookkeeping. Then the bare DuckDB pass over the same files (scripts/bare_pass.py),
 the floor for the data-movement stages (sources + linked), and their ratio to it. Over
 all sizes, the scaling exponent of the refresh (slope of log time on log residents).
+With --item-worth, then the item_worth_review job for the same month (必要最小限: one
+refit of the model per approved item; on demand or quarterly, never in the refresh), its
+wall time and peak RSS measured the same way.
 Not a test: run it by hand on an idle machine and quote its output.
 
-    .venv/bin/python scripts/benchmark.py --sizes 113000,1600000,10000000
+    .venv/bin/python scripts/benchmark.py --sizes 113000,1600000,10000000 [--item-worth]
 """
 
 from __future__ import annotations
@@ -74,11 +77,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="113000,1600000,10000000")
     parser.add_argument("--month", default="2022-10")
     parser.add_argument("--work", type=Path, default=None, help="keep data here (default: temp)")
+    parser.add_argument("--item-worth", action="store_true",
+                        help="also run the item_worth_review job after the refresh (off by default)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="kodomo-bench-"))
     header = (f"{'residents':>10} {'generate s':>10} {'gen MB':>7} {'refresh s':>9} {'peak MB':>8} "
               f"{'sources s':>9} {'linked s':>8} {'scoring s':>9} {'dagster s':>9} {'bare s':>7} "
-              f"{'move/bare':>9}")
+              f"{'move/bare':>9}" + (f" {'worth s':>8} {'worth MB':>8}" if args.item_worth else ""))
     print(header, flush=True)
     totals: list[tuple[int, float]] = []
     try:
@@ -106,6 +111,12 @@ def main() -> None:
                                     "-j", "monthly_refresh", "--tags",
                                     json.dumps({"dagster/partition": args.month})], env)
             steps = step_seconds(home)
+            worth = ""
+            if args.item_worth:  # after step_seconds: that reads the last run, the refresh
+                w = run_measured([str(BIN / "dagster"), "job", "execute", "-m", "kodomo_assets",
+                                  "-j", "item_worth_review", "--tags",
+                                  json.dumps({"dagster/partition": args.month})], env)
+                worth = f" {w[0]:>8.1f} {w[1]:>8.0f}"
             sources = sum(v for k, v in steps.items() if k.startswith("sources__"))
             linked = sum(steps.get(k, 0.0) for k in LINKED_STEPS)
             scoring = sum(steps.values()) - sources - linked
@@ -113,7 +124,7 @@ def main() -> None:
             print(f"{size:>10} {gen[0]:>10.1f} {gen[1]:>7.0f} {refresh[0]:>9.1f} {refresh[1]:>8.0f} "
                   f"{sources:>9.1f} {linked:>8.1f} {scoring:>9.1f} "
                   f"{refresh[0] - sum(steps.values()):>9.1f} {bare:>7.1f} "
-                  f"{(sources + linked) / bare:>9.1f}", flush=True)
+                  f"{(sources + linked) / bare:>9.1f}{worth}", flush=True)
             if args.work is None:
                 shutil.rmtree(base, ignore_errors=True)
         for (n0, t0), (n1, t1) in zip(totals, totals[1:], strict=False):

@@ -309,22 +309,36 @@ def read_notes(path: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
 
 # -- 必要最小限 --------------------------------------------------------------------------------
 
-WORTH_HEADERS = {"dataset": "データセット", "item": "承認項目", "columns_removed": "外した列",
-                 "auc": "AUC（外したとき）", "auc_drop": "AUC の低下", "precision_at_k": "上位k人の適合率",
-                 "precision_drop": "適合率の低下", "ppv_verified": "確認結果の PPV", "verdict": "判定"}
-
-
 def worth_tables(frame, month: str) -> list:  # noqa: ANN001 - the item_worth table as a DataFrame
-    """The item-worth review as the council reads it: candidates to drop, items no column
-    reads, and the items whose removal hurts most. Figures are model scores, not counts."""
-    def cell(v: object) -> str:
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return "—"
-        return f"{v:.3f}" if isinstance(v, float) else str(v)
+    """The item-worth review as the council reads it: items the model could drop at a cost
+    under the threshold (candidates for next year's 別紙), approved items no column reads,
+    and the items whose removal hurts most. Figures are model scores and PPVs of at least
+    iw.MIN_OUTCOMES results, not counts of children."""
+    from kodomo_assets.lib import item_worth as iw
 
-    columns = [c for c in WORTH_HEADERS if c in frame.columns] or list(frame.columns)
-    rows = [[cell(v) for v in r] for r in frame[columns].itertuples(index=False)]
-    return [R.Table(f"データ項目ごとの効き目（{month} のデータで、項目を外してモデルを学習し直した交差検証）",
-                    [WORTH_HEADERS.get(c, c) for c in columns], rows,
-                    note="低下が閾値より小さい項目は、翌年度の別紙から外す候補。どの列も読まない承認項目は、"
-                         "承認を見直す候補。低下の大きい項目は、リストの質を支えている。")]
+    def f(v: object, fmt: str = "{:+.3f}") -> str:
+        return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else fmt.format(v)
+
+    items = frame[frame["level"] == iw.ITEM]
+    full = frame[frame["level"] == iw.FULL].iloc[0]
+    auc_noise, precision_noise = iw.noise_floor(frame)
+
+    def rows(part) -> list[list[str]]:  # noqa: ANN001
+        return [[r.department, r.item, f(r.auc_drop), f(r.precision_drop), f(r.ppv_verified, "{:.2f}"),
+                 r.verdict] for r in part.itertuples()]
+
+    head = ["保有課", "承認項目", "AUC の低下", "上位k人の適合率の低下", "確認結果の PPV", "判定"]
+    hurts = items[items["harm_rank"].notna()].sort_values("harm_rank").head(10)
+    about = (f"{month} のデータで、項目を読む列と指標を外して学習し直した{iw.FOLDS}分割交差検証。全項目のモデル: "
+             f"AUC {full.auc:.3f}、上位k人の適合率 {full.precision_at_k:.3f}。低下が AUC {iw.AUC_THRESHOLD}・適合率 "
+             f"{iw.PRECISION_THRESHOLD} の両方より小さければ「{iw.DROP}」。情報のない乱数の列を加えたときの変化"
+             f"（ゆらぎの目安: AUC {auc_noise:.3f}、適合率 {precision_noise:.3f}）を超える低下だけを「{iw.NEEDED}」とする。")
+    return [
+        R.paragraph(about),
+        R.Table(f"翌年度の別紙から外す候補（{iw.DROP}）", head, rows(items[items["verdict"] == iw.DROP])
+                or [["—", "なし", "", "", "", ""]]),
+        R.Table(f"承認されているが、どの列も読まない項目（{iw.UNREAD}）", ["保有課", "承認項目", "説明"],
+                [[r.department, r.item, r.note or "連携テーブルの列がこの項目を読まない"]
+                 for r in items[items["verdict"] == iw.UNREAD].itertuples()] or [["—", "なし", ""]]),
+        R.Table("外すとリストの質が最も下がる項目（低下の大きい順）", head, rows(hurts) or [["—", "なし", "", "", "", ""]]),
+    ]
