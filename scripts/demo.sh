@@ -28,18 +28,16 @@ if [ ! -f "$KODOMO_INBOX/$month/jumin.csv" ] && [ ! -f "$KODOMO_HOME/stores/shim
 fi
 # Month by month, in order, as in use: the monthly refresh of the month, then the center checks
 # the top of that month's list and returns signed results (the demo's center answers from the
-# demo truth, through the same commands the center's staff run), which the next month's list
-# reads. `dagster asset materialize -m kodomo_assets --select '*' --partition "$m"` does the
-# same as the job; README: the same months as one backfill from the UI.
+# demo truth, through the same commands the center's staff run), which the next month's run
+# takes (center/verification_feedback) before its list. `dagster asset materialize -m
+# kodomo_assets --select '*' --partition "$m"` does the same as the job; README: the same
+# months as one backfill from the UI.
 months="$(.venv/bin/python -c "from kodomo_assets.demo import month_range; print(' '.join(month_range('$first..$month')))")"
 for m in $months; do
   echo "== 基準月 $m"
   .venv/bin/dagster job execute -m kodomo_assets -j monthly_refresh --tags "{\"dagster/partition\": \"$m\"}"
   KODOMO_CENTER_KEY_DIR="$keys/center" .venv/bin/kodomo demo-center --month "$m"
-  .venv/bin/dagster asset materialize -m kodomo_assets --select center/verification_feedback --partition "$m"
 done
-# the last month's report again, now that the center's results for its list are in
-.venv/bin/dagster asset materialize -m kodomo_assets --select committee/report --partition "$month"
 echo
 echo "月次更新 $month 完了。出力（いずれも暗号化。権限 0600／フォルダ 0700）:"
 echo "  部署別ストア (DuckDB): $KODOMO_HOME/stores/<部署>/$month.duckdb（受信ファイルは stores/<部署>/raw/$month/ に暗号化保管）"

@@ -47,9 +47,7 @@ def report(tmp_path_factory: pytest.TempPathFactory):
         september = run(ASSETS, BEFORE, storage, instance)
         assert september.success, failures(september)
         assert check_list(storage, center, BEFORE, inbox / "_truth").rows > 0
-        results = run([verification_feedback], BEFORE, storage, instance)
-        assert results.success, failures(results)
-        first = run(ASSETS, MONTH, storage, instance)
+        first = run(ASSETS, MONTH, storage, instance)  # October's run takes September's results
         assert first.success, failures(first)
         export_review_list(storage, center, MONTH, tmp_path_factory.mktemp("out") / "list.csv", PURPOSE)
         notes = storage.home_path / "committee_notes" / f"{MONTH}.csv"

@@ -14,8 +14,6 @@ from dagster import DagsterInstance
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from kodomo_assets.definitions import ASSETS
-from kodomo_assets.defs.center import verification_feedback
-from kodomo_assets.defs.committee import committee_report
 from kodomo_assets.demo import generate
 from kodomo_assets.demo.center import check_list
 from kodomo_assets.lib.platform.keys import read_center_private
@@ -151,13 +149,10 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     with demo_env(inbox, tmp_path_factory) as storage:
         instance = DagsterInstance.ephemeral()
         center = read_center_private(Path(storage.storage_key_file).parent / "center")
-        for month in MONTHS:  # as in use: the center's results for each list before the next
+        for month in MONTHS:  # as in use: the center returns each list's results before the next month
             result = run(ASSETS, month, storage, instance)
             assert result.success, failures(result)
-            check_list(storage, center, month, inbox / "_truth")
-            assert run([verification_feedback], month, storage, instance).success
-            result = run([committee_report], month, storage, instance)
-            assert result.success, failures(result)
+            check_list(storage, center, month, inbox / "_truth")  # taken by the next month's run
             out.append(storage.report_path(month).read_text(encoding="utf-8"))
     return out
 

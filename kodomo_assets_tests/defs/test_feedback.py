@@ -88,6 +88,7 @@ REFUSED_LINES = {8: fb.NOT_LISTED, 9: fb.NOT_LISTED, 10: "宛名番号が数字�
                  11: "基準月が年月として読めない", 13: "列数が見出しと異なる", 16: "宛名番号が空",
                  17: fb.NO_LIST, 18: "同じ宛名番号・基準月に異なる確認結果"}
 STORE = "verification_feedback"
+NEXT = "2022-11"  # the run that takes October's results
 
 
 def write_kakunin(path: Path, lines: list[str], encoding: str = "cp932") -> Path:
@@ -95,10 +96,16 @@ def write_kakunin(path: Path, lines: list[str], encoding: str = "cp932") -> Path
     return path
 
 
-def feedback(storage: KodomoStorage, month: str = MONTH
+def feedback(storage: KodomoStorage, listed: str = MONTH
              ) -> tuple[ExecuteInProcessResult, DagsterInstance]:
+    """The next month's run, which takes the results returned for `listed`'s list."""
     instance = DagsterInstance.ephemeral()
-    return run([verification_feedback], month, storage, instance), instance
+    return run([verification_feedback], month_after(listed), storage, instance), instance
+
+
+def month_after(month: str) -> str:
+    y, m = (int(x) for x in month.split("-"))
+    return f"{y + (m == 12)}-{m % 12 + 1:02d}"
 
 
 def signed_file(storage: KodomoStorage, month: str = MONTH) -> Path:
@@ -162,7 +169,7 @@ def test_ppv_per_indicator_and_band_as_computed_by_hand(lists, storage: KodomoSt
         [repr(e) for e in instance.all_logs(result.run_id)], ensure_ascii=False)
     assert not any(a in logged for a in ATENA)
 
-    path = storage.zone_store("analysis", MONTH, STORE)
+    path = storage.zone_store("analysis", NEXT, STORE)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     with storage.open(path) as con:
@@ -211,7 +218,7 @@ def test_a_month_without_results_is_not_submitted_not_failed(lists, storage: Kod
     assert meta["status"] == "未提出" and meta["dagster/row_count"] == 0
     assert meta["refused_at_import"] == 0 and meta["ppv_by_indicator"] == {}
     assert all(v["PPV"] is None for v in meta["ppv_by_band"].values())
-    with storage.open(storage.zone_store("analysis", MONTH, STORE)) as con:
+    with storage.open(storage.zone_store("analysis", NEXT, STORE)) as con:
         counts = [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                   for t in ("verification", "ppv_by_indicator", "counts_by_month")]
         assert counts == [0, 0, 0]
@@ -240,7 +247,7 @@ def test_a_file_edited_after_signing_fails_and_writes_nothing(imported, storage:
     message = failure_message(result)
     assert fb.FEEDBACK_FILE in message and "署名を検証できません" in message
     assert not any(a in message for a in ATENA)
-    assert not storage.zone_store("analysis", MONTH, STORE).exists()
+    assert not storage.zone_store("analysis", NEXT, STORE).exists()
     assert not result.get_asset_materialization_events()
 
 
@@ -255,13 +262,13 @@ def test_a_file_signed_by_another_key_pair_fails(imported, storage: KodomoStorag
     path.write_text(json.dumps(forged, ensure_ascii=False), encoding="utf-8")
     result, _ = feedback(storage)
     assert not result.success and "署名を検証できません" in failure_message(result)
-    assert not storage.zone_store("analysis", MONTH, STORE).exists()
+    assert not storage.zone_store("analysis", NEXT, STORE).exists()
     # unsigned: the signature removed
     del forged["signature"]
     path.write_text(json.dumps(forged, ensure_ascii=False), encoding="utf-8")
     result, _ = feedback(storage)
     assert not result.success and fb.FORMAT in failure_message(result)
-    assert not storage.zone_store("analysis", MONTH, STORE).exists()
+    assert not storage.zone_store("analysis", NEXT, STORE).exists()
 
 
 def test_a_file_signed_for_another_month_fails(imported, storage: KodomoStorage) -> None:

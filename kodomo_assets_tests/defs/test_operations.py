@@ -3,6 +3,7 @@
 import csv
 import json
 import shutil
+import time
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -13,11 +14,13 @@ from dagster import (
     AssetKey,
     DagsterInstance,
     ExecuteInProcessResult,
+    IdentityPartitionMapping,
     RunRequest,
     SkipReason,
     build_schedule_context,
     build_sensor_context,
 )
+from dagster._core.execution.asset_backfill import AssetBackfillData
 
 from kodomo_assets.definitions import defs
 from kodomo_assets.defs.linkage import pupil_links
@@ -370,25 +373,33 @@ def test_a_purged_month_leaves_no_inbox_folder_and_is_not_reported_as_waiting(
 
 def _upstream(asset: AssetKey, upstream: AssetKey, month: str) -> list[str]:
     """The partitions of `upstream` that `asset`'s month waits for, as Dagster maps them."""
-    mapping = defs.resolve_assets_def(asset).get_partition_mapping(upstream)
+    mapping = defs.resolve_assets_def(asset).get_partition_mapping(upstream) or IdentityPartitionMapping()
     result = mapping.get_upstream_mapped_partitions_result_for_partitions(
         monthly.subset_with_partition_keys([month]), monthly, monthly)
     return sorted(result.partitions_subset.get_partition_keys())
 
 
 def test_the_months_order_is_in_the_asset_graph() -> None:
-    """A month's review list waits for the month before: its scores (score rose) and the
-    results returned for its list (no re-listing without news); the fairness audit too.
-    The first month has no month before and waits for nothing of one."""
+    """A month's review list waits for the month before's list (a self-dependency), and so
+    for that month's scores and results; this month's results answer the previous list. The
+    first month waits for nothing of a month before, and a backfill of a range reaches no
+    month past it (an offset dependency on another asset would drag the next month in)."""
     review, scores = AssetKey(["center", "review_list"]), AssetKey(["analysis", "risk_scores"])
     feedback, fairness = AssetKey(["center", "verification_feedback"]), AssetKey(["analysis", "fairness_audit"])
-    assert _upstream(review, scores, "2022-10") == ["2022-09", "2022-10"]
-    assert _upstream(review, feedback, "2022-10") == ["2022-09"]
-    assert _upstream(review, feedback, "2023-01") == ["2022-12"]
-    assert _upstream(review, scores, "2022-04") == ["2022-04"] and _upstream(review, feedback, "2022-04") == []
-    assert _upstream(fairness, feedback, "2022-10") == ["2022-09", "2022-10"]
-    # no cycle: the results of a month come from the inbox, not from the month's list
-    assert defs.resolve_asset_graph().get(feedback).parent_keys == {AssetKey(["sources", "inbox_receipt"])}
+    assert _upstream(review, review, "2022-10") == ["2022-09"]
+    assert _upstream(review, review, "2023-01") == ["2022-12"] and _upstream(review, review, "2022-04") == []
+    assert _upstream(review, scores, "2022-10") == ["2022-10"] and _upstream(review, feedback, "2022-10") == ["2022-10"]
+    graph = defs.resolve_asset_graph()
+    assert graph.get(review).parent_keys >= {review, scores, feedback}
+    assert graph.get(fairness).parent_keys >= {review, feedback}
+    assert graph.get(feedback).parent_keys == {AssetKey(["sources", "inbox_receipt"])}
+    keys = list(defs.resolve_job_def("monthly_refresh").asset_layer.selected_asset_keys)
+    target = AssetBackfillData.from_asset_partitions(
+        asset_graph=graph, partition_names=["2022-09", "2022-10"], asset_selection=keys,
+        dynamic_partitions_store=DagsterInstance.ephemeral(), backfill_start_timestamp=time.time(),
+        all_partitions=False).target_subset
+    assert {k: sorted(s.get_partition_keys()) for k, s in target.partitions_subsets_by_asset_key.items()} == \
+        {k: ["2022-09", "2022-10"] for k in keys}
 
 
 def test_each_kind_of_output_is_kept_for_its_own_retention(two_months) -> None:

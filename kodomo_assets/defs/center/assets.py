@@ -29,12 +29,12 @@ from kodomo_assets.lib.pseudonym import register_udfs
 KEY = AssetKey(["center", "review_list"])
 FEEDBACK_KEY = AssetKey(["center", "verification_feedback"])
 # The months' order is part of the graph, not of luck: a month's list reads the previous
-# month's scores (score rose) and the results returned so far (no re-listing without news),
-# so a backfill or two overlapping runs materialize it only after those.
+# month's list's scores (score rose) and every result returned so far (no re-listing without
+# news). It depends on its own previous month (a self-dependency: Dagster then backfills the
+# months in order without reaching past the range) and on this month's results, which answer
+# the previous list; the previous month's scores and results come before the previous list.
 with warnings.catch_warnings():  # the first month has no previous one: allowed (beta flag)
     warnings.simplefilter("ignore", BetaWarning)
-    PREVIOUS_AND_THIS = TimeWindowPartitionMapping(start_offset=-1, end_offset=0,
-                                                   allow_nonexistent_upstream_partitions=True)
     PREVIOUS = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1,
                                           allow_nonexistent_upstream_partitions=True)
 TABLE = "review_list"
@@ -43,6 +43,7 @@ COLUMNS = ["section", "rank", "atena_no", "child_token", "score", "prev_score", 
 FEEDBACK_STORE = "verification_feedback"  # the signed results, in the analysis zone
 NOT_CONFIRMED = "非該当"
 NEW, RISEN = "新規の示唆", "既知・スコア上昇"
+
 
 def previous_month(month: str) -> str:
     y, m = (int(x) for x in month.split("-"))
@@ -67,10 +68,11 @@ def months_before(month: str, n: int) -> list[str]:
 
 
 def verified_before(storage: KodomoStorage, con, month: str, n: int) -> str:  # noqa: ANN001
-    """SQL for each child's latest verification result in the n months before (pseudonyms,
-    from the signed results the center returned), attaching what exists."""
+    """SQL for each child's latest verification result on the n lists before (pseudonyms,
+    from the signed results the center returned), attaching what exists. A month's results
+    store holds the previous month's list: this month's and the n − 1 before."""
     parts = []
-    for i, m in enumerate(months_before(month, n)):
+    for i, m in enumerate([month, *months_before(month, n - 1)] if n else []):
         path = storage.zone_store("analysis", m, FEEDBACK_STORE)
         if path.exists():
             storage.attach(con, f"fb{i}", path)
@@ -87,8 +89,7 @@ def verified_before(storage: KodomoStorage, con, month: str, n: int) -> str:  # 
     sensitive=True,
     kinds={"duckdb"},
     code_version="2",
-    deps=[AssetDep(SCORES_KEY, partition_mapping=PREVIOUS_AND_THIS),
-          AssetDep(FEEDBACK_KEY, partition_mapping=PREVIOUS), source_key("jumin")],
+    deps=[SCORES_KEY, FEEDBACK_KEY, AssetDep(KEY, partition_mapping=PREVIOUS), source_key("jumin")],
     description=(
         "確認リスト（センター領域。子ども家庭支援センターのみ閲覧。リストごとの新しい鍵で暗号化し、その鍵は"
         "センターの公開鍵でだけ包んで保存するため、更新処理は書けても読めない）: センターが現在把握していない"

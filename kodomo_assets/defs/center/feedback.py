@@ -11,6 +11,7 @@ from dagster import (
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.center.assets import FEEDBACK_KEY as KEY
 from kodomo_assets.defs.center.assets import FEEDBACK_STORE as STORE
+from kodomo_assets.defs.center.assets import previous_month
 from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.defs.sources.inbox import FEEDBACK_FILE
 from kodomo_assets.defs.sources.inbox import KEY as INBOX_KEY
@@ -31,12 +32,13 @@ CENTER_DEPARTMENT = load_registry().datasets["soudan"].department.code
     sensitive=True,
     kinds={"json", "duckdb"},
     code_version="2",
-    # the results come in the month's inbox folder; the list they answer was made earlier
+    # a month's run takes the results returned for the month before's list (its inbox folder):
+    # the center checks a list after it is made, before the next month's data arrive
     deps=[INBOX_KEY],
     gated=False,
     description=(
-        "確認結果のフィードバック（分析領域。仮名のみ）: 子ども家庭支援センターが `kodomo feedback-import` で"
-        f"署名して基準月フォルダに置く {FEEDBACK_FILE}（児童の仮名・確認リストの基準月・確認結果 = "
+        "確認結果のフィードバック（分析領域。仮名のみ）: 前月の確認リストについて、子ども家庭支援センターが"
+        f"`kodomo feedback-import` で署名して前月の基準月フォルダに置いた {FEEDBACK_FILE}（児童の仮名・確認リストの基準月・確認結果 = "
         "該当／非該当／既知）を、センターの公開鍵で署名検証してから、指標別・スコア帯別の陽性的中率 "
         "PPV = 該当 ÷ (該当 + 非該当) と件数を出す。既知は別に数える。署名のない・改変されたファイルは"
         "読まずに失敗とする。リストにない宛名番号などの行はセンター側の取込で理由を付けて除かれ、"
@@ -47,13 +49,14 @@ CENTER_DEPARTMENT = load_registry().datasets["soudan"].department.code
 def verification_feedback(context: AssetExecutionContext, storage: KodomoStorage) -> MaterializeResult:
     month = context.partition_key
     approval_for(storage, month)
-    delivered = storage.inbox_path / month / FEEDBACK_FILE
+    listed = previous_month(month)  # the list these results answer
+    delivered = storage.inbox_path / listed / FEEDBACK_FILE
     try:
         public = storage.center_public()
         read = delivered.stat() if delivered.is_file() else None
         raw = delivered.read_bytes() if read else \
-            storage.archived_export(CENTER_DEPARTMENT, month, FEEDBACK_FILE)
-        doc = fb.verified_document(raw, public, month) if raw is not None else None
+            storage.archived_export(CENTER_DEPARTMENT, listed, FEEDBACK_FILE)
+        doc = fb.verified_document(raw, public, listed) if raw is not None else None
     except (KeyProblem, fb.SignatureError) as err:
         raise Failure(description=f"{FEEDBACK_FILE}: {err}", allow_retries=False) from None
     rows = doc["rows"] if doc else []
@@ -64,10 +67,11 @@ def verification_feedback(context: AssetExecutionContext, storage: KodomoStorage
         keep_only(con, fb.TABLES)
         storage.promote(con, stage, final)
     if read is not None:
-        storage.archive_export(CENTER_DEPARTMENT, month, delivered, read)
+        storage.archive_export(CENTER_DEPARTMENT, listed, delivered, read)
     refused = doc["refused_by_reason"] if doc else {}
     return MaterializeResult(metadata={
         "status": MetadataValue.text("提出済（署名検証済み）" if doc else "未提出"),
+        "list_month": listed,
         "dagster/row_count": len(rows),
         "signed_by": MetadataValue.text(f"センター（鍵の指紋 {doc['signer']}）" if doc else "—"),
         "outcomes": MetadataValue.json(figures["outcomes"]),

@@ -17,7 +17,6 @@ import duckdb
 import numpy as np
 import pandas as pd
 from dagster import (
-    AssetDep,
     AssetExecutionContext,
     AssetKey,
     Failure,
@@ -29,7 +28,8 @@ from kodomo_assets.defs.analysis.assets import KEY as LINKED_KEY
 from kodomo_assets.defs.analysis.assets import TABLE as LINKED_TABLE
 from kodomo_assets.defs.analysis.assets import audit_attributes
 from kodomo_assets.defs.approval import approval_for
-from kodomo_assets.defs.center.assets import FEEDBACK_KEY, PREVIOUS_AND_THIS
+from kodomo_assets.defs.center.assets import FEEDBACK_KEY
+from kodomo_assets.defs.center.assets import KEY as REVIEW_KEY
 from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.scoring.assets import TABLE as SCORES_TABLE
 from kodomo_assets.defs.sources.assets import source_key
@@ -220,8 +220,8 @@ def _verified_by_group(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, m
     sensitive=False,
     kinds={"duckdb", "scikitlearn"},
     code_version=CODE_VERSION,
-    deps=[SCORES_KEY, LINKED_KEY, source_key("jumin"),
-          AssetDep(FEEDBACK_KEY, partition_mapping=PREVIOUS_AND_THIS)],
+    # the results so far: this month's, and (through the list's own chain) every earlier one
+    deps=[SCORES_KEY, LINKED_KEY, source_key("jumin"), FEEDBACK_KEY, REVIEW_KEY],
     description=(
         "公平性の確認（分析領域。デモデータのみ）: センターが現在把握していない児童について、"
         "確認リストの上位 k 人に入ることを予測、埋め込まれた支援の必要を正解として、ひとり親世帯・"
