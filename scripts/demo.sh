@@ -38,6 +38,10 @@ for m in $months; do
   .venv/bin/dagster job execute -m kodomo_assets -j monthly_refresh --tags "{\"dagster/partition\": \"$m\"}"
   KODOMO_CENTER_KEY_DIR="$keys/center" .venv/bin/kodomo demo-center --month "$m"
 done
+# What each approved item is worth (its own job: it refits the score per item), then the last
+# month's report again so that its section 4 has the review.
+.venv/bin/dagster job execute -m kodomo_assets -j item_worth_review --tags "{\"dagster/partition\": \"$month\"}"
+.venv/bin/dagster asset materialize -m kodomo_assets --select committee/report --partition "$month"
 echo
 echo "月次更新 $month 完了。出力（いずれも暗号化。権限 0600／フォルダ 0700）:"
 echo "  部署別ストア (DuckDB): $KODOMO_HOME/stores/<部署>/$month.duckdb（受信ファイルは stores/<部署>/raw/$month/ に暗号化保管）"
