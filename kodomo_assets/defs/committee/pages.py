@@ -47,6 +47,18 @@ def failed_checks(instance: DagsterInstance, month: str) -> dict[str, int]:
     return out
 
 
+def late_files(instance: DagsterInstance, month: str) -> list[str]:
+    """Files an earlier receipt of the month found missing: they arrived late (the latest
+    receipt says what is missing still)."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=INBOX_KEY, asset_partitions=[month]), limit=20).records
+    late: set[str] = set()
+    for record in records[1:]:  # newest first: every receipt before the latest
+        missing = record.event_log_entry.asset_materialization.metadata.get("missing")
+        late |= set(missing.value if missing is not None else [])
+    return sorted(late)
+
+
 @dataclass
 class Month:
     """What the month's records say, gathered once for every page."""
@@ -59,6 +71,7 @@ class Month:
     listed: dict[str, int]  # list month -> new suggestions, for every month with a list
     refusals: dict[str, int]
     exports: list[dict]
+    late: list[str]
 
 
 def gather(storage: KodomoStorage, instance: DagsterInstance, month: str) -> Month:
@@ -69,7 +82,7 @@ def gather(storage: KodomoStorage, instance: DagsterInstance, month: str) -> Mon
               if (r := meta(instance, REVIEW_KEY, m)) and "new_suggestions" in r}
     return Month(month, sources, meta(instance, INBOX_KEY, month), meta(instance, LINK_KEY, month),
                  meta(instance, REVIEW_KEY, month), listed, failed_checks(instance, month),
-                 read_access_log(storage, month))
+                 read_access_log(storage, month), late_files(instance, month))
 
 
 def problems(storage: KodomoStorage, facts: Month, gaps: list[tuple[str, float | None, bool]],
@@ -80,6 +93,9 @@ def problems(storage: KodomoStorage, facts: Month, gaps: list[tuple[str, float |
     missing = facts.inbox.get("missing") or []
     if missing:
         out.add("受信", f"未着のファイル {len(missing)} 件: {'、'.join(missing)}", weight=1.0)
+    late = [f for f in facts.late if f not in missing]
+    if late:
+        out.add("受信", f"遅配: {'、'.join(late)}（先の取込のときには未着で、後から届いた）", weight=0.45)
     link = facts.link
     if link:
         out.add("連携", f"学齢簿の児童生徒 {R.small(link.get('pupils'))} 人のうち未連携 {R.small(link.get('unlinked'))} 人、"
