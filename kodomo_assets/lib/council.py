@@ -11,6 +11,7 @@ month's analysis zone for group rates and never sees a 宛名番号.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,20 @@ def _grouped(rows: list[tuple]) -> dict[str, list[tuple]]:
     for r in rows:
         out.setdefault(r[0], []).append(r[1:])
     return out
+
+
+def _partitioned(rows: list[tuple]) -> Iterator[tuple[str, str, list[int], list[str]]]:
+    """(attribute, group, children, part, checked, confirmed) rows -> per attribute, each
+    group and the total with its four counts and their cells. The groups partition the
+    children, so each column is suppressed with its total; the part and checked are parts of
+    the children, confirmed of checked."""
+    for attr, groups in _grouped(rows).items():
+        names = [g[0] for g in groups]
+        counts = [[g[i] for g in groups] for i in range(1, 5)]
+        cells = [column(counts[0]), column(counts[1], counts[0]), column(counts[2], counts[0]),
+                 column(counts[3], counts[2])]
+        for i, name in enumerate([*names, "合計"]):
+            yield attr, name, [c[i] if i < len(names) else sum(c) for c in counts], [c[i] for c in cells]
 
 
 # -- the center's results over the months ---------------------------------------------------
@@ -143,16 +158,8 @@ def verified_groups_table(rows: list[tuple[str, str, int, int, int, int]]) -> R.
     group, from the verified outcomes: the fairness audit a city without demo truth can run.
     An attribute's groups partition the children, so each column is suppressed with its
     total; confirmed is never shown, but gates the PPV the same way."""
-    out = []
-    for attr, groups in _grouped(rows).items():
-        names = [g[0] for g in groups]
-        n, listed, checked, confirmed = ([g[i] for g in groups] for i in range(1, 5))
-        n_c, l_c, k_c, c_c = column(n), column(listed, n), column(checked, n), column(confirmed, checked)
-        sums = [sum(n), sum(listed), sum(checked), sum(confirmed)]
-        for i, name in enumerate([*names, "合計"]):
-            vals = [v[i] if i < len(names) else sums[j] for j, v in enumerate((n, listed, checked, confirmed))]
-            out.append([attr, name, n_c[i], l_c[i], rate(vals[1], vals[0], l_c[i], n_c[i], "{:.2%}"), k_c[i],
-                        rate(vals[3], vals[2], c_c[i], k_c[i], "{:.2f}")])
+    out = [[attr, name, c[0], c[1], rate(v[1], v[0], c[1], c[0], "{:.2%}"), c[2],
+            rate(v[3], v[2], c[3], c[2], "{:.2f}")] for attr, name, v, c in _partitioned(rows)]
     return R.Table("群ごとの選ばれる率と陽性的中率（確認結果による公平性の確認）",
                    ["属性", "群", "未把握の児童", "今月の掲載", "選ばれる率", "確認済み", "PPV"], out,
                    counts={2, 3, 5},
@@ -199,16 +206,8 @@ def rates_by_group(con: duckdb.DuckDBPyConnection) -> R.Table:
                 SELECT grp, count(*)::INTEGER, (count(*) FILTER (flagged))::INTEGER,
                        count(v.child_token)::INTEGER, (count(*) FILTER (v.hit))::INTEGER
                 FROM g LEFT JOIN v USING (child_token) GROUP BY 1 ORDER BY 1""").fetchall()]
-    out = []
-    for attr, groups in _grouped(rows).items():
-        names = [g[0] for g in groups]
-        n, flagged, checked, confirmed = ([g[i] for g in groups] for i in range(1, 5))
-        n_c, f_c, k_c, c_c = column(n), column(flagged, n), column(checked, n), column(confirmed, checked)
-        sums = [sum(n), sum(flagged), sum(checked), sum(confirmed)]
-        for i, name in enumerate([*names, "合計"]):
-            vals = [v[i] if i < len(names) else sums[j] for j, v in enumerate((n, flagged, checked, confirmed))]
-            out.append([attr, name, n_c[i], rate(vals[1], vals[0], f_c[i], n_c[i]), k_c[i],
-                        rate(vals[3], vals[2], c_c[i], k_c[i], "{:.2f}")])
+    out = [[attr, name, c[0], rate(v[1], v[0], c[1], c[0]), c[2], rate(v[3], v[2], c[3], c[2], "{:.2f}")]
+           for attr, name, v, c in _partitioned(rows)]
     return R.Table("年齢・世帯の型ごとの指標該当率と確認での該当率（センター未把握の児童）",
                    ["属性", "群", "児童", "指標に該当した割合", "確認済み", "該当の割合（PPV）"], out, counts={2, 4},
                    note="指標に該当した割合は今月、確認は全基準月の結果（今月の属性で数える）。各列で1〜9は x、"
