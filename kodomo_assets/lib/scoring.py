@@ -58,6 +58,10 @@ class Card:
     cv_brier: float
     seed: int
     params: dict = field(default_factory=dict)
+    # children the center knew before (a past consultation: a positive in training) though not
+    # now: their share among the eligible children, and among the top k of the list
+    past_share: float | None = None
+    past_share_listed: float | None = None
 
 
 def model_features(plan: Plan) -> list[Feature]:
@@ -101,9 +105,20 @@ class Model:
 
     base: HistGradientBoostingClassifier
     platt: LogisticRegression
+    # the training rows (indexes into the matrix it was trained on) and their calibrated
+    # out-of-fold scores: a child's list position never rests on its own label
+    fitted_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    fitted_scores: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return self.platt.predict_proba(self.base.decision_function(x).reshape(-1, 1))
+
+    def honest_scores(self, x: np.ndarray) -> np.ndarray:
+        """P(label) for every row of the training matrix `x`: out of fold (cross-fitted with
+        the calibration's folds) for the rows the model learned from, the model's for the rest."""
+        score = self.predict_proba(x)[:, 1]
+        score[self.fitted_rows] = self.fitted_scores
+        return score
 
 
 def _base(seed: int) -> HistGradientBoostingClassifier:
@@ -154,7 +169,7 @@ def train(x: np.ndarray, y: np.ndarray, seed: int, month: str, terms: list[Term]
     oof = cross_val_predict(_base(seed), xs, ys, cv=folds, method="decision_function",
                             params={"sample_weight": weight}).reshape(-1, 1)
     platt = LogisticRegression(C=np.inf).fit(oof, ys, sample_weight=weight)
-    model = Model(_base(seed).fit(xs, ys, sample_weight=weight), platt)
+    model = Model(_base(seed).fit(xs, ys, sample_weight=weight), platt, keep, platt.predict_proba(oof)[:, 1])
     card = Card(month=month, features=[_term_name(t) for t in terms], training_rows=len(keep),
                 positives=int(ys.sum()), cv_auc=float(roc_auc_score(ys, oof[:, 0], sample_weight=weight)),
                 cv_brier=float(brier_score_loss(ys, platt.predict_proba(oof)[:, 1], sample_weight=weight)),
@@ -223,3 +238,12 @@ def reasons(indicator_reasons: list[list[str]], shap_values: np.ndarray, x: np.n
                 facts.append(text)
         out.append(facts or ["特記すべき要因なし（スコアが低い）"])
     return out
+
+
+def past_consultation_shares(score: np.ndarray, known_before: np.ndarray, eligible: np.ndarray,
+                             k: int) -> tuple[float, float]:
+    """The share of children with a past consultation among the eligible children, and among
+    the k the list takes (highest score first, ties in row order, as the list breaks them)."""
+    order = np.argsort(-np.where(eligible, score, -np.inf), kind="stable")[:k]
+    past = known_before & eligible
+    return float(past[eligible].mean()) if eligible.any() else 0.0, float(past[order].mean())

@@ -110,3 +110,36 @@ def test_a_column_empty_in_the_first_month_neither_breaks_training_nor_moves_a_s
     assert card.cv_auc > 0.8
     shap = scoring.contributions(model, full, np.zeros(n, dtype=bool))
     assert not shap[:, 2:].any()
+
+
+def test_a_training_childs_score_is_its_out_of_fold_prediction() -> None:
+    """Every child the model learned from is scored by the fold models that did not see it,
+    then calibrated: its own label never lifts it. The rest get the full model's score."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    rng = np.random.default_rng(11)
+    n = 80_000  # more negatives than MIN_NEGATIVES: only a sample of them is trained on
+    x = np.column_stack([rng.normal(size=n), rng.normal(size=n)])
+    y = ((x[:, 0] + rng.normal(0, 1, n)) > 3.2).astype(int)
+    terms = [scoring.Term(f"c{i}", f"c{i}", "number") for i in range(2)]
+    model, _ = scoring.train(x, y, 5, "2022-10", terms)
+    keep, weight = scoring.training_sample(y, 5)
+    assert np.array_equal(model.fitted_rows, keep) and y[keep].sum() == y.sum()  # every positive
+    folds = StratifiedKFold(5, shuffle=True, random_state=5)
+    oof = cross_val_predict(scoring._base(5), x[keep], y[keep], cv=folds, method="decision_function",
+                            params={"sample_weight": weight})
+    honest = model.honest_scores(x)
+    assert np.allclose(honest[keep], model.platt.predict_proba(oof.reshape(-1, 1))[:, 1])
+    rest = np.setdiff1d(np.arange(n), keep)
+    assert len(rest) > 0
+    assert np.allclose(honest[rest], model.predict_proba(x[rest])[:, 1])
+    # in-sample scores would have put the positives higher than their honest ones
+    assert model.predict_proba(x[keep])[:, 1][y[keep] == 1].mean() > honest[keep][y[keep] == 1].mean()
+
+
+def test_the_listed_share_of_past_consultations_counts_the_top_k_of_eligible_children() -> None:
+    score = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    known_before = np.array([True, False, True, False, False, True])
+    eligible = np.array([False, True, True, True, True, True])  # the first is known now
+    share, listed = scoring.past_consultation_shares(score, known_before, eligible, k=2)
+    assert share == pytest.approx(2 / 5) and listed == pytest.approx(1 / 2)

@@ -219,7 +219,10 @@ def _model_section(context: AssetExecutionContext, storage: KodomoStorage, month
             ["交差検証 AUC（既知の判別）", f"{card['cv_auc']:.3f}"], ["Brier", f"{card['cv_brier']:.4f}"],
             ["特徴量", f"{len(card['features'])} 個（外国人住民・町丁目は使わない）: "
              + "、".join(dict.fromkeys(_feature_label(f, storage.approval().as_recorded(month)) for f in card["features"]))],
-            ["較正", card["params"].get("calibration", "")]]))
+            ["較正", card["params"].get("calibration", "")],
+            ["過去に相談歴のある児童の割合（未把握の児童全体／リストの上位 k 人）",
+             f"{card['past_share']:.1%}／{card['past_share_listed']:.1%}（学習に使った児童のスコアは交差検証の"
+             "分割の外から求めるため、自分の正解で順位が上がらない）" if card.get("past_share") is not None else "—"]]))
     ev = storage.zone_store("analysis", month, "evaluation")
     if ev.exists():
         with storage.open(ev) as con:

@@ -24,6 +24,7 @@ from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import column_lineage, materialized_by
 from kodomo_assets.defs.zone import check_results, zone_asset
 from kodomo_assets.lib import scoring
+from kodomo_assets.lib.evaluation import review_k
 from kodomo_assets.lib.gate import inspect_table
 from kodomo_assets.lib.indicators import Indicator, compile_sql, load_indicators, sources
 from kodomo_assets.lib.linked_table import load_spec, month_sql, plan
@@ -120,7 +121,12 @@ def risk_scores(context: AssetExecutionContext, storage: KodomoStorage):  # noqa
             raise Failure(description=f"{month}: 学習に使える正例・負例が足りません（正例 {y.sum()} 件）",
                           allow_retries=False)
         model, card = scoring.train(d.matrix, y, SEED, month, d.terms)
-        score = model.predict_proba(d.matrix)[:, 1]
+        # out of fold for the children the model learned from: no list position rests on its
+        # own label (a past consultation would otherwise lift its own child to the top)
+        score = model.honest_scores(d.matrix)
+        eligible = ~frame["center_known"].astype(bool).to_numpy()
+        card.past_share, card.past_share_listed = scoring.past_consultation_shares(
+            score, y.astype(bool), eligible, review_k(len(score)))
         # exact SHAP wherever the list could reach: the top 5% (k is 2% by default)
         contrib = scoring.contributions(model, d.matrix, score >= np.quantile(score, 0.95))
         said = scoring.reasons([list(r) for r in frame["indicator_reasons"]], contrib, d.matrix,
@@ -162,6 +168,8 @@ def risk_scores(context: AssetExecutionContext, storage: KodomoStorage):  # noqa
             "training_positives": card.positives,
             "cv_auc_known_to_center": MetadataValue.float(round(card.cv_auc, 4)),
             "cv_brier": MetadataValue.float(round(card.cv_brier, 5)),
+            "past_consultation_share": MetadataValue.float(round(card.past_share, 4)),
+            "past_consultation_share_listed": MetadataValue.float(round(card.past_share_listed, 4)),
             "features": len(card.features),
             "indicators_fired": MetadataValue.json(fired_counts),
             "indicators_omitted": MetadataValue.json(omitted),
