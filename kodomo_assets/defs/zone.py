@@ -3,8 +3,10 @@ tag per zone, monthly partitions, and the zone gate's three blocking checks."""
 
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
 
+import duckdb
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
@@ -18,6 +20,7 @@ from dagster import (
 
 from kodomo_assets.lib.gate import CHECKS, GateReport
 from kodomo_assets.lib.partitions import monthly
+from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 
 OWNER = "team:kodomo-center"
 
@@ -37,6 +40,19 @@ def check_results(reports: list[GateReport]) -> list[AssetCheckResult]:
             metadata={"problems": MetadataValue.json([p for o in outcomes for p in o.problems]),
                       "tables": MetadataValue.json([r.table for r in reports])}))
     return out
+
+
+def publish_gated(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, stage: Path, final: Path,
+                  report: GateReport, tables: list[str]) -> Generator[AssetCheckResult, None, list]:
+    """Promote the staged file only when the gate passed; otherwise yield the failed checks
+    and raise, so a leaking table is never written. `results = yield from publish_gated(...)`."""
+    results = check_results([report])
+    if not report.passed:
+        yield from results
+        raise Failure(description=report.message(), allow_retries=False)
+    keep_only(con, tables)
+    storage.promote(con, stage, final)
+    return results
 
 
 def _quiet(name: str, err: Exception) -> Failure:

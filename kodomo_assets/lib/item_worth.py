@@ -92,8 +92,7 @@ class Inputs:
     shown: list[str] = field(default_factory=list)  # the indicators' view (no label columns)
 
 
-def label_columns(p: Plan) -> set[str]:
-    return {n for n, deps in p.lineage.items() if any(ds == scoring.LABEL_DATASET for ds, _ in deps)}
+label_columns = scoring.label_columns
 
 
 def _reads(p: Plan, pairs: Iterable[tuple[str, str]]) -> list[str]:

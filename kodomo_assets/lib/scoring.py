@@ -64,8 +64,14 @@ class Card:
     past_share_listed: float | None = None
 
 
+def label_columns(plan: Plan) -> set[str]:
+    """The linked-table columns built from the center's records: the label, never a feature
+    and never read by an indicator."""
+    return {name for name, deps in plan.lineage.items() if any(ds == LABEL_DATASET for ds, _ in deps)}
+
+
 def model_features(plan: Plan) -> list[Feature]:
-    label_cols = {name for name, deps in plan.lineage.items() if any(ds == LABEL_DATASET for ds, _ in deps)}
+    label_cols = label_columns(plan)
     return [f for f in plan.published
             if f.model and not f.audit_only and f.name not in label_cols and not f.type.endswith("[]")]
 

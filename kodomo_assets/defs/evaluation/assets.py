@@ -6,7 +6,6 @@ truth (a real city, or an older month of the demo) materializes with 正解デ�
 figures. Metadata and logs hold aggregates only.
 """
 
-import hashlib
 import re
 import time
 from collections.abc import Iterator
@@ -38,7 +37,7 @@ from kodomo_assets.lib import evaluation as ev
 from kodomo_assets.lib.council import attach_verified
 from kodomo_assets.lib.gate import inspect_table
 from kodomo_assets.lib.indicators import load_indicators
-from kodomo_assets.lib.paths import DATA_DIR
+from kodomo_assets.lib.paths import REGISTRY, content_version
 from kodomo_assets.lib.platform.keys import KeyProblem
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.pseudonym import TOKEN_PATTERN, token
@@ -47,9 +46,7 @@ EVALUATION_KEY = AssetKey(["analysis", "evaluation"])
 FAIRNESS_KEY = AssetKey(["analysis", "fairness_audit"])
 EVALUATION_TABLE, FAIRNESS_TABLE = "evaluation", "fairness_audit"
 # the indicators are the baseline, the lib is the method: either changing is a new version
-CODE_VERSION = "1-" + hashlib.sha256(
-    (DATA_DIR / "registry" / "indicators.yaml").read_bytes() + Path(ev.__file__).read_bytes()
-).hexdigest()[:10]
+CODE_VERSION = content_version("1", REGISTRY / "indicators.yaml", Path(ev.__file__))
 AUDIT_COLUMNS = ["single_parent", "foreign_resident", "district_code", *ev.ON_AID_INPUTS]
 _TOKEN = re.compile(TOKEN_PATTERN)
 

@@ -1,9 +1,8 @@
 """リスクスコア: indicators and a calibrated model over the linked table (analysis zone)."""
 
-import hashlib
 import io
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import duckdb
@@ -22,22 +21,22 @@ from kodomo_assets.defs.analysis.assets import KEY as LINKED_KEY
 from kodomo_assets.defs.analysis.assets import TABLE as LINKED_TABLE
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import column_lineage, materialized_by
-from kodomo_assets.defs.zone import check_results, zone_asset
+from kodomo_assets.defs.zone import publish_gated, zone_asset
 from kodomo_assets.lib import scoring
 from kodomo_assets.lib.evaluation import review_k
 from kodomo_assets.lib.gate import inspect_table
 from kodomo_assets.lib.indicators import Indicator, compile_sql, load_indicators, sources
-from kodomo_assets.lib.linked_table import load_spec, month_sql, plan
-from kodomo_assets.lib.paths import DATA_DIR
-from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only, write_json
+from kodomo_assets.lib.linked_table import Plan, load_spec, month_sql, plan
+from kodomo_assets.lib.paths import REGISTRY, content_version
+from kodomo_assets.lib.platform.storage import KodomoStorage, write_json
 
 KEY = AssetKey(["analysis", "risk_scores"])
 TABLE = "risk_scores"
 COLUMNS = ["child_token", "score", "rank", "known_to_center", "center_known", "indicators", "fact_sources",
            "reasons", "facts_asof"]
 SEED = 20221011  # the council's date: one seed, so a month always scores the same
-_files = [DATA_DIR / "registry" / n for n in ("indicators.yaml", "linked_table.yaml")]
-CODE_VERSION = "2-" + hashlib.sha256(b"".join(p.read_bytes() for p in _files)).hexdigest()[:10]
+REGISTRY_FILES = [REGISTRY / n for n in ("indicators.yaml", "linked_table.yaml")]
+CODE_VERSION = content_version("2", *REGISTRY_FILES)
 
 
 def usable(con: duckdb.DuckDBPyConnection, source: str, asof: str) -> tuple[list[Indicator], dict]:
@@ -50,6 +49,39 @@ def usable(con: duckdb.DuckDBPyConnection, source: str, asof: str) -> tuple[list
         except duckdb.BinderException:
             omitted[i.name] = "連携テーブルに必要な列がない（未承認の項目を使う）ため作成しない"
     return ok, omitted
+
+
+@dataclass
+class MonthInput:
+    """What risk_scores and item_worth both start from."""
+
+    asof_sql: str
+    asof: pd.Timestamp
+    shown: list[str]  # the indicators' view: every column but the label's
+    indicators: list[Indicator]
+    omitted: dict[str, str]
+    frame: pd.DataFrame  # the linked table joined with the fired indicators, by child_token
+    y: np.ndarray  # the label: a consultation or a 要対協 registration
+
+
+def month_input(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, p: Plan, month: str) -> MonthInput:
+    """Attach the month's linked table, fire the indicators on a view without the label's
+    columns, and read the frame and the label; refuse a month with too few of either class."""
+    asof_sql = month_sql(month)["asof"]
+    asof = pd.Timestamp(duckdb.sql(f"SELECT {asof_sql}").fetchone()[0])
+    storage.attach(con, "linked", storage.zone_store("analysis", month, LINKED_TABLE))
+    hidden = scoring.label_columns(p)
+    shown = [c for c in p.columns if c not in hidden]
+    con.execute(f"CREATE TEMP VIEW scoring_input AS SELECT {', '.join(shown)} FROM linked.{LINKED_TABLE}")
+    indicators, omitted = usable(con, "scoring_input", asof_sql)
+    con.execute(f"CREATE TEMP TABLE fired AS {compile_sql(tuple(indicators), 'scoring_input', asof_sql)}")
+    frame = con.execute(f"SELECT l.*, f.* EXCLUDE (child_token) FROM linked.{LINKED_TABLE} l "
+                        "JOIN fired f USING (child_token) ORDER BY child_token").df()
+    y = ((frame["consultations_total"] > 0) | frame["council_registered"]).to_numpy(int)
+    if y.sum() < 10 or y.sum() > len(y) - 10:
+        raise Failure(description=f"{month}: 学習に使える正例・負例が足りません（正例 {y.sum()} 件）",
+                      allow_retries=False)
+    return MonthInput(asof_sql, asof, shown, indicators, omitted, frame, y)
 
 
 def _quote(text: str) -> str:
@@ -98,28 +130,14 @@ def risk_scores(context: AssetExecutionContext, storage: KodomoStorage):  # noqa
     p = plan(load_spec(), approval)
     features = scoring.model_features(p)
     final = storage.zone_store("analysis", month, TABLE)
-    asof_sql = month_sql(month)["asof"]
-    asof = pd.Timestamp(duckdb.sql(f"SELECT {asof_sql}").fetchone()[0])
     label_cols = [c for c in ("consultations_total", "council_registered", "center_known") if c in p.columns]
     if len(label_cols) < 3:
         raise Failure(description="学習の正解（センターの相談記録）が承認されていないため、スコアを作れません",
                       allow_retries=False)
     with storage.staged(final) as (con, stage):
-        storage.attach(con, "linked", storage.zone_store("analysis", month, LINKED_TABLE))
-        # the indicators' view: everything but the center's own columns (the label)
-        hidden = {n for n, deps in p.lineage.items() if any(ds == scoring.LABEL_DATASET for ds, _ in deps)}
-        shown = [c for c in p.columns if c not in hidden]
-        con.execute(f"CREATE TEMP VIEW scoring_input AS SELECT {', '.join(shown)} FROM linked.{LINKED_TABLE}")
-        indicators, omitted = usable(con, "scoring_input", asof_sql)
-        con.execute(f"CREATE TEMP TABLE fired AS {compile_sql(tuple(indicators), 'scoring_input', asof_sql)}")
-        frame = con.execute(
-            f"SELECT l.*, f.* EXCLUDE (child_token) FROM linked.{LINKED_TABLE} l "
-            "JOIN fired f USING (child_token) ORDER BY child_token").df()
-        d, categories = scoring.design(frame, features, tuple(indicators), asof)
-        y = ((frame["consultations_total"] > 0) | frame["council_registered"]).to_numpy(int)
-        if y.sum() < 10 or y.sum() > len(y) - 10:
-            raise Failure(description=f"{month}: 学習に使える正例・負例が足りません（正例 {y.sum()} 件）",
-                          allow_retries=False)
+        m = month_input(storage, con, p, month)
+        indicators, omitted, frame, y, asof, shown = m.indicators, m.omitted, m.frame, m.y, m.asof, m.shown
+        d, categories = scoring.design(frame, features, tuple(indicators), m.asof)
         model, card = scoring.train(d.matrix, y, SEED, month, d.terms)
         # out of fold for the children the model learned from: no list position rests on its
         # own label (a past consultation would otherwise lift its own child to the top)
@@ -153,12 +171,7 @@ def risk_scores(context: AssetExecutionContext, storage: KodomoStorage):  # noqa
             f"AS facts_asof FROM scored s JOIN fired f USING (child_token) ORDER BY s.rank")
         con.unregister("scored")
         report = inspect_table(con, TABLE, approved=COLUMNS, token_columns=["child_token"])
-        results = check_results([report])
-        if not report.passed:
-            yield from results
-            raise Failure(description=report.message(), allow_retries=False)
-        keep_only(con, [TABLE])
-        storage.promote(con, stage, final)
+        results = yield from publish_gated(storage, con, stage, final, report, [TABLE])
     write_model(storage, final.parent, model, card, categories)
     fired_counts = {labels[i.name]: int(frame[f"ind_{i.name}"].sum()) for i in indicators}
     yield MaterializeResult(

@@ -3,7 +3,6 @@ wiring: the month's linked table and indicators read as analysis/risk_scores rea
 refits in lib/item_worth.py, one aggregate table through the zone gate. Its own job
 (item_worth_review), never the monthly refresh: it refits the model once per item."""
 
-import hashlib
 import re
 import time
 from pathlib import Path
@@ -20,26 +19,22 @@ from dagster import (
 )
 
 from kodomo_assets.defs.analysis.assets import KEY as LINKED_KEY
-from kodomo_assets.defs.analysis.assets import TABLE as LINKED_TABLE
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.center.assets import FEEDBACK_KEY, FEEDBACK_STORE, months_before
 from kodomo_assets.defs.lineage import materialized_by
-from kodomo_assets.defs.scoring.assets import SEED, usable
-from kodomo_assets.defs.zone import check_results, zone_asset
+from kodomo_assets.defs.scoring.assets import REGISTRY_FILES, SEED, month_input
+from kodomo_assets.defs.zone import publish_gated, zone_asset
 from kodomo_assets.lib import item_worth as iw
 from kodomo_assets.lib import scoring
 from kodomo_assets.lib.gate import inspect_table
-from kodomo_assets.lib.indicators import compile_sql
-from kodomo_assets.lib.linked_table import load_spec, month_sql, plan
-from kodomo_assets.lib.paths import DATA_DIR
-from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
+from kodomo_assets.lib.linked_table import load_spec, plan
+from kodomo_assets.lib.paths import content_version
+from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.pseudonym import TOKEN_PATTERN
 
 KEY = AssetKey(["analysis", "item_worth"])
 TABLE = "item_worth"
-_files = [DATA_DIR / "registry" / n for n in ("indicators.yaml", "linked_table.yaml")]
-CODE_VERSION = "1-" + hashlib.sha256(
-    b"".join(p.read_bytes() for p in [*_files, Path(iw.__file__), Path(scoring.__file__)])).hexdigest()[:10]
+CODE_VERSION = content_version("1", *REGISTRY_FILES, Path(iw.__file__), Path(scoring.__file__))
 VERIFIED_MONTHS = 12  # outcomes returned within a year (one approval period, one pseudonym key)
 
 
@@ -89,26 +84,13 @@ def item_worth(context: AssetExecutionContext, config: ItemWorthConfig,  # noqa:
     month = context.partition_key
     approval = approval_for(storage, month)
     p = plan(load_spec(), approval)
-    asof_sql = month_sql(month)["asof"]
-    asof = pd.Timestamp(duckdb.sql(f"SELECT {asof_sql}").fetchone()[0])
     if not {"consultations_total", "council_registered"} <= set(p.columns):
         raise Failure(description="学習の正解（センターの相談記録）が承認されていません", allow_retries=False)
     final = storage.zone_store("analysis", month, TABLE)
     with storage.staged(final) as (con, stage):
-        storage.attach(con, "linked", storage.zone_store("analysis", month, LINKED_TABLE))
-        hidden = iw.label_columns(p)  # as risk_scores: no indicator reads the label
-        shown = [c for c in p.columns if c not in hidden]
-        con.execute(f"CREATE TEMP VIEW scoring_input AS SELECT {', '.join(shown)} FROM linked.{LINKED_TABLE}")
-        indicators, _ = usable(con, "scoring_input", asof_sql)
-        con.execute(f"CREATE TEMP TABLE fired AS {compile_sql(tuple(indicators), 'scoring_input', asof_sql)}")
-        frame = con.execute(f"SELECT l.*, f.* EXCLUDE (child_token) FROM linked.{LINKED_TABLE} l "
-                            "JOIN fired f USING (child_token) ORDER BY child_token").df()
-        y = ((frame["consultations_total"] > 0) | frame["council_registered"]).to_numpy(int)
-        if y.sum() < 10 or y.sum() > len(y) - 10:
-            raise Failure(description=f"{month}: 学習に使える正例・負例が足りません（正例 {y.sum()} 件）",
-                          allow_retries=False)
-        inputs = iw.Inputs(frame=frame, features=scoring.model_features(p), indicators=tuple(indicators),
-                           asof=asof, asof_sql=asof_sql, y=y, plan=p, approval=approval, shown=shown)
+        m = month_input(storage, con, p, month)  # as risk_scores starts
+        inputs = iw.Inputs(frame=m.frame, features=scoring.model_features(p), indicators=tuple(m.indicators),
+                           asof=m.asof, asof_sql=m.asof_sql, y=m.y, plan=p, approval=approval, shown=m.shown)
         verified = _verified(storage, con, month)
         table = iw.item_worth(inputs, SEED, verified, config.folds)
         ddl = ", ".join(f"{c} {t}" for c, t in iw.SCHEMA.items())
@@ -117,12 +99,7 @@ def item_worth(context: AssetExecutionContext, config: ItemWorthConfig,  # noqa:
         con.execute(f"INSERT INTO {TABLE} SELECT * FROM worth")
         con.unregister("worth")
         report = inspect_table(con, TABLE, approved=list(iw.SCHEMA))
-        results = check_results([report])
-        if not report.passed:
-            yield from results
-            raise Failure(description=report.message(), allow_retries=False)
-        keep_only(con, [TABLE])
-        storage.promote(con, stage, final)
+        results = yield from publish_gated(storage, con, stage, final, report, [TABLE])
     full, floor = table.iloc[0], iw.noise_floor(table)
     metadata = {
         "dagster/row_count": len(table),
