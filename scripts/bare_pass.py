@@ -11,6 +11,7 @@ linked table could cost at best. Prints wall seconds.
 from __future__ import annotations
 
 import argparse
+import codecs
 import time
 from pathlib import Path
 
@@ -25,8 +26,8 @@ def encoding(path: Path) -> str:
     head = path.read_bytes()[:4096]
     if head.startswith(b"\xef\xbb\xbf"):
         return "utf-8-sig"
-    try:
-        head.decode("utf-8")
+    try:  # not final: the 4096 bytes may end inside a character
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
         return "utf-8"
     except UnicodeDecodeError:
         return "cp932"

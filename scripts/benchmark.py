@@ -6,14 +6,16 @@ RSS. The run's own step timings (Dagster's event log) split it into the source a
 linkage plus the linked table, and scoring (risk scores, review list, feedback,
 evaluation, fairness audit, committee report); what is left is Dagster's start-up and
 run bookkeeping. Then the bare DuckDB pass over the same files (scripts/bare_pass.py),
-the floor for the data-movement stages (sources + linked), and their ratio to it. Over
+the floor for the data-movement stages (sources + linked), and their ratio to it. The
+list's accuracy against the demo truth (precision/recall at k, beside the indicators-first
+order, and the ranking mode lib/ranking chose). Over
 all sizes, the scaling exponent of the refresh (slope of log time on log residents).
 With --item-worth, then the item_worth_review job for the same month (必要最小限: one
 refit of the model per approved item; on demand or quarterly, never in the refresh), its
 wall time and peak RSS measured the same way.
 Not a test: run it by hand on an idle machine and quote its output.
 
-    .venv/bin/python scripts/benchmark.py --sizes 113000,1600000,10000000 [--item-worth]
+    .venv/bin/python scripts/benchmark.py [--sizes 12000,30000,113000,1600000] [--item-worth]
 """
 
 from __future__ import annotations
@@ -65,6 +67,24 @@ def step_seconds(home: Path) -> dict[str, float]:
                 if s.start_time and s.end_time}
 
 
+def accuracy(home: Path) -> str:
+    """The review list against the demo truth (analysis/evaluation's metadata): precision and
+    recall at k of the list, of the indicators-first order beside it, and the mode that ran."""
+    from dagster import AssetKey, DagsterInstance
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        def meta(*path: str) -> dict:
+            event = instance.get_latest_materialization_event(AssetKey(list(path)))
+            return {k: v.value for k, v in event.asset_materialization.metadata.items()} if event else {}
+        ev, scores = meta("analysis", "evaluation"), meta("analysis", "risk_scores")
+    if "precision_at_k" not in ev:
+        return f" {'—':>11} {'—':>11} {'—':>6}"
+    mode = {"指標優先": "ind", "学習モデル": "model", "指標と学習モデルの合成": "blend"}.get(
+        str(scores.get("ranking_mode", "")).split("（")[0], "?")
+    return (f" {ev['precision_at_k']:.3f}/{ev['recall_at_k']:.3f}"
+            f" {ev['indicators_first_precision_at_k']:.3f}/{ev['indicators_first_recall_at_k']:.3f} {mode:>6}")
+
+
 def exponent(points: list[tuple[int, float]]) -> float:
     x = [math.log(n) for n, _ in points]
     y = [math.log(t) for _, t in points]
@@ -74,7 +94,8 @@ def exponent(points: list[tuple[int, float]]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="113000,1600000,10000000")
+    # a small town, the median municipality, 昭島市, 福岡市 (10,000,000: --sizes)
+    parser.add_argument("--sizes", default="12000,30000,113000,1600000")
     parser.add_argument("--month", default="2022-10")
     parser.add_argument("--work", type=Path, default=None, help="keep data here (default: temp)")
     parser.add_argument("--item-worth", action="store_true",
@@ -83,7 +104,8 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="kodomo-bench-"))
     header = (f"{'residents':>10} {'generate s':>10} {'gen MB':>7} {'refresh s':>9} {'peak MB':>8} "
               f"{'sources s':>9} {'linked s':>8} {'scoring s':>9} {'dagster s':>9} {'bare s':>7} "
-              f"{'move/bare':>9}" + (f" {'worth s':>8} {'worth MB':>8}" if args.item_worth else ""))
+              f"{'move/bare':>9} {'list P/R':>11} {'ind.1st P/R':>11} {'mode':>6}"
+              + (f" {'worth s':>8} {'worth MB':>8}" if args.item_worth else ""))
     print(header, flush=True)
     totals: list[tuple[int, float]] = []
     try:
@@ -94,7 +116,9 @@ def main() -> None:
             home.mkdir(parents=True)
             shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home)
             env = {**os.environ, "DAGSTER_HOME": str(home), "KODOMO_INBOX": str(base / "inbox"),
-                   "KODOMO_HOME": str(base / "home")}
+                   "KODOMO_HOME": str(base / "home"),
+                   # generated months of 2022 processed today: the demo's fictitious approval
+                   "KODOMO_POLICY": str(ROOT / "data" / "policy" / "demo_approval.csv"), "KODOMO_MODE": "demo"}
             # the pipeline's keys and the center's public keys only, as in production
             keys = output([str(BIN / "kodomo"), "demo-keys", "--out", str(base / "secrets")], env)
             env |= dict(line.split("=", 1) for line in keys.splitlines() if "=" in line)
@@ -124,7 +148,7 @@ def main() -> None:
             print(f"{size:>10} {gen[0]:>10.1f} {gen[1]:>7.0f} {refresh[0]:>9.1f} {refresh[1]:>8.0f} "
                   f"{sources:>9.1f} {linked:>8.1f} {scoring:>9.1f} "
                   f"{refresh[0] - sum(steps.values()):>9.1f} {bare:>7.1f} "
-                  f"{(sources + linked) / bare:>9.1f}{worth}", flush=True)
+                  f"{(sources + linked) / bare:>9.1f}{accuracy(home)}{worth}", flush=True)
             if args.work is None:
                 shutil.rmtree(base, ignore_errors=True)
         for (n0, t0), (n1, t1) in zip(totals, totals[1:], strict=False):

@@ -3,8 +3,7 @@ equally across groups of children.
 
 Pure functions over numpy and pandas; the assets in defs/evaluation only read and write.
 Everything is measured over the children the 子ども家庭支援センター does not currently know
-(center_known = false), the children the review list is made of, with the review list's k
-and its order (score, then child_token). The truth exists only for generated demo data
+(center_known = false), the children the review list is made of, with the review list's k and its order (risk_scores' rank: lib/ranking's mode). The truth exists only for generated demo data
 (`_truth/needs.csv` in the inbox); a real city has none and gets no figures.
 """
 
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
+from kodomo_assets.lib import ranking
 from kodomo_assets.lib.suppression import mask_text, visible
 
 NO_TRUTH = "正解データなし"
@@ -70,7 +70,10 @@ METRIC_LABELS = {
 # The published tables' columns and DuckDB types: fixed, so a month without truth writes
 # the same (empty) tables and the gate approves exactly these columns.
 EVALUATION_TABLES: dict[str, dict[str, str]] = {
-    "metrics": {"metric": "VARCHAR", "model": "DOUBLE", "baseline": "DOUBLE", "description": "VARCHAR"},
+    # model: the review list as ranked (risk_scores' rank, whichever mode ran); baseline: the best
+    # single indicator; indicators_first and learned: the two pure orders lib/ranking chooses from
+    "metrics": {"metric": "VARCHAR", "model": "DOUBLE", "baseline": "DOUBLE", "indicators_first": "DOUBLE",
+                "learned": "DOUBLE", "description": "VARCHAR"},
     "recall_by_kind": {"kind": "VARCHAR", "label": "VARCHAR", "positives": "INTEGER",
                        "model_found": "INTEGER", "model_recall": "DOUBLE",
                        "baseline_found": "INTEGER", "baseline_recall": "DOUBLE"},
@@ -129,6 +132,14 @@ def top_k(score: np.ndarray, tokens: np.ndarray, k: int) -> np.ndarray:
     order = np.lexsort((np.asarray(tokens, dtype=str), -np.asarray(score, dtype="float64")))
     chosen = np.zeros(len(order), dtype=bool)
     chosen[order[:k]] = True
+    return chosen
+
+
+def first_k(rank: np.ndarray, k: int) -> np.ndarray:
+    """The k children with the smallest rank: risk_scores' rank is the list's order, whichever
+    mode made it (lib/ranking)."""
+    chosen = np.zeros(len(rank), dtype=bool)
+    chosen[np.argsort(np.asarray(rank), kind="stable")[:k]] = True
     return chosen
 
 
@@ -288,8 +299,8 @@ def rule_figures(indicators: Sequence[tuple[str, str]], fired: Sequence[Iterable
 
 def evaluate(scores: pd.DataFrame, planted: pd.DataFrame, indicators: Sequence[tuple[str, str]]
              ) -> Evaluation:
-    """scores: child_token, score, known_to_center, center_known, indicators (fired labels),
-    one row per scored child. planted: child_token, kind."""
+    """scores: child_token, score, rank, known_to_center, center_known, indicators (fired
+    labels), one row per scored child. planted: child_token, kind."""
     n_children = len(scores)
     k = review_k(n_children)
     tokens = scores["child_token"].to_numpy(dtype=str)
@@ -297,9 +308,13 @@ def evaluate(scores: pd.DataFrame, planted: pd.DataFrame, indicators: Sequence[t
     unknown = ~scores["center_known"].to_numpy(dtype=bool)
     u_tokens, u_score, u_need = tokens[unknown], scores["score"].to_numpy("float64")[unknown], is_need[unknown]
 
-    model_list = top_k(u_score, u_tokens, k)
+    u_rank = scores["rank"].to_numpy()[unknown]
+    model_list = first_k(u_rank, k)
     model = list_figures(model_list, u_need)
     fired = scores["indicators"].to_numpy()[unknown]
+    first_key = ranking.priority(ranking.INDICATORS, np.array([len(f) for f in fired], dtype="float64"), u_score)
+    first = list_figures(top_k(first_key, u_tokens, k), u_need)
+    learned = list_figures(top_k(u_score, u_tokens, k), u_need)
     rules, lists = rule_figures(indicators, fired, u_tokens, u_need, k)
     best = rules[rules["best"]].iloc[0] if not rules.empty else None
     base_list = lists[best["indicator"]] if best is not None else np.zeros_like(model_list)
@@ -316,16 +331,15 @@ def evaluate(scores: pd.DataFrame, planted: pd.DataFrame, indicators: Sequence[t
     ece = expected_calibration_error(calibration)
     base_auc = float(best["auc"]) if best is not None else math.nan
     values = {
-        "auc": (auc(u_need, u_score), base_auc),
-        "precision_at_k": (model.precision, base.precision),
-        "recall_at_k": (model.recall, base.recall),
-        "selected": (model.selected, base.selected),
-        "found": (model.found, base.found),
-        "brier": (brier, math.nan),
-        "ece": (ece, math.nan),
+        "auc": (auc(u_need, -u_rank), base_auc, auc(u_need, first_key), auc(u_need, u_score)),
+        **{m: tuple(getattr(f, m.removesuffix("_at_k")) for f in (model, base, first, learned))
+           for m in ("precision_at_k", "recall_at_k", "selected", "found")},
+        "brier": (brier, math.nan, math.nan, brier),
+        "ece": (ece, math.nan, math.nan, ece),
     }
-    metrics = pd.DataFrame([{"metric": m, "model": float(a), "baseline": float(b),
-                             "description": METRIC_LABELS[m]} for m, (a, b) in values.items()])
+    metrics = pd.DataFrame([{"metric": m, "model": float(a), "baseline": float(b), "indicators_first": float(c),
+                             "learned": float(d), "description": METRIC_LABELS[m]}
+                            for m, (a, b, c, d) in values.items()])
     counts = {
         "children_scored": n_children,
         "unknown_children": int(unknown.sum()),

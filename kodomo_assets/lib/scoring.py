@@ -62,6 +62,7 @@ class Card:
     # now: their share among the eligible children, and among the top k of the list
     past_share: float | None = None
     past_share_listed: float | None = None
+    ranking: dict | None = None  # lib/ranking.Choice.as_dict(): the list's order and why
 
 
 def label_columns(plan: Plan) -> set[str]:
@@ -115,6 +116,7 @@ class Model:
     # out-of-fold scores: a child's list position never rests on its own label
     fitted_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     fitted_scores: np.ndarray = field(default_factory=lambda: np.empty(0))
+    fitted_weights: np.ndarray = field(default_factory=lambda: np.empty(0))  # inverse sampling rates
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return self.platt.predict_proba(self.base.decision_function(x).reshape(-1, 1))
@@ -175,7 +177,8 @@ def train(x: np.ndarray, y: np.ndarray, seed: int, month: str, terms: list[Term]
     oof = cross_val_predict(_base(seed), xs, ys, cv=folds, method="decision_function",
                             params={"sample_weight": weight}).reshape(-1, 1)
     platt = LogisticRegression(C=np.inf).fit(oof, ys, sample_weight=weight)
-    model = Model(_base(seed).fit(xs, ys, sample_weight=weight), platt, keep, platt.predict_proba(oof)[:, 1])
+    model = Model(_base(seed).fit(xs, ys, sample_weight=weight), platt, keep, platt.predict_proba(oof)[:, 1],
+                  weight)
     card = Card(month=month, features=[_term_name(t) for t in terms], training_rows=len(keep),
                 positives=int(ys.sum()), cv_auc=float(roc_auc_score(ys, oof[:, 0], sample_weight=weight)),
                 cv_brier=float(brier_score_loss(ys, platt.predict_proba(oof)[:, 1], sample_weight=weight)),
@@ -246,10 +249,10 @@ def reasons(indicator_reasons: list[list[str]], shap_values: np.ndarray, x: np.n
     return out
 
 
-def past_consultation_shares(score: np.ndarray, known_before: np.ndarray, eligible: np.ndarray,
+def past_consultation_shares(priority: np.ndarray, known_before: np.ndarray, eligible: np.ndarray,
                              k: int) -> tuple[float, float]:
     """The share of children with a past consultation among the eligible children, and among
-    the k the list takes (highest score first, ties in row order, as the list breaks them)."""
-    order = np.argsort(-np.where(eligible, score, -np.inf), kind="stable")[:k]
+    the k the list takes (highest priority first, ties in row order, as the list breaks them)."""
+    order = np.argsort(-np.where(eligible, priority, -np.inf), kind="stable")[:k]
     past = known_before & eligible
     return float(past[eligible].mean()) if eligible.any() else 0.0, float(past[order].mean())

@@ -94,7 +94,7 @@ def test_evaluate_uses_only_children_the_center_does_not_know() -> None:
     score = np.linspace(1, 0, n)
     known = np.zeros(n, bool)
     known[0] = True  # the top score is known: not on the list
-    scores = pd.DataFrame({"child_token": tok, "score": score, "known_to_center": known,
+    scores = pd.DataFrame({"child_token": tok, "score": score, "rank": np.arange(1, n + 1), "known_to_center": known,
                            "center_known": known,
                            "indicators": [["R"] if i in (50, 60) else [] for i in range(n)]})
     planted = pd.DataFrame({"child_token": tok[[0, 1, 50, 99]], "kind": ["neglect", "neglect", "poverty_gap", "neglect"]})
@@ -109,6 +109,24 @@ def test_evaluate_uses_only_children_the_center_does_not_know() -> None:
     assert by_kind.loc["poverty_gap", "baseline_recall"] == 1.0
     assert list(e.metrics.columns[:3]) == ["metric", "model", "baseline"]
     assert set(e.rules.columns) == set(ev.EVALUATION_TABLES["rules"])
+
+
+def test_the_list_is_measured_in_risk_scores_rank_beside_both_pure_orders() -> None:
+    """The list follows the rank whichever mode made it; the indicators-first and the
+    model-only orders are measured beside it from the same scores."""
+    n = 100  # k = 2
+    tok = tokens(n)
+    score = np.linspace(0.9, 0.0, n)
+    fired = [["R"] if i in (50, 98) else [] for i in range(n)]
+    order = np.empty(n, dtype=int)  # rows 50 and 98 first, then the score's order
+    order[np.r_[50, 98, np.arange(0, 50), np.arange(51, 98), 99]] = np.arange(1, n + 1)
+    scores = pd.DataFrame({"child_token": tok, "score": score, "rank": order, "known_to_center": False,
+                           "center_known": False, "indicators": fired})
+    planted = pd.DataFrame({"child_token": tok[[50, 98, 97]], "kind": ["neglect"] * 3})
+    m = ev.evaluate(scores, planted, [("r", "R")]).metrics.set_index("metric")
+    assert m.at["found", "model"] == 2 and m.at["found", "indicators_first"] == 2
+    assert m.at["found", "learned"] == 0  # rows 0 and 1 have the highest scores and no need
+    assert m.at["recall_at_k", "model"] == pytest.approx(2 / 3)
 
 
 # -- the truth -----------------------------------------------------------------------------

@@ -132,7 +132,7 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig,  # noq
                        FROM scores.{SCORES_TABLE} s LEFT JOIN {prev_sql} p USING (child_token)
                        LEFT JOIN {verified} v USING (child_token)),
             new AS (SELECT '{NEW}' AS section,
-                           row_number() OVER (ORDER BY score DESC, child_token) AS section_rank, *
+                           row_number() OVER (ORDER BY rank) AS section_rank, *  -- risk_scores' order
                     FROM s WHERE NOT center_known AND NOT no_news QUALIFY section_rank <= {k}),
             risen AS (SELECT '{RISEN}' AS section,
                              row_number() OVER (ORDER BY score - prev_score DESC, child_token) AS section_rank, *
@@ -164,7 +164,7 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig,  # noq
         (held_back,) = con.execute(f"""
             SELECT count(*) FROM scores.{SCORES_TABLE} s JOIN {verified} v USING (child_token)
             WHERE NOT s.center_known AND v.result = '{NOT_CONFIRMED}' AND list_has_all(v.indicators, s.indicators)
-              AND s.score >= (SELECT coalesce(min(score), 2) FROM listed WHERE section = '{NEW}')""").fetchone()
+              AND s.rank <= (SELECT coalesce(max(rank), 0) FROM listed WHERE section = '{NEW}')""").fetchone()
         (no_reason,) = con.execute(f"SELECT count(*) FROM {TABLE} WHERE len(reasons) = 0").fetchone()
         keep_only(con, [TABLE])
         storage.promote(con, stage, final)

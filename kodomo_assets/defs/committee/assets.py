@@ -134,7 +134,7 @@ def _figures_section(context: AssetExecutionContext, storage: KodomoStorage, mon
             k = max(1, round(0.02 * n_children))
             con.execute(f"""CREATE TEMP TABLE t AS SELECT s.*,
                 (NOT s.center_known AND row_number() OVER (PARTITION BY s.center_known
-                 ORDER BY s.score DESC, s.child_token) <= {k}) AS listed FROM s.risk_scores s""")
+                 ORDER BY s.rank) <= {k}) AS listed FROM s.risk_scores s""")
             rows = []
             for i in load_indicators():
                 fired, listed = con.execute(
@@ -172,7 +172,7 @@ def _evaluation_rows(rows: list[tuple], positives: int | None) -> list[list[str]
     precision is found ÷ selected and recall found ÷ needs, each shown only when the count
     and its rest are 0 or ≥ 10; found is hidden on the same rule; AUC, Brier and ECE are
     not shares of a count."""
-    by = {m: (d, a, b) for m, d, a, b in rows}
+    by = {m: (d, *values) for m, d, *values in rows}
     out = []
     for metric, (label, *values) in by.items():
         cells = []
@@ -208,6 +208,11 @@ def _feature_label(term: str, approval: MonthApproval) -> str:
     return labels.get(name, name).split("（")[0]
 
 
+def _ranking_text(ranking: dict | None) -> str:
+    """Which order the list used and why (lib/ranking), or a dash for a card from before."""
+    return f"{ranking['label']}。{ranking['reason']}" if ranking else "—"
+
+
 def _model_section(context: AssetExecutionContext, storage: KodomoStorage, month: str, figures: dict) -> list:
     parts: list = []
     card_path = storage.zone_file("analysis", month, "model_card.json")
@@ -220,19 +225,22 @@ def _model_section(context: AssetExecutionContext, storage: KodomoStorage, month
             ["特徴量", f"{len(card['features'])} 個（外国人住民・町丁目は使わない）: "
              + "、".join(dict.fromkeys(_feature_label(f, storage.approval().as_recorded(month)) for f in card["features"]))],
             ["較正", card["params"].get("calibration", "")],
+            ["確認リストの順位付け", _ranking_text(card.get("ranking"))],
             ["過去に相談歴のある児童の割合（未把握の児童全体／リストの上位 k 人）",
              f"{card['past_share']:.1%}／{card['past_share_listed']:.1%}（学習に使った児童のスコアは交差検証の"
              "分割の外から求めるため、自分の正解で順位が上がらない）" if card.get("past_share") is not None else "—"]]))
     ev = storage.zone_store("analysis", month, "evaluation")
     if ev.exists():
         with storage.open(ev) as con:
-            rows = con.execute("SELECT metric, description, model, baseline FROM metrics").fetchall()
+            rows = con.execute("SELECT metric, description, model, indicators_first, learned, baseline "
+                               "FROM metrics").fetchall()
             cal = con.execute("SELECT mean_score, label_rate, n FROM calibration ORDER BY bin").fetchall()
         if rows:
             positives = _meta(context.instance, EVALUATION_KEY, month).get("planted_needs_unknown")
             parts.append(R.Table("デモの正解データに対する評価（合成データのみ。実データには正解がなく、精度は"
                                  "1. の確認結果で示す。センターが把握していない児童）",
-                                 ["指標", "モデル", "最良の単一ルール"], _evaluation_rows(rows, positives),
+                                 ["指標", "確認リスト", "指標優先", "学習モデルのみ", "最良の単一ルール"],
+                                 _evaluation_rows(rows, positives),
                                  note="率は、分子とその残りがともに0か10以上のときだけ示す（x は秘匿）。"))
         # a bin's known share is drawn only when its known children and the rest are 0 or ≥ 10
         shown = [(sc, r) for sc, r, n in cal if n >= 10 and visible(round(r * n), n)]

@@ -144,7 +144,7 @@ def evaluation(context: AssetExecutionContext, storage: KodomoStorage):  # noqa:
     started = time.perf_counter()
     month = context.partition_key
     with _against_truth(storage, month, EVALUATION_TABLE) as (con, stage, final, truth, status):
-        scores = con.execute("SELECT child_token, score, known_to_center, center_known, indicators "
+        scores = con.execute("SELECT child_token, score, rank, known_to_center, center_known, indicators "
                              f"FROM scores.{SCORES_TABLE}").df()
         k = ev.review_k(len(scores))
         result = None
@@ -164,11 +164,16 @@ def evaluation(context: AssetExecutionContext, storage: KodomoStorage):  # noqa:
             "recall_at_k": m.at["recall_at_k", "model"], "baseline_auc": m.at["auc", "baseline"],
             "baseline_precision_at_k": m.at["precision_at_k", "baseline"],
             "baseline_recall_at_k": m.at["recall_at_k", "baseline"],
+            "indicators_first_precision_at_k": m.at["precision_at_k", "indicators_first"],
+            "indicators_first_recall_at_k": m.at["recall_at_k", "indicators_first"],
+            "learned_precision_at_k": m.at["precision_at_k", "learned"],
+            "learned_recall_at_k": m.at["recall_at_k", "learned"],
             "brier": result.brier, "ece": result.ece})
         metadata["best_rule"] = MetadataValue.text(result.best_rule or "なし")
         metadata["model_vs_baseline"] = _md(result.metrics.rename(columns={
-            "metric": "指標", "model": "スコア", "baseline": f"基準（{result.best_rule}）",
-            "description": "説明"})[["説明", "スコア", f"基準（{result.best_rule}）"]])
+            "metric": "指標", "model": "確認リスト", "baseline": f"基準（{result.best_rule}）",
+            "indicators_first": "指標優先", "learned": "学習モデルのみ", "description": "説明"})[
+            ["説明", "確認リスト", "指標優先", "学習モデルのみ", f"基準（{result.best_rule}）"]])
         metadata["recall_by_kind"] = MetadataValue.json({
             r.label: {"positives": int(r.positives), "model": round(float(r.model_recall), 4),
                       "baseline": round(float(r.baseline_recall), 4)}
@@ -190,7 +195,7 @@ def _district_counts(con: duckdb.DuckDBPyConnection, k: int) -> pd.DataFrame:
     return con.execute(f"""
         WITH t AS (SELECT s.indicators, a.district_code,
                           NOT s.center_known AND row_number() OVER (
-                              PARTITION BY s.center_known ORDER BY s.score DESC, s.child_token) <= {k} AS listed
+                              PARTITION BY s.center_known ORDER BY s.rank) <= {k} AS listed
                    FROM scores.{SCORES_TABLE} s LEFT JOIN audit_attributes a USING (child_token))
         SELECT coalesce(district_code, '不明') AS district_code, count(*) AS children,
                count(*) FILTER (len(indicators) > 0) AS flagged, count(*) FILTER (listed) AS listed
@@ -205,7 +210,7 @@ def _verified_by_group(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, m
         "SELECT child_token, bool_or(result = '該当') FROM verified "
         "WHERE result IN ('該当', '非該当') GROUP BY 1").fetchall())
     tokens = unknown["child_token"].to_numpy()
-    listed = ev.top_k(unknown["score"].to_numpy(), tokens, k)
+    listed = ev.first_k(unknown["rank"].to_numpy(), k)
     checked = np.array([t in outcomes for t in tokens])
     confirmed = np.array([bool(outcomes.get(t)) for t in tokens])
     return ev.verified_by_group(ev.attribute_groups(unknown), listed, checked, confirmed)
@@ -242,7 +247,7 @@ def fairness_audit(context: AssetExecutionContext, storage: KodomoStorage):  # n
         cols = "".join(f", l.{c}" for c in AUDIT_COLUMNS if c in present and c not in audited)
         cols += "".join(f", a.{c}" for c in AUDIT_COLUMNS if c in audited)  # unapproved: not audited
         frame = con.execute(
-            f"SELECT s.child_token, s.score, s.center_known{cols} FROM scores.{SCORES_TABLE} s "
+            f"SELECT s.child_token, s.score, s.rank, s.center_known{cols} FROM scores.{SCORES_TABLE} s "
             f"LEFT JOIN linked.{LINKED_TABLE} l USING (child_token) "
             "LEFT JOIN audit_attributes a USING (child_token)").df()
         k = ev.review_k(len(frame))
@@ -250,7 +255,7 @@ def fairness_audit(context: AssetExecutionContext, storage: KodomoStorage):  # n
         by_group = gaps = None
         if truth is not None:
             planted = _planted(storage, truth)
-            listed = ev.top_k(unknown["score"].to_numpy(), unknown["child_token"].to_numpy(), k)
+            listed = ev.first_k(unknown["rank"].to_numpy(), k)
             need = unknown["child_token"].isin(planted["child_token"]).to_numpy()
             by_group, gaps = ev.audit(ev.attribute_groups(unknown), need, listed)
         frames = {} if gaps is None else {"by_group": by_group, "gaps": gaps}

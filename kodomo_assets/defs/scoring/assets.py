@@ -22,7 +22,7 @@ from kodomo_assets.defs.analysis.assets import TABLE as LINKED_TABLE
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import column_lineage, materialized_by
 from kodomo_assets.defs.zone import publish_gated, zone_asset
-from kodomo_assets.lib import scoring
+from kodomo_assets.lib import ranking, scoring
 from kodomo_assets.lib.evaluation import review_k
 from kodomo_assets.lib.gate import inspect_table
 from kodomo_assets.lib.indicators import Indicator, compile_sql, load_indicators, sources
@@ -103,7 +103,7 @@ def _lineage(features: list, shown: list[str]) -> dict[str, list[tuple[AssetKey,
     rules = [(LINKED_KEY, c) for c in shown if c not in ("child_token", "household_token")]
     label = [(LINKED_KEY, "consultations_total"), (LINKED_KEY, "council_registered")]
     return {"child_token": [(LINKED_KEY, "child_token")], "score": model + label,
-            "rank": model + label, "known_to_center": label,
+            "rank": model + label + rules, "known_to_center": label,
             "center_known": [(LINKED_KEY, "center_known")], "indicators": rules,
             "reasons": rules + model, "facts_asof": rules}
 
@@ -142,17 +142,26 @@ def risk_scores(context: AssetExecutionContext, storage: KodomoStorage):  # noqa
         # out of fold for the children the model learned from: no list position rests on its
         # own label (a past consultation would otherwise lift its own child to the top)
         score = model.honest_scores(d.matrix)
+        # the list's order: indicators first unless the month's known children show that the
+        # model, alone or blended, ranks them better (lib/ranking)
+        count = frame[[f"ind_{i.name}" for i in indicators]].sum(axis=1).to_numpy("float64")
+        rows = model.fitted_rows
+        choice = ranking.choose(count[rows], model.fitted_scores, y[rows], model.fitted_weights,
+                                share=ranking.LIST_SHARE)
+        priority = choice.priority(count, score)
+        card.ranking = choice.as_dict()
         eligible = ~frame["center_known"].astype(bool).to_numpy()
         card.past_share, card.past_share_listed = scoring.past_consultation_shares(
-            score, y.astype(bool), eligible, review_k(len(score)))
-        # exact SHAP wherever the list could reach: the top 5% (k is 2% by default)
-        contrib = scoring.contributions(model, d.matrix, score >= np.quantile(score, 0.95))
+            priority, y.astype(bool), eligible, review_k(len(score)))
+        # exact SHAP wherever the list could reach: the top 5% by either order (k is 2% by default)
+        contrib = scoring.contributions(model, d.matrix, (score >= np.quantile(score, 0.95))
+                                        | (priority >= np.quantile(priority, 0.95)))
         said = scoring.reasons([list(r) for r in frame["indicator_reasons"]], contrib, d.matrix,
                                d.terms, asof)
         labels = {i.name: i.label for i in indicators}
         out = pd.DataFrame({
             "child_token": frame["child_token"], "score": score,
-            "rank": pd.Series(-score).rank(method="first").astype("int32").to_numpy(),
+            "rank": pd.Series(-priority).rank(method="first").astype("int32").to_numpy(),
             "known_to_center": y.astype(bool), "center_known": frame["center_known"].astype(bool),
             "reasons": said})
         to_label = " ".join(f"WHEN {_quote(n)} THEN {_quote(label)}" for n, label in labels.items()) \
@@ -181,6 +190,8 @@ def risk_scores(context: AssetExecutionContext, storage: KodomoStorage):  # noqa
             "training_positives": card.positives,
             "cv_auc_known_to_center": MetadataValue.float(round(card.cv_auc, 4)),
             "cv_brier": MetadataValue.float(round(card.cv_brier, 5)),
+            "ranking_mode": MetadataValue.text(ranking.LABELS[choice.mode]),
+            "ranking_reason": MetadataValue.text(choice.reason()),
             "past_consultation_share": MetadataValue.float(round(card.past_share, 4)),
             "past_consultation_share_listed": MetadataValue.float(round(card.past_share_listed, 4)),
             "features": len(card.features),
