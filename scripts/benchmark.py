@@ -97,6 +97,9 @@ def main() -> None:
     # a small town, the median municipality, 昭島市, 福岡市 (10,000,000: --sizes)
     parser.add_argument("--sizes", default="12000,30000,113000,1600000")
     parser.add_argument("--month", default="2022-10")
+    parser.add_argument("--seed", type=int, default=7, help="the generator's seed")
+    parser.add_argument("--keys", type=Path, default=None,
+                        help="reuse these demo keys (kodomo demo-keys): the same pseudonyms run to run")
     parser.add_argument("--work", type=Path, default=None, help="keep data here (default: temp)")
     parser.add_argument("--item-worth", action="store_true",
                         help="also run the item_worth_review job after the refresh (off by default)")
@@ -120,13 +123,13 @@ def main() -> None:
                    # generated months of 2022 processed today: the demo's fictitious approval
                    "KODOMO_POLICY": str(ROOT / "data" / "policy" / "demo_approval.csv"), "KODOMO_MODE": "demo"}
             # the pipeline's keys and the center's public keys only, as in production
-            keys = output([str(BIN / "kodomo"), "demo-keys", "--out", str(base / "secrets")], env)
+            keys = output([str(BIN / "kodomo"), "demo-keys", "--out", str(args.keys or base / "secrets")], env)
             env |= dict(line.split("=", 1) for line in keys.splitlines() if "=" in line)
             gen = run_measured([str(BIN / "kodomo"), "demo-data", "--out", str(base / "inbox"),
                                 "--residents", str(size), "--months",
                                 # seven months up to city scale; above it the month alone (memory)
                                 f"2022-04..{args.month}" if size <= 2_000_000
-                                else f"{args.month}..{args.month}", "--seed", "7"], env)
+                                else f"{args.month}..{args.month}", "--seed", str(args.seed)], env)
             # the bare pass first: the refresh takes the exports out of the inbox
             out = output([sys.executable, str(ROOT / "scripts" / "bare_pass.py"), "--inbox",
                              str(base / "inbox"), "--month", args.month], env)

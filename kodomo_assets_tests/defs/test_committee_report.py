@@ -129,6 +129,7 @@ def test_the_first_page_answers_the_councils_questions_in_order(report) -> None:
     items = re.findall(r"<li>(.*?)</li>", lead)
     assert "11 種類のデータのうち 11 種類を処理した" in items[0] and "両方を含む" in items[0]
     assert "示唆された児童" in items[1] and "センターが確認した児童" in items[2] and "陽性的中率" in items[2]
+    assert "順位付けは指標優先" in items[1]  # which order the list used (why: section 6)
     assert items[3].startswith("主な課題") and "プッシュ型の支援" in items[4] and "要否も判定しない" in items[4]
     asked = ["プッシュ型の支援", "子ども家庭支援センターだけ", "表に現れないケース", "千差万別",
              "目標と課題", "セキュリティ", "令和5年度以降", "地方税情報なしで"]
@@ -176,6 +177,8 @@ def test_a_reviewer_can_answer_from_the_report(report) -> None:
     assert "指標ごとの該当児童数" in text and "町丁目ごとの" in text  # how many flagged
     assert "ケース会議（個別ケース検討会議）" in text  # who looked at the list, and why
     assert "モデルカード" in text and "最良の単一ルール" in text
+    model = text.split("<h2>6.")[1].split("<h2>7.")[0]
+    assert "確認リストの順位付け" in model and "再標本化" in model and "指標優先" in model
 
 
 def test_the_report_opens_in_headless_chromium(report, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInsta
 
 from kodomo_assets.defs.center.assets import KEY as REVIEW_KEY
 from kodomo_assets.defs.linkage.assets import KEY as LINK_KEY
+from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.sources.inbox import KEY as INBOX_KEY
 from kodomo_assets.lib import council as C
@@ -72,6 +73,7 @@ class Month:
     refusals: dict[str, int]
     exports: list[dict]
     late: list[str]
+    ranking: str = ""  # the list's order this month (lib/ranking's label), "" before scoring
 
 
 def gather(storage: KodomoStorage, instance: DagsterInstance, month: str) -> Month:
@@ -82,7 +84,8 @@ def gather(storage: KodomoStorage, instance: DagsterInstance, month: str) -> Mon
               if (r := meta(instance, REVIEW_KEY, m)) and "new_suggestions" in r}
     return Month(month, sources, meta(instance, INBOX_KEY, month), meta(instance, LINK_KEY, month),
                  meta(instance, REVIEW_KEY, month), listed, failed_checks(instance, month),
-                 read_access_log(storage, month), late_files(instance, month))
+                 read_access_log(storage, month), late_files(instance, month),
+                 str(meta(instance, SCORES_KEY, month).get("ranking_mode", "")))
 
 
 def problems(storage: KodomoStorage, facts: Month, gaps: list[tuple[str, float | None, bool]],
@@ -160,7 +163,8 @@ def first_page(storage: KodomoStorage, facts: Month, approval: Approval, standin
         processed + ("承認期間は基準月と処理日の両方を含む。" if in_period
                      else "処理日が承認期間の外にあるため、この月の処理・書き出しは行わない（この報告は集計の再作成）。"),
         f"支援の必要性が示唆された児童（確認リストの新規の示唆）: 今月 {R.small(listed_now)} 人"
-        + (f"（全児童 {children:,} 人の約2%）" if children else "") + "。",
+        + (f"（全児童 {children:,} 人の約2%）" if children else "") + "。"
+        + (f"順位付けは{facts.ranking}（選んだ理由は 6）。" if facts.ranking else ""),
         f"{so_far}センターが確認した児童 {R.small(checked)} 人。確認で該当となった割合（陽性的中率）は "
         f"{share_text(confirmed, confirmed + not_confirmed, '{:.0%}')}。",
         "主な課題: " + ("／".join(main_problems) if main_problems else "記録された課題はない") + "。",
