@@ -49,11 +49,12 @@ class Choice:
         score (always below 1), so the count decides and the score breaks ties."""
         return priority(self.mode, count, score, self.blend_weight, self.center, self.scale)
 
-    def reason(self) -> str:
-        """Why this mode ran, in Japanese, for the model card and the committee."""
-        figures = "、".join(f"{short(m)} {self.precision[m]:.3f}" for m in MODES)
-        basis = (f"センターが把握している児童 {self.positives} 人を正解とした交差検証で、上位の適合率は "
-                 f"{figures}。")
+    def reason(self, figures: bool = True) -> str:
+        """Why this mode ran, in Japanese. Without figures for the committee: a precision
+        times the list's length would give back a small count of known children."""
+        basis = f"センターが把握している児童 {self.positives} 人を正解とした交差検証で、"
+        if figures:
+            basis += "上位の適合率は " + "、".join(f"{short(m)} {self.precision[m]:.3f}" for m in MODES) + "。"
         if self.mode == INDICATORS:
             best = max((MODEL, BLEND), key=lambda m: self.wins[m])
             return basis + (f"学習を使う順位付けが指標優先を上回った割合は最大 {self.wins[best]:.0%}"
@@ -62,7 +63,8 @@ class Choice:
                         f"上回った（基準 {WIN_SHARE:.0%}）ため採用した。")
 
     def as_dict(self) -> dict:
-        return asdict(self) | {"label": LABELS[self.mode], "reason": self.reason()}
+        return asdict(self) | {"label": LABELS[self.mode], "reason": self.reason(),
+                               "reason_for_committee": self.reason(figures=False)}
 
 
 def short(mode: str) -> str:

@@ -51,6 +51,9 @@ def test_few_known_children_keep_the_indicators_first() -> None:
     assert choice.wins[ranking.MODEL] < ranking.WIN_SHARE
     text = choice.reason()
     assert "指標優先" in text and "20 人" in text and "再標本化" in text
+    # the committee's version has no precision: times the list's length it is a small count
+    committee = choice.as_dict()["reason_for_committee"]
+    assert "適合率" not in committee and "0.0" not in committee and "20 人" in committee
 
 
 def test_a_model_that_sees_more_replaces_the_indicators_when_the_evidence_is_strong() -> None:

@@ -210,7 +210,7 @@ def _feature_label(term: str, approval: MonthApproval) -> str:
 
 def _ranking_text(ranking: dict | None) -> str:
     """Which order the list used and why (lib/ranking), or a dash for a card from before."""
-    return f"{ranking['label']}。{ranking['reason']}" if ranking else "—"
+    return f"{ranking['label']}。{ranking['reason_for_committee']}" if ranking else "—"
 
 
 def _model_section(context: AssetExecutionContext, storage: KodomoStorage, month: str, figures: dict) -> list:
