@@ -58,7 +58,7 @@ def _demo_data(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     counts = generate(Path(args.out), residents=args.residents, months=month_range(args.months),
-                      seed=args.seed)
+                      seed=args.seed, known_share=args.known_share)
     rows = sum(c["rows_written"] for month in counts.values() for c in month.values())
     print(json.dumps({"out": str(args.out), "months": list(counts), "rows_written": rows,
                       "seconds": round(time.perf_counter() - started, 1)}, ensure_ascii=False))
@@ -215,6 +215,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--residents", type=int, default=113_000, help="住民数 (既定: 昭島市規模 113000)")
     demo.add_argument("--months", default="2022-04..2022-10", help="基準月の範囲 YYYY-MM..YYYY-MM")
     demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--known-share", type=float, default=None,
+                      help="センターの記録（相談・要対協）がある児童の割合 (例 0.05。既定: 統計に合わせた約 1.4%%)")
     demo.set_defaults(func=_demo_data)
     keys = sub.add_parser("demo-keys", help="デモ用の鍵一式を作り（既存は再利用）、環境変数の行を出力する")
     keys.add_argument("--out", required=True, help="鍵の置き場所（KODOMO_HOME の外）")

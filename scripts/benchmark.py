@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="12000,30000,113000,1600000")
     parser.add_argument("--month", default="2022-10")
     parser.add_argument("--seed", type=int, default=7, help="the generator's seed")
+    parser.add_argument("--known-shares", default="default",
+                        help="children with a center record, per run: default (≈1.4%%) and/or shares, e.g. default,0.05")
     parser.add_argument("--keys", type=Path, default=None,
                         help="reuse these demo keys (kodomo demo-keys): the same pseudonyms run to run")
     parser.add_argument("--work", type=Path, default=None, help="keep data here (default: temp)")
@@ -105,15 +107,16 @@ def main() -> None:
                         help="also run the item_worth_review job after the refresh (off by default)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="kodomo-bench-"))
-    header = (f"{'residents':>10} {'generate s':>10} {'gen MB':>7} {'refresh s':>9} {'peak MB':>8} "
+    header = (f"{'residents':>10} {'known':>6} {'generate s':>10} {'gen MB':>7} {'refresh s':>9} {'peak MB':>8} "
               f"{'sources s':>9} {'linked s':>8} {'scoring s':>9} {'dagster s':>9} {'bare s':>7} "
               f"{'move/bare':>9} {'list P/R':>11} {'ind.1st P/R':>11} {'mode':>6}"
               + (f" {'worth s':>8} {'worth MB':>8}" if args.item_worth else ""))
     print(header, flush=True)
     totals: list[tuple[int, float]] = []
     try:
-        for size in (int(s) for s in args.sizes.split(",")):
-            base = work / str(size)
+        shares = [None if x == "default" else float(x) for x in args.known_shares.split(",")]
+        for size, share in ((int(n), k) for n in args.sizes.split(",") for k in shares):
+            base = work / (f"{size}" if share is None else f"{size}-{share}")
             shutil.rmtree(base, ignore_errors=True)
             home = base / "dagster_home"
             home.mkdir(parents=True)
@@ -129,7 +132,8 @@ def main() -> None:
                                 "--residents", str(size), "--months",
                                 # seven months up to city scale; above it the month alone (memory)
                                 f"2022-04..{args.month}" if size <= 2_000_000
-                                else f"{args.month}..{args.month}", "--seed", str(args.seed)], env)
+                                else f"{args.month}..{args.month}", "--seed", str(args.seed)]
+                               + ([] if share is None else ["--known-share", str(share)]), env)
             # the bare pass first: the refresh takes the exports out of the inbox
             out = output([sys.executable, str(ROOT / "scripts" / "bare_pass.py"), "--inbox",
                              str(base / "inbox"), "--month", args.month], env)
@@ -147,8 +151,9 @@ def main() -> None:
             sources = sum(v for k, v in steps.items() if k.startswith("sources__"))
             linked = sum(steps.get(k, 0.0) for k in LINKED_STEPS)
             scoring = sum(steps.values()) - sources - linked
-            totals.append((size, refresh[0]))
-            print(f"{size:>10} {gen[0]:>10.1f} {gen[1]:>7.0f} {refresh[0]:>9.1f} {refresh[1]:>8.0f} "
+            if share is None:  # the scaling exponent over the calibrated cities only
+                totals.append((size, refresh[0]))
+            print(f"{size:>10} {'—' if share is None else f'{share:.1%}':>6} {gen[0]:>10.1f} {gen[1]:>7.0f} {refresh[0]:>9.1f} {refresh[1]:>8.0f} "
                   f"{sources:>9.1f} {linked:>8.1f} {scoring:>9.1f} "
                   f"{refresh[0] - sum(steps.values()):>9.1f} {bare:>7.1f} "
                   f"{(sources + linked) / bare:>9.1f}{accuracy(home)}{worth}", flush=True)

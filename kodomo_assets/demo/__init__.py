@@ -76,8 +76,10 @@ def _abs(month: str) -> int:
     return int(y) * 12 + int(m) - 1
 
 
-def generate(out: Path, residents: int, months: list[str], seed: int) -> dict:
-    """Write OUT/<month>/<dataset>.csv and OUT/_truth/; return the counts of counts.json."""
+def generate(out: Path, residents: int, months: list[str], seed: int,
+             known_share: float | None = None) -> dict:
+    """Write OUT/<month>/<dataset>.csv and OUT/_truth/; return the counts of counts.json.
+    known_share: the share of children with a center record (None: the calibrated ≈1.4%)."""
     out = Path(out)
     am = sorted({_abs(m) for m in months})
     names = [f"{m // 12}-{m % 12 + 1:02d}" for m in am]
@@ -95,7 +97,7 @@ def generate(out: Path, residents: int, months: list[str], seed: int) -> dict:
     money = SV.base_money(rng(6), pop, before)
     SV.mark_special(rng(7), money, cards)
     child = SV.base_child_health(rng(8), pop, places.district_facility)
-    needs, cases = NE.plant(rng(9), pop, school, am, care, cards, money, child)
+    needs, cases = NE.plant(rng(9), pop, school, am, care, cards, money, child, known_share)
     SC.simulate(rng(10), school, am, len(places.school_names))
     _trim()
     world = World(pop=pop, places=places, months=am, care=care, cards=cards, money=money, child=child,

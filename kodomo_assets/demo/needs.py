@@ -34,6 +34,18 @@ SHARES = (0.13, 0.10, 0.12, 0.14, 0.24, 0.27)
 ORDINARY_CASES = 0.006  # children with a record but no planted need
 
 
+def ordinary_share(known_share: float | None) -> float:
+    """Children with a record but no planted need, for a wanted share of children with a
+    center record (None: the calibrated ≈1.4%). The known needs stay NEED_RATE × KNOWN, so
+    a larger share adds ordinary cases only: a city whose center records more, not a city
+    with more need."""
+    if known_share is None:
+        return ORDINARY_CASES
+    if not 0 < known_share < 0.5:
+        raise ValueError(f"known_share must be a share of children below 0.5: {known_share}")
+    return max(0.0, known_share - NEED_RATE * KNOWN)
+
+
 @dataclass
 class Cases:
     pid: np.ndarray
@@ -84,7 +96,8 @@ def _onsets(rng: np.random.Generator, n: int, months: list[int]) -> np.ndarray:
 
 
 def plant(rng: np.random.Generator, pop: Population, school: School, months: list[int], care: Care,
-          cards: Cards, money: Money, child: ChildHealth) -> tuple[pd.DataFrame, Cases]:
+          cards: Cards, money: Money, child: ChildHealth, known_share: float | None = None
+          ) -> tuple[pd.DataFrame, Cases]:
     ctx = _Ctx(pop, school, months)
     kids = ctx.stay & (ctx.age < 18)
     n_children = int((pop.present[-1] & (ctx.age < 18)).sum())
@@ -106,7 +119,7 @@ def plant(rng: np.random.Generator, pop: Population, school: School, months: lis
     needs["confounder"] = False
     conf = _confounders(rng, ctx, care, cards, needs)
     _services_for_heavy_care(ctx, care, needs)
-    cases = _cases(rng, ctx, needs, kids, cards)
+    cases = _cases(rng, ctx, needs, kids, cards, ordinary_share(known_share))
     return pd.concat([needs, conf], ignore_index=True), cases
 
 
@@ -343,7 +356,7 @@ def _services_for_heavy_care(ctx: _Ctx, care: Care, needs: pd.DataFrame) -> None
     care.units[heavy] = np.maximum(care.units[heavy], 15_000.0)
 
 
-def _cases(rng, ctx: _Ctx, needs: pd.DataFrame, kids: np.ndarray, cards: Cards) -> Cases:
+def _cases(rng, ctx: _Ctx, needs: pd.DataFrame, kids: np.ndarray, cards: Cards, ordinary: float) -> Cases:
     me = ctx.me
     kind_of = {"young_carer_elder": C.YOUNG_CARER, "young_carer_disability_sibling": C.YOUNG_CARER,
                "poverty_gap": C.CARE_OTHER, "neglect": C.ABUSE, "non_attendance": C.UPBRINGING,
@@ -360,7 +373,7 @@ def _cases(rng, ctx: _Ctx, needs: pd.DataFrame, kids: np.ndarray, cards: Cards) 
         rows.append((pid, received, c, rng.choice(4, p=council_p[kind]), closed if closed <= me else NEVER))
     # ordinary cases: children without a planted need
     pool = np.flatnonzero(kids & ~np.isin(np.arange(ctx.pop.size), needs["pid"].to_numpy(int)))
-    n_ord = round(ORDINARY_CASES * int(kids.sum()))
+    n_ord = round(ordinary * int(kids.sum()))
     disabled = np.isin(pool, cards.pid)
     chosen = rng.choice(pool, min(n_ord, len(pool)), replace=False) if len(pool) else pool
     mix = [C.CARE_OTHER, C.HEALTH, C.DISABILITY, C.UPBRINGING, C.DELINQUENCY, C.ABUSE, C.OTHER]

@@ -282,3 +282,26 @@ def test_districts_stay_unique_beyond_the_town_name_tables():
     places = make_places(np.random.default_rng(0), 10_000_000)
     assert len(set(places.code)) == len(places.code) == len(set(places.town))
     assert all(code.isdigit() for code in places.code)
+
+
+def _children_with_a_record(out: Path, month: str) -> float:
+    persons = pd.read_parquet(out / "_truth" / "persons.parquet")
+    residents = persons[persons["resident"]]
+    age = (pd.Timestamp("2022-10-31") - pd.to_datetime(residents["birth_date"])).dt.days / 365.25
+    children = set(residents.loc[age < 18, "atena_no"])
+    _, soudan = _rows(out / month / "soudan.csv")
+    with_record = {unicodedata.normalize("NFKC", r[1]).strip() for r in soudan}
+    return len(children & with_record) / len(children)
+
+
+def test_the_share_of_children_the_center_knows_can_be_set(tmp_path: Path) -> None:
+    """--known-share: a city whose center records more (issue 15's 5%), same need."""
+    default = generate(tmp_path / "a", residents=12_000, months=["2022-10"], seed=3)
+    more = generate(tmp_path / "b", residents=12_000, months=["2022-10"], seed=3, known_share=0.05)
+    assert 0.008 < _children_with_a_record(tmp_path / "a", "2022-10") < 0.02
+    assert 0.04 < _children_with_a_record(tmp_path / "b", "2022-10") < 0.06
+    needs = [pd.read_csv(tmp_path / d / "_truth" / "needs.csv", dtype=str) for d in ("a", "b")]
+    assert needs[0].equals(needs[1])  # the planted needs do not move
+    assert default["2022-10"]["jumin"] == more["2022-10"]["jumin"]
+    with pytest.raises(ValueError, match="known_share"):
+        generate(tmp_path / "c", residents=3000, months=["2022-10"], seed=3, known_share=0.7)
