@@ -257,3 +257,53 @@ def test_decisions_are_stored_encrypted_in_the_linkage_zone(round_trip) -> None:
 ])
 def test_agreement_levels(field: str, a, b, expected: str) -> None:
     assert level(field, a, b) == expected
+
+
+def test_the_cli_exports_and_records(round_trip, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from kodomo_assets.cli import main
+    from kodomo_assets.lib.policy import DEMO_POLICY
+
+    storage = round_trip["storage"]
+    for name, value in {"KODOMO_HOME": storage.home, "KODOMO_STORAGE_KEY_FILE": storage.storage_key_file,
+                        "KODOMO_POLICY": str(DEMO_POLICY), "KODOMO_MODE": "demo"}.items():
+        monkeypatch.setenv(name, value)
+    out = round_trip["out"] / "cli.csv"
+    assert main(["link-review", "--month", MONTHS[1], "--out", str(out), "--purpose", PURPOSE]) == 0
+    assert len(_read(out)) == round_trip["second"][1]["steward_review"]
+    assert main(["link-decisions", "--month", MONTHS[1], "--in", str(out)]) == 2  # nothing decided
+    printed = capsys.readouterr()
+    assert "判断（同一・別人）を記入した行がありません" in printed.err
+    assert review_log(storage).entries()[-1]["action"] == "link-review"
+
+
+def test_the_committee_report_reads_and_verifies_the_record(round_trip) -> None:
+    from kodomo_assets.defs.committee.assets import _link_records_table, records_status
+    from kodomo_assets.lib.policy import load_purposes
+
+    storage = round_trip["storage"]
+    table = _link_records_table(storage, MONTHS[0], load_purposes())
+    assert [row[2] for row in table.rows] == ["確認対象の書き出し", "判断の取込"]
+    assert table.rows[0][3] == "照合確認（照合の確認）"
+    log = review_log(storage)
+    (name, broken, lines), = [s for s in records_status(storage) if s[0].startswith("照合の記録")]
+    assert broken is None and lines == len(log.entries())
+    original = log.path.read_bytes()
+    try:  # an edited line (fewer rows exported) is found
+        log.path.write_bytes(original.replace(b'"rows": ', b'"rows": 1', 1))
+        (_, broken, _), = [s for s in records_status(storage) if s[0].startswith("照合の記録")]
+        assert broken == 1
+    finally:
+        log.path.write_bytes(original)
+
+
+def test_the_purge_lists_the_exports_to_destroy(round_trip) -> None:
+    """Last: it forgets the first month."""
+    from kodomo_assets.defs.operations import purge_log
+    from kodomo_assets_tests.defs.test_operations import _purge
+
+    storage = at(round_trip["storage"], "2023-10-01")
+    result = _purge(storage, DagsterInstance.ephemeral(), [MONTHS[0]])
+    assert result.success, failures(result)
+    (entry,) = purge_log(storage).entries()
+    assert [(e["action"], e["file"]) for e in entry["exports_to_destroy"]] == [("link-review", "review.csv")]
+    assert "照合の判断" in entry["forgotten"] and not store_path(storage, MONTHS[0]).exists()
