@@ -125,7 +125,7 @@ def standing(storage: KodomoStorage, month: str) -> list[Decision]:
     return list(latest.values())
 
 
-def in_force(con: duckdb.DuckDBPyConnection, key: bytes,
+def still_valid(con: duckdb.DuckDBPyConnection, key: bytes,
              decisions: list[Decision]) -> tuple[list[Decision], int]:
     """The decisions whose two records are unchanged, and how many lapsed. A decision whose
     pupil is no longer on the 学齢簿 is neither: there is nothing to link."""
@@ -153,7 +153,7 @@ def apply_decisions(con: duckdb.DuckDBPyConnection, key: bytes,
     """Change `pupil_link` and `link_review` in `con` (the linkage's outputs, beside its views
     `pupils` and `residents`) by the standing decisions. Returns the counts and the automatic
     links removed, by method."""
-    valid, lapsed = in_force(con, key, decisions)
+    valid, lapsed = still_valid(con, key, decisions)
     con.execute("CREATE OR REPLACE TEMP TABLE _ld AS SELECT * FROM (VALUES (NULL::VARCHAR, NULL::VARCHAR, "
                 "NULL::VARCHAR)) t(pupil_no, atena_no, decision) WHERE false")
     if valid:
