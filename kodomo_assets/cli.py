@@ -192,6 +192,35 @@ def _feedback_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _link_review(args: argparse.Namespace) -> int:
+    """The designated steward, as the pipeline's account: the pairs to decide, or every link."""
+    from kodomo_assets.lib.export import ExportError
+    from kodomo_assets.lib.link_review import export_review
+
+    try:
+        result = export_review(_storage(storage_key=True), args.month, Path(args.out), args.purpose,
+                               every_link=args.all)
+    except ExportError as err:
+        return _refuse(err)
+    what = "連携の全件" if args.all else "照合の確認対象"
+    print(f"{what} {result.month}: {result.rows} 行を {result.path} に書き出しました（照合の記録に追記済み）。"
+          "使い終えたら削除してください。")
+    return 0
+
+
+def _link_decisions(args: argparse.Namespace) -> int:
+    from kodomo_assets.lib.export import ExportError
+    from kodomo_assets.lib.link_review import record_decisions
+
+    try:
+        result = record_decisions(_storage(storage_key=True), args.month, Path(args.file))
+    except ExportError as err:
+        return _refuse(err)
+    print(f"照合の判断 {result.month}: 同一 {result.same} 件・別人 {result.different} 件を記録しました"
+          f"（置き換えた以前の判断 {result.superseded} 件、照合の記録に追記済み）。翌月以降の連携に適用されます。")
+    return 0
+
+
 def _demo_center(args: argparse.Namespace) -> int:
     from kodomo_assets.demo.center import check_list
     from kodomo_assets.lib.export import ExportError
@@ -247,6 +276,19 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--month", required=True, help="提出する基準月 YYYY-MM（受信箱のフォルダ）")
     imp.add_argument("--file", required=True, help="確認結果を記入した .xlsx、または CSV (CP932 または UTF-8)")
     imp.set_defaults(func=_feedback_import)
+    link = sub.add_parser(
+        "link-review", help="照合の確認対象（不確実な組と項目ごとの一致度。値は出さない）を CSV に書き出す"
+                            "（--all は連携の全件。保存用の鍵が必要、記録が残る）")
+    link.add_argument("--month", required=True, help="基準月 YYYY-MM")
+    link.add_argument("--out", required=True, help="出力ファイル (.csv、BOM 付き UTF-8)")
+    link.add_argument("--purpose", required=True, help="利用目的コード（data/policy/purposes.csv、例: 照合確認）")
+    link.add_argument("--all", action="store_true", help="確認対象ではなく、その月の連携をすべて書き出す（監査用）")
+    link.set_defaults(func=_link_review)
+    decide = sub.add_parser(
+        "link-decisions", help="link-review の CSV に記入した判断（同一・別人）を確かめて記録する（翌月以降の連携に適用）")
+    decide.add_argument("--month", required=True, help="書き出した照合の確認対象の基準月 YYYY-MM")
+    decide.add_argument("--in", dest="file", required=True, help="判断の列を記入した CSV (UTF-8 または CP932)")
+    decide.set_defaults(func=_link_decisions)
     center = sub.add_parser(
         "demo-center", help="デモ用: センターの職員の代わりに、確認リストの上位を正解データで確認し、確認結果を"
                             "署名して受信箱に置く（review-list と feedback-import と同じ処理。センターの秘密鍵が必要）")

@@ -26,6 +26,7 @@ from dagster import (
 
 from kodomo_assets.lib.chained_log import ChainedLog
 from kodomo_assets.lib.export import read_access_log
+from kodomo_assets.lib.link_review import review_log
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.retention import INPUTS, LABELS, forget_kinds, month_kinds
 from kodomo_assets.lib.platform.storage import KodomoStorage
@@ -170,7 +171,9 @@ def purge_job_for(asset_keys: Sequence[AssetKey]):  # noqa: ANN201 - built once 
             last_day = max(last for k, last in last_days.items() if k in due)
             files = [storage.label(p) for k in due for p in on_disk[k]]
             exports = [{k: e.get(k) for k in ("time", "user", "action", "file", "path", "format", "rows", "purpose")}
-                       for e in read_access_log(storage, month)]
+                       for e in [*read_access_log(storage, month),
+                                 *(e for e in review_log(storage).entries() if e.get("month") == month
+                                   and e.get("action") != "link-decisions")]]
             if config.dry_run:
                 context.log.info(f"{month}: 消去の対象 {len(files)} 件（試行。消去していません）")
                 summary["files"] += len(files)

@@ -40,6 +40,7 @@ from kodomo_assets.lib.export import (
 )
 from kodomo_assets.lib.indicators import load_indicators
 from kodomo_assets.lib.lineage_diagram import draw
+from kodomo_assets.lib.link_review import review_log
 from kodomo_assets.lib.linked_table import describe, load_spec, plan
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.storage import KodomoStorage
@@ -110,9 +111,11 @@ def _figures_section(context: AssetExecutionContext, storage: KodomoStorage, mon
         parts.append(t)
     link = _meta(inst, LINK_KEY, month)
     if link:
-        linked = link["linked_by_atena_no"] + link["linked_probabilistically"]
-        t = R.suppressed_grid(["児童生徒"], ["宛名番号で連携", "確率的照合で連携", "未連携（確認待ち含む）"],
-                              np.array([[link["linked_by_atena_no"], link["linked_probabilistically"],
+        decided = link.get("linked_by_decision") or 0  # absent before the link-review workflow
+        linked = link["linked_by_atena_no"] + link["linked_probabilistically"] + decided
+        t = R.suppressed_grid(["児童生徒"], ["宛名番号で連携", "確率的照合で連携", "職員の確認で連携",
+                                          "未連携（確認待ち含む）"],
+                              np.array([[link["linked_by_atena_no"], link["linked_probabilistically"], decided,
                                          link["unlinked"]]]))
         t.caption = "学齢簿と住民基本台帳の連携"
         # a rate is shown only when its numerator and its rest are both 0 or ≥ 10
@@ -294,12 +297,14 @@ def _trend_section(storage: KodomoStorage) -> list:
 def records_status(storage: KodomoStorage) -> list[tuple[str, int | None, int]]:
     """Each chained record, the first line that does not verify (None: all do) and its lines:
     the center's access log (signed with the center's key, checked with its public key) and
-    the pipeline's purge record (keyed with the storage key)."""
-    access, purges = access_log_path(storage), purge_log(storage)
+    the pipeline's purge record and the link-review record (keyed with the storage key)."""
+    access, purges, links = access_log_path(storage), purge_log(storage), review_log(storage)
     lines = lambda p: sum(1 for ln in p.read_bytes().split(b"\n") if ln.strip()) if p.exists() else 0  # noqa: E731
     return [("アクセス記録（書き出し・確認結果の取込。センターの署名と連鎖）",
              verify_access_log(storage, storage.center_public()), lines(access)),
-            ("消去の記録（保存期間による削除。連鎖と鍵付きハッシュ）", purges.first_broken_line(), lines(purges.path))]
+            ("消去の記録（保存期間による削除。連鎖と鍵付きハッシュ）", purges.first_broken_line(), lines(purges.path)),
+            ("照合の記録（照合の確認の書き出し・判断の取込。連鎖と鍵付きハッシュ）", links.first_broken_line(),
+             lines(links.path))]
 
 
 def _records_table(status: list[tuple[str, int | None, int]]) -> R.Table:
@@ -340,8 +345,21 @@ def _history_section(storage: KodomoStorage, instance: DagsterInstance, month: s
         R.Table("資産ごとの最新の実体化（誰が・いつ）", ["資産", "日時（日本時間）", "実行", "実行ユーザー"], assets),
         R.Table("確認リストの書き出し記録（アクセス記録）", ["日時", "ユーザー", "利用目的", "行数", "形式"],
                 access or [["—", "—", "書き出しなし", "—", "—"]], counts={3}),
+        _link_records_table(storage, month, purposes),
         _records_table(records_status(storage)),
     ]
+
+
+def _link_records_table(storage: KodomoStorage, month: str, purposes: dict[str, str]) -> R.Table:
+    """照合の確認: each export (the uncertain pairs, or every link) and each import of decisions."""
+    names = {"link-review": "確認対象の書き出し", "link-review-all": "全件の書き出し（監査）",
+             "link-decisions": "判断の取込"}
+    rows = [[e.get("time"), e.get("user"), names.get(e.get("action"), "不明"),
+             f"{e['purpose']}（{purposes.get(e['purpose'], '不明なコード')}）" if e.get("purpose") else "—",
+             R.small(e.get("rows"))]
+            for e in review_log(storage).entries() if e.get("month") == month]
+    return R.Table("照合の確認の記録（書き出しと判断）", ["日時", "ユーザー", "内容", "利用目的", "行数"],
+                   rows or [["—", "—", "記録なし", "—", "—"]], counts={4})
 
 
 def _trend_pages(storage: KodomoStorage, con, month: str, verified: list[str]) -> tuple[list, list[str]]:  # noqa: ANN001

@@ -20,6 +20,7 @@ from kodomo_assets.defs.lineage import column_lineage, materialized_by
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
 from kodomo_assets.lib.gate import inspect_table, warm_up
+from kodomo_assets.lib.link_decisions import apply_standing
 from kodomo_assets.lib.linkage import link_pupils, prepare_inputs
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.policy import MonthApproval
@@ -64,6 +65,7 @@ def _lineage(fields: frozenset[str]) -> dict[str, list[tuple[AssetKey, str]]]:
         "氏名カナと生年月日の一致を確かめて連携し、空欄なら Splink による確率的照合（氏名カナ・"
         "生年月日・性別・住所。m確率は宛名番号のある児童生徒から学習）で一対一に連携する。"
         "不確実な候補は自動連携せず確認用の表へ。既知の宛名番号の一部を伏せて毎回精度を測る。"
+        "職員が確認した組（同一・別人）は、どちらの記録も変わらない限り翌月以降そのまま適用する。"
         "連携領域にのみ保存し、分析領域へは仮名化して渡す。"
     ),
 )
@@ -82,6 +84,7 @@ def pupil_links(context: AssetExecutionContext, storage: KodomoStorage):  # noqa
         con.execute(f"CREATE TEMP VIEW gakurei_ok AS {_restricted(approval, 'gakurei', 'gakumu')}")
         prepare_inputs(con, "jumin_ok", "gakurei_ok")
         r = link_pupils(con, seed=zlib.crc32(month.encode()), fields=fields)
+        decided, r = apply_standing(con, storage, month, r)  # a steward's earlier decisions
         reports = [inspect_table(con, t, approved=cols, id_columns=("pupil_no", "atena_no"))
                    for t, cols in TABLES.items()]
         results = check_results(reports)
@@ -108,6 +111,12 @@ def pupil_links(context: AssetExecutionContext, storage: KodomoStorage):  # noqa
             "matching_fields": MetadataValue.json(sorted(fields)),
             "m_probabilities": MetadataValue.json(r.m_probabilities),
             "linkage_seconds": round(r.seconds, 2),
+            # the steward's decisions of earlier months (kodomo link-decisions), counts only
+            "linked_by_decision": decided.linked,
+            "link_decisions_same": decided.same,
+            "link_decisions_different": decided.different,
+            "link_decisions_lapsed": decided.lapsed,
+            "link_decisions_blocked": decided.blocked,
             "store": MetadataValue.path(str(final)),
             "materialized_by": materialized_by(),
             "dagster/column_lineage": column_lineage(_lineage(fields)),
