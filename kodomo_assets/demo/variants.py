@@ -83,7 +83,7 @@ def plant(rng: np.random.Generator, pop: Population, school: School) -> Variants
     dom = (day - day.astype("M8[M]")).astype(int) + 1
     full = np.char.add(sur.astype(str), giv.astype(str))
     eligible = {
-        "substitution": resident.copy(),
+        "substitution": resident & _has(full, set(CONFUSED)),
         "small_kana": resident & _has(full, set(SMALL) | {"ツ"}),
         "long_vowel": resident & np.array([_long_vowel(s, None) is not None for s in full]),
         "ji_zu": resident & _has(full, set(JI_ZU)),
@@ -144,16 +144,7 @@ def _kana_variant(kind: str, sur: str, giv: str, rng: np.random.Generator) -> tu
 def _change(kind: str, s: str, rng: np.random.Generator) -> str | None:
     if kind == "long_vowel":
         return _long_vowel(s, rng)
-    if kind == "substitution":
-        pos = int(rng.integers(0, len(s)))
-        c = s[pos]
-        alt = CONFUSED.get(c) or ("ア" if c != "ア" else "イ")
-        if c not in CONFUSED:  # same row, another vowel: カ -> コ
-            row = next((r for r in _ROWS if c in r), None)
-            if row is not None:
-                alt = row[(row.index(c) + 1 + int(rng.integers(0, 4))) % 5]
-        return s[:pos] + alt + s[pos + 1:]
-    table = {"small_kana": {**SMALL, "ツ": "ッ"}, "ji_zu": JI_ZU}.get(kind)
+    table = {"small_kana": {**SMALL, "ツ": "ッ"}, "ji_zu": JI_ZU, "substitution": CONFUSED}.get(kind)
     if kind == "dakuten":
         table = {**VOICED, **UNVOICED}
     spots = [i for i, c in enumerate(s) if c in table and not (kind == "small_kana" and c == "ツ" and i == len(s) - 1)]
@@ -167,10 +158,6 @@ def _change(kind: str, s: str, rng: np.random.Generator) -> str | None:
     if s[i] == "ヴ" and i + 1 < len(s) and s[i + 1] in "ァィェォ":  # ヴァン -> バン
         new, s = "バビベボ"["ァィェォ".index(s[i + 1])], s[:i + 1] + s[i + 2:]
     return s[:i] + new + s[i + 1:]
-
-
-_ROWS = ["アイウエオ", "カキクケコ", "サシスセソ", "タチツテト", "ナニヌネノ", "ハヒフヘホ", "マミムメモ",
-         "ラリルレロ", "ガギグゲゴ", "ザジズゼゾ", "ダヂヅデド", "バビブベボ", "パピプペポ"]
 
 
 def _long_vowel(s: str, rng: np.random.Generator | None) -> str | None:
