@@ -24,9 +24,10 @@ assert len(KATAKANA) == len(KANA_ASCII)
 
 # the phonetic key: voiced and small kana to their plain forms, so ヂ/ジ, ヅ/ズ, ヴ/ブ and
 # ヲ/オ meet too, then long vowels dropped after their row (コウジ, コージ, コオジ -> コシ),
-# then kana a hand or a scan confuses by shape read alike (シ/ツ, ソ/ン, ク/ケ/タ …)
+# then kana a hand or a scan confuses by shape read alike (シ/ツ, ソ/ン, ク/ケ/タ …). A slip
+# on a kana before a long vowel (ソウタ/ンウタ) escapes the key; the edit-distance level has it
 _PLAIN_FROM = "ヴヲァィゥェォャュョッヮガギグゲゴザジズゼゾダヂヅデドバビブベボパピプペポ"
-_PLAIN_TO = "フオアイウエオヤユヨツワカキクケコサシスセソタチツテトハヒフヘホハヒフヘホ"
+_PLAIN_TO = "フオアイウエオヤユヨツワカキクケコサシスセソタシステトハヒフヘホハヒフヘホ"  # ヂ=ジ, ヅ=ズ
 assert len(_PLAIN_FROM) == len(_PLAIN_TO)
 _SHAPE_FROM, _SHAPE_TO = "シソケタウレテメスユロム", "ツンククワルチナヌココマ"
 _VU = (("ヴァ", "バ"), ("ヴィ", "ビ"), ("ヴェ", "ベ"), ("ヴォ", "ボ"))
