@@ -22,6 +22,7 @@ from kodomo_assets.demo import needs as NE
 from kodomo_assets.demo import population as PO
 from kodomo_assets.demo import school as SC
 from kodomo_assets.demo import services as SV
+from kodomo_assets.demo import variants as VA
 from kodomo_assets.demo.datasets import BUILDERS, World
 from kodomo_assets.demo.places import make_places
 from kodomo_assets.demo.specs import build_specs
@@ -99,9 +100,10 @@ def generate(out: Path, residents: int, months: list[str], seed: int,
     child = SV.base_child_health(rng(8), pop, places.district_facility)
     needs, cases = NE.plant(rng(9), pop, school, am, care, cards, money, child, known_share)
     SC.simulate(rng(10), school, am, len(places.school_names))
+    variants = VA.plant(rng(13), pop, school)  # a stream of its own: every other draw unchanged
     _trim()
     world = World(pop=pop, places=places, months=am, care=care, cards=cards, money=money, child=child,
-                  school=school, cases=cases, rng=rng(11))
+                  school=school, cases=cases, rng=rng(11), variants=variants)
     del care, cards, money, child  # the world holds them until their last export
     counts = _write_exports(out, world, build_specs(places), names, seed, rng(12))
     truth = out / TRUTH
@@ -109,6 +111,7 @@ def generate(out: Path, residents: int, months: list[str], seed: int,
     write_persons(truth / "persons.parquet", pop, school, places)
     _trim()
     NE.truth_table(needs, pop, school).to_csv(truth / "needs.csv", index=False)
+    VA.truth_table(variants, school).to_csv(truth / VA.TRUTH_FILE, index=False)
     (truth / "counts.json").write_text(json.dumps(counts, ensure_ascii=False, indent=1), encoding="utf-8")
     return counts
 

@@ -26,6 +26,7 @@ from kodomo_assets.demo.services import (
     Money,
     nursery_state,
 )
+from kodomo_assets.demo.variants import Variants, school_address
 
 AID_TARGET = 0.155 * 0.9325  # 準要保護 share of pupils in Tokyo (就学援助実施状況等調査 FY2022)
 # register order inside a household: 世帯主, spouse, parents, children, 子の妻, 孫, others
@@ -44,6 +45,7 @@ class World:
     school: School
     cases: Cases
     rng: np.random.Generator
+    variants: Variants
 
     def release(self, *parts: str) -> None:
         """Drop inputs that no later export needs."""
@@ -134,6 +136,12 @@ def jumin(w: World) -> pd.DataFrame:
     out = {"atena": atena[order], "hh_no": pop.h["number"][hh[order]]}
     for k in ("mynumber", "sur", "giv", "birth", "sex"):
         out[k] = col(lambda v, who, mf, mt, k=k: p[k][who])[order]
+    if w.variants.register_given:  # a middle name the 学齢簿 drops
+        middle = np.array(sorted(w.variants.register_given))
+        person = col(lambda v, who, mf, mt: who)[order]
+        hit = np.flatnonzero(np.isin(person, middle))
+        out["giv"][hit] = [w.variants.register_given[int(x)] for x in person[hit]]
+        del person
     out["rel"], out["hh"] = rel[order], hh[order]
     out["district"] = pop.h["district"][out["hh"]]
     out["foreign"] = col(lambda v, who, mf, mt: p["foreign"][who])[order].astype(int)
@@ -337,9 +345,14 @@ def gakurei(w: World) -> pd.DataFrame:
         guardian = _guardian(pop, pid, pres, hh_all, rel)
         g_sur = np.where(s.juto[r], s.guardian_sur[r], p["sur"][guardian])
         g_giv = np.where(s.juto[r], s.guardian_giv[r], p["giv"][guardian])
+        addr = pop.h["address"][hh]
+        form = w.variants.address_form[r]
+        for i in np.flatnonzero(form):
+            addr[i] = school_address(addr[i], int(form[i]))
         frames.append(_frame(
             m, number=s.number[r], atena=np.where(s.blank[r], -1, p["atena"][pid]), sur=p["sur"][pid],
-            giv=p["giv"][pid], birth=p["birth"][pid], sex=p["sex"][pid], hh=hh, school=s.school[m, r],
+            giv=p["giv"][pid], kana=w.variants.kana[r], birth=w.variants.birth[r], sex=p["sex"][pid], hh=hh,
+            addr=addr, school=s.school[m, r],
             grade=s.grade[m, r], aid=aid, arrears=np.where(arrears, 0, 1), g_sur=g_sur, g_giv=g_giv))
     return collapse(frames, ["number"])
 

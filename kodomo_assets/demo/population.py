@@ -25,8 +25,15 @@ SUR_KANJI = np.array([s[0] for s in N.SURNAMES] + N.FOREIGN_SURNAMES, dtype=obje
 SUR_KANA = np.array([s[1] for s in N.SURNAMES] + N.FOREIGN_SURNAMES, dtype=object)
 _SUR_P = np.array([s[2] for s in N.SURNAMES]) / sum(s[2] for s in N.SURNAMES)
 _SEGMENTS = [*N.MALE, *N.FEMALE, [(k, k) for k in N.FOREIGN_MALE], [(k, k) for k in N.FOREIGN_FEMALE]]
-GIVEN_KANJI = np.array([g[0] for seg in _SEGMENTS for g in seg], dtype=object)
-GIVEN_KANA = np.array([g[1] for seg in _SEGMENTS for g in seg], dtype=object)
+_DRAWN = [g for seg in _SEGMENTS for g in seg]
+# foreign given names with a middle name, as the register holds some (demo/variants.py):
+# after every drawn name, so no draw changes; MIDDLE_GIVEN_START + k * len(MIDDLE_NAMES) + m
+# is MIDDLE_NAMES[m] before foreign given name k
+FOREIGN_GIVEN_START = len(_DRAWN) - len(N.FOREIGN_MALE) - len(N.FOREIGN_FEMALE)
+MIDDLE_GIVEN_START = len(_DRAWN)
+_MIDDLE = [(f"{m}\u3000{g}",) * 2 for g in N.FOREIGN_MALE + N.FOREIGN_FEMALE for m in N.MIDDLE_NAMES]
+GIVEN_KANJI = np.array([g[0] for g in _DRAWN + _MIDDLE], dtype=object)
+GIVEN_KANA = np.array([g[1] for g in _DRAWN + _MIDDLE], dtype=object)
 _SEG_START = np.cumsum([0] + [len(s) for s in _SEGMENTS])[:-1]
 _SEG_LEN = np.array([len(s) for s in _SEGMENTS])
 

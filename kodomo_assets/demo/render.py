@@ -124,7 +124,9 @@ class Renderer:
     # -- strings -------------------------------------------------------------------------
     def _strings(self, col: Col, plan: _Plan, rows: slice) -> np.ndarray:
         f, k = self.frame, col.kind
-        if k in ("name", "kana"):
+        if k == "kana" and isinstance(col.src, str):  # whole spellings (the 学齢簿's own)
+            out = _spelled(f[col.src].to_numpy()[rows], plan.style[rows])
+        elif k in ("name", "kana"):
             sur, giv = (f[c].to_numpy()[rows] for c in col.src)
             out = self._names(sur, giv, k, None if plan.style is None else plan.style[rows])
         else:
@@ -151,8 +153,8 @@ class Renderer:
         if k in ("code", "text"):
             table = np.array(col.table + ("",), dtype=object)
             return table[np.where(v < 0, len(col.table), v % len(col.table) if k == "text" else v)]
-        if k == "addr":
-            return self.addresses[v]
+        if k == "addr":  # a household, or the address as spelt (the 学齢簿's own)
+            return v.copy() if v.dtype == object else self.addresses[v]
         if k == "month":
             style = plan.style[rows]
             table = {(am, s): D.render_month(int(am), int(s)) for am in np.unique(v) for s in range(4)}
@@ -171,6 +173,12 @@ class Renderer:
             sel = variant == k
             out[sel] = s_tab[sur[sel]] + sep + g_tab[giv[sel]]
         return out
+
+
+def _spelled(kana: np.ndarray, style: np.ndarray) -> np.ndarray:
+    """Katakana names (full-width space between the parts) in the style of _KANA."""
+    conv = (lambda s: s, N.to_half_width, N.to_hiragana)
+    return np.array([conv[k](s) for s, k in zip(kana.tolist(), style.tolist(), strict=True)], dtype=object)
 
 
 def _digits(v: np.ndarray, width: int) -> np.ndarray:

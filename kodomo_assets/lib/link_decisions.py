@@ -21,7 +21,12 @@ from pathlib import Path
 
 import duckdb
 
-from kodomo_assets.lib.linkage import METHOD_ATENA, METHOD_SPLINK, LinkageResult
+from kodomo_assets.lib.linkage import (
+    METHOD_ATENA,
+    METHOD_ATENA_CHECKED,
+    METHOD_SPLINK,
+    LinkageResult,
+)
 from kodomo_assets.lib.platform.storage import KodomoStorage
 
 SAME, DIFFERENT = "同一", "別人"
@@ -64,6 +69,7 @@ class Applied:
         (links,) = con.execute("SELECT count(*) FROM pupil_link").fetchone()
         return replace(r, review=review, unlinked=r.pupils - links,
                        deterministic=r.deterministic - removed.get(METHOD_ATENA, 0),
+                       checked=r.checked - removed.get(METHOD_ATENA_CHECKED, 0),
                        probabilistic=r.probabilistic - removed.get(METHOD_SPLINK, 0))
 
 

@@ -1,7 +1,8 @@
 """Link 学齢簿 pupils to 住民基本台帳 residents.
 
 A pupil whose 宛名番号 is filled in is linked by it, after a check that kana and birth date
-agree. A blank pupil goes through a Splink model (DuckDB) whose m-probabilities are learnt
+agree; when they do not, the pair is weighed on the same evidence as a blank pupil's
+(lib/linkage_compare.py). A blank pupil goes through a Splink model (DuckDB) whose m-probabilities are learnt
 from the 宛名番号 links themselves; a seeded share of those links is also scored as if
 blank, to measure precision and recall. Only unambiguous, high-probability pairs are
 linked; the rest go to `link_review` for a steward.
@@ -22,11 +23,19 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
-import splink.comparison_level_library as cll
-import splink.comparison_library as cl
-from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+from splink import DuckDBAPI, Linker, SettingsCreator
+
+from kodomo_assets.lib.linkage_compare import (
+    BIRTH_EXACT,
+    GIVEN_MIDDLE,
+    GIVEN_SAME_READING,
+    blocking,
+    columns,
+    comparisons,
+)
 
 METHOD_ATENA = "宛名番号"
+METHOD_ATENA_CHECKED = "宛名番号（確率的照合で確認）"
 METHOD_SPLINK = "確率的照合"
 REASON_NOT_FOUND = "宛名番号が住民基本台帳にない"
 REASON_DISAGREE = "宛名番号はあるが氏名カナ・生年月日が一致しない"
@@ -35,20 +44,12 @@ REASON_DUPLICATE = "宛名番号が複数の児童生徒で重複している"
 REASON_TAKEN = "一致した住民は宛名番号で連携済み"
 
 ALL_FIELDS = frozenset({"name_kana", "birth_date", "sex", "address"})
-# gamma of the given-name comparison (null -1, exact 3, JW >= 0.88 2, JW >= 0.7 1, else 0)
-GIVEN_EXACT, GIVEN_CLOSE = 3, 2
 MARGIN = 4.0  # match-weight points a runner-up must trail the best pair by
 M_FLOOR = 0.01  # no level is impossible for a true match (see _floor_m)
 TRAIN_PAIRS = 50_000  # labelled pairs for m: plenty, and bounded at city scale
-U_MAX_PAIRS = 2e6
-
-# DuckDB's Jaro-Winkler works on UTF-8 bytes, so any two katakana strings of equal
-# length look alike (each character shares its lead bytes). Mapping the 92 katakana
-# U+30A1..U+30FC one-to-one onto printable ASCII (without ' and \) restores
-# character-level similarity; equality is unaffected.
-KATAKANA = "".join(map(chr, range(0x30A1, 0x30FD)))
-KANA_ASCII = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in "'\\")
-assert len(KATAKANA) == len(KANA_ASCII)
+# u of the name levels: 1.2e6 random pairs hold plenty at about half the cost of 2e6 (at exactly
+# 1e6, its default, Splink prints a warning to the terminal)
+U_MAX_PAIRS = 1.2e6
 
 # typed explicitly: a caller may pass NULL for a column the approval does not allow
 PREPARE_SQL = """
@@ -72,12 +73,15 @@ TABLE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*){0,2}")
 class LinkageResult:
     pupils: int
     deterministic: int
+    checked: int  # 宛名番号 pupils whose kana or birth date disagreed, linked on the evidence
     probabilistic: int
     review: int
     unlinked: int
     holdout_pairs: int
     precision: float | None
     recall: float | None
+    holdout_disagreeing: int  # held-out pupils whose records disagree with their resident's
+    recall_disagreeing: float | None
     twins_cross_linked: int
     m_probabilities: dict
     seconds: float
@@ -147,7 +151,9 @@ def _snapshot(con: duckdb.DuckDBPyConnection) -> None:
 
 def _deterministic(con: duckdb.DuckDBPyConnection, fields: frozenset[str]) -> None:
     """One row per pupil with a 宛名番号, with its status. The agreement check compares
-    only approved fields; with neither kana nor birth date approved the number stands alone."""
+    only approved fields; with neither kana nor birth date approved the number stands alone.
+    A pupil whose kana or birth date disagrees is not refused for that: when no one else
+    names the resident, the probabilistic pass weighs the pair like any other."""
     kana = ("replace(p.name_kana, ' ', '') = replace(r.name_kana, ' ', '')"
             if "name_kana" in fields else "NULL::BOOLEAN")
     birth = "p.birth_date = r.birth_date" if "birth_date" in fields else "NULL::BOOLEAN"
@@ -165,30 +171,35 @@ def _deterministic(con: duckdb.DuckDBPyConnection, fields: frozenset[str]) -> No
             FROM joined
         )
         SELECT pupil_no, atena_no, agrees AND claims = 1 AS linked,
+               -- disagreeing, and the only pupil naming the resident: checked on the evidence
+               found AND NOT agrees AND named = 1 AS checked,
                CASE WHEN NOT found THEN '{REASON_NOT_FOUND}'
                     WHEN NOT agrees THEN '{REASON_DISAGREE}'
                     WHEN claims > 1 THEN '{REASON_DUPLICATE}' END AS reason
-        FROM (SELECT *, count(*) FILTER (WHERE agrees) OVER (PARTITION BY atena_no) AS claims
+        FROM (SELECT *, count(*) FILTER (WHERE agrees) OVER (PARTITION BY atena_no) AS claims,
+                     count(*) OVER (PARTITION BY atena_no) AS named
               FROM checked)
     """)
 
 
 def _holdout(con: duckdb.DuckDBPyConnection, seed: int, share: float) -> None:
-    """A seeded, exact share of the 宛名番号 links, chosen by a hash of pupil_no."""
+    """A seeded, exact share of the 宛名番号 pupils that name their resident alone, chosen
+    by a hash of pupil_no: those whose records disagree too, so variants are measured."""
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _lk_holdout AS
-        SELECT pupil_no, atena_no FROM _lk_det WHERE linked
+        SELECT pupil_no, atena_no FROM _lk_det WHERE linked OR checked
         QUALIFY row_number() OVER (ORDER BY md5(?::VARCHAR || ':' || pupil_no), pupil_no)
                 <= round(?::DOUBLE * count(*) OVER ())
     """, [seed, max(0.0, min(1.0, share))])
 
 
 def _training(con: duckdb.DuckDBPyConnection, seed: int) -> None:
-    """The labelled pairs for m: 宛名番号 links outside the holdout (a seeded sample at most)."""
+    """The labelled pairs for m: 宛名番号 pupils outside the holdout (a seeded sample at
+    most), disagreeing ones included, so the variants' levels are learnt, not floored."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _lk_train AS
         SELECT d.pupil_no, d.atena_no FROM _lk_det d ANTI JOIN _lk_holdout h USING (pupil_no)
-        WHERE d.linked ORDER BY md5(?::VARCHAR || ':' || d.pupil_no), d.pupil_no LIMIT {TRAIN_PAIRS}
+        WHERE d.linked OR d.checked ORDER BY md5(?::VARCHAR || ':' || d.pupil_no), d.pupil_no LIMIT {TRAIN_PAIRS}
     """, [seed])
 
 
@@ -204,76 +215,26 @@ def _candidates(con: duckdb.DuckDBPyConnection) -> None:
 
 # --- probabilistic ---------------------------------------------------------------------
 
-def _columns(fields: frozenset[str], prefix: str) -> str:
-    """The Splink input columns for the approved fields, from alias `prefix`."""
-    cols = []
-    if "name_kana" in fields:
-        mapped = f"translate({prefix}.name_kana, '{KATAKANA}', '{KANA_ASCII}')"
-        cols += [f"nullif(split_part({mapped}, ' ', 1), '') AS surname_kana",
-                 f"nullif(substr({mapped}, length(split_part({mapped}, ' ', 1)) + 2), '') AS given_kana"]
-    if "birth_date" in fields:
-        cols.append(f"{prefix}.birth_date")
-    if "sex" in fields:
-        cols.append(f"{prefix}.sex")
-    if "address" in fields:
-        cols += [f"{prefix}.address",
-                 f"nullif(split_part({prefix}.address, ' ', 1), '') AS address_street"]
-    return ", ".join(cols)
-
-
 def _inputs(con: duckdb.DuckDBPyConnection, fields: frozenset[str]) -> dict[str, pa.Table]:
-    cols_p, cols_r = _columns(fields, "p"), _columns(fields, "r")
+    cols_p, cols_r = columns(fields, "p"), columns(fields, "r")
+    # a checked pupil's own resident is always compared (blocking on it); a held-out one
+    # is scored as if blank
+    claimed = """(SELECT d.atena_no FROM _lk_det d WHERE d.pupil_no = p.pupil_no AND d.checked
+                  AND d.pupil_no NOT IN (SELECT pupil_no FROM _lk_holdout)) AS claimed_atena_no"""
     queries = {
-        "score_pupils": f"""SELECT p.pupil_no AS unique_id, {cols_p} FROM _lk_pup p
-            WHERE p.atena_no IS NULL OR p.pupil_no IN (SELECT pupil_no FROM _lk_holdout)""",
-        "score_residents": f"SELECT r.atena_no AS unique_id, {cols_r} FROM _lk_cand r",
-        "train_pupils": f"""SELECT p.pupil_no AS unique_id, {cols_p} FROM _lk_pup p
-            WHERE p.pupil_no IN (SELECT pupil_no FROM _lk_train)""",
-        "train_residents": f"""SELECT r.atena_no AS unique_id, {cols_r} FROM _lk_res r
-            WHERE r.atena_no IN (SELECT atena_no FROM _lk_train)""",
+        "score_pupils": f"""SELECT p.pupil_no AS unique_id, {cols_p}, {claimed} FROM _lk_pup p
+            WHERE p.atena_no IS NULL OR p.pupil_no IN (SELECT pupil_no FROM _lk_holdout)
+               OR p.pupil_no IN (SELECT pupil_no FROM _lk_det WHERE checked)""",
+        "score_residents": f"SELECT r.atena_no AS unique_id, {cols_r}, r.atena_no AS claimed_atena_no FROM _lk_cand r",
+        "train_pupils": f"""SELECT p.pupil_no AS unique_id, {cols_p}, NULL::VARCHAR AS claimed_atena_no
+            FROM _lk_pup p WHERE p.pupil_no IN (SELECT pupil_no FROM _lk_train)""",
+        "train_residents": f"""SELECT r.atena_no AS unique_id, {cols_r}, NULL::VARCHAR AS claimed_atena_no
+            FROM _lk_res r WHERE r.atena_no IN (SELECT atena_no FROM _lk_train)""",
         "labels": """SELECT 'pupils' AS source_dataset_l, pupil_no AS unique_id_l,
             'residents' AS source_dataset_r, atena_no AS unique_id_r,
             1.0 AS clerical_match_score FROM _lk_train""",
     }
     return {name: con.sql(sql).to_arrow_table() for name, sql in queries.items()}
-
-
-def _comparisons(fields: frozenset[str]) -> list:
-    comps = []
-    if "name_kana" in fields:
-        # short katakana names: a one-character difference is already below 0.9
-        comps += [
-            cl.JaroWinklerAtThresholds("surname_kana", [0.88, 0.7]).configure(
-                term_frequency_adjustments=True),
-            cl.JaroWinklerAtThresholds("given_kana", [0.88, 0.7]),
-        ]
-    if "birth_date" in fields:
-        parts = " + ".join(f"CAST({f}(birth_date_l) = {f}(birth_date_r) AS INTEGER)"
-                           for f in ("year", "month", "day"))
-        comps.append(cl.CustomComparison([
-            cll.NullLevel("birth_date"), cll.ExactMatchLevel("birth_date"),
-            cll.CustomLevel(f"{parts} = 2", "年・月・日のうち一つだけ違う"), cll.ElseLevel(),
-        ], output_column_name="birth_date"))
-    if "sex" in fields:
-        comps.append(cl.ExactMatch("sex"))
-    if "address" in fields:
-        comps.append(cl.CustomComparison([
-            cll.NullLevel("address"), cll.ExactMatchLevel("address"),
-            cll.ExactMatchLevel("address_street").configure(label_for_charts="建物・部屋番号以外が一致"),
-            cll.JaroWinklerLevel("address", 0.95), cll.ElseLevel(),
-        ], output_column_name="address"))
-    return comps
-
-
-def _blocking(fields: frozenset[str]) -> list:
-    rules = []
-    if "birth_date" in fields:
-        rules.append(block_on("birth_date"))
-    if "name_kana" in fields:
-        rules.append(block_on("surname_kana", "given_kana"))
-    if "address" in fields:
-        rules.append(block_on("address", "sex") if "sex" in fields else block_on("address"))
-    return rules
 
 
 def _floor_m(model: dict) -> dict[str, list[float]]:
@@ -309,7 +270,7 @@ def _score(con: duckdb.DuckDBPyConnection, fields: frozenset[str], seed: int,
         labels = db.register(frames["labels"], table_name="labels")
         settings = SettingsCreator(
             link_type="link_only", unique_id_column_name="unique_id",
-            comparisons=_comparisons(fields), blocking_rules_to_generate_predictions=_blocking(fields),
+            comparisons=comparisons(fields), blocking_rules_to_generate_predictions=blocking(fields),
             retain_matching_columns=True, retain_intermediate_calculation_columns=False)
         trainer = Linker([sdf["train_pupils"], sdf["train_residents"]], settings, log_level=None)
         trainer.training.estimate_m_from_pairwise_labels(labels)
@@ -336,12 +297,13 @@ def _weight(probability: float) -> float:
 
 def _no_scores(con: duckdb.DuckDBPyConnection) -> dict[str, list[float]]:
     con.execute("""CREATE OR REPLACE TEMP TABLE _lk_scored (pupil_no VARCHAR, atena_no VARCHAR,
-        match_weight DOUBLE, match_probability DOUBLE, given_level INTEGER)""")
+        match_weight DOUBLE, match_probability DOUBLE, given_level INTEGER, birth_level INTEGER)""")
     return {}
 
 
 def _store_scores(con: duckdb.DuckDBPyConnection, scored: pa.Table) -> None:
     given = "gamma_given_kana" if "gamma_given_kana" in scored.column_names else "NULL::INTEGER"
+    birth = "gamma_birth_date" if "gamma_birth_date" in scored.column_names else "NULL::INTEGER"
     con.register("_lk_splink_out", scored)
     try:
         con.execute(f"""
@@ -349,7 +311,7 @@ def _store_scores(con: duckdb.DuckDBPyConnection, scored: pa.Table) -> None:
             SELECT CASE WHEN source_dataset_l = 'pupils' THEN unique_id_l ELSE unique_id_r END AS pupil_no,
                    CASE WHEN source_dataset_l = 'pupils' THEN unique_id_r ELSE unique_id_l END AS atena_no,
                    match_weight::DOUBLE AS match_weight, match_probability::DOUBLE AS match_probability,
-                   {given} AS given_level
+                   {given} AS given_level, {birth} AS birth_level
             FROM _lk_splink_out
         """)
     finally:
@@ -361,10 +323,13 @@ def _store_scores(con: duckdb.DuckDBPyConnection, scored: pa.Table) -> None:
 def _decide(con: duckdb.DuckDBPyConnection, lower: float, upper: float) -> None:
     """Each scored pupil's best pair at probability >= lower, and what to do with it.
     A pair is linked only if it is the clear best both for its pupil and for its
-    resident, its probability reaches `upper`, and the given names, when both are known,
-    are at least close (JW >= 0.88). Twins differ only in the given name, and often by a
-    kana or two (ユウト/ユウマ), so a resident with a twin in the register needs an exact
-    given name (and is never linked without name_kana). Otherwise a steward decides."""
+    resident and its probability reaches `upper`: no single weak field vetoes it, the
+    weights decide, but for twins. They differ only in the given name, often by a kana or
+    two (ユウト/ユウマ), so a resident with a twin in the register needs the same given
+    name or reading (and is never linked without name_kana), and a pair that agrees on the
+    birth date needs given names no further apart than a dropped middle name (the twin
+    may be missing from the register). A pupil whose 宛名番号 was checked
+    is linked only to that resident. Otherwise a steward decides."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _lk_decided AS
         WITH ranked AS (
@@ -375,15 +340,16 @@ def _decide(con: duckdb.DuckDBPyConnection, lower: float, upper: float) -> None:
                    lead(match_weight) OVER (PARTITION BY atena_no ORDER BY match_weight DESC, pupil_no) AS next_r
             FROM _lk_scored s JOIN _lk_cand c USING (atena_no)
         ), best AS (
-            SELECT r.*, h.pupil_no IS NOT NULL AS holdout
+            SELECT r.*, h.pupil_no IS NOT NULL AS holdout, d.atena_no AS claimed
             FROM ranked r LEFT JOIN _lk_holdout h USING (pupil_no)
+            LEFT JOIN (SELECT pupil_no, atena_no FROM _lk_det WHERE checked) d USING (pupil_no)
             WHERE rank_p = 1 AND match_probability >= {float(lower)}
         )
-        SELECT pupil_no, atena_no, match_weight, match_probability, holdout,
+        SELECT pupil_no, atena_no, match_weight, match_probability, holdout, claimed,
                CASE WHEN rank_r > 1 OR next_p > match_weight - {MARGIN}
                          OR next_r > match_weight - {MARGIN} THEN 'uncertain'
-                    WHEN given_level < {GIVEN_CLOSE}
-                         OR (has_twin AND coalesce(given_level, -1) <> {GIVEN_EXACT}) THEN 'uncertain'
+                    WHEN has_twin AND coalesce(given_level, -1) < {GIVEN_SAME_READING} THEN 'uncertain'
+                    WHEN birth_level = {BIRTH_EXACT} AND given_level < {GIVEN_MIDDLE} THEN 'uncertain'
                     WHEN match_probability < {float(upper)} THEN 'uncertain'
                     WHEN NOT holdout AND atena_no IN (SELECT atena_no FROM _lk_holdout) THEN 'taken'
                     ELSE 'link' END AS decision
@@ -399,28 +365,37 @@ def _write_outputs(con: duckdb.DuckDBPyConnection) -> None:
         FROM _lk_det WHERE linked
         UNION ALL
         SELECT pupil_no, atena_no, '{METHOD_SPLINK}', match_weight, match_probability
-        FROM _lk_decided WHERE decision = 'link' AND NOT holdout
+        FROM _lk_decided WHERE decision = 'link' AND NOT holdout AND claimed IS NULL
+        UNION ALL
+        SELECT pupil_no, atena_no, '{METHOD_ATENA_CHECKED}', match_weight, match_probability
+        FROM _lk_decided WHERE decision = 'link' AND atena_no = claimed
         ORDER BY pupil_no
     """)
     con.execute(f"""
         CREATE OR REPLACE TABLE link_review AS
         SELECT pupil_no, atena_no, reason, NULL::DOUBLE AS match_weight, NULL::DOUBLE AS match_probability
         FROM _lk_det WHERE NOT linked
+            AND pupil_no NOT IN (SELECT pupil_no FROM pupil_link WHERE method = '{METHOD_ATENA_CHECKED}')
         UNION ALL
         SELECT pupil_no, atena_no,
                CASE decision WHEN 'taken' THEN '{REASON_TAKEN}' ELSE '{REASON_UNCERTAIN}' END,
                match_weight, match_probability
-        FROM _lk_decided WHERE decision <> 'link' AND NOT holdout
+        FROM _lk_decided WHERE decision <> 'link' AND NOT holdout AND claimed IS NULL
         ORDER BY pupil_no
     """)
 
 
 def _result(con: duckdb.DuckDBPyConnection, m_probabilities: dict, seconds: float) -> LinkageResult:
     (pupils,) = con.execute("SELECT count(*) FROM _lk_pup").fetchone()
-    deterministic, probabilistic = con.execute(f"""
+    deterministic, checked, probabilistic = con.execute(f"""
         SELECT count(*) FILTER (WHERE method = '{METHOD_ATENA}'),
+               count(*) FILTER (WHERE method = '{METHOD_ATENA_CHECKED}'),
                count(*) FILTER (WHERE method = '{METHOD_SPLINK}') FROM pupil_link""").fetchone()
     (review,) = con.execute("SELECT count(*) FROM link_review").fetchone()
+    holdout_checked, correct_checked = con.execute("""
+        SELECT count(*), count(*) FILTER (WHERE x.atena_no = h.atena_no AND x.decision = 'link')
+        FROM _lk_holdout h JOIN _lk_det d USING (pupil_no) LEFT JOIN _lk_decided x USING (pupil_no)
+        WHERE d.checked""").fetchone()
     holdout, linked, correct, twins = con.execute("""
         SELECT (SELECT count(*) FROM _lk_holdout),
                count(d.pupil_no),
@@ -434,8 +409,10 @@ def _result(con: duckdb.DuckDBPyConnection, m_probabilities: dict, seconds: floa
         WHERE d.decision = 'link'
     """).fetchone()
     return LinkageResult(
-        pupils=pupils, deterministic=deterministic, probabilistic=probabilistic, review=review,
-        unlinked=pupils - deterministic - probabilistic, holdout_pairs=holdout,
+        pupils=pupils, deterministic=deterministic, checked=checked, probabilistic=probabilistic,
+        review=review, unlinked=pupils - deterministic - checked - probabilistic, holdout_pairs=holdout,
+        holdout_disagreeing=holdout_checked,
+        recall_disagreeing=correct_checked / holdout_checked if holdout_checked else None,
         # precision is undefined when nothing held out was auto-linked
         precision=correct / linked if linked else None,
         recall=correct / holdout if holdout else None,

@@ -111,11 +111,12 @@ def _figures_section(context: AssetExecutionContext, storage: KodomoStorage, mon
         parts.append(t)
     link = _meta(inst, LINK_KEY, month)
     if link:
+        checked = link.get("linked_by_atena_no_checked") or 0  # absent before issue 15
         decided = link.get("linked_by_decision") or 0  # absent before the link-review workflow
-        linked = link["linked_by_atena_no"] + link["linked_probabilistically"] + decided
-        t = R.suppressed_grid(["児童生徒"], ["宛名番号で連携", "確率的照合で連携", "職員の確認で連携",
-                                          "未連携（確認待ち含む）"],
-                              np.array([[link["linked_by_atena_no"], link["linked_probabilistically"], decided,
+        linked = link["linked_by_atena_no"] + checked + link["linked_probabilistically"] + decided
+        t = R.suppressed_grid(["児童生徒"], ["宛名番号で連携", "宛名番号を照合で確認して連携", "確率的照合で連携",
+                                          "職員の確認で連携", "未連携（確認待ち含む）"],
+                              np.array([[link["linked_by_atena_no"], checked, link["linked_probabilistically"], decided,
                                          link["unlinked"]]]))
         t.caption = "学齢簿と住民基本台帳の連携"
         # a rate is shown only when its numerator and its rest are both 0 or ≥ 10
