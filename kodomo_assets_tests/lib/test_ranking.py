@@ -29,9 +29,10 @@ def test_the_list_share_counts_sampled_negatives_at_their_weight() -> None:
     assert ranking.top_share(key, np.ones(5), 0.4).tolist() == [True, True, False, False, False]
 
 
-def _town(n: int, positives: int, model_sees: bool, seed: int = 0):
+def _town(n: int, positives: int, model_sees: bool, seed: int = 0, misses_count: bool = False):
     """Children with 0–2 indicators; the label follows the indicators, and (when model_sees)
-    a hidden factor the out-of-fold score knows and the indicators do not."""
+    a hidden factor the out-of-fold score knows and the indicators do not; misses_count: the
+    score knows only the hidden factor."""
     rng = np.random.default_rng(seed)
     count = rng.choice([0, 1, 2], size=n, p=[0.9, 0.08, 0.02]).astype(float)
     hidden = rng.normal(size=n)
@@ -40,15 +41,25 @@ def _town(n: int, positives: int, model_sees: bool, seed: int = 0):
     y = np.zeros(n, dtype=bool)
     y[np.argsort(-(p + rng.random(n) * 1e-3))[:positives]] = True
     noise = rng.normal(scale=0.8 if model_sees else 3.0, size=n)
-    score = 1 / (1 + np.exp(-(logit + noise)))
+    score = 1 / (1 + np.exp(-(logit - (1.2 * count if misses_count else 0) + noise)))
     return count, score, y
+
+
+def test_the_model_alone_must_beat_the_blend_not_only_the_indicators() -> None:
+    """Each step away from the rules needs its own evidence: a model that beats the
+    indicators but not the blend leaves the blend in place."""
+    count, score, y = _town(40000, 800, model_sees=True, seed=2, misses_count=True)
+    choice = ranking.choose(count, score, y, np.ones(len(y)), 0.02)
+    assert choice.mode == ranking.BLEND, choice.reason()
+    assert choice.wins[ranking.MODEL] < ranking.WIN_SHARE
+    assert "合成を採用した" in choice.reason() and "学習モデルのみが合成を" in choice.reason()
 
 
 def test_few_known_children_keep_the_indicators_first() -> None:
     count, score, y = _town(2000, 20, model_sees=False)
     choice = ranking.choose(count, score, y, np.ones(len(y)), 0.02)
     assert choice.mode == ranking.INDICATORS and choice.positives == 20
-    assert choice.wins[ranking.MODEL] < ranking.WIN_SHARE
+    assert choice.wins[ranking.BLEND] < ranking.WIN_SHARE
     text = choice.reason()
     assert "指標優先" in text and "20 人" in text and "再標本化" in text
     # the committee's version has no precision: times the list's length it is a small count
@@ -60,8 +71,10 @@ def test_a_model_that_sees_more_replaces_the_indicators_when_the_evidence_is_str
     count, score, y = _town(40000, 800, model_sees=True)
     choice = ranking.choose(count, score, y, np.ones(len(y)), 0.02)
     assert choice.mode in (ranking.MODEL, ranking.BLEND)
-    assert choice.wins[choice.mode] >= ranking.WIN_SHARE
+    assert choice.wins[ranking.BLEND] >= ranking.WIN_SHARE  # the first step, over the indicators
     assert choice.precision[choice.mode] > choice.precision[ranking.INDICATORS]
+    if choice.mode == ranking.MODEL:  # the second step, over the blend
+        assert choice.wins[ranking.MODEL] >= ranking.WIN_SHARE
     assert "採用した" in choice.reason()
     # the same inputs choose the same way: the bootstrap is seeded
     assert ranking.choose(count, score, y, np.ones(len(y)), 0.02) == choice
