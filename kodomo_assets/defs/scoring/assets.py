@@ -153,9 +153,10 @@ def risk_scores(context: AssetExecutionContext, storage: KodomoStorage):  # noqa
         eligible = ~frame["center_known"].astype(bool).to_numpy()
         card.past_share, card.past_share_listed = scoring.past_consultation_shares(
             priority, y.astype(bool), eligible, review_k(len(score)))
-        # exact SHAP wherever the list could reach: the top 5% by either order (k is 2% by default)
-        contrib = scoring.contributions(model, d.matrix, (score >= np.quantile(score, 0.95))
-                                        | (priority >= np.quantile(priority, 0.95)))
+        # exact SHAP wherever the list could reach (k is 2% by default): the top 5% of its
+        # order, and the known children among the top 5% by score (the rising-score section)
+        contrib = scoring.contributions(model, d.matrix, (priority >= np.quantile(priority, 0.95))
+                                        | (~eligible & (score >= np.quantile(score, 0.95))))
         said = scoring.reasons([list(r) for r in frame["indicator_reasons"]], contrib, d.matrix,
                                d.terms, asof)
         labels = {i.name: i.label for i in indicators}
