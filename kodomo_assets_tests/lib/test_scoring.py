@@ -62,6 +62,11 @@ def test_training_is_calibrated_deterministic_and_ranks_the_signal() -> None:
     assert np.array_equal(np.argsort(p, kind="stable"), np.argsort(raw, kind="stable"))
 
 
+def test_a_city_sized_sample_is_cross_validated_on_three_folds() -> None:
+    assert scoring.n_folds(scoring.LARGE_TRAINING - 1) == 5
+    assert scoring.n_folds(scoring.LARGE_TRAINING) == 3
+
+
 def test_sampling_keeps_positives_and_reweights_negatives() -> None:
     y = np.r_[np.ones(100, int), np.zeros(200_000, int)]
     keep, weight = scoring.training_sample(y, seed=1)
