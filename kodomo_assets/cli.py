@@ -8,10 +8,12 @@ variables the code location's resources are configured with (README, 鍵と口�
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 CENTER_KEY_DIR = "KODOMO_CENTER_KEY_DIR"
@@ -21,6 +23,20 @@ def _refuse(err: Exception, code: int = 2) -> int:
     """A refused command: one line on stderr (the messages never quote a row), and its code."""
     print(f"エラー: {err}", file=sys.stderr)
     return getattr(err, "exit_code", code)
+
+
+def _refusable(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A command whose refusals (ExportError, raised anywhere below it) end as one line on
+    stderr and their exit code. lib.export is imported when the command runs, not at --help."""
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        from kodomo_assets.lib.export import ExportError
+
+        try:
+            return handler(args)
+        except ExportError as err:
+            return _refuse(err)
+    return run
 
 
 def _env(name: str) -> str:
@@ -159,15 +175,12 @@ def _rotate_storage_key(args: argparse.Namespace) -> int:
     return 0
 
 
+@_refusable
 def _review_list(args: argparse.Namespace) -> int:
-    from kodomo_assets.lib.export import ExportError, export_review_list
+    from kodomo_assets.lib.export import export_review_list
 
-    try:
-        storage = _storage()
-        result = export_review_list(storage, _center_private(storage), args.month, Path(args.out),
-                                    args.purpose)
-    except ExportError as err:
-        return _refuse(err)
+    storage = _storage()
+    result = export_review_list(storage, _center_private(storage), args.month, Path(args.out), args.purpose)
     print(result.notice, file=sys.stderr)
     # one line, counts and file only: never a row of the list
     print(f"確認リスト {result.month}: {result.rows} 行を {result.path} に書き出しました"
@@ -175,15 +188,13 @@ def _review_list(args: argparse.Namespace) -> int:
     return 0
 
 
+@_refusable
 def _feedback_import(args: argparse.Namespace) -> int:
-    from kodomo_assets.lib.export import ExportError, import_feedback
+    from kodomo_assets.lib.export import import_feedback
 
-    try:
-        storage = _storage()
-        _env("KODOMO_INBOX")
-        result = import_feedback(storage, _center_private(storage), args.month, Path(args.file))
-    except ExportError as err:
-        return _refuse(err)
+    storage = _storage()
+    _env("KODOMO_INBOX")
+    result = import_feedback(storage, _center_private(storage), args.month, Path(args.file))
     for where, reason in result.refused:  # the center's own terminal: places and reasons only
         place = f"{where}行目" if isinstance(where, int) else where
         print(f"{args.file} {place}: {reason}（取り込みませんでした）", file=sys.stderr)
@@ -192,45 +203,36 @@ def _feedback_import(args: argparse.Namespace) -> int:
     return 0
 
 
+@_refusable
 def _link_review(args: argparse.Namespace) -> int:
     """The designated steward, as the pipeline's account: the pairs to decide, or every link."""
-    from kodomo_assets.lib.export import ExportError
     from kodomo_assets.lib.link_review import export_review
 
-    try:
-        result = export_review(_storage(storage_key=True), args.month, Path(args.out), args.purpose,
-                               every_link=args.all)
-    except ExportError as err:
-        return _refuse(err)
+    result = export_review(_storage(storage_key=True), args.month, Path(args.out), args.purpose,
+                           every_link=args.all)
     what = "連携の全件" if args.all else "照合の確認対象"
     print(f"{what} {result.month}: {result.rows} 行を {result.path} に書き出しました（照合の記録に追記済み）。"
           "使い終えたら削除してください。")
     return 0
 
 
+@_refusable
 def _link_decisions(args: argparse.Namespace) -> int:
-    from kodomo_assets.lib.export import ExportError
     from kodomo_assets.lib.link_review import record_decisions
 
-    try:
-        result = record_decisions(_storage(storage_key=True), args.month, Path(args.file))
-    except ExportError as err:
-        return _refuse(err)
+    result = record_decisions(_storage(storage_key=True), args.month, Path(args.file))
     print(f"照合の判断 {result.month}: 同一 {result.same} 件・別人 {result.different} 件を記録しました"
           f"（置き換えた以前の判断 {result.superseded} 件、照合の記録に追記済み）。翌月以降の連携に適用されます。")
     return 0
 
 
+@_refusable
 def _demo_center(args: argparse.Namespace) -> int:
     from kodomo_assets.demo.center import check_list
-    from kodomo_assets.lib.export import ExportError
 
-    try:
-        storage = _storage()
-        truth = Path(_env("KODOMO_INBOX")) / "_truth"
-        result = check_list(storage, _center_private(storage), args.month, truth, share=args.share)
-    except ExportError as err:
-        return _refuse(err)
+    storage = _storage()
+    truth = Path(_env("KODOMO_INBOX")) / "_truth"
+    result = check_list(storage, _center_private(storage), args.month, truth, share=args.share)
     print(f"デモのセンター: 確認リスト {result.month} の {result.rows} 人の確認結果（正解データから）に署名して"
           f" {result.path} に置きました")
     return 0
