@@ -26,7 +26,14 @@ from kodomo_assets.lib.linkage import (
     link_pupils,
     prepare_inputs,
 )
-from kodomo_assets.lib.linkage_compare import address_key, kana_key
+from kodomo_assets.lib.linkage_compare import (
+    PLAIN,
+    SHAPE,
+    address_key,
+    ascii_kana,
+    char_map,
+    kana_key,
+)
 from kodomo_assets.lib.linkage_truth import VARIANTS, linkage_against_truth
 from kodomo_assets.lib.registry import load_registry
 
@@ -367,6 +374,27 @@ def test_variants_share_a_phonetic_key(a: str, b: str) -> None:
 @pytest.mark.parametrize(("a", "b"), [("ユウト", "ユウマ"), ("ハルト", "ハルキ"), ("サトウ", "カトウ")])
 def test_different_names_keep_different_keys(a: str, b: str) -> None:
     assert duckdb.sql(f"SELECT {kana_key('$1')} = {kana_key('$2')}", params=[a, b]).fetchone() == (False,)
+
+
+def test_kana_become_one_ascii_character_each_and_stay_distinct() -> None:
+    """Jaro-Winkler and edit distances count characters only if each kana is one byte:
+    every katakana maps to its own ASCII character, anything else is left as it is."""
+    katakana = [chr(c) for c in range(0x30A1, 0x30FD)]
+    mapped = [duckdb.sql(f"SELECT {ascii_kana('$1')}", params=[k]).fetchone()[0] for k in katakana]
+    assert all(len(m) == 1 and m.isascii() for m in mapped) and len(set(mapped)) == len(katakana)
+    mixed = "ヤマダ 1号・"
+    want = "".join(mapped[katakana.index(k)] if k in katakana else k for k in mixed)
+    assert duckdb.sql(f"SELECT {ascii_kana('$1')}", params=[mixed]).fetchone()[0] == want
+    assert duckdb.sql(f"SELECT {ascii_kana('$1')}, {ascii_kana('$2')}", params=[None, ""]).fetchone() == (None, "")
+
+
+def test_the_phonetic_key_maps_characters_as_translate_would() -> None:
+    names = ["ヴァイオレット", "ガッコウ", "ジュンペイ", "ヂヅヲ", "シソケタ", "パーク ジョンウ", "", "abc"]
+    want = [duckdb.sql(f"SELECT translate($1, '{src}', '{dst}')", params=[n]).fetchone()[0]
+            for n in names for src, dst in (PLAIN, SHAPE)]
+    got = [duckdb.sql(f"SELECT {char_map('$1', src, dst)}", params=[n]).fetchone()[0]
+           for n in names for src, dst in (PLAIN, SHAPE)]
+    assert got == want
 
 
 def test_address_forms_read_alike() -> None:
