@@ -20,8 +20,11 @@ def q(text: str) -> str:
 
 
 def enum_case(col: Column, x: str) -> str:
-    whens = " ".join(f"WHEN {q(''.join(k.split()))} THEN {q(v)}" for k, v in col.values.items())
-    return f"CASE replace({x}, ' ', '') {whens} END"
+    """The code of a listed value, NULL for any other. A list lookup: `CASE x WHEN ...`
+    would evaluate `x` once per listed value."""
+    keys = ", ".join(q("".join(k.split())) for k in col.values)
+    codes = ", ".join(q(v) for v in col.values.values())
+    return f"list_extract([{codes}], list_position([{keys}], replace({x}, ' ', '')))"
 
 
 def typed_value(col: Column, v: str) -> tuple[str, str | None]:
