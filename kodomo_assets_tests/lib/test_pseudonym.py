@@ -36,6 +36,20 @@ def test_tokens_are_keyed_hmac_with_separate_purposes() -> None:
     assert got == (expected, None)
 
 
+@pytest.mark.parametrize("size", [1, 32, 64, 65, 100])
+def test_the_sql_function_is_hmac_for_every_key_length(size: int) -> None:
+    """The UDF prepares HMAC's padded key states itself: keys shorter than, equal to and
+    longer than SHA-256's 64-byte block (hashed first) must all give hmac's bytes."""
+    key = os.urandom(size)
+    values = ["0001234567", "", "宛名番号", "9" * 300]
+    con = duckdb.connect()
+    register_udfs(con, key)
+    for purpose in ("child", "household"):
+        got = [r[0] for r in con.execute(f"SELECT pseudonym_{purpose}(v) FROM unnest(?) t(v)", [values]).fetchall()]
+        assert got == [hmac.new(key, purpose.encode() + b"\x1f" + v.encode(), sha256).hexdigest()[:32]
+                       for v in values]
+
+
 def test_a_created_key_is_private_and_never_recreated(tmp_path: Path) -> None:
     path = tmp_path / "secrets" / "pseudonym.key"
     assert create_secret(path)
