@@ -1,6 +1,7 @@
 """Read one export into its department's DuckDB store: typed, deduplicated, with bad rows
 quarantined. The file streams through in blocks, so memory stays bounded at city scale;
-the heavy work is DuckDB SQL, and Python touches only each distinct date once."""
+the heavy work is DuckDB SQL, and Python parses only the distinct dates that SQL does not
+read plainly (wareki.DATE_MACROS)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from kodomo_assets.lib.decode import normalise as nfkc
 from kodomo_assets.lib.registry import Dataset
 from kodomo_assets.lib.statutory import is_denied_header, is_tax_like
 from kodomo_assets.lib.typing_sql import PARSED_TYPES, SQL_TYPES, q, reasons, suspicion, typed_value
-from kodomo_assets.lib.wareki import DateParseError, parse_date, parse_year_month
+from kodomo_assets.lib.wareki import DATE_MACROS, DateParseError, parse_date, parse_year_month
 
 PARSERS = {"date": parse_date, "year_month": parse_year_month}
 HEADER_ONLY = ("見出し行だけでデータ行が1行もありません（出力の失敗と見られます。"
@@ -138,21 +139,28 @@ def read_ahead(blocks: Iterator[pa.Table], depth: int = 2) -> Iterator[pa.Table]
 
 
 class _Loader:
-    """Temp tables `typed` and `quarantine` filled block by block, then one atomic write."""
+    """Temp tables `typed` and `quarantine` filled block by block, then one atomic write.
+    Each block is typed while the reader decodes the next one, so DuckDB's work overlaps
+    the decoding instead of following it (issue 15, part 5)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, ds: Dataset, positions: dict[str, int]):
         self.con, self.ds, self.cols = con, ds, ds.stored_columns
         scan.install(con)
+        for macro in DATE_MACROS:
+            con.execute(macro)
         self.raw = {c.name: f"c{positions[c.name]}" for c in self.cols}
         self.parsed = [c for c in self.cols if c.type in PARSED_TYPES]
         for c in self.parsed:
             con.execute(f"CREATE TEMP TABLE lk_{c.name} (raw VARCHAR, value {SQL_TYPES[c.type]}, error VARCHAR)")
-        raw = ", ".join(f"{self.raw[c.name]} VARCHAR" for c in self.cols)
-        con.execute(f"CREATE TEMP TABLE raw_all (_line BIGINT, {raw})")
         text = ", ".join(f"{c.name} VARCHAR" for c in self.cols)
         con.execute(f"CREATE TEMP TABLE quarantine (source_file VARCHAR, line BIGINT, "
                     f"reasons VARCHAR[], {text})")
         self.typed_sql = self._typed_sql()
+        # the typed table's shape, from the query itself on an empty block
+        empty = pa.table({"_line": pa.array([], pa.int64()),
+                          **{self.raw[c.name]: pa.array([], pa.string()) for c in self.cols}})
+        self._with_block(empty, lambda: con.execute(f"CREATE TEMP TABLE typed AS {self.typed_sql}"))
+        self.quarantine_sql = self._quarantine_sql()
 
     def _typed_sql(self) -> str:
         values, why = [], []
@@ -178,63 +186,83 @@ class _Loader:
         return (f"WITH base AS ({base}) SELECT * REPLACE (CASE WHEN len(errors) = 0 THEN "
                 f"list_filter([{checks}], x -> x IS NOT NULL) ELSE errors END AS errors) FROM base")
 
-    def add(self, block: pa.Table) -> None:
-        """Keep the block's text and parse its new distinct dates; the typing itself runs
-        once over all blocks in finish() (per block it cost three times as much)."""
-        con = self.con
-        con.register("raw", block)
-        self._trimmed("raw")
-        for c in self.parsed:
-            self._extend_lookup(c.name, PARSERS[c.type])
-        con.execute(f"INSERT INTO raw_all SELECT _line, {', '.join(self.raw[c.name] for c in self.cols)} FROM raw")
-        con.execute("DROP VIEW trimmed")
-        con.unregister("raw")
-
-    def _trimmed(self, source: str) -> None:
-        trimmed = ", ".join(f"NULLIF(trim({self.raw[c.name]}), '') AS v_{c.name}" for c in self.cols)
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW trimmed AS SELECT _line, {trimmed} FROM {source}")
-
-    def _type_all(self) -> None:
-        con = self.con
-        self._trimmed("raw_all")
-        con.execute(f"CREATE TEMP TABLE typed AS {self.typed_sql}")
+    def _quarantine_sql(self) -> str:
+        """A block's rejected rows with their text as delivered, a scanned hit masked."""
         raw_cols = ", ".join(f"CASE WHEN t.hit_{c.name} IS NOT NULL THEN {scan.mask_sql(f't.hit_{c.name}')} "
                              f"ELSE r.{self.raw[c.name]} END" if suspicion(c, "x")
                              else f"r.{self.raw[c.name]}" for c in self.cols)
-        con.execute(f"INSERT INTO quarantine SELECT {q(self.ds.file)}, t._line, t.errors, {raw_cols} "
-                    "FROM typed t JOIN raw_all r USING (_line) WHERE len(t.errors) > 0")
-        con.execute("DROP VIEW trimmed")
-        con.execute("DROP TABLE raw_all")
-        hits = [c for c in self.cols if suspicion(c, "x")]
-        self.redactions: dict[int, dict[int, str]] = {}
-        if hits:
-            for line, *labels in con.execute(
-                    f"SELECT _line, {', '.join(f'hit_{c.name}' for c in hits)} FROM typed "
-                    f"WHERE {' OR '.join(f'hit_{c.name} IS NOT NULL' for c in hits)}").fetchall():
-                self.redactions[line] = {int(self.raw[c.name][1:]): f"＊＊＊＊（{label}）"
-                                         for c, label in zip(hits, labels, strict=True) if label}
+        return (f"INSERT INTO quarantine SELECT {q(self.ds.file)}, t._line, t.errors, {raw_cols} "
+                "FROM typed t JOIN raw r USING (_line) WHERE t._line >= $first AND len(t.errors) > 0")
 
-    def _extend_lookup(self, name: str, parser) -> None:
-        """Parse each distinct value not seen in earlier blocks, once, in Python."""
-        values = [r[0] for r in self.con.execute(
-            f"SELECT DISTINCT v_{name} FROM trimmed WHERE v_{name} IS NOT NULL "
-            f"AND v_{name} NOT IN (SELECT raw FROM lk_{name})").fetchall()]
-        parsed, errors = [], []
-        for v in values:
-            try:
-                parsed.append(parser(v))
-                errors.append(None)
-            except DateParseError as err:
-                parsed.append(None)
-                errors.append(str(err))
-        self.con.register("new_values", pa.table({"raw": pa.array(values, pa.string()), "value": parsed,
+    def _with_block(self, block: pa.Table, work: Callable[[], object]) -> None:
+        """Run `work` with the block as the table `raw` and its trimmed text as `trimmed`.
+        The block is copied into DuckDB first: its own scans of an Arrow table of two or
+        three record batches run on one thread and cost twice the copy."""
+        con = self.con
+        con.register("arrow_block", block)
+        con.execute("CREATE OR REPLACE TEMP TABLE raw AS FROM arrow_block")
+        con.unregister("arrow_block")
+        trimmed = ", ".join(f"NULLIF(trim({self.raw[c.name]}), '') AS v_{c.name}" for c in self.cols)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW trimmed AS SELECT _line, {trimmed} FROM raw")
+        try:
+            work()
+        finally:
+            con.execute("DROP VIEW trimmed")
+            con.execute("DROP TABLE raw")
+
+    def add(self, block: pa.Table) -> None:
+        """Type one block: its new distinct dates first, then its rows, then its rejects.
+        Lines only grow from block to block, so `_line >= first` reads this block's rows
+        alone (DuckDB skips the earlier row groups by their min/max)."""
+        con = self.con
+
+        def work() -> None:
+            for c in self.parsed:
+                self._extend_lookup(c.name, c.type)
+            con.execute(f"INSERT INTO typed {self.typed_sql}")
+            con.execute(self.quarantine_sql, {"first": block.column("_line")[0].as_py()})
+
+        self._with_block(block, work)
+
+    def _extend_lookup(self, name: str, kind: str) -> None:
+        """Each distinct value once, over all blocks: the plainly written dates in SQL
+        (wareki.DATE_MACROS), every other value, and every error, by the Python parser."""
+        fast = "wareki_date(raw)" if kind == "date" else f"NULL::{SQL_TYPES[kind]}"
+        con = self.con
+        con.execute(f"CREATE OR REPLACE TEMP TABLE lk_new AS SELECT raw, {fast} AS value, "
+                    f"NULL::VARCHAR AS error FROM (SELECT DISTINCT v_{name} AS raw FROM trimmed "
+                    f"WHERE v_{name} IS NOT NULL) ANTI JOIN lk_{name} USING (raw)")
+        values = [r[0] for r in con.execute("SELECT raw FROM lk_new WHERE value IS NULL").fetchall()]
+        if values:
+            parsed, errors = [], []
+            for v in values:
+                try:
+                    parsed.append(PARSERS[kind](v))
+                    errors.append(None)
+                except DateParseError as err:
+                    parsed.append(None)
+                    errors.append(str(err))
+            con.register("slow_values", pa.table({"raw": pa.array(values, pa.string()), "value": parsed,
                                                   "error": pa.array(errors, pa.string())}))
-        self.con.execute(f"INSERT INTO lk_{name} SELECT * FROM new_values")
-        self.con.unregister("new_values")
+            con.execute("UPDATE lk_new SET value = s.value, error = s.error FROM slow_values s "
+                        "WHERE lk_new.raw = s.raw")
+            con.unregister("slow_values")
+        con.execute(f"INSERT INTO lk_{name} SELECT * FROM lk_new")
+        con.execute("DROP TABLE lk_new")
+
+    def _redactions(self) -> dict[int, dict[int, str]]:
+        """line -> {column position -> masked text}: what the sealed copy must not keep."""
+        hits = [c for c in self.cols if suspicion(c, "x")]
+        if not hits:
+            return {}
+        return {line: {int(self.raw[c.name][1:]): f"＊＊＊＊（{label}）"
+                       for c, label in zip(hits, labels, strict=True) if label}
+                for line, *labels in self.con.execute(
+                    f"SELECT _line, {', '.join(f'hit_{c.name}' for c in hits)} FROM typed "
+                    f"WHERE {' OR '.join(f'hit_{c.name} IS NOT NULL' for c in hits)}").fetchall()}
 
     def finish(self, month: str, decoded: Decoded, ignored: list[str], dropped: list[str]) -> IngestResult:
         con, ds = self.con, self.ds
-        self._type_all()
         names = ", ".join(c.name for c in self.cols)
         key = ", ".join(ds.key)
         # Exact duplicates: a narrow row hash first, then a column-by-column confirmation of
@@ -279,5 +307,5 @@ class _Loader:
             stored_rows=con.execute(f"SELECT count(*) FROM {ds.name}").fetchone()[0],
             quarantined=con.execute(f"SELECT count(*) FROM {ds.name}_quarantine").fetchone()[0],
             quarantine_by_reason=dict(by_reason),
-            ignored_columns=ignored, dropped_forbidden_columns=dropped, redactions=self.redactions,
+            ignored_columns=ignored, dropped_forbidden_columns=dropped, redactions=self._redactions(),
         )
