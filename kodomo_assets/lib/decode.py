@@ -275,16 +275,23 @@ def _undecodable(data: bytes, starts: np.ndarray, ends: np.ndarray, ok: np.ndarr
 
 def redact(data: bytes, encoding: str, redactions: dict[int, dict[int, str]]) -> bytes:
     """The export with some cells replaced (line -> {column position -> text}), every other
-    byte as delivered: what is sealed for reruns once the content scan has hit a value."""
+    byte as delivered: what is sealed for reruns once the content scan has hit a value.
+    Only the redacted lines are split out; the rest is copied in slices (splitting every
+    line of a city's register cost 0.9 s)."""
     codec = encoding.replace("-sig", "")
-    lines = data.split(b"\n")
-    for line, cells in redactions.items():
-        raw = lines[line - 1]
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == _NL)
+    out, done = [], 0
+    for line in sorted(redactions):
+        start = int(ends[line - 2]) + 1 if line > 1 else 0
+        end = int(ends[line - 1]) if line - 1 < len(ends) else len(data)
+        raw = data[start:end]
         ending = b"\r" if raw.endswith(b"\r") else b""
         fields = next(csv.reader([raw.rstrip(b"\r").decode(codec)]))
-        for position, text in cells.items():
+        for position, text in redactions[line].items():
             fields[position] = text
-        out = io.StringIO()
-        csv.writer(out, lineterminator="").writerow(fields)
-        lines[line - 1] = out.getvalue().encode(codec) + ending
-    return b"\n".join(lines)
+        cells = io.StringIO()
+        csv.writer(cells, lineterminator="").writerow(fields)
+        out += [data[done:start], cells.getvalue().encode(codec) + ending]
+        done = end
+    out.append(data[done:])
+    return b"".join(out)
