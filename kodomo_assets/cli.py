@@ -130,7 +130,7 @@ def _inspect_inbox(args: argparse.Namespace) -> int:
     """The steward's terminal only: the names behind the tags in the run's metadata. Nothing
     of this goes into Dagster."""
     from kodomo_assets.defs.sources.inbox import inspect_inbox
-    from kodomo_assets.lib.decode import SourceFileError, read_header
+    from kodomo_assets.lib.ingest.decode import SourceFileError, read_header
     from kodomo_assets.lib.registry import load_registry
     from kodomo_assets.lib.statutory import is_denied_header, is_tax_like
 

@@ -28,7 +28,7 @@ import duckdb
 
 from kodomo_assets.defs.center.assets import NEW, TABLE
 from kodomo_assets.lib import feedback as fb
-from kodomo_assets.lib.decode import SourceFileError
+from kodomo_assets.lib.ingest.decode import SourceFileError
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.crypto import sign, verify
 from kodomo_assets.lib.platform.keys import CenterPrivate, CenterPublic, KeyProblem

@@ -25,10 +25,10 @@ import duckdb
 import pyarrow as pa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kodomo_assets.lib.decode import SourceFileError, iter_blocks, read_header
+from kodomo_assets.lib.ingest.decode import SourceFileError, iter_blocks, read_header
+from kodomo_assets.lib.ingest.wareki import DateParseError, parse_year_month
 from kodomo_assets.lib.platform.crypto import sign, verify
 from kodomo_assets.lib.platform.keys import CenterPublic
-from kodomo_assets.lib.wareki import DateParseError, parse_year_month
 
 HEADER = ("宛名番号", "基準月", "確認結果")
 CONFIRMED, NOT_CONFIRMED, KNOWN = "該当", "非該当", "既知"

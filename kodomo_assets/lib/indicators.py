@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from kodomo_assets.lib.ingest.typing_sql import q
 from kodomo_assets.lib.paths import DATA_DIR
 from kodomo_assets.lib.registry import load_registry
-from kodomo_assets.lib.typing_sql import q
 
 
 @dataclass(frozen=True)

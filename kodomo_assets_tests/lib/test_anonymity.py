@@ -8,7 +8,7 @@ import pytest
 
 from kodomo_assets.demo import generate
 from kodomo_assets.lib.anonymity import K, enforce_k, linkage_attack
-from kodomo_assets.lib.ingest import ingest
+from kodomo_assets.lib.ingest.load import ingest
 from kodomo_assets.lib.linked_table import compile_sql, load_spec, plan
 from kodomo_assets.lib.policy import load_policy
 from kodomo_assets.lib.pseudonym import register_udfs

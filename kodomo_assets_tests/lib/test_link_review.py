@@ -16,7 +16,7 @@ from dagster import DagsterInstance
 from kodomo_assets.defs.linkage import pupil_links
 from kodomo_assets.demo import generate
 from kodomo_assets.lib.export import ExportError
-from kodomo_assets.lib.ingest import ingest
+from kodomo_assets.lib.ingest.load import ingest
 from kodomo_assets.lib.link_decisions import METHOD_CONFIRMED, read_decisions, store_path
 from kodomo_assets.lib.link_review import (
     ALL_HEADERS,

@@ -12,7 +12,7 @@ import pytest
 
 from kodomo_assets.demo import generate
 from kodomo_assets.demo.variants import KINDS
-from kodomo_assets.lib.ingest import ingest
+from kodomo_assets.lib.ingest.load import ingest
 from kodomo_assets.lib.linkage import (
     ALL_FIELDS,
     METHOD_ATENA,

@@ -59,7 +59,7 @@ def test_the_base_needs_its_keys(tmp_path: Path) -> None:
 
 def _toy_stores() -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
     """Every registry table, empty but for one family, with every stored column."""
-    from kodomo_assets.lib.typing_sql import SQL_TYPES
+    from kodomo_assets.lib.ingest.typing_sql import SQL_TYPES
 
     con = duckdb.connect()
     register_udfs(con, bytes(32))

@@ -2,8 +2,8 @@ from datetime import date
 
 import pytest
 
-from kodomo_assets.lib.decode import normalise
-from kodomo_assets.lib.wareki import DateParseError, parse_date, parse_year_month
+from kodomo_assets.lib.ingest.decode import normalise
+from kodomo_assets.lib.ingest.wareki import DateParseError, parse_date, parse_year_month
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import duckdb
 import numpy as np
 import pytest
 
-from kodomo_assets.lib.decode import SourceFileError, _field_separators
-from kodomo_assets.lib.ingest import ingest, read_ahead
+from kodomo_assets.lib.ingest.decode import SourceFileError, _field_separators
+from kodomo_assets.lib.ingest.load import ingest, read_ahead
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets_tests.conftest import JUMIN_HEADER
 
