@@ -131,8 +131,8 @@ def _inspect_inbox(args: argparse.Namespace) -> int:
     of this goes into Dagster."""
     from kodomo_assets.defs.sources.inbox import inspect_inbox
     from kodomo_assets.lib.ingest.decode import SourceFileError, read_header
+    from kodomo_assets.lib.policy.statutory import is_denied_header, is_tax_like
     from kodomo_assets.lib.registry import load_registry
-    from kodomo_assets.lib.statutory import is_denied_header, is_tax_like
 
     _env("KODOMO_INBOX")
     storage = _storage(storage_key=True)

@@ -30,7 +30,7 @@ from kodomo_assets.lib.link_review import review_log
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.retention import INPUTS, LABELS, forget_kinds, month_kinds
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.policy import ApprovalPeriodError
+from kodomo_assets.lib.policy.approval import ApprovalPeriodError
 from kodomo_assets.lib.registry import load_registry
 
 TIMEZONE = "Asia/Tokyo"

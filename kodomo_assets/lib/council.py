@@ -19,9 +19,9 @@ import duckdb
 import numpy as np
 
 from kodomo_assets.lib import report as R
-from kodomo_assets.lib.content import detect, label
 from kodomo_assets.lib.feedback import CONFIRMED, KNOWN, NOT_CONFIRMED
 from kodomo_assets.lib.platform.storage import KodomoStorage
+from kodomo_assets.lib.policy.content import detect, label
 from kodomo_assets.lib.suppression import MASK, share_text, visible
 
 FEEDBACK_STORE = "verification_feedback"

@@ -33,7 +33,7 @@ from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.crypto import sign, verify
 from kodomo_assets.lib.platform.keys import CenterPrivate, CenterPublic, KeyProblem
 from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
-from kodomo_assets.lib.policy import (
+from kodomo_assets.lib.policy.approval import (
     ApprovalPeriodError,
     PolicyError,
     load_purposes,

@@ -30,7 +30,7 @@ from kodomo_assets.lib.evaluation import review_k
 from kodomo_assets.lib.feedback import CONFIRMED, NOT_CONFIRMED
 from kodomo_assets.lib.indicators import Indicator, compile_sql
 from kodomo_assets.lib.linked_table import TOKENS, Feature, Plan
-from kodomo_assets.lib.policy import MonthApproval
+from kodomo_assets.lib.policy.approval import MonthApproval
 from kodomo_assets.lib.registry import load_registry
 
 # The council's bar: below both, removing the item costs the score too little to justify

@@ -30,7 +30,7 @@ from kodomo_assets.lib.export import TOKYO, ExportError, _write_atomic, in_force
 from kodomo_assets.lib.linkage import REASON_NOT_FOUND, prepare_inputs
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
-from kodomo_assets.lib.policy import load_purposes
+from kodomo_assets.lib.policy.approval import load_purposes
 from kodomo_assets.lib.registry import load_registry
 
 FIELDS = {"name_kana": "氏名カナ", "birth_date": "生年月日", "sex": "性別", "address": "住所"}

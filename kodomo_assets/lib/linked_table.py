@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from kodomo_assets.lib.paths import DATA_DIR
-from kodomo_assets.lib.policy import MonthApproval
+from kodomo_assets.lib.policy.approval import MonthApproval
 from kodomo_assets.lib.registry import load_registry
 
 TOKENS = {"child_token": ("jumin", "atena_no", "児童の仮名（HMAC-SHA256、用途: child）"),

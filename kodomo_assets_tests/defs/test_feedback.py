@@ -23,7 +23,7 @@ from kodomo_assets.lib.platform.keys import (
     read_center_private,
 )
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.pseudonym import token
+from kodomo_assets.lib.policy.pseudonym import token
 from kodomo_assets_tests.lib.test_export import POVERTY, YOUNG_CARER, make_review_list
 from kodomo_assets_tests.runs import failure_message, metadata, run
 

@@ -24,7 +24,7 @@ from kodomo_assets.lib.platform.keys import (
     read_center_private,
 )
 from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
-from kodomo_assets.lib.policy import DEMO_POLICY
+from kodomo_assets.lib.policy.approval import DEMO_POLICY
 
 MONTH = "2022-10"
 PURPOSE = "ケース会議"  # a 利用目的コード (data/policy/purposes.csv)

@@ -10,8 +10,8 @@ from kodomo_assets.lib import item_worth as iw
 from kodomo_assets.lib import scoring
 from kodomo_assets.lib.indicators import Indicator, load_indicators
 from kodomo_assets.lib.linked_table import load_spec, month_sql, plan
-from kodomo_assets.lib.policy import MonthApproval, load_policy, parse_policy
-from kodomo_assets_tests.lib.test_policy import _edited
+from kodomo_assets.lib.policy.approval import MonthApproval, load_policy, parse_policy
+from kodomo_assets_tests.lib.policy.test_approval import _edited
 
 MONTH = "2022-10"
 ASOF_SQL = month_sql(MONTH)["asof"]

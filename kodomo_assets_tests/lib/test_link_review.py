@@ -261,7 +261,7 @@ def test_agreement_levels(field: str, a, b, expected: str) -> None:
 
 def test_the_cli_exports_and_records(round_trip, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     from kodomo_assets.cli import main
-    from kodomo_assets.lib.policy import DEMO_POLICY
+    from kodomo_assets.lib.policy.approval import DEMO_POLICY
 
     storage = round_trip["storage"]
     for name, value in {"KODOMO_HOME": storage.home, "KODOMO_STORAGE_KEY_FILE": storage.storage_key_file,
@@ -278,7 +278,7 @@ def test_the_cli_exports_and_records(round_trip, monkeypatch: pytest.MonkeyPatch
 
 def test_the_committee_report_reads_and_verifies_the_record(round_trip) -> None:
     from kodomo_assets.defs.committee.assets import _link_records_table, records_status
-    from kodomo_assets.lib.policy import load_purposes
+    from kodomo_assets.lib.policy.approval import load_purposes
 
     storage = round_trip["storage"]
     table = _link_records_table(storage, MONTHS[0], load_purposes())

@@ -7,7 +7,7 @@ import pytest
 from kodomo_assets.lib import scoring
 from kodomo_assets.lib.indicators import Indicator
 from kodomo_assets.lib.linked_table import Feature, load_spec, plan
-from kodomo_assets.lib.policy import load_policy
+from kodomo_assets.lib.policy.approval import load_policy
 
 ASOF = pd.Timestamp("2022-10-31")
 

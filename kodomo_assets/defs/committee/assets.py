@@ -44,7 +44,7 @@ from kodomo_assets.lib.link_review import review_log
 from kodomo_assets.lib.linked_table import describe, load_spec, plan
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.policy import Approval, MonthApproval, load_purposes
+from kodomo_assets.lib.policy.approval import Approval, MonthApproval, load_purposes
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets.lib.suppression import mask_text, share_text, visible
 

@@ -19,7 +19,7 @@ from kodomo_assets.lib.export import read_access_log
 from kodomo_assets.lib.feedback import BANDS
 from kodomo_assets.lib.indicators import load_indicators
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.policy import Approval, Standing
+from kodomo_assets.lib.policy.approval import Approval, Standing
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets.lib.suppression import share_text
 

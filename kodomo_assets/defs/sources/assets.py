@@ -25,7 +25,7 @@ from kodomo_assets.lib.ingest.load import SQL_TYPES, ingest
 from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.platform.keys import KeyProblem
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.policy import PolicyError, load_policy
+from kodomo_assets.lib.policy.approval import PolicyError, load_policy
 from kodomo_assets.lib.registry import Dataset, load_registry
 
 # Bump when the reading logic changes; the registry entry's hash covers data changes.

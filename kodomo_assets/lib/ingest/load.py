@@ -14,7 +14,6 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from kodomo_assets.lib import content as scan
 from kodomo_assets.lib.ingest.decode import Decoded, SourceFileError, iter_blocks, read_header
 from kodomo_assets.lib.ingest.decode import normalise as nfkc
 from kodomo_assets.lib.ingest.typing_sql import (
@@ -26,8 +25,9 @@ from kodomo_assets.lib.ingest.typing_sql import (
     typed_value,
 )
 from kodomo_assets.lib.ingest.wareki import DateParseError, parse_date, parse_year_month
+from kodomo_assets.lib.policy import content as scan
+from kodomo_assets.lib.policy.statutory import is_denied_header, is_tax_like
 from kodomo_assets.lib.registry import Dataset
-from kodomo_assets.lib.statutory import is_denied_header, is_tax_like
 
 PARSERS = {"date": parse_date, "year_month": parse_year_month}
 HEADER_ONLY = ("見出し行だけでデータ行が1行もありません（出力の失敗と見られます。"

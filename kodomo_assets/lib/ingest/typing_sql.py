@@ -3,7 +3,7 @@ is wrong with a value that does not fit. Generated from the registry's column ty
 
 from __future__ import annotations
 
-from kodomo_assets.lib.content import label_sql
+from kodomo_assets.lib.policy.content import label_sql
 from kodomo_assets.lib.registry import Column
 
 MARKER = "****("  # a masked value (＊＊＊＊（…）) as the reader sees it, after NFKC

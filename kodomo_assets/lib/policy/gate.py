@@ -16,10 +16,10 @@ from functools import cache
 
 import duckdb
 
-from kodomo_assets.lib import content
-from kodomo_assets.lib.pseudonym import TOKEN_PATTERN
+from kodomo_assets.lib.policy import content
+from kodomo_assets.lib.policy.pseudonym import TOKEN_PATTERN
+from kodomo_assets.lib.policy.statutory import DENIED_HEADER_PATTERN, is_direct_identifier
 from kodomo_assets.lib.registry import load_registry
-from kodomo_assets.lib.statutory import DENIED_HEADER_PATTERN, is_direct_identifier
 
 CHECKS = {
     "approved_columns": "列の集合が承認された列の集合と完全に一致する（ExpectTableColumnsToMatchSet, exact_match）",

@@ -18,8 +18,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from kodomo_assets.lib.paths import DATA_DIR
+from kodomo_assets.lib.policy.statutory import denial_basis, is_direct_identifier
 from kodomo_assets.lib.registry import Registry, load_registry
-from kodomo_assets.lib.statutory import denial_basis, is_direct_identifier
 
 HEADER = ("番号", "保有課", "情報名", "ファイル", "項目", "要配慮", "目的外利用", "提供", "利用区分",
           "利用目的", "根拠", "承認期間開始", "承認期間終了", "保存期間（月）")

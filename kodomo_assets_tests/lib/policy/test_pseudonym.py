@@ -13,7 +13,7 @@ import pytest
 
 from kodomo_assets.lib.platform.keys import KeyProblem, create_secret, read_secret
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.pseudonym import register_udfs, token
+from kodomo_assets.lib.policy.pseudonym import register_udfs, token
 from kodomo_assets_tests.conftest import make_storage
 
 LABEL = "仮名化鍵"

@@ -6,8 +6,8 @@ import random
 import duckdb
 import pytest
 
-from kodomo_assets.lib import content
-from kodomo_assets.lib.content import detect, is_my_number
+from kodomo_assets.lib.policy import content
+from kodomo_assets.lib.policy.content import detect, is_my_number
 
 MY_NUMBER = "123456789018"  # a valid check digit
 KANJI = "〇一二三四五六七八九"

@@ -3,8 +3,8 @@
 import duckdb
 import pytest
 
-from kodomo_assets.lib.content import is_my_number
-from kodomo_assets.lib.gate import inspect_table
+from kodomo_assets.lib.policy.content import is_my_number
+from kodomo_assets.lib.policy.gate import inspect_table
 
 VALID = "123456789018"  # a valid check digit (番号法施行令第8条)
 
@@ -85,7 +85,7 @@ def test_the_gate_runs_offline(con, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_warm_up_loads_great_expectations_once_and_the_gate_still_decides() -> None:
-    from kodomo_assets.lib import gate
+    from kodomo_assets.lib.policy import gate
 
     gate.warm_up()
     first = gate._warm_up

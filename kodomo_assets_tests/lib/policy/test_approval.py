@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kodomo_assets.lib.policy import (
+from kodomo_assets.lib.policy.approval import (
     DEFAULT_POLICY,
     DEMO_MARK,
     DEMO_POLICY,
