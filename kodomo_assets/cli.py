@@ -206,7 +206,7 @@ def _feedback_import(args: argparse.Namespace) -> int:
 @_refusable
 def _link_review(args: argparse.Namespace) -> int:
     """The designated steward, as the pipeline's account: the pairs to decide, or every link."""
-    from kodomo_assets.lib.link_review import export_review
+    from kodomo_assets.lib.linkage.review import export_review
 
     result = export_review(_storage(storage_key=True), args.month, Path(args.out), args.purpose,
                            every_link=args.all)
@@ -218,7 +218,7 @@ def _link_review(args: argparse.Namespace) -> int:
 
 @_refusable
 def _link_decisions(args: argparse.Namespace) -> int:
-    from kodomo_assets.lib.link_review import record_decisions
+    from kodomo_assets.lib.linkage.review import record_decisions
 
     result = record_decisions(_storage(storage_key=True), args.month, Path(args.file))
     print(f"照合の判断 {result.month}: 同一 {result.same} 件・別人 {result.different} 件を記録しました"

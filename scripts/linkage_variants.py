@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kodomo_assets.demo import generate  # noqa: E402
 from kodomo_assets.lib.ingest.load import ingest  # noqa: E402
-from kodomo_assets.lib.linkage import link_pupils, prepare_inputs  # noqa: E402
-from kodomo_assets.lib.linkage_truth import linkage_against_truth  # noqa: E402
+from kodomo_assets.lib.linkage.link import link_pupils, prepare_inputs  # noqa: E402
+from kodomo_assets.lib.linkage.truth import linkage_against_truth  # noqa: E402
 from kodomo_assets.lib.registry import load_registry  # noqa: E402
 
 

@@ -40,7 +40,7 @@ from kodomo_assets.lib.export import (
 )
 from kodomo_assets.lib.indicators import load_indicators
 from kodomo_assets.lib.lineage_diagram import draw
-from kodomo_assets.lib.link_review import review_log
+from kodomo_assets.lib.linkage.review import review_log
 from kodomo_assets.lib.linked_table import describe, load_spec, plan
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.storage import KodomoStorage

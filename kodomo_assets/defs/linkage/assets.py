@@ -20,9 +20,9 @@ from kodomo_assets.defs.lineage import column_lineage, materialized_by
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
 from kodomo_assets.lib.evaluation import truth_for
-from kodomo_assets.lib.link_decisions import apply_standing
-from kodomo_assets.lib.linkage import link_pupils, prepare_inputs
-from kodomo_assets.lib.linkage_truth import linkage_against_truth
+from kodomo_assets.lib.linkage.decisions import apply_standing
+from kodomo_assets.lib.linkage.link import link_pupils, prepare_inputs
+from kodomo_assets.lib.linkage.truth import linkage_against_truth
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.policy.approval import MonthApproval
 from kodomo_assets.lib.policy.gate import inspect_table, warm_up

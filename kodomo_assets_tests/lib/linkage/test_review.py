@@ -17,8 +17,9 @@ from kodomo_assets.defs.linkage import pupil_links
 from kodomo_assets.demo import generate
 from kodomo_assets.lib.export import ExportError
 from kodomo_assets.lib.ingest.load import ingest
-from kodomo_assets.lib.link_decisions import METHOD_CONFIRMED, read_decisions, store_path
-from kodomo_assets.lib.link_review import (
+from kodomo_assets.lib.linkage.decisions import METHOD_CONFIRMED, read_decisions, store_path
+from kodomo_assets.lib.linkage.link import REASON_DUPLICATE
+from kodomo_assets.lib.linkage.review import (
     ALL_HEADERS,
     REVIEW_HEADERS,
     export_review,
@@ -26,7 +27,6 @@ from kodomo_assets.lib.link_review import (
     record_decisions,
     review_log,
 )
-from kodomo_assets.lib.linkage import REASON_DUPLICATE
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets_tests.conftest import at, demo_env

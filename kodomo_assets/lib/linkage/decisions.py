@@ -21,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from kodomo_assets.lib.linkage import (
+from kodomo_assets.lib.linkage.link import (
     METHOD_ATENA,
     METHOD_ATENA_CHECKED,
     METHOD_SPLINK,

@@ -13,7 +13,8 @@ import pytest
 from kodomo_assets.demo import generate
 from kodomo_assets.demo.variants import KINDS
 from kodomo_assets.lib.ingest.load import ingest
-from kodomo_assets.lib.linkage import (
+from kodomo_assets.lib.linkage.compare import address_key, kana_key
+from kodomo_assets.lib.linkage.link import (
     ALL_FIELDS,
     METHOD_ATENA,
     METHOD_ATENA_CHECKED,
@@ -26,8 +27,7 @@ from kodomo_assets.lib.linkage import (
     link_pupils,
     prepare_inputs,
 )
-from kodomo_assets.lib.linkage_compare import address_key, kana_key
-from kodomo_assets.lib.linkage_truth import VARIANTS, linkage_against_truth
+from kodomo_assets.lib.linkage.truth import VARIANTS, linkage_against_truth
 from kodomo_assets.lib.registry import load_registry
 
 MONTH = "2022-10"

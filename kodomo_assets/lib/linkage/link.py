@@ -25,7 +25,7 @@ import duckdb
 import pyarrow as pa
 from splink import DuckDBAPI, Linker, SettingsCreator
 
-from kodomo_assets.lib.linkage_compare import (
+from kodomo_assets.lib.linkage.compare import (
     BIRTH_EXACT,
     GIVEN_MIDDLE,
     GIVEN_SAME_READING,
