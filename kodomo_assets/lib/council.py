@@ -313,7 +313,7 @@ def worth_tables(frame, month: str) -> list:  # noqa: ANN001 - the item_worth ta
     under the threshold (candidates for next year's 別紙), approved items no column reads,
     and the items whose removal hurts most. Figures are model scores and PPVs of at least
     iw.MIN_OUTCOMES results, not counts of children."""
-    from kodomo_assets.lib import item_worth as iw
+    from kodomo_assets.lib.scoring import item_worth as iw
 
     def f(v: object, fmt: str = "{:+.3f}") -> str:
         return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else fmt.format(v)

@@ -20,11 +20,11 @@ from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.scoring.assets import TABLE as SCORES_TABLE
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
-from kodomo_assets.lib.linked_table import month_sql
 from kodomo_assets.lib.platform.keys import KeyProblem
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.policy.gate import inspect_table
 from kodomo_assets.lib.policy.pseudonym import register_udfs
+from kodomo_assets.lib.scoring.linked_table import month_sql
 
 KEY = AssetKey(["center", "review_list"])
 FEEDBACK_KEY = AssetKey(["center", "verification_feedback"])

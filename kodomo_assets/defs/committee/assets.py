@@ -38,14 +38,14 @@ from kodomo_assets.lib.export import (
     read_access_log,
     verify_access_log,
 )
-from kodomo_assets.lib.indicators import load_indicators
 from kodomo_assets.lib.lineage_diagram import draw
 from kodomo_assets.lib.linkage.review import review_log
-from kodomo_assets.lib.linked_table import describe, load_spec, plan
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy.approval import Approval, MonthApproval, load_purposes
 from kodomo_assets.lib.registry import load_registry
+from kodomo_assets.lib.scoring.indicators import load_indicators
+from kodomo_assets.lib.scoring.linked_table import describe, load_spec, plan
 from kodomo_assets.lib.suppression import mask_text, share_text, visible
 
 KEY = AssetKey(["committee", "report"])

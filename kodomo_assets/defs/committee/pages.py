@@ -17,10 +17,10 @@ from kodomo_assets.lib import council as C
 from kodomo_assets.lib import report as R
 from kodomo_assets.lib.export import read_access_log
 from kodomo_assets.lib.feedback import BANDS
-from kodomo_assets.lib.indicators import load_indicators
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy.approval import Approval, Standing
 from kodomo_assets.lib.registry import load_registry
+from kodomo_assets.lib.scoring.indicators import load_indicators
 from kodomo_assets.lib.suppression import share_text
 
 FAIRNESS_BOUND = 0.1  # the audit's bound on the equalized-odds gap (lib/evaluation.py)

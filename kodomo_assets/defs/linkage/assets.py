@@ -19,7 +19,6 @@ from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import column_lineage, materialized_by
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
-from kodomo_assets.lib.evaluation import truth_for
 from kodomo_assets.lib.linkage.decisions import apply_standing
 from kodomo_assets.lib.linkage.link import link_pupils, prepare_inputs
 from kodomo_assets.lib.linkage.truth import linkage_against_truth
@@ -27,6 +26,7 @@ from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.policy.approval import MonthApproval
 from kodomo_assets.lib.policy.gate import inspect_table, warm_up
 from kodomo_assets.lib.registry import load_registry
+from kodomo_assets.lib.scoring.evaluation import truth_for
 
 LINKAGE_VERSION = "2"
 MATCH_FIELDS = ("name_kana", "birth_date", "sex", "address")

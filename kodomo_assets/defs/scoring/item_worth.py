@@ -24,13 +24,13 @@ from kodomo_assets.defs.center.assets import FEEDBACK_KEY, FEEDBACK_STORE, month
 from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.defs.scoring.assets import REGISTRY_FILES, SEED, month_input
 from kodomo_assets.defs.zone import publish_gated, zone_asset
-from kodomo_assets.lib import item_worth as iw
-from kodomo_assets.lib import scoring
-from kodomo_assets.lib.linked_table import load_spec, plan
 from kodomo_assets.lib.paths import content_version
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy.gate import inspect_table
 from kodomo_assets.lib.policy.pseudonym import TOKEN_PATTERN
+from kodomo_assets.lib.scoring import item_worth as iw
+from kodomo_assets.lib.scoring import model as scoring
+from kodomo_assets.lib.scoring.linked_table import load_spec, plan
 
 KEY = AssetKey(["analysis", "item_worth"])
 TABLE = "item_worth"

@@ -8,11 +8,11 @@ import pytest
 
 from kodomo_assets.demo import generate
 from kodomo_assets.lib.ingest.load import ingest
-from kodomo_assets.lib.linked_table import compile_sql, load_spec, plan
 from kodomo_assets.lib.policy.anonymity import K, enforce_k, linkage_attack
 from kodomo_assets.lib.policy.approval import load_policy
 from kodomo_assets.lib.policy.pseudonym import register_udfs
 from kodomo_assets.lib.registry import load_registry
+from kodomo_assets.lib.scoring.linked_table import compile_sql, load_spec, plan
 
 MONTH = "2022-10"
 ASOF = "DATE '2022-10-31'"

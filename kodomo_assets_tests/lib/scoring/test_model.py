@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kodomo_assets.lib import scoring
-from kodomo_assets.lib.indicators import Indicator
-from kodomo_assets.lib.linked_table import Feature, load_spec, plan
 from kodomo_assets.lib.policy.approval import load_policy
+from kodomo_assets.lib.scoring import model as scoring
+from kodomo_assets.lib.scoring.indicators import Indicator
+from kodomo_assets.lib.scoring.linked_table import Feature, load_spec, plan
 
 ASOF = pd.Timestamp("2022-10-31")
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kodomo_assets.lib import ranking
+from kodomo_assets.lib.scoring import ranking
 
 
 def test_the_indicators_count_decides_and_the_score_breaks_ties() -> None:

@@ -6,11 +6,17 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from kodomo_assets.lib.linked_table import Feature, LinkedTableError, compile_sql, load_spec, plan
 from kodomo_assets.lib.paths import DATA_DIR
 from kodomo_assets.lib.policy.approval import load_policy, parse_policy
 from kodomo_assets.lib.policy.pseudonym import register_udfs
 from kodomo_assets.lib.registry import load_registry
+from kodomo_assets.lib.scoring.linked_table import (
+    Feature,
+    LinkedTableError,
+    compile_sql,
+    load_spec,
+    plan,
+)
 from kodomo_assets_tests.lib.policy.test_approval import _edited
 
 MONTH = "2022-10"

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from kodomo_assets.lib import ranking
+from kodomo_assets.lib.scoring import ranking
 from kodomo_assets.lib.suppression import mask_text, visible
 
 NO_TRUTH = "正解データなし"

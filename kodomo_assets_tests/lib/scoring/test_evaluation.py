@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kodomo_assets.lib import evaluation as ev
+from kodomo_assets.lib.scoring import evaluation as ev
 
 
 def tokens(n: int) -> np.ndarray:

@@ -3,10 +3,10 @@
 import duckdb
 import pytest
 
-from kodomo_assets.lib.indicators import compile_sql, load_indicators
-from kodomo_assets.lib.linked_table import load_spec, month_sql, plan
 from kodomo_assets.lib.policy.approval import load_policy
-from kodomo_assets.lib.scoring import LABEL_DATASET
+from kodomo_assets.lib.scoring.indicators import compile_sql, load_indicators
+from kodomo_assets.lib.scoring.linked_table import load_spec, month_sql, plan
+from kodomo_assets.lib.scoring.model import LABEL_DATASET
 
 PLAN = plan(load_spec(), load_policy().for_month("2022-10"))
 ASOF = month_sql("2022-10")["asof"]

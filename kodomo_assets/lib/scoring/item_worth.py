@@ -25,13 +25,13 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from threadpoolctl import threadpool_limits
 
-from kodomo_assets.lib import scoring
-from kodomo_assets.lib.evaluation import review_k
 from kodomo_assets.lib.feedback import CONFIRMED, NOT_CONFIRMED
-from kodomo_assets.lib.indicators import Indicator, compile_sql
-from kodomo_assets.lib.linked_table import TOKENS, Feature, Plan
 from kodomo_assets.lib.policy.approval import MonthApproval
 from kodomo_assets.lib.registry import load_registry
+from kodomo_assets.lib.scoring import model as scoring
+from kodomo_assets.lib.scoring.evaluation import review_k
+from kodomo_assets.lib.scoring.indicators import Indicator, compile_sql
+from kodomo_assets.lib.scoring.linked_table import TOKENS, Feature, Plan
 
 # The council's bar: below both, removing the item costs the score too little to justify
 # holding it. Precision is one point of the top 2% (about three of 320 children at 昭島市 size).

@@ -20,8 +20,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from kodomo_assets.lib.indicators import Indicator
-from kodomo_assets.lib.linked_table import Feature, Plan
+from kodomo_assets.lib.scoring.indicators import Indicator
+from kodomo_assets.lib.scoring.linked_table import Feature, Plan
 
 LABEL_DATASET = "soudan"  # the center's records: the label, never a feature
 MAX_REASONS = 4

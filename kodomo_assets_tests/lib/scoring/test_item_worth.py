@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kodomo_assets.lib import item_worth as iw
-from kodomo_assets.lib import scoring
-from kodomo_assets.lib.indicators import Indicator, load_indicators
-from kodomo_assets.lib.linked_table import load_spec, month_sql, plan
 from kodomo_assets.lib.policy.approval import MonthApproval, load_policy, parse_policy
+from kodomo_assets.lib.scoring import item_worth as iw
+from kodomo_assets.lib.scoring import model as scoring
+from kodomo_assets.lib.scoring.indicators import Indicator, load_indicators
+from kodomo_assets.lib.scoring.linked_table import load_spec, month_sql, plan
 from kodomo_assets_tests.lib.policy.test_approval import _edited
 
 MONTH = "2022-10"
