@@ -33,12 +33,12 @@ from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.scoring.assets import TABLE as SCORES_TABLE
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
-from kodomo_assets.lib.council import attach_verified
 from kodomo_assets.lib.paths import REGISTRY, content_version
 from kodomo_assets.lib.platform.keys import KeyProblem
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.policy.gate import inspect_table
 from kodomo_assets.lib.policy.pseudonym import TOKEN_PATTERN, token
+from kodomo_assets.lib.reporting.council import attach_verified
 from kodomo_assets.lib.scoring import evaluation as ev
 from kodomo_assets.lib.scoring.indicators import load_indicators
 

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
+from kodomo_assets.lib.reporting.suppression import mask_text, visible
 from kodomo_assets.lib.scoring import ranking
-from kodomo_assets.lib.suppression import mask_text, visible
 
 NO_TRUTH = "正解データなし"
 GAP_LIMIT = 0.1  # an equalized-odds gap above this is explained, not just reported

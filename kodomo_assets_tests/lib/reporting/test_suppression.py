@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from kodomo_assets.lib.suppression import MASK, protect, recoverable, render, with_totals
+from kodomo_assets.lib.reporting.suppression import MASK, protect, recoverable, render, with_totals
 
 
 def test_primary_and_secondary_suppression_in_a_district_table() -> None:

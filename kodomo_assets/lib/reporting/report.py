@@ -22,7 +22,14 @@ import matplotlib_fontja  # noqa: E402,F401
 import numpy as np  # noqa: E402
 
 from kodomo_assets.lib.policy.approval import Period, Standing  # noqa: E402
-from kodomo_assets.lib.suppression import MASK, THRESHOLD, mask_text, protect, visible, with_totals  # noqa: E402
+from kodomo_assets.lib.reporting.suppression import (  # noqa: E402
+    MASK,
+    THRESHOLD,
+    mask_text,
+    protect,
+    visible,
+    with_totals,
+)
 
 
 @dataclass

@@ -6,8 +6,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from kodomo_assets.lib import council as C
-from kodomo_assets.lib.suppression import MASK
+from kodomo_assets.lib.reporting import council as C
+from kodomo_assets.lib.reporting.suppression import MASK
 
 
 def _verified(rows: list[tuple[str, str, str, str, str, list[str]]]) -> duckdb.DuckDBPyConnection:

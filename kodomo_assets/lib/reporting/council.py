@@ -18,11 +18,11 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from kodomo_assets.lib import report as R
 from kodomo_assets.lib.feedback import CONFIRMED, KNOWN, NOT_CONFIRMED
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy.content import detect, label
-from kodomo_assets.lib.suppression import MASK, share_text, visible
+from kodomo_assets.lib.reporting import report as R
+from kodomo_assets.lib.reporting.suppression import MASK, share_text, visible
 
 FEEDBACK_STORE = "verification_feedback"
 NEW = "新規の示唆"
