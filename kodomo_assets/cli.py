@@ -30,7 +30,7 @@ def _refusable(handler: Callable[[argparse.Namespace], int]) -> Callable[[argpar
     stderr and their exit code. lib.export is imported when the command runs, not at --help."""
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
-        from kodomo_assets.lib.export import ExportError
+        from kodomo_assets.lib.center.export import ExportError
 
         try:
             return handler(args)
@@ -60,7 +60,7 @@ def _storage(storage_key: bool = False):  # noqa: ANN202
 
 
 def _center_private(storage):  # noqa: ANN001, ANN202
-    from kodomo_assets.lib.export import ExportError
+    from kodomo_assets.lib.center.export import ExportError
     from kodomo_assets.lib.platform.keys import KeyProblem, read_center_private
 
     try:
@@ -177,7 +177,7 @@ def _rotate_storage_key(args: argparse.Namespace) -> int:
 
 @_refusable
 def _review_list(args: argparse.Namespace) -> int:
-    from kodomo_assets.lib.export import export_review_list
+    from kodomo_assets.lib.center.export import export_review_list
 
     storage = _storage()
     result = export_review_list(storage, _center_private(storage), args.month, Path(args.out), args.purpose)
@@ -190,7 +190,7 @@ def _review_list(args: argparse.Namespace) -> int:
 
 @_refusable
 def _feedback_import(args: argparse.Namespace) -> int:
-    from kodomo_assets.lib.export import import_feedback
+    from kodomo_assets.lib.center.export import import_feedback
 
     storage = _storage()
     _env("KODOMO_INBOX")

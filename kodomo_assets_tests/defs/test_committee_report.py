@@ -18,7 +18,7 @@ from kodomo_assets.defs.scoring import risk_scores
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
 from kodomo_assets.demo.center import check_list
-from kodomo_assets.lib.export import access_log_path, export_review_list
+from kodomo_assets.lib.center.export import access_log_path, export_review_list
 from kodomo_assets.lib.platform.keys import read_center_private
 from kodomo_assets.lib.policy.approval import load_policy
 from kodomo_assets.lib.registry import load_registry

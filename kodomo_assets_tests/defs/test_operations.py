@@ -31,7 +31,7 @@ from kodomo_assets.defs.operations import (
 )
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
-from kodomo_assets.lib.export import append_access_log
+from kodomo_assets.lib.center.export import append_access_log
 from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.keys import CenterPrivate, KeyProblem

@@ -29,7 +29,7 @@ from kodomo_assets.defs.operations import purge_log
 from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import zone_asset
-from kodomo_assets.lib.export import (
+from kodomo_assets.lib.center.export import (
     TOKYO,
     AccessLogError,
     access_log_path,

@@ -13,8 +13,8 @@ from kodomo_assets.defs.linkage.assets import KEY as LINK_KEY
 from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.sources.inbox import KEY as INBOX_KEY
-from kodomo_assets.lib.export import read_access_log
-from kodomo_assets.lib.feedback import BANDS
+from kodomo_assets.lib.center.export import read_access_log
+from kodomo_assets.lib.center.feedback import BANDS
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy.approval import Approval, Standing
 from kodomo_assets.lib.registry import load_registry

@@ -15,7 +15,7 @@ from dagster import (
 
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.zone import no_echo
-from kodomo_assets.lib.feedback import FEEDBACK_FILE
+from kodomo_assets.lib.center.feedback import FEEDBACK_FILE
 from kodomo_assets.lib.ingest.decode import normalise
 from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.platform.storage import KodomoStorage

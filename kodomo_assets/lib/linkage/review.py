@@ -24,8 +24,8 @@ from typing import Any
 import duckdb
 
 from kodomo_assets.defs.linkage.assets import _restricted
+from kodomo_assets.lib.center.export import TOKYO, ExportError, _write_atomic, in_force, inert
 from kodomo_assets.lib.chained_log import ChainedLog
-from kodomo_assets.lib.export import TOKYO, ExportError, _write_atomic, in_force, inert
 from kodomo_assets.lib.linkage import decisions as ld
 from kodomo_assets.lib.linkage.link import REASON_NOT_FOUND, prepare_inputs
 from kodomo_assets.lib.platform.accounts import os_account

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from kodomo_assets.lib.feedback import CONFIRMED, KNOWN, NOT_CONFIRMED
+from kodomo_assets.lib.center.feedback import CONFIRMED, KNOWN, NOT_CONFIRMED
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy.content import detect, label
 from kodomo_assets.lib.reporting import report as R

@@ -25,7 +25,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from threadpoolctl import threadpool_limits
 
-from kodomo_assets.lib.feedback import CONFIRMED, NOT_CONFIRMED
+from kodomo_assets.lib.center.feedback import CONFIRMED, NOT_CONFIRMED
 from kodomo_assets.lib.policy.approval import MonthApproval
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets.lib.scoring import model as scoring

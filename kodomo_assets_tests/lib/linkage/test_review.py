@@ -15,7 +15,7 @@ from dagster import DagsterInstance
 
 from kodomo_assets.defs.linkage import pupil_links
 from kodomo_assets.demo import generate
-from kodomo_assets.lib.export import ExportError
+from kodomo_assets.lib.center.export import ExportError
 from kodomo_assets.lib.ingest.load import ingest
 from kodomo_assets.lib.linkage.decisions import METHOD_CONFIRMED, read_decisions, store_path
 from kodomo_assets.lib.linkage.link import REASON_DUPLICATE
