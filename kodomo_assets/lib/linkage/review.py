@@ -25,10 +25,10 @@ import duckdb
 
 from kodomo_assets.defs.linkage.assets import _restricted
 from kodomo_assets.lib.center.export import TOKYO, ExportError, _write_atomic, in_force, inert
-from kodomo_assets.lib.chained_log import ChainedLog
 from kodomo_assets.lib.linkage import decisions as ld
 from kodomo_assets.lib.linkage.link import REASON_NOT_FOUND, prepare_inputs
 from kodomo_assets.lib.platform.accounts import os_account
+from kodomo_assets.lib.platform.chained_log import ChainedLog
 from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
 from kodomo_assets.lib.policy.approval import load_purposes
 from kodomo_assets.lib.registry import load_registry
