@@ -9,7 +9,6 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from kodomo_assets.defs.center.assets import NEW
 from kodomo_assets.defs.center.feedback import verification_feedback
 from kodomo_assets.lib.center import feedback as fb
 from kodomo_assets.lib.center.export import (
@@ -19,6 +18,7 @@ from kodomo_assets.lib.center.export import (
     import_feedback,
     read_access_log,
 )
+from kodomo_assets.lib.center.review_list import NEW
 from kodomo_assets_tests.lib.center.test_export import POVERTY, YOUNG_CARER, make_review_list
 from kodomo_assets_tests.runs import metadata, run
 

@@ -26,8 +26,8 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from kodomo_assets.defs.center.assets import NEW, TABLE
 from kodomo_assets.lib.center import feedback as fb
+from kodomo_assets.lib.center.review_list import NEW, TABLE
 from kodomo_assets.lib.ingest.decode import SourceFileError
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.crypto import sign, verify

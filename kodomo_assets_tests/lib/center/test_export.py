@@ -14,13 +14,13 @@ import openpyxl
 import pytest
 
 from kodomo_assets.cli import main
-from kodomo_assets.defs.center.assets import NEW, RISEN
 from kodomo_assets.lib.center.export import (
     HEADERS,
     access_log_path,
     read_access_log,
     verify_access_log,
 )
+from kodomo_assets.lib.center.review_list import NEW, RISEN
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.keys import (
     CenterPrivate,
