@@ -27,7 +27,7 @@ def _refuse(err: Exception, code: int = 2) -> int:
 
 def _refusable(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """A command whose refusals (ExportError, raised anywhere below it) end as one line on
-    stderr and their exit code. lib.export is imported when the command runs, not at --help."""
+    stderr and their exit code. lib.center.export is imported when the command runs, not at --help."""
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
         from kodomo_assets.lib.center.export import ExportError

@@ -33,7 +33,7 @@ class Column:
 
     @property
     def scanned(self) -> bool:
-        """Free text a person typed: scanned value by value at the door (lib/content.py).
+        """Free text a person typed: scanned value by value at the door (lib/policy/content.py).
         IDs, dates, codes and counts have their own format rules instead."""
         return not self.forbidden and self.type in ("text", "kana")
 

@@ -1,6 +1,6 @@
 """The council's pages of the report: the first page (the members' questions, answered from
 the month's records), the verification evidence, 傾向分析 and 課題. What the Dagster instance
-recorded is read here; the tables themselves are built in lib/council.py."""
+recorded is read here; the tables themselves are built in lib/reporting/council.py."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from kodomo_assets.lib.reporting import report as R
 from kodomo_assets.lib.reporting.suppression import share_text
 from kodomo_assets.lib.scoring.indicators import load_indicators
 
-FAIRNESS_BOUND = 0.1  # the audit's bound on the equalized-odds gap (lib/evaluation.py)
+FAIRNESS_BOUND = 0.1  # the audit's bound on the equalized-odds gap (lib/scoring/evaluation.py)
 
 
 def meta(instance: DagsterInstance, key: AssetKey, month: str) -> dict:

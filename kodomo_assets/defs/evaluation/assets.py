@@ -1,7 +1,7 @@
 """評価と公平性の確認: the score against the demo generator's planted needs (analysis zone).
 
 Thin wiring: read the month's scores (and the audit attributes), compute in
-lib/evaluation.py, write one DuckDB file per asset through the zone gate. A month without
+lib/scoring/evaluation.py, write one DuckDB file per asset through the zone gate. A month without
 truth (a real city, or an older month of the demo) materializes with 正解データなし and no
 figures. Metadata and logs hold aggregates only.
 """

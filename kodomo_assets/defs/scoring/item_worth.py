@@ -1,6 +1,6 @@
 """必要最小限の確認: what each approved item is worth to the score (analysis zone). Thin
 wiring: the month's linked table and indicators read as analysis/risk_scores reads them, the
-refits in lib/item_worth.py, one aggregate table through the zone gate. Its own job
+refits in lib/scoring/item_worth.py, one aggregate table through the zone gate. Its own job
 (item_worth_review), never the monthly refresh: it refits the model once per item."""
 
 import re
