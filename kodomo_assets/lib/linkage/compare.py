@@ -1,4 +1,4 @@
-"""What the probabilistic pass of lib/linkage.py compares, and how it blocks (issue 15).
+"""What the probabilistic pass of lib/linkage/link.py compares, and how it blocks (issue 15).
 
 Spellings differ between the 学齢簿 and the register in ways that carry no information:
 long vowels (ユウト/ユート/ユウト), small kana (キョウコ/キヨウコ), ヂ/ジ, ヅ/ズ, ヴ/ブ, ヲ/オ,

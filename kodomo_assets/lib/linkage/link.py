@@ -2,7 +2,7 @@
 
 A pupil whose 宛名番号 is filled in is linked by it, after a check that kana and birth date
 agree; when they do not, the pair is weighed on the same evidence as a blank pupil's
-(lib/linkage_compare.py). A blank pupil goes through a Splink model (DuckDB) whose m-probabilities are learnt
+(lib/linkage/compare.py). A blank pupil goes through a Splink model (DuckDB) whose m-probabilities are learnt
 from the 宛名番号 links themselves; a seeded share of those links is also scored as if
 blank, to measure precision and recall. Only unambiguous, high-probability pairs are
 linked; the rest go to `link_review` for a steward.

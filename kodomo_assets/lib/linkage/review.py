@@ -3,7 +3,7 @@
 `kodomo link-review` writes a month's uncertain pairs (`link_review`) with how far each
 compared field agrees, never the field itself; with `--all`, every link of the month for an
 audit against an independent register extract. The steward returns 同一 / 別人 in the same
-file, and `kodomo link-decisions` checks it and stores the decisions (lib/link_decisions.py).
+file, and `kodomo link-decisions` checks it and stores the decisions (lib/linkage/decisions.py).
 Every export and every import appends a line to a chained log keyed with the storage key
 (`logs/link_review_log.jsonl`), as the center's commands do to the access log. Both need
 the approval in force for the month and today. Messages name files, lines and columns,

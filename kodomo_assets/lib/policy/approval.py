@@ -1,7 +1,7 @@
 """The approval list (別紙 個人情報項目, data/policy/approval.csv), loaded and enforced.
 
 The committee reviews that one file; everything the pipeline may read past ingestion is
-generated from it. Statutory limits (lib/statutory.py) are checked on load, so a policy
+generated from it. Statutory limits (lib/policy/statutory.py) are checked on load, so a policy
 that approves 個人番号, a tax-derived value, free text or a direct identifier for analysis
 never loads.
 """

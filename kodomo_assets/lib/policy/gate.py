@@ -150,7 +150,7 @@ def _gx_column_checks(columns: list[str], approved: list[str], denied: set[str])
 
 def _content_scan(con: duckdb.DuckDBPyConnection, table: str, text_columns: list[str],
                   token_columns: list[str]) -> CheckOutcome:
-    """The door's detector again (lib/content.py), value by value: counts per column and
+    """The door's detector again (lib/policy/content.py), value by value: counts per column and
     kind, never a value."""
     content.install(con)
     problems: list[str] = []

@@ -1,7 +1,7 @@
 """What the council asked, answered from the months processed so far: the center's
 verification results (PPV), trends, and the month's problems (課題).
 
-Every table is suppressed under the report's rules (lib/suppression.py): a count of 1–9 is
+Every table is suppressed under the report's rules (lib/reporting/suppression.py): a count of 1–9 is
 "x", a rate is shown only when its numerator and its rest are both 0 or ≥ 10, and a part is
 hidden when the whole minus it would be 1–9. The verification results are pseudonyms only
 (the center's signed files, center/verification_feedback); the pipeline joins them to this

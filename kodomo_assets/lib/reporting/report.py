@@ -2,7 +2,7 @@
 
 No external fonts, scripts or network: styles are inline, images are PNG data URIs
 rendered with a bundled Japanese font (matplotlib-fontja). Every count from 1 to 9 is shown
-as "x", with secondary suppression (lib/suppression.py); counts carry class "n" so a test
+as "x", with secondary suppression (lib/reporting/suppression.py); counts carry class "n" so a test
 can check them all.
 """
 
