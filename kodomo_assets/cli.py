@@ -27,10 +27,10 @@ def _refuse(err: Exception, code: int = 2) -> int:
 
 def _refusable(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """A command whose refusals (ExportError, raised anywhere below it) end as one line on
-    stderr and their exit code. lib.export is imported when the command runs, not at --help."""
+    stderr and their exit code. lib.center.export is imported when the command runs, not at --help."""
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
-        from kodomo_assets.lib.export import ExportError
+        from kodomo_assets.lib.center.export import ExportError
 
         try:
             return handler(args)
@@ -60,7 +60,7 @@ def _storage(storage_key: bool = False):  # noqa: ANN202
 
 
 def _center_private(storage):  # noqa: ANN001, ANN202
-    from kodomo_assets.lib.export import ExportError
+    from kodomo_assets.lib.center.export import ExportError
     from kodomo_assets.lib.platform.keys import KeyProblem, read_center_private
 
     try:
@@ -130,9 +130,9 @@ def _inspect_inbox(args: argparse.Namespace) -> int:
     """The steward's terminal only: the names behind the tags in the run's metadata. Nothing
     of this goes into Dagster."""
     from kodomo_assets.defs.sources.inbox import inspect_inbox
-    from kodomo_assets.lib.decode import SourceFileError, read_header
+    from kodomo_assets.lib.ingest.decode import SourceFileError, read_header
+    from kodomo_assets.lib.policy.statutory import is_denied_header, is_tax_like
     from kodomo_assets.lib.registry import load_registry
-    from kodomo_assets.lib.statutory import is_denied_header, is_tax_like
 
     _env("KODOMO_INBOX")
     storage = _storage(storage_key=True)
@@ -177,7 +177,7 @@ def _rotate_storage_key(args: argparse.Namespace) -> int:
 
 @_refusable
 def _review_list(args: argparse.Namespace) -> int:
-    from kodomo_assets.lib.export import export_review_list
+    from kodomo_assets.lib.center.export import export_review_list
 
     storage = _storage()
     result = export_review_list(storage, _center_private(storage), args.month, Path(args.out), args.purpose)
@@ -190,7 +190,7 @@ def _review_list(args: argparse.Namespace) -> int:
 
 @_refusable
 def _feedback_import(args: argparse.Namespace) -> int:
-    from kodomo_assets.lib.export import import_feedback
+    from kodomo_assets.lib.center.export import import_feedback
 
     storage = _storage()
     _env("KODOMO_INBOX")
@@ -206,7 +206,7 @@ def _feedback_import(args: argparse.Namespace) -> int:
 @_refusable
 def _link_review(args: argparse.Namespace) -> int:
     """The designated steward, as the pipeline's account: the pairs to decide, or every link."""
-    from kodomo_assets.lib.link_review import export_review
+    from kodomo_assets.lib.linkage.review import export_review
 
     result = export_review(_storage(storage_key=True), args.month, Path(args.out), args.purpose,
                            every_link=args.all)
@@ -218,7 +218,7 @@ def _link_review(args: argparse.Namespace) -> int:
 
 @_refusable
 def _link_decisions(args: argparse.Namespace) -> int:
-    from kodomo_assets.lib.link_review import record_decisions
+    from kodomo_assets.lib.linkage.review import record_decisions
 
     result = record_decisions(_storage(storage_key=True), args.month, Path(args.file))
     print(f"照合の判断 {result.month}: 同一 {result.same} 件・別人 {result.different} 件を記録しました"

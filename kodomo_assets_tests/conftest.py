@@ -12,7 +12,7 @@ from kodomo_assets.lib.platform.keys import (
     read_center_private,
 )
 from kodomo_assets.lib.platform.storage import KodomoStorage, restrict_umask
-from kodomo_assets.lib.policy import DEMO_POLICY
+from kodomo_assets.lib.policy.approval import DEMO_POLICY
 
 JUMIN_HEADER = ("宛名番号,世帯番号,個人番号,氏名,氏名カナ,生年月日,性別,続柄,住所,町丁目コード,"
                 "住民種別,住民となった年月日")

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from kodomo_assets.demo import generate
-from kodomo_assets.lib.content import is_my_number
 from kodomo_assets.lib.platform.storage import KodomoStorage
+from kodomo_assets.lib.policy.content import is_my_number
 from kodomo_assets_tests.conftest import make_keys, make_storage, pipeline_env
 
 MONTH = "2022-10"

@@ -1,8 +1,8 @@
 """Measure the pupil linkage on a generated month against the demo truth (issue 15).
 
 Generates a city (or reuses OUT when it already holds one), ingests its register and
-学齢簿 with the pipeline's reader, links them with lib/linkage.py and prints, as JSON,
-the linkage's own figures and lib/linkage_truth.py's: precision and recall of the
+学齢簿 with the pipeline's reader, links them with lib/linkage/link.py and prints, as JSON,
+the linkage's own figures and lib/linkage/truth.py's: precision and recall of the
 automatic links for blank-ID pupils, overall and per spelling-variant kind. With
 --blank-variants every pupil with a variant also has its 宛名番号 blanked, so each kind is
 measured on many pupils through the probabilistic pass. Not a test: quote its output.
@@ -23,9 +23,9 @@ import duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kodomo_assets.demo import generate  # noqa: E402
-from kodomo_assets.lib.ingest import ingest  # noqa: E402
-from kodomo_assets.lib.linkage import link_pupils, prepare_inputs  # noqa: E402
-from kodomo_assets.lib.linkage_truth import linkage_against_truth  # noqa: E402
+from kodomo_assets.lib.ingest.load import ingest  # noqa: E402
+from kodomo_assets.lib.linkage.link import link_pupils, prepare_inputs  # noqa: E402
+from kodomo_assets.lib.linkage.truth import linkage_against_truth  # noqa: E402
 from kodomo_assets.lib.registry import load_registry  # noqa: E402
 
 

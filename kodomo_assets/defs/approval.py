@@ -4,7 +4,7 @@ cover both the data month and the date of processing (the storage resource's clo
 from dagster import Failure
 
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.policy import ApprovalPeriodError, MonthApproval, PolicyError
+from kodomo_assets.lib.policy.approval import ApprovalPeriodError, MonthApproval, PolicyError
 
 
 def approval_for(storage: KodomoStorage, month: str) -> MonthApproval:

@@ -24,13 +24,13 @@ from dagster import (
     sensor,
 )
 
-from kodomo_assets.lib.chained_log import ChainedLog
-from kodomo_assets.lib.export import read_access_log
-from kodomo_assets.lib.link_review import review_log
+from kodomo_assets.lib.center.export import read_access_log
+from kodomo_assets.lib.linkage.review import review_log
 from kodomo_assets.lib.platform.accounts import os_account
+from kodomo_assets.lib.platform.chained_log import ChainedLog
 from kodomo_assets.lib.platform.retention import INPUTS, LABELS, forget_kinds, month_kinds
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.policy import ApprovalPeriodError
+from kodomo_assets.lib.policy.approval import ApprovalPeriodError
 from kodomo_assets.lib.registry import load_registry
 
 TIMEZONE = "Asia/Tokyo"

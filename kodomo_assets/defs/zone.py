@@ -18,9 +18,9 @@ from dagster import (
     asset,
 )
 
-from kodomo_assets.lib.gate import CHECKS, GateReport
 from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
+from kodomo_assets.lib.policy.gate import CHECKS, GateReport
 
 OWNER = "team:kodomo-center"
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kodomo_assets.lib.export import NEW, ImportResult, export_review_list, import_feedback
+from kodomo_assets.lib.center.export import ImportResult, export_review_list, import_feedback
+from kodomo_assets.lib.center.review_list import NEW
 from kodomo_assets.lib.platform.keys import CenterPrivate
 from kodomo_assets.lib.platform.storage import KodomoStorage
 

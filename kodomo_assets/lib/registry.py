@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from kodomo_assets.lib.paths import DATA_DIR
-from kodomo_assets.lib.statutory import is_denied_header
+from kodomo_assets.lib.policy.statutory import is_denied_header
 
 COLUMN_TYPES = {"id", "text", "kana", "date", "year_month", "int", "enum", "enum_list"}
 MARKERS = {None, "id", "forbidden"}
@@ -33,7 +33,7 @@ class Column:
 
     @property
     def scanned(self) -> bool:
-        """Free text a person typed: scanned value by value at the door (lib/content.py).
+        """Free text a person typed: scanned value by value at the door (lib/policy/content.py).
         IDs, dates, codes and counts have their own format rules instead."""
         return not self.forbidden and self.type in ("text", "kana")
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
-from kodomo_assets.lib.decode import ALLOWED
-from kodomo_assets.lib.ingest import HEADER_ONLY
+from kodomo_assets.lib.ingest.decode import ALLOWED
+from kodomo_assets.lib.ingest.load import HEADER_ONLY
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets_tests.runs import failures, metadata, run, started

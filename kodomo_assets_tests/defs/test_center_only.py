@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from kodomo_assets.demo import generate
-from kodomo_assets.lib.export import read_access_log, verify_access_log
+from kodomo_assets.lib.center.export import read_access_log, verify_access_log
 from kodomo_assets.lib.paths import REPO_ROOT
 from kodomo_assets.lib.platform.keys import KeyProblem, read_center_private
 from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
-from kodomo_assets.lib.policy import DEMO_POLICY
+from kodomo_assets.lib.policy.approval import DEMO_POLICY
 from kodomo_assets_tests.conftest import make_keys, make_storage, pipeline_env
 
 MONTH = "2022-10"

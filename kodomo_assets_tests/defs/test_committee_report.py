@@ -18,12 +18,12 @@ from kodomo_assets.defs.scoring import risk_scores
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
 from kodomo_assets.demo.center import check_list
-from kodomo_assets.lib.export import access_log_path, export_review_list
-from kodomo_assets.lib.lineage_diagram import draw
-from kodomo_assets.lib.linked_table import load_spec, plan
+from kodomo_assets.lib.center.export import access_log_path, export_review_list
 from kodomo_assets.lib.platform.keys import read_center_private
-from kodomo_assets.lib.policy import load_policy
+from kodomo_assets.lib.policy.approval import load_policy
 from kodomo_assets.lib.registry import load_registry
+from kodomo_assets.lib.reporting.lineage_diagram import draw
+from kodomo_assets.lib.scoring.linked_table import load_spec, plan
 from kodomo_assets_tests.conftest import at, copy_inbox, demo_env
 from kodomo_assets_tests.runs import failures, run
 

@@ -17,7 +17,7 @@ from kodomo_assets.definitions import ASSETS
 from kodomo_assets.demo import generate
 from kodomo_assets.demo.center import check_list
 from kodomo_assets.lib.platform.keys import read_center_private
-from kodomo_assets.lib.suppression import share_text, visible
+from kodomo_assets.lib.reporting.suppression import share_text, visible
 from kodomo_assets_tests.conftest import copy_inbox, demo_env
 from kodomo_assets_tests.runs import failures, run
 

@@ -14,10 +14,10 @@ from kodomo_assets.defs.linkage import pupil_links
 from kodomo_assets.defs.scoring import risk_scores
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
-from kodomo_assets.lib import evaluation as ev
-from kodomo_assets.lib.indicators import load_indicators
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.pseudonym import TOKEN_PATTERN
+from kodomo_assets.lib.policy.pseudonym import TOKEN_PATTERN
+from kodomo_assets.lib.scoring import evaluation as ev
+from kodomo_assets.lib.scoring.indicators import load_indicators
 from kodomo_assets_tests.conftest import copy_inbox, demo_env
 from kodomo_assets_tests.runs import failures, metadata, run
 

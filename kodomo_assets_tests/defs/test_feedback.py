@@ -11,11 +11,11 @@ import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult
 
 from kodomo_assets.cli import main
-from kodomo_assets.defs.center.assets import NEW, RISEN
 from kodomo_assets.defs.center.feedback import verification_feedback
 from kodomo_assets.defs.sources import inbox_receipt
-from kodomo_assets.lib import feedback as fb
-from kodomo_assets.lib.export import ImportResult, import_feedback, read_access_log
+from kodomo_assets.lib.center import feedback as fb
+from kodomo_assets.lib.center.export import ImportResult, import_feedback, read_access_log
+from kodomo_assets.lib.center.review_list import NEW, RISEN
 from kodomo_assets.lib.platform.keys import (
     PUBLIC_FILE,
     CenterPrivate,
@@ -23,8 +23,8 @@ from kodomo_assets.lib.platform.keys import (
     read_center_private,
 )
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.pseudonym import token
-from kodomo_assets_tests.lib.test_export import POVERTY, YOUNG_CARER, make_review_list
+from kodomo_assets.lib.policy.pseudonym import token
+from kodomo_assets_tests.lib.center.test_export import POVERTY, YOUNG_CARER, make_review_list
 from kodomo_assets_tests.runs import failure_message, metadata, run
 
 MONTH = "2022-10"

@@ -9,17 +9,17 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from kodomo_assets.defs.center.assets import NEW
 from kodomo_assets.defs.center.feedback import verification_feedback
-from kodomo_assets.lib import feedback as fb
-from kodomo_assets.lib.export import (
+from kodomo_assets.lib.center import feedback as fb
+from kodomo_assets.lib.center.export import (
     HEADERS,
     ExportError,
     export_review_list,
     import_feedback,
     read_access_log,
 )
-from kodomo_assets_tests.lib.test_export import POVERTY, YOUNG_CARER, make_review_list
+from kodomo_assets.lib.center.review_list import NEW
+from kodomo_assets_tests.lib.center.test_export import POVERTY, YOUNG_CARER, make_review_list
 from kodomo_assets_tests.runs import metadata, run
 
 MONTH = "2022-10"

@@ -14,10 +14,10 @@ from kodomo_assets.defs.linkage import pupil_links
 from kodomo_assets.defs.scoring.item_worth import KEY, TABLE, item_worth
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
-from kodomo_assets.lib import item_worth as iw
-from kodomo_assets.lib.pseudonym import TOKEN_PATTERN
+from kodomo_assets.lib.policy.pseudonym import TOKEN_PATTERN
+from kodomo_assets.lib.scoring import item_worth as iw
 from kodomo_assets_tests.conftest import demo_env
-from kodomo_assets_tests.lib.test_policy import APPROVE, _edited
+from kodomo_assets_tests.lib.policy.test_approval import APPROVE, _edited
 from kodomo_assets_tests.runs import failures, metadata, run
 
 MONTH = "2022-10"

@@ -18,13 +18,13 @@ from kodomo_assets.defs.analysis import linked_children
 from kodomo_assets.defs.linkage import pupil_links
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
-from kodomo_assets.lib.anonymity import MAX_BELOW_K_SHARE, MAX_UNIQUE_SHARE
-from kodomo_assets.lib.linked_table import load_spec, plan
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.policy import load_policy
+from kodomo_assets.lib.policy.anonymity import MAX_BELOW_K_SHARE, MAX_UNIQUE_SHARE
+from kodomo_assets.lib.policy.approval import load_policy
 from kodomo_assets.lib.registry import load_registry
+from kodomo_assets.lib.scoring.linked_table import load_spec, plan
 from kodomo_assets_tests.conftest import demo_env
-from kodomo_assets_tests.lib.test_policy import APPROVE, _edited
+from kodomo_assets_tests.lib.policy.test_approval import APPROVE, _edited
 from kodomo_assets_tests.runs import failures, metadata, run
 
 MONTH = "2022-10"

@@ -31,13 +31,13 @@ from kodomo_assets.defs.operations import (
 )
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
-from kodomo_assets.lib.export import append_access_log
+from kodomo_assets.lib.center.export import append_access_log
 from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.keys import CenterPrivate, KeyProblem
 from kodomo_assets.lib.platform.retention import month_kinds
 from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
-from kodomo_assets.lib.policy import HEADER, OUTPUT_FILE, policy_path
+from kodomo_assets.lib.policy.approval import HEADER, OUTPUT_FILE, policy_path
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets_tests.conftest import at, configured
 from kodomo_assets_tests.runs import failure_message, failures, run, started

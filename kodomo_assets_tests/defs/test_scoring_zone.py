@@ -14,11 +14,11 @@ from dagster import DagsterInstance, materialize
 
 from kodomo_assets.defs.analysis import linked_children
 from kodomo_assets.defs.center import review_list
-from kodomo_assets.defs.center.assets import NEW, RISEN
 from kodomo_assets.defs.linkage import pupil_links
 from kodomo_assets.defs.scoring import risk_scores
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
+from kodomo_assets.lib.center.review_list import NEW, RISEN
 from kodomo_assets.lib.platform.keys import KeyProblem, center_keygen, read_center_private
 from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
 from kodomo_assets_tests.conftest import demo_env

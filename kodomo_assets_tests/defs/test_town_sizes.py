@@ -18,7 +18,7 @@ from kodomo_assets.defs.linkage import pupil_links
 from kodomo_assets.defs.scoring import risk_scores
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
-from kodomo_assets.lib import ranking
+from kodomo_assets.lib.scoring import ranking
 from kodomo_assets_tests.conftest import copy_inbox, make_keys, make_storage
 from kodomo_assets_tests.runs import failures, metadata, run
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from kodomo_assets.demo import generate, month_range
-from kodomo_assets.lib.wareki import DateParseError, parse_date
+from kodomo_assets.lib.ingest.wareki import DateParseError, parse_date
 
 MONTHS = month_range("2022-04..2022-10")
 HEADERS = {

@@ -21,7 +21,10 @@ from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.defs.linkage.assets import KEY as LINK_KEY
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
-from kodomo_assets.lib.anonymity import (
+from kodomo_assets.lib.paths import DATA_DIR
+from kodomo_assets.lib.platform.keys import KeyProblem
+from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
+from kodomo_assets.lib.policy.anonymity import (
     MAX_BELOW_K_SHARE,
     MAX_UNIQUE_SHARE,
     AttackResult,
@@ -29,14 +32,18 @@ from kodomo_assets.lib.anonymity import (
     enforce_k,
     linkage_attack,
 )
-from kodomo_assets.lib.gate import inspect_table, warm_up
-from kodomo_assets.lib.linked_table import TOKENS, Plan, compile_sql, describe, load_spec, plan
-from kodomo_assets.lib.paths import DATA_DIR
-from kodomo_assets.lib.platform.keys import KeyProblem
-from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
-from kodomo_assets.lib.policy import MonthApproval
-from kodomo_assets.lib.pseudonym import register_udfs
+from kodomo_assets.lib.policy.approval import MonthApproval
+from kodomo_assets.lib.policy.gate import inspect_table, warm_up
+from kodomo_assets.lib.policy.pseudonym import register_udfs
 from kodomo_assets.lib.registry import load_registry
+from kodomo_assets.lib.scoring.linked_table import (
+    TOKENS,
+    Plan,
+    compile_sql,
+    describe,
+    load_spec,
+    plan,
+)
 
 KEY = AssetKey(["analysis", "linked_children"])
 TABLE = "linked_children"

@@ -20,11 +20,12 @@ from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.scoring.assets import TABLE as SCORES_TABLE
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
-from kodomo_assets.lib.gate import inspect_table
-from kodomo_assets.lib.linked_table import month_sql
+from kodomo_assets.lib.center.review_list import NEW, RISEN, TABLE
 from kodomo_assets.lib.platform.keys import KeyProblem
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
-from kodomo_assets.lib.pseudonym import register_udfs
+from kodomo_assets.lib.policy.gate import inspect_table
+from kodomo_assets.lib.policy.pseudonym import register_udfs
+from kodomo_assets.lib.scoring.linked_table import month_sql
 
 KEY = AssetKey(["center", "review_list"])
 FEEDBACK_KEY = AssetKey(["center", "verification_feedback"])
@@ -37,12 +38,10 @@ with warnings.catch_warnings():  # the first month has no previous one: allowed 
     warnings.simplefilter("ignore", BetaWarning)
     PREVIOUS = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1,
                                           allow_nonexistent_upstream_partitions=True)
-TABLE = "review_list"
 COLUMNS = ["section", "rank", "atena_no", "child_token", "score", "prev_score", "indicators",
            "reasons", "facts_asof", "fact_sources", "prev_result", "prev_result_month"]
 FEEDBACK_STORE = "verification_feedback"  # the signed results, in the analysis zone
 NOT_CONFIRMED = "非該当"
-NEW, RISEN = "新規の示唆", "既知・スコア上昇"
 
 
 def previous_month(month: str) -> str:

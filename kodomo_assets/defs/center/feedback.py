@@ -16,7 +16,7 @@ from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.defs.sources.inbox import FEEDBACK_FILE
 from kodomo_assets.defs.sources.inbox import KEY as INBOX_KEY
 from kodomo_assets.defs.zone import zone_asset
-from kodomo_assets.lib import feedback as fb
+from kodomo_assets.lib.center import feedback as fb
 from kodomo_assets.lib.platform.keys import KeyProblem
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.registry import load_registry

@@ -29,24 +29,24 @@ from kodomo_assets.defs.operations import purge_log
 from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import zone_asset
-from kodomo_assets.lib import council as C
-from kodomo_assets.lib import report as R
-from kodomo_assets.lib.export import (
+from kodomo_assets.lib.center.export import (
     TOKYO,
     AccessLogError,
     access_log_path,
     read_access_log,
     verify_access_log,
 )
-from kodomo_assets.lib.indicators import load_indicators
-from kodomo_assets.lib.lineage_diagram import draw
-from kodomo_assets.lib.link_review import review_log
-from kodomo_assets.lib.linked_table import describe, load_spec, plan
+from kodomo_assets.lib.linkage.review import review_log
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.policy import Approval, MonthApproval, load_purposes
+from kodomo_assets.lib.policy.approval import Approval, MonthApproval, load_purposes
 from kodomo_assets.lib.registry import load_registry
-from kodomo_assets.lib.suppression import mask_text, share_text, visible
+from kodomo_assets.lib.reporting import council as C
+from kodomo_assets.lib.reporting import report as R
+from kodomo_assets.lib.reporting.lineage_diagram import draw
+from kodomo_assets.lib.reporting.suppression import mask_text, share_text, visible
+from kodomo_assets.lib.scoring.indicators import load_indicators
+from kodomo_assets.lib.scoring.linked_table import describe, load_spec, plan
 
 KEY = AssetKey(["committee", "report"])
 RECORDS_CHECK = "records_intact"

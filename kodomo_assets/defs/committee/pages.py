@@ -1,6 +1,6 @@
 """The council's pages of the report: the first page (the members' questions, answered from
 the month's records), the verification evidence, 傾向分析 and 課題. What the Dagster instance
-recorded is read here; the tables themselves are built in lib/council.py."""
+recorded is read here; the tables themselves are built in lib/reporting/council.py."""
 
 from __future__ import annotations
 
@@ -13,17 +13,17 @@ from kodomo_assets.defs.linkage.assets import KEY as LINK_KEY
 from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.sources.inbox import KEY as INBOX_KEY
-from kodomo_assets.lib import council as C
-from kodomo_assets.lib import report as R
-from kodomo_assets.lib.export import read_access_log
-from kodomo_assets.lib.feedback import BANDS
-from kodomo_assets.lib.indicators import load_indicators
+from kodomo_assets.lib.center.export import read_access_log
+from kodomo_assets.lib.center.feedback import BANDS
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.policy import Approval, Standing
+from kodomo_assets.lib.policy.approval import Approval, Standing
 from kodomo_assets.lib.registry import load_registry
-from kodomo_assets.lib.suppression import share_text
+from kodomo_assets.lib.reporting import council as C
+from kodomo_assets.lib.reporting import report as R
+from kodomo_assets.lib.reporting.suppression import share_text
+from kodomo_assets.lib.scoring.indicators import load_indicators
 
-FAIRNESS_BOUND = 0.1  # the audit's bound on the equalized-odds gap (lib/evaluation.py)
+FAIRNESS_BOUND = 0.1  # the audit's bound on the equalized-odds gap (lib/scoring/evaluation.py)
 
 
 def meta(instance: DagsterInstance, key: AssetKey, month: str) -> dict:

@@ -1,7 +1,7 @@
 """評価と公平性の確認: the score against the demo generator's planted needs (analysis zone).
 
 Thin wiring: read the month's scores (and the audit attributes), compute in
-lib/evaluation.py, write one DuckDB file per asset through the zone gate. A month without
+lib/scoring/evaluation.py, write one DuckDB file per asset through the zone gate. A month without
 truth (a real city, or an older month of the demo) materializes with 正解データなし and no
 figures. Metadata and logs hold aggregates only.
 """
@@ -33,14 +33,14 @@ from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.scoring.assets import TABLE as SCORES_TABLE
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
-from kodomo_assets.lib import evaluation as ev
-from kodomo_assets.lib.council import attach_verified
-from kodomo_assets.lib.gate import inspect_table
-from kodomo_assets.lib.indicators import load_indicators
 from kodomo_assets.lib.paths import REGISTRY, content_version
 from kodomo_assets.lib.platform.keys import KeyProblem
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
-from kodomo_assets.lib.pseudonym import TOKEN_PATTERN, token
+from kodomo_assets.lib.policy.gate import inspect_table
+from kodomo_assets.lib.policy.pseudonym import TOKEN_PATTERN, token
+from kodomo_assets.lib.reporting.council import attach_verified
+from kodomo_assets.lib.scoring import evaluation as ev
+from kodomo_assets.lib.scoring.indicators import load_indicators
 
 EVALUATION_KEY = AssetKey(["analysis", "evaluation"])
 FAIRNESS_KEY = AssetKey(["analysis", "fairness_audit"])

@@ -19,31 +19,21 @@ from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import column_lineage, materialized_by
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
-from kodomo_assets.lib.evaluation import truth_for
-from kodomo_assets.lib.gate import inspect_table, warm_up
-from kodomo_assets.lib.link_decisions import apply_standing
-from kodomo_assets.lib.linkage import link_pupils, prepare_inputs
-from kodomo_assets.lib.linkage_truth import linkage_against_truth
+from kodomo_assets.lib.linkage.allowed import restricted
+from kodomo_assets.lib.linkage.decisions import apply_standing
+from kodomo_assets.lib.linkage.link import link_pupils, prepare_inputs
+from kodomo_assets.lib.linkage.truth import linkage_against_truth
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
-from kodomo_assets.lib.policy import MonthApproval
+from kodomo_assets.lib.policy.gate import inspect_table, warm_up
 from kodomo_assets.lib.registry import load_registry
+from kodomo_assets.lib.scoring.evaluation import truth_for
 
 LINKAGE_VERSION = "2"
-MATCH_FIELDS = ("name_kana", "birth_date", "sex", "address")
 TABLES = {
     "pupil_link": ["pupil_no", "atena_no", "method", "match_weight", "match_probability"],
     "link_review": ["pupil_no", "atena_no", "reason", "match_weight", "match_probability"],
 }
 KEY = AssetKey(["linkage", "pupil_links"])
-
-
-def _restricted(approval: MonthApproval, dataset: str, alias: str) -> str:
-    """The dataset's columns that the approval allows for matching; NULL for the rest."""
-    allowed = approval.columns(dataset, "match")
-    keys = [c for c in ("pupil_no", "atena_no", "household_no")
-            if approval.allows(dataset, c, "key")]
-    cols = keys + [c if c in allowed else f"NULL AS {c}" for c in MATCH_FIELDS]
-    return f"(SELECT {', '.join(cols)} FROM {alias}.{dataset})"
 
 
 def _lineage(fields: frozenset[str]) -> dict[str, list[tuple[AssetKey, str]]]:
@@ -82,8 +72,8 @@ def pupil_links(context: AssetExecutionContext, storage: KodomoStorage):  # noqa
         for ds in ("jumin", "gakurei"):
             dept = reg.datasets[ds].department.code
             storage.attach(con, dept, storage.department_store(dept, month))
-        con.execute(f"CREATE TEMP VIEW jumin_ok AS {_restricted(approval, 'jumin', 'shimin')}")
-        con.execute(f"CREATE TEMP VIEW gakurei_ok AS {_restricted(approval, 'gakurei', 'gakumu')}")
+        con.execute(f"CREATE TEMP VIEW jumin_ok AS {restricted(approval, 'jumin', 'shimin')}")
+        con.execute(f"CREATE TEMP VIEW gakurei_ok AS {restricted(approval, 'gakurei', 'gakumu')}")
         prepare_inputs(con, "jumin_ok", "gakurei_ok")
         r = link_pupils(con, seed=zlib.crc32(month.encode()), fields=fields)
         # demo only: the automatic linkage against the truth, before decisions change it

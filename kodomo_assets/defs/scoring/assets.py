@@ -22,13 +22,14 @@ from kodomo_assets.defs.analysis.assets import TABLE as LINKED_TABLE
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import column_lineage, materialized_by
 from kodomo_assets.defs.zone import publish_gated, zone_asset
-from kodomo_assets.lib import ranking, scoring
-from kodomo_assets.lib.evaluation import review_k
-from kodomo_assets.lib.gate import inspect_table
-from kodomo_assets.lib.indicators import Indicator, compile_sql, load_indicators, sources
-from kodomo_assets.lib.linked_table import Plan, load_spec, month_sql, plan
 from kodomo_assets.lib.paths import REGISTRY, content_version
 from kodomo_assets.lib.platform.storage import KodomoStorage, write_json
+from kodomo_assets.lib.policy.gate import inspect_table
+from kodomo_assets.lib.scoring import model as scoring
+from kodomo_assets.lib.scoring import ranking
+from kodomo_assets.lib.scoring.evaluation import review_k
+from kodomo_assets.lib.scoring.indicators import Indicator, compile_sql, load_indicators, sources
+from kodomo_assets.lib.scoring.linked_table import Plan, load_spec, month_sql, plan
 
 KEY = AssetKey(["analysis", "risk_scores"])
 TABLE = "risk_scores"

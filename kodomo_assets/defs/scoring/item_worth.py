@@ -1,6 +1,6 @@
 """必要最小限の確認: what each approved item is worth to the score (analysis zone). Thin
 wiring: the month's linked table and indicators read as analysis/risk_scores reads them, the
-refits in lib/item_worth.py, one aggregate table through the zone gate. Its own job
+refits in lib/scoring/item_worth.py, one aggregate table through the zone gate. Its own job
 (item_worth_review), never the monthly refresh: it refits the model once per item."""
 
 import re
@@ -24,13 +24,13 @@ from kodomo_assets.defs.center.assets import FEEDBACK_KEY, FEEDBACK_STORE, month
 from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.defs.scoring.assets import REGISTRY_FILES, SEED, month_input
 from kodomo_assets.defs.zone import publish_gated, zone_asset
-from kodomo_assets.lib import item_worth as iw
-from kodomo_assets.lib import scoring
-from kodomo_assets.lib.gate import inspect_table
-from kodomo_assets.lib.linked_table import load_spec, plan
 from kodomo_assets.lib.paths import content_version
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.pseudonym import TOKEN_PATTERN
+from kodomo_assets.lib.policy.gate import inspect_table
+from kodomo_assets.lib.policy.pseudonym import TOKEN_PATTERN
+from kodomo_assets.lib.scoring import item_worth as iw
+from kodomo_assets.lib.scoring import model as scoring
+from kodomo_assets.lib.scoring.linked_table import load_spec, plan
 
 KEY = AssetKey(["analysis", "item_worth"])
 TABLE = "item_worth"

@@ -19,13 +19,13 @@ from dagster import (
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.defs.zone import no_echo
-from kodomo_assets.lib.decode import SourceFileError
-from kodomo_assets.lib.decode import redact as redact_cells
-from kodomo_assets.lib.ingest import SQL_TYPES, ingest
+from kodomo_assets.lib.ingest.decode import SourceFileError
+from kodomo_assets.lib.ingest.decode import redact as redact_cells
+from kodomo_assets.lib.ingest.load import SQL_TYPES, ingest
 from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.platform.keys import KeyProblem
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.policy import PolicyError, load_policy
+from kodomo_assets.lib.policy.approval import PolicyError, load_policy
 from kodomo_assets.lib.registry import Dataset, load_registry
 
 # Bump when the reading logic changes; the registry entry's hash covers data changes.

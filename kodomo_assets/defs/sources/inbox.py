@@ -15,13 +15,13 @@ from dagster import (
 
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.zone import no_echo
-from kodomo_assets.lib.decode import normalise
-from kodomo_assets.lib.feedback import FEEDBACK_FILE
+from kodomo_assets.lib.center.feedback import FEEDBACK_FILE
+from kodomo_assets.lib.ingest.decode import normalise
 from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.policy import PolicyError
+from kodomo_assets.lib.policy.approval import PolicyError
+from kodomo_assets.lib.policy.statutory import is_tax_like
 from kodomo_assets.lib.registry import load_registry
-from kodomo_assets.lib.statutory import is_tax_like
 
 # The center's signed verification results (`kodomo feedback-import`): not a department
 # export, so not in the registry; delivered only in months the center has results.

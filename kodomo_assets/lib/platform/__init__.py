@@ -1,2 +1,2 @@
 """Platform: where data lives and how it is kept closed at rest (storage resource, keys,
-encryption, staged publishing)."""
+encryption, staged publishing, tamper-evident logs)."""

@@ -36,7 +36,7 @@ from kodomo_assets.lib.platform.keys import (
     read_secret,
 )
 from kodomo_assets.lib.platform.keytable import KeyTable
-from kodomo_assets.lib.policy import (
+from kodomo_assets.lib.policy.approval import (
     Approval,
     PolicyError,
     clock_problem,

@@ -1,0 +1,1 @@
+"""Ingest: the departments' exports read, decoded, typed and stored (the source assets' stage)."""

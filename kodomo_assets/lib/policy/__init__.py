@@ -1,0 +1,1 @@
+"""Policy: what may be read, linked and published (approval, statutory limits, gate, pseudonyms)."""

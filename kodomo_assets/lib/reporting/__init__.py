@@ -1,0 +1,1 @@
+"""Reporting: the committee's report, its tables (council), suppression and the lineage diagram."""

@@ -1,0 +1,1 @@
+"""Scoring: the linked table, indicators, the risk model, ranking, evaluation, item worth."""
