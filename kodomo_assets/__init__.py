@@ -11,6 +11,6 @@ import os
 # 61 s on one thread and 32 s passive (the same fit; scripts in the issue-16 note).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from kodomo_assets.definitions import defs  # noqa: E402 - after the OpenMP setting
+from kodomo_assets.definitions import defs
 
 __all__ = ["defs"]

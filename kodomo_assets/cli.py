@@ -46,7 +46,7 @@ def _env(name: str) -> str:
     return value
 
 
-def _storage(storage_key: bool = False):  # noqa: ANN202
+def _storage(storage_key: bool = False):
     """The storage resource from the same variables as the code location's: only the home
     and inbox for the center's commands, the storage key too for the steward's."""
     from kodomo_assets.lib.platform.storage import KodomoStorage, restrict_umask
@@ -59,7 +59,7 @@ def _storage(storage_key: bool = False):  # noqa: ANN202
                          mode=os.environ.get("KODOMO_MODE", "production"))
 
 
-def _center_private(storage):  # noqa: ANN001, ANN202
+def _center_private(storage):
     from kodomo_assets.lib.center.export import ExportError
     from kodomo_assets.lib.platform.keys import KeyProblem, read_center_private
 

@@ -22,11 +22,11 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kodomo_assets.demo import generate  # noqa: E402
-from kodomo_assets.lib.ingest.load import ingest  # noqa: E402
-from kodomo_assets.lib.linkage.link import link_pupils, prepare_inputs  # noqa: E402
-from kodomo_assets.lib.linkage.truth import linkage_against_truth  # noqa: E402
-from kodomo_assets.lib.registry import load_registry  # noqa: E402
+from kodomo_assets.demo import generate
+from kodomo_assets.lib.ingest.load import ingest
+from kodomo_assets.lib.linkage.link import link_pupils, prepare_inputs
+from kodomo_assets.lib.linkage.truth import linkage_against_truth
+from kodomo_assets.lib.registry import load_registry
 
 
 def main() -> None:

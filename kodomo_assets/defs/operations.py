@@ -59,7 +59,7 @@ def expected_files() -> set[str]:
     return {ds.file for ds in load_registry().datasets.values()}
 
 
-def monthly_schedule_for(job_def):  # noqa: ANN001, ANN201 - built once the job exists
+def monthly_schedule_for(job_def):
     @schedule(
         name="monthly_refresh_schedule",
         cron_schedule="0 6 2 * *",  # the 2nd, 06:00 JST: the departments export on the 1st
@@ -75,7 +75,7 @@ def monthly_schedule_for(job_def):  # noqa: ANN001, ANN201 - built once the job 
     return monthly_refresh_schedule
 
 
-def arrival_sensor_for(job_def):  # noqa: ANN001, ANN201
+def arrival_sensor_for(job_def):
     @sensor(
         name="inbox_arrival_sensor",
         job=job_def,
@@ -85,7 +85,7 @@ def arrival_sensor_for(job_def):  # noqa: ANN001, ANN201
                     "そろっていない月は、未着のファイル名を理由に表示する。取込済みのファイルは受信箱から"
                     "暗号化保管へ移っているので、届いたものとして数える。",
     )
-    def inbox_arrival_sensor(context: SensorEvaluationContext, storage: KodomoStorage):  # noqa: ANN202
+    def inbox_arrival_sensor(context: SensorEvaluationContext, storage: KodomoStorage):
         inbox = storage.inbox_path
         datasets = list(load_registry().datasets.values())
         months = sorted(p.name for p in inbox.iterdir() if p.is_dir() and MONTH_FOLDER.fullmatch(p.name)) \
@@ -150,7 +150,7 @@ def _due(storage: KodomoStorage, months: Sequence[str], now: date) -> dict[str, 
     return expires
 
 
-def purge_job_for(asset_keys: Sequence[AssetKey]):  # noqa: ANN201 - built once the assets exist
+def purge_job_for(asset_keys: Sequence[AssetKey]):
     partitioned = sorted(asset_keys, key=lambda k: k.to_user_string())
 
     @op(description="指定した基準月のうち保存期間を過ぎたものを忘れる: まず月ごとのデータ鍵を破棄し"

@@ -68,29 +68,29 @@ def no_echo(fn: Callable) -> Callable:
     before anything reaches Dagster's event log, metadata or compute log."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
-        def generator(*args, **kwargs):  # noqa: ANN202
+        def generator(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
             except (Failure, DagsterError):
                 raise
-            except Exception as err:  # noqa: BLE001 - replaced, never echoed
+            except Exception as err:
                 raise _quiet(fn.__name__, err) from None
         return generator
 
     @functools.wraps(fn)
-    def plain(*args, **kwargs):  # noqa: ANN202
+    def plain(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except (Failure, DagsterError):
             raise
-        except Exception as err:  # noqa: BLE001 - replaced, never echoed
+        except Exception as err:
             raise _quiet(fn.__name__, err) from None
     return plain
 
 
 def zone_asset(key: AssetKey, *, zone: str, sensitive: bool, kinds: set[str], code_version: str,
                deps: Sequence[AssetKey | AssetDep], description: str, gated: bool = True,
-               checks: Sequence[tuple[str, str]] = (), group: str | None = None):  # noqa: ANN201
+               checks: Sequence[tuple[str, str]] = (), group: str | None = None):
     """The @asset decorator for a zone's monthly asset; `gated` adds the gate's blocking
     checks, `checks` more blocking checks of its own (name, description)."""
     specs = (gate_checks(key) if gated else []) + [

@@ -73,12 +73,12 @@ def source_tables(approval: MonthApproval) -> dict[str, str]:
             if approval.columns(ds.name, "key")}
 
 
-def attach_sources(storage: KodomoStorage, con, month: str, tables: dict[str, str]) -> None:  # noqa: ANN001
+def attach_sources(storage: KodomoStorage, con, month: str, tables: dict[str, str]) -> None:
     for dept in sorted({t.split(".")[0] for t in tables.values()}):
         storage.attach(con, dept, storage.department_store(dept, month))
 
 
-def audit_attributes(storage: KodomoStorage, con, month: str, approval: MonthApproval) -> list[str]:  # noqa: ANN001
+def audit_attributes(storage: KodomoStorage, con, month: str, approval: MonthApproval) -> list[str]:
     """TEMP TABLE audit_attributes (child_token and the audit-only attributes such as district
     and foreign residence), computed from the register inside the calling step only: they
     never sit in the analysis table, and callers publish aggregates of them."""
@@ -131,7 +131,7 @@ def attack_result(attack: AttackResult, suppressed: dict[str, int]) -> AssetChec
         "承認外の列・禁止列・個人番号や電話番号などの値があれば書き込まずに失敗する。"
     ),
 )
-def linked_children(context: AssetExecutionContext, storage: KodomoStorage):  # noqa: ANN201
+def linked_children(context: AssetExecutionContext, storage: KodomoStorage):
     month = context.partition_key
     approval = approval_for(storage, month)
     warm_up()  # the gate's Great Expectations loads while the SQL runs

@@ -66,7 +66,7 @@ def months_before(month: str, n: int) -> list[str]:
     return out
 
 
-def verified_before(storage: KodomoStorage, con, month: str, n: int) -> str:  # noqa: ANN001
+def verified_before(storage: KodomoStorage, con, month: str, n: int) -> str:
     """SQL for each child's latest verification result on the n lists before (pseudonyms,
     from the signed results the center returned), attaching what exists. A month's results
     store holds the previous month's list: this month's and the n − 1 before."""
@@ -98,7 +98,7 @@ def verified_before(storage: KodomoStorage, con, month: str, n: int) -> str:  # 
         "`kodomo review-list`（センターの秘密鍵と利用目的が必要、記録が残る）。"
     ),
 )
-def review_list(context: AssetExecutionContext, config: ReviewListConfig,  # noqa: ANN201
+def review_list(context: AssetExecutionContext, config: ReviewListConfig,
                 storage: KodomoStorage):
     month = context.partition_key
     approval_for(storage, month)

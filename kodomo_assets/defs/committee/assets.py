@@ -363,7 +363,7 @@ def _link_records_table(storage: KodomoStorage, month: str, purposes: dict[str, 
                    rows or [["—", "—", "記録なし", "—", "—"]], counts={4})
 
 
-def _trend_pages(storage: KodomoStorage, con, month: str, verified: list[str]) -> tuple[list, list[str]]:  # noqa: ANN001
+def _trend_pages(storage: KodomoStorage, con, month: str, verified: list[str]) -> tuple[list, list[str]]:
     """傾向分析: co-occurrence among confirmed children, rates by age band and household,
     districts across months, and indicators that never fire or are never confirmed."""
     labels = [i.label for i in load_indicators()]

@@ -128,7 +128,7 @@ def zone_access(storage: KodomoStorage) -> R.Table:
     departments = "、".join(dict.fromkeys(ds.department.label for ds in registry.datasets.values()))
     try:
         center = f"センターの公開鍵（指紋 {storage.center_public().fingerprint}）宛てに暗号化"
-    except Exception:  # noqa: BLE001 - the report still renders without the center's key
+    except Exception:
         center = "センターの公開鍵宛てに暗号化（公開鍵が設定されていない）"
     key = "保存用の鍵（KODOMO_STORAGE_KEY_FILE。パイプラインの口座だけが読める）"
     prefix = storage.drop_group_prefix
@@ -203,7 +203,7 @@ def first_page(storage: KodomoStorage, facts: Month, approval: Approval, standin
             zone_access(storage)]
 
 
-def verification_pages(con, facts: Month) -> list:  # noqa: ANN001 - a DuckDB connection
+def verification_pages(con, facts: Month) -> list:
     labels = [i.label for i in load_indicators()]
     months = [C.by_month(con, facts.listed)] if facts.listed else [R.paragraph(
         "確認リストの実体化の記録（Dagster のインスタンス）がないため、基準月ごとの確認状況は示さない。")]

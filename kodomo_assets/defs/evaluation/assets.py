@@ -73,7 +73,7 @@ def _against_truth(storage: KodomoStorage, month: str, table: str
 
 
 def _publish(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, stage: Path, final: Path,
-             schemas: dict[str, dict[str, str]], frames: dict[str, pd.DataFrame]):  # noqa: ANN202
+             schemas: dict[str, dict[str, str]], frames: dict[str, pd.DataFrame]):
     """Create the fixed tables, fill them, gate them and promote the file; yields the check
     results before a refusal, returns them otherwise."""
     for name, columns in schemas.items():
@@ -140,7 +140,7 @@ def _md(frame: pd.DataFrame) -> MetadataValue:
         "並べる。正解のない月（実際の自治体を含む）は「正解データなし」として数値を出さない。"
     ),
 )
-def evaluation(context: AssetExecutionContext, storage: KodomoStorage):  # noqa: ANN201
+def evaluation(context: AssetExecutionContext, storage: KodomoStorage):
     started = time.perf_counter()
     month = context.partition_key
     with _against_truth(storage, month, EVALUATION_TABLE) as (con, stage, final, truth, status):
@@ -235,7 +235,7 @@ def _verified_by_group(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, m
         "あれば、正解のない実データでも、群ごとの選ばれる率と陽性的中率を求める。"
     ),
 )
-def fairness_audit(context: AssetExecutionContext, storage: KodomoStorage):  # noqa: ANN201
+def fairness_audit(context: AssetExecutionContext, storage: KodomoStorage):
     started = time.perf_counter()
     month = context.partition_key
     with _against_truth(storage, month, FAIRNESS_TABLE) as (con, stage, final, truth, status):

@@ -61,7 +61,7 @@ def _lineage(fields: frozenset[str]) -> dict[str, list[tuple[AssetKey, str]]]:
         "連携領域にのみ保存し、分析領域へは仮名化して渡す。"
     ),
 )
-def pupil_links(context: AssetExecutionContext, storage: KodomoStorage):  # noqa: ANN201 - yields check results
+def pupil_links(context: AssetExecutionContext, storage: KodomoStorage):
     month = context.partition_key
     approval = approval_for(storage, month)
     warm_up()  # the gate's Great Expectations loads while the SQL runs

@@ -89,7 +89,7 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def write_model(storage: KodomoStorage, folder: Path, model, card: scoring.Card,  # noqa: ANN001
+def write_model(storage: KodomoStorage, folder: Path, model, card: scoring.Card,
                 categories: dict) -> None:
     """The model sealed like any zone file (it was fitted on the month's children); its card,
     aggregates only, as JSON for the committee. Each is renamed into place."""
@@ -124,7 +124,7 @@ def _lineage(features: list, shown: list[str]) -> dict[str, list[tuple[AssetKey,
         "外国人住民・町丁目は特徴量に使わず公平性の確認に残す。スコアは示唆であり、判断は職員が行う。"
     ),
 )
-def risk_scores(context: AssetExecutionContext, storage: KodomoStorage):  # noqa: ANN201
+def risk_scores(context: AssetExecutionContext, storage: KodomoStorage):
     started = time.perf_counter()
     month = context.partition_key
     approval = approval_for(storage, month)

@@ -78,7 +78,7 @@ def _verified(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, month: str
         "委員会の求めに応じて実行する。"
     ),
 )
-def item_worth(context: AssetExecutionContext, config: ItemWorthConfig,  # noqa: ANN201
+def item_worth(context: AssetExecutionContext, config: ItemWorthConfig,
                storage: KodomoStorage):
     started = time.perf_counter()
     month = context.partition_key

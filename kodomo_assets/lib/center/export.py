@@ -167,7 +167,7 @@ def verify_access_log(storage: KodomoStorage, public: CenterPublic) -> int | Non
     return None
 
 
-def _open_list(storage: KodomoStorage, private: CenterPrivate, month: str):  # noqa: ANN202
+def _open_list(storage: KodomoStorage, private: CenterPrivate, month: str):
     path = storage.zone_store("center", month, TABLE)
     if not path.exists():
         raise ExportError(f"基準月 {month} の確認リストがありません。先に center/review_list を "

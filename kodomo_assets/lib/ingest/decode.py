@@ -62,7 +62,7 @@ def normalise(text: str) -> str:
 
 def _open(path: Path, content: bytes | None) -> io.BufferedIOBase:
     """The export itself, or its bytes from the encrypted raw archive (a rerun)."""
-    return io.BytesIO(content) if content is not None else open(path, "rb")  # noqa: SIM115
+    return io.BytesIO(content) if content is not None else open(path, "rb")
 
 
 def read_header(path: Path, content: bytes | None = None) -> Decoded:

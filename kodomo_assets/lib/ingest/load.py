@@ -135,7 +135,7 @@ def read_ahead(blocks: Iterator[pa.Table], depth: int = 2) -> Iterator[pa.Table]
                 if not put(block):
                     return
             put(done)
-        except BaseException as err:  # noqa: BLE001 - handed to the consumer
+        except BaseException as err:
             put(err)
 
     thread = threading.Thread(target=produce, name="read-ahead", daemon=True)

@@ -151,7 +151,7 @@ def _passphrase(path: Path) -> bytes:
     return text.encode()
 
 
-def _load_private(path: Path, home: Path | None):  # noqa: ANN202 - X25519 or Ed25519
+def _load_private(path: Path, home: Path | None):
     _private_file_check(path, "センター秘密鍵", home)
     pem = path.read_bytes()
     encrypted = b"ENCRYPTED" in pem.split(b"\n", 1)[0]

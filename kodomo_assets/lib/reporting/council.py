@@ -308,7 +308,7 @@ def read_notes(path: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
 
 # -- 必要最小限 --------------------------------------------------------------------------------
 
-def worth_tables(frame, month: str) -> list:  # noqa: ANN001 - the item_worth table as a DataFrame
+def worth_tables(frame, month: str) -> list:
     """The item-worth review as the council reads it: items the model could drop at a cost
     under the threshold (candidates for next year's 別紙), approved items no column reads,
     and the items whose removal hurts most. Figures are model scores and PPVs of at least
@@ -322,7 +322,7 @@ def worth_tables(frame, month: str) -> list:  # noqa: ANN001 - the item_worth ta
     full = frame[frame["level"] == iw.FULL].iloc[0]
     auc_noise, precision_noise = iw.noise_floor(frame)
 
-    def rows(part) -> list[list[str]]:  # noqa: ANN001
+    def rows(part) -> list[list[str]]:
         return [[r.department, r.item, f(r.auc_drop), f(r.precision_drop), f(r.ppv_verified, "{:.2f}"),
                  r.verdict] for r in part.itertuples()]
 

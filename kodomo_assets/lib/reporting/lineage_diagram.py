@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import matplotlib
 
 matplotlib.use("Agg")  # no display in a closed server room
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib_fontja  # noqa: E402,F401  - bundles IPAexGothic: Japanese labels, offline
+import matplotlib.pyplot as plt
+import matplotlib_fontja  # noqa: F401  - bundles IPAexGothic: Japanese labels, offline
 
-from kodomo_assets.lib.policy.approval import MonthApproval  # noqa: E402
-from kodomo_assets.lib.registry import Registry  # noqa: E402
-from kodomo_assets.lib.scoring.linked_table import Plan  # noqa: E402
+from kodomo_assets.lib.policy.approval import MonthApproval
+from kodomo_assets.lib.registry import Registry
+from kodomo_assets.lib.scoring.linked_table import Plan
 
 
 @dataclass

@@ -17,12 +17,12 @@ import matplotlib
 from markupsafe import escape
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib_fontja  # noqa: E402,F401
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import matplotlib_fontja
+import numpy as np
 
-from kodomo_assets.lib.policy.approval import Period, Standing  # noqa: E402
-from kodomo_assets.lib.reporting.suppression import (  # noqa: E402
+from kodomo_assets.lib.policy.approval import Period, Standing
+from kodomo_assets.lib.reporting.suppression import (
     MASK,
     THRESHOLD,
     mask_text,

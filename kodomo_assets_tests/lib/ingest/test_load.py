@@ -21,7 +21,7 @@ def run(kodomo_env: tuple[Path, Path]) -> Callable:
     resource's encryption is tested on its own); returns the result and a read connection."""
     inbox, home = kodomo_env
 
-    def ingest_into(ds=JUMIN, month: str = "2022-10", wrap=None):  # noqa: ANN001, ANN202
+    def ingest_into(ds=JUMIN, month: str = "2022-10", wrap=None):
         store = home / f"{ds.department.code}-{month}.duckdb"
         store.parent.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(str(store))
