@@ -20,8 +20,18 @@ from kodomo_assets.defs.sources import inbox_receipt, source_assets
 
 # the monthly refresh's assets; item_worth refits the model once per item, so it is left out
 # (imported from its module: defs.scoring cannot export it, it imports defs.center)
-ASSETS = [inbox_receipt, *source_assets, pupil_links, linked_children, risk_scores, review_list,
-          verification_feedback, evaluation, fairness_audit, committee_report]
+ASSETS = [
+    inbox_receipt,
+    *source_assets,
+    pupil_links,
+    linked_children,
+    risk_scores,
+    review_list,
+    verification_feedback,
+    evaluation,
+    fairness_audit,
+    committee_report,
+]
 
 monthly_refresh = define_asset_job(
     "monthly_refresh",
@@ -38,8 +48,11 @@ item_worth_review = define_asset_job(
 # In-process: steps share one process, so no two processes ever write one DuckDB file.
 defs = Definitions(
     assets=[*ASSETS, item_worth],
-    jobs=[monthly_refresh, item_worth_review,
-          purge_job_for([k for a in [*ASSETS, item_worth] for k in a.keys])],
+    jobs=[
+        monthly_refresh,
+        item_worth_review,
+        purge_job_for([k for a in [*ASSETS, item_worth] for k in a.keys]),
+    ],
     schedules=[monthly_schedule_for(monthly_refresh)],
     sensors=[arrival_sensor_for(monthly_refresh)],
     resources=resources,

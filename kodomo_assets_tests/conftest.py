@@ -14,8 +14,10 @@ from kodomo_assets.lib.platform.keys import (
 from kodomo_assets.lib.platform.storage import KodomoStorage, restrict_umask
 from kodomo_assets.lib.policy.approval import DEMO_POLICY
 
-JUMIN_HEADER = ("宛名番号,世帯番号,個人番号,氏名,氏名カナ,生年月日,性別,続柄,住所,町丁目コード,"
-                "住民種別,住民となった年月日")
+JUMIN_HEADER = (
+    "宛名番号,世帯番号,個人番号,氏名,氏名カナ,生年月日,性別,続柄,住所,町丁目コード,"
+    "住民種別,住民となった年月日"
+)
 
 restrict_umask()  # as the code location does: every file a test run writes is 0600
 
@@ -36,10 +38,15 @@ TEST_CLOCK = "2022-11-02"
 
 def make_storage(home: Path, inbox: Path, keys: Path, clock: str = TEST_CLOCK) -> KodomoStorage:
     """The storage resource as the code location configures it, on this test's folders."""
-    return KodomoStorage(home=str(home), inbox=str(inbox), storage_key_file=str(keys / "storage.key"),
-                         pseudonym_key_file=str(keys / "pseudonym.key"),
-                         center_public_key_file=str(keys / "center" / "center_public.json"),
-                         mode="test", clock=clock)
+    return KodomoStorage(
+        home=str(home),
+        inbox=str(inbox),
+        storage_key_file=str(keys / "storage.key"),
+        pseudonym_key_file=str(keys / "pseudonym.key"),
+        center_public_key_file=str(keys / "center" / "center_public.json"),
+        mode="test",
+        clock=clock,
+    )
 
 
 def configured(storage: KodomoStorage, **changes: str) -> KodomoStorage:
@@ -56,12 +63,16 @@ def at(storage: KodomoStorage, clock: str) -> KodomoStorage:
 
 def pipeline_env(storage: KodomoStorage) -> dict[str, str]:
     """The environment variables of the code location's resources, for a CLI run."""
-    return {"KODOMO_HOME": storage.home, "KODOMO_INBOX": storage.inbox,
-            "KODOMO_STORAGE_KEY_FILE": storage.storage_key_file,
-            "KODOMO_KEY_FILE": storage.pseudonym_key_file,
-            "KODOMO_CENTER_PUBLIC_KEY_FILE": storage.center_public_key_file,
-            # a subprocess runs the real code location, on the real calendar: the demo approval
-            "KODOMO_POLICY": str(DEMO_POLICY), "KODOMO_MODE": "demo"}
+    return {
+        "KODOMO_HOME": storage.home,
+        "KODOMO_INBOX": storage.inbox,
+        "KODOMO_STORAGE_KEY_FILE": storage.storage_key_file,
+        "KODOMO_KEY_FILE": storage.pseudonym_key_file,
+        "KODOMO_CENTER_PUBLIC_KEY_FILE": storage.center_public_key_file,
+        # a subprocess runs the real code location, on the real calendar: the demo approval
+        "KODOMO_POLICY": str(DEMO_POLICY),
+        "KODOMO_MODE": "demo",
+    }
 
 
 def copy_inbox(generated: Path, inbox: Path) -> Path:
@@ -113,8 +124,13 @@ def center_env(storage: KodomoStorage, keys: Path, monkeypatch: pytest.MonkeyPat
 def write_export(kodomo_env: tuple[Path, Path]) -> Callable[..., Path]:
     inbox, _ = kodomo_env
 
-    def write(name: str, lines: list[str], month: str = "2022-10", encoding: str = "cp932",
-              newline: str = "\r\n") -> Path:
+    def write(
+        name: str,
+        lines: list[str],
+        month: str = "2022-10",
+        encoding: str = "cp932",
+        newline: str = "\r\n",
+    ) -> Path:
         path = inbox / month / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes((newline.join(lines) + newline).encode(encoding))

@@ -9,13 +9,21 @@ from dagster import AssetsDefinition, DagsterInstance, ExecuteInProcessResult, m
 from kodomo_assets.lib.platform.storage import KodomoStorage
 
 
-def run(assets: Sequence[AssetsDefinition], month: str, storage: KodomoStorage,
-        instance: DagsterInstance | None = None) -> ExecuteInProcessResult:
+def run(
+    assets: Sequence[AssetsDefinition],
+    month: str,
+    storage: KodomoStorage,
+    instance: DagsterInstance | None = None,
+) -> ExecuteInProcessResult:
     """Materialize `assets` for `month` with a configured storage resource, recording
     failures instead of raising them."""
-    return materialize(assets, partition_key=month, raise_on_error=False,
-                       instance=instance or DagsterInstance.ephemeral(),
-                       resources={"storage": storage})
+    return materialize(
+        assets,
+        partition_key=month,
+        raise_on_error=False,
+        instance=instance or DagsterInstance.ephemeral(),
+        resources={"storage": storage},
+    )
 
 
 def metadata(result: ExecuteInProcessResult) -> dict[str, dict]:
@@ -29,8 +37,11 @@ def metadata(result: ExecuteInProcessResult) -> dict[str, dict]:
 
 def failures(result: ExecuteInProcessResult) -> dict[str, str]:
     """Step key -> the message of its failure."""
-    return {e.step_key: e.event_specific_data.error.message
-            for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
+    return {
+        e.step_key: e.event_specific_data.error.message
+        for e in result.all_events
+        if e.event_type_value == "STEP_FAILURE"
+    }
 
 
 def failure_message(result: ExecuteInProcessResult) -> str:

@@ -32,10 +32,14 @@ NOT_PERMITTED = "Operation not permitted"  # EPERM: the sticky bit says no
 RUNUSER = shutil.which("runuser") or "runuser"  # /usr/sbin: not on the accounts' own PATH
 
 pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0,
-                       reason="creates OS users and groups: runs only as root (a throwaway machine)"),
-    pytest.mark.skipif(not (shutil.which("useradd") and shutil.which("runuser")),
-                       reason="needs useradd (Debian's passwd package) and runuser (util-linux)"),
+    pytest.mark.skipif(
+        os.geteuid() != 0,
+        reason="creates OS users and groups: runs only as root (a throwaway machine)",
+    ),
+    pytest.mark.skipif(
+        not (shutil.which("useradd") and shutil.which("runuser")),
+        reason="needs useradd (Debian's passwd package) and runuser (util-linux)",
+    ),
 ]
 
 
@@ -57,8 +61,14 @@ class World:
 
 
 def script(world: World, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(SCRIPT), *args], env=world.env, capture_output=True,
-                          text=True, check=False, cwd="/")
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        env=world.env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -68,9 +78,14 @@ def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[
 
 def as_user(user: str, command: str, umask: str = "027") -> subprocess.CompletedProcess[str]:
     """Run a shell command as USER, with its own uid, groups and the given umask."""
-    return subprocess.run([RUNUSER, "-u", user, "--", "/bin/sh", "-c", f"umask {umask}; {command}"],
-                          env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"}, capture_output=True,
-                          text=True, check=False, cwd="/")
+    return subprocess.run(
+        [RUNUSER, "-u", user, "--", "/bin/sh", "-c", f"umask {umask}; {command}"],
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+    )
 
 
 def refused(result: subprocess.CompletedProcess[str], reason: str = DENIED) -> bool:
@@ -95,25 +110,59 @@ def world() -> Iterator[World]:
     root = Path(tempfile.mkdtemp(prefix=f"kodomo-accounts-{tag}-"))
     root.chmod(0o755)
     for parent in root.parents:
-        assert parent.stat().st_mode & stat.S_IXOTH, f"{parent} is closed to others: use another TMPDIR"
-    w = World(root=root, inbox=root / "inbox", home=root / "home", prefix=f"{tag}-",
-              service=f"{tag}svc", shimin=f"{tag}shi", gakumu=f"{tag}gak", staff=f"{tag}stf",
-              env={**os.environ, "LC_ALL": "C", "KODOMO_DATA": str(DATA_DIR),
-                   "KODOMO_SERVICE_USER": f"{tag}svc", "KODOMO_GROUP_PREFIX": f"{tag}-",
-                   "KODOMO_SERVICE_HOME": str(root / "service"),
-                   "KODOMO_HOME": str(root / "home"), "KODOMO_INBOX": str(root / "inbox")})
+        assert parent.stat().st_mode & stat.S_IXOTH, (
+            f"{parent} is closed to others: use another TMPDIR"
+        )
+    w = World(
+        root=root,
+        inbox=root / "inbox",
+        home=root / "home",
+        prefix=f"{tag}-",
+        service=f"{tag}svc",
+        shimin=f"{tag}shi",
+        gakumu=f"{tag}gak",
+        staff=f"{tag}stf",
+        env={
+            **os.environ,
+            "LC_ALL": "C",
+            "KODOMO_DATA": str(DATA_DIR),
+            "KODOMO_SERVICE_USER": f"{tag}svc",
+            "KODOMO_GROUP_PREFIX": f"{tag}-",
+            "KODOMO_SERVICE_HOME": str(root / "service"),
+            "KODOMO_HOME": str(root / "home"),
+            "KODOMO_INBOX": str(root / "inbox"),
+        },
+    )
     try:
         ok(script(w, "setup"))  # department codes from the registry
         ok(script(w, "clerk", w.shimin, "shimin"))
         ok(script(w, "clerk", w.gakumu, "gakumu"))
-        subprocess.run(["useradd", "-N", "-g", "users", "-M", "-d", "/nonexistent",
-                        "-s", "/usr/sbin/nologin", w.staff], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "useradd",
+                "-N",
+                "-g",
+                "users",
+                "-M",
+                "-d",
+                "/nonexistent",
+                "-s",
+                "/usr/sbin/nologin",
+                w.staff,
+            ],
+            check=True,
+            capture_output=True,
+        )
         yield w
     finally:
         _remove_accounts([w.shimin, w.gakumu, w.staff, w.service], w.prefix)
         shutil.rmtree(root, ignore_errors=True)
-    left = [line for f in ("/etc/passwd", "/etc/group") for line in Path(f).read_text().splitlines()
-            if line.startswith(tag)]
+    left = [
+        line
+        for f in ("/etc/passwd", "/etc/group")
+        for line in Path(f).read_text().splitlines()
+        if line.startswith(tag)
+    ]
     assert not left, f"accounts left behind: {left}"
 
 
@@ -136,7 +185,10 @@ def groups_of(user: str) -> set[str]:
 def test_the_clerks_are_the_registrys_departments() -> None:
     datasets = load_registry().datasets
     assert (datasets["jumin"].file, datasets["jumin"].department.code) == ("jumin.csv", "shimin")
-    assert (datasets["gakurei"].file, datasets["gakurei"].department.code) == ("gakurei.csv", "gakumu")
+    assert (datasets["gakurei"].file, datasets["gakurei"].department.code) == (
+        "gakurei.csv",
+        "gakumu",
+    )
 
 
 def test_setup_creates_the_accounts_groups_and_folders(world: World) -> None:
@@ -150,11 +202,15 @@ def test_setup_creates_the_accounts_groups_and_folders(world: World) -> None:
     assert set(grp.getgrnam(world.drop_group).gr_mem) == {world.shimin, world.gakumu}
 
     service = pwd.getpwnam(world.service)
-    for folder, group, mode in [(world.home, service.pw_gid, 0o700),
-                                (Path(service.pw_dir), service.pw_gid, 0o700),
-                                (world.inbox, grp.getgrnam(world.drop_group).gr_gid, 0o710)]:
+    for folder, group, mode in [
+        (world.home, service.pw_gid, 0o700),
+        (Path(service.pw_dir), service.pw_gid, 0o700),
+        (world.inbox, grp.getgrnam(world.drop_group).gr_gid, 0o710),
+    ]:
         st = folder.stat()
-        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (service.pw_uid, group, mode), folder
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (service.pw_uid, group, mode), (
+            folder
+        )
 
 
 def test_setup_and_month_are_idempotent_and_repair_modes(world: World) -> None:
@@ -167,8 +223,10 @@ def test_setup_and_month_are_idempotent_and_repair_modes(world: World) -> None:
     month(world, "2022-09")
     st = folder.stat()
     assert stat.S_IMODE(st.st_mode) == 0o1730
-    assert (st.st_uid, st.st_gid) == (pwd.getpwnam(world.service).pw_uid,
-                                      grp.getgrnam(world.drop_group).gr_gid)
+    assert (st.st_uid, st.st_gid) == (
+        pwd.getpwnam(world.service).pw_uid,
+        grp.getgrnam(world.drop_group).gr_gid,
+    )
 
 
 def test_script_refuses_bad_input(world: World) -> None:
@@ -181,20 +239,28 @@ def test_script_refuses_bad_input(world: World) -> None:
 
 def test_each_clerk_drops_its_own_file_readable_by_its_department_only(world: World) -> None:
     folder = month(world, "2022-10")
-    for clerk, dept, name in [(world.shimin, "shimin", "jumin.csv"),
-                              (world.gakumu, "gakumu", "gakurei.csv")]:
+    for clerk, dept, name in [
+        (world.shimin, "shimin", "jumin.csv"),
+        (world.gakumu, "gakumu", "gakurei.csv"),
+    ]:
         st = drop(world, clerk, folder, name).stat()
-        assert (st.st_uid, st.st_gid) == (pwd.getpwnam(clerk).pw_uid,
-                                          grp.getgrnam(world.prefix + dept).gr_gid)
+        assert (st.st_uid, st.st_gid) == (
+            pwd.getpwnam(clerk).pw_uid,
+            grp.getgrnam(world.prefix + dept).gr_gid,
+        )
         assert stat.S_IMODE(st.st_mode) == 0o640
     # A refused export is fixed by writing it again: the owner may replace its own file.
     ok(as_user(world.shimin, f"printf 'fixed\\n' > {q(folder / 'jumin.csv')}"))
 
 
-def test_a_clerk_cannot_read_list_change_delete_or_rename_another_departments_drop(world: World) -> None:
+def test_a_clerk_cannot_read_list_change_delete_or_rename_another_departments_drop(
+    world: World,
+) -> None:
     folder = month(world, "2022-11")
-    files = {world.shimin: drop(world, world.shimin, folder, "jumin.csv"),
-             world.gakumu: drop(world, world.gakumu, folder, "gakurei.csv")}
+    files = {
+        world.shimin: drop(world, world.shimin, folder, "jumin.csv"),
+        world.gakumu: drop(world, world.gakumu, folder, "gakurei.csv"),
+    }
     for me, other in [(world.shimin, world.gakumu), (world.gakumu, world.shimin)]:
         theirs = files[other]
         assert refused(as_user(me, f"cat {q(theirs)}"))
@@ -210,9 +276,14 @@ def test_a_clerk_cannot_read_list_change_delete_or_rename_another_departments_dr
 def test_staff_with_a_shell_can_neither_list_read_nor_write_the_inbox(world: World) -> None:
     folder = month(world, "2022-12")
     path = drop(world, world.shimin, folder, "jumin.csv")
-    for command in [f"ls {q(world.inbox)}", f"ls {q(folder)}", f"cat {q(path)}",
-                    f"ls -l {q(path)}", f"printf 'x\\n' > {q(folder / 'gakurei.csv')}",
-                    f"mkdir {q(world.inbox / '2099-01')}"]:
+    for command in [
+        f"ls {q(world.inbox)}",
+        f"ls {q(folder)}",
+        f"cat {q(path)}",
+        f"ls -l {q(path)}",
+        f"printf 'x\\n' > {q(folder / 'gakurei.csv')}",
+        f"mkdir {q(world.inbox / '2099-01')}",
+    ]:
         assert refused(as_user(world.staff, command)), command
     assert not (folder / "gakurei.csv").exists()
 

@@ -23,8 +23,13 @@ from kodomo_assets_tests.conftest import make_keys, make_storage, pipeline_env
 
 MONTH = "2022-10"
 ROOT = Path(__file__).resolve().parents[1]
-JUMIN_COLUMNS = {"宛名番号": "atena", "個人番号": "my_number", "氏名": "name", "氏名カナ": "kana",
-                 "住所": "address"}
+JUMIN_COLUMNS = {
+    "宛名番号": "atena",
+    "個人番号": "my_number",
+    "氏名": "name",
+    "氏名カナ": "kana",
+    "住所": "address",
+}
 
 
 def planted(jumin_csv: Path) -> dict[str, set[str]]:
@@ -60,7 +65,11 @@ def names_in(text: str, index: dict[str, set[str]]) -> list[str]:
 
 
 def test_dagster_storage_holds_no_personal_data(tmp_path: Path) -> None:
-    generated, inbox, dagster_home = tmp_path / "generated", tmp_path / "inbox", tmp_path / "dagster_home"
+    generated, inbox, dagster_home = (
+        tmp_path / "generated",
+        tmp_path / "inbox",
+        tmp_path / "dagster_home",
+    )
     generate(generated, residents=12000, months=[MONTH], seed=21)
     shutil.copytree(generated / MONTH, inbox / MONTH)
     # read before the run: an ingest takes the exports out of the inbox
@@ -71,26 +80,51 @@ def test_dagster_storage_holds_no_personal_data(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KODOMO_")}
     env.update(pipeline_env(storage), DAGSTER_HOME=str(dagster_home))
     dagster = Path(sys.executable).parent / "dagster"
-    run = subprocess.run([str(dagster), "job", "execute", "-m", "kodomo_assets", "-j", "monthly_refresh",
-                          "--tags", f'{{"dagster/partition": "{MONTH}"}}'],
-                         env=env, capture_output=True, text=True, timeout=900)
+    run = subprocess.run(
+        [
+            str(dagster),
+            "job",
+            "execute",
+            "-m",
+            "kodomo_assets",
+            "-j",
+            "monthly_refresh",
+            "--tags",
+            f'{{"dagster/partition": "{MONTH}"}}',
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert "RUN_SUCCESS" in run.stdout + run.stderr, run.stderr[-3000:]
 
     # the values as stored too (the register, read through the storage resource)
     with storage.open(storage.department_store("shimin", MONTH)) as con:
-        for column, kind in (("name", "name"), ("atena_no", "atena"), ("address", "address"),
-                             ("name_kana", "kana")):
-            values[kind] |= {r[0] for r in con.execute(
-                f"SELECT DISTINCT {column} FROM jumin WHERE {column} IS NOT NULL").fetchall()}
+        for column, kind in (
+            ("name", "name"),
+            ("atena_no", "atena"),
+            ("address", "address"),
+            ("name_kana", "kana"),
+        ):
+            values[kind] |= {
+                r[0]
+                for r in con.execute(
+                    f"SELECT DISTINCT {column} FROM jumin WHERE {column} IS NOT NULL"
+                ).fetchall()
+            }
     atena = {a for a in values["atena"] if re.fullmatch(r"[0-9]{10}", a)}
     my_numbers = {n for n in values["my_number"] if re.fullmatch(r"[0-9]{12}", n)}
     assert len(atena) > 10000 and my_numbers and len(values["name"]) > 10000
 
     files = [p for p in dagster_home.rglob("*") if p.is_file()]
     blob = b"\n".join(p.read_bytes() for p in files).decode("utf-8", errors="replace")
-    assert "ASSET_MATERIALIZATION" in blob and "dagster/column_lineage" in blob  # the event log was read
+    assert (
+        "ASSET_MATERIALIZATION" in blob and "dagster/column_lineage" in blob
+    )  # the event log was read
     digits = set(re.findall(r"(?<![0-9])[0-9]{10}(?![0-9])", blob)) | set(
-        re.findall(r"(?<![0-9])[0-9]{12}(?![0-9])", blob))
+        re.findall(r"(?<![0-9])[0-9]{12}(?![0-9])", blob)
+    )
     assert not digits & atena, "a 宛名番号 reached Dagster's storage"
     assert not digits & my_numbers, "a My Number reached Dagster's storage"
     for value in (*values["name"], *values["address"], *values["kana"]):
@@ -138,6 +172,9 @@ def test_dagster_storage_holds_no_personal_data(tmp_path: Path) -> None:
     for path in (p for p in modes if p.is_file()):
         text = path.read_bytes().decode("utf-8", errors="replace")
         found = set(re.findall(r"(?<![0-9])[0-9]{10}(?![0-9])", text)) | set(
-            re.findall(r"(?<![0-9])[0-9]{12}(?![0-9])", text))
-        assert not found & (atena | my_numbers), f"{path.relative_to(home)}: an identifier in the clear"
+            re.findall(r"(?<![0-9])[0-9]{12}(?![0-9])", text)
+        )
+        assert not found & (atena | my_numbers), (
+            f"{path.relative_to(home)}: an identifier in the clear"
+        )
         assert not names_in(text, index), f"{path.relative_to(home)} holds a name"

@@ -36,14 +36,22 @@ def my_number(rng: random.Random) -> str:
 def forms(rng: random.Random) -> list[tuple[str, list[str]]]:
     """(the value as typed, the strings that must never be found afterwards)."""
     out = []
-    for write in (lambda n: f"{n[:4]} {n[4:8]} {n[8:]}", lambda n: f"{n[:4]}-{n[4:8]}-{n[8:]}",
-                  lambda n: "".join(KANJI[int(d)] for d in n),
-                  lambda n: f"番号{n[:3]},{n[3:6]},{n[6:9]},{n[9:]}"):
+    for write in (
+        lambda n: f"{n[:4]} {n[4:8]} {n[8:]}",
+        lambda n: f"{n[:4]}-{n[4:8]}-{n[8:]}",
+        lambda n: "".join(KANJI[int(d)] for d in n),
+        lambda n: f"番号{n[:3]},{n[3:6]},{n[6:9]},{n[9:]}",
+    ):
         n = my_number(rng)
         out.append((write(n), [n]))
-    for write in (lambda a, b: f"090 {a} {b}", lambda a, b: unicodedata.normalize("NFKC", f"090-{a}-{b}")
-                  .translate(str.maketrans("0123456789-", "０１２３４５６７８９ー")),
-                  lambda a, b: f"+81-90-{a}-{b}", lambda a, b: f"(042){a[1:]}-{b}"):
+    for write in (
+        lambda a, b: f"090 {a} {b}",
+        lambda a, b: unicodedata.normalize("NFKC", f"090-{a}-{b}").translate(
+            str.maketrans("0123456789-", "０１２３４５６７８９ー")
+        ),
+        lambda a, b: f"+81-90-{a}-{b}",
+        lambda a, b: f"(042){a[1:]}-{b}",
+    ):
         a, b = f"{rng.randrange(1000, 10000)}", f"{rng.randrange(1000, 10000)}"
         typed = write(a, b)
         digits = "".join(ch for ch in unicodedata.normalize("NFKC", typed) if ch.isdigit())
@@ -67,7 +75,7 @@ def poison(path: Path, header: str, values: list[str], every: int = 7) -> int:
     rows = list(csv.reader(io.StringIO(text, newline="")))
     col = rows[0].index(header)
     data = [i for i, r in enumerate(rows) if i and len(r) == len(rows[0])]
-    targets = data[3::every][:len(values)]
+    targets = data[3::every][: len(values)]
     for i, value in zip(targets, values, strict=False):
         rows[i][col] = value
     out = io.StringIO()
@@ -83,8 +91,9 @@ def everything_stored(storage: KodomoStorage) -> str:
         if path.parts[-3:-2] == ("center",):
             continue  # encrypted to the center: read below with the center's key
         with storage.open(path) as con:
-            for (t,) in con.execute("SELECT table_name FROM duckdb_tables() "
-                                    "WHERE database_name = current_database()").fetchall():
+            for (t,) in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+            ).fetchall():
                 parts += [str(r) for r in con.execute(f'SELECT * FROM "{t}"').fetchall()]
     for path in sorted(storage.home_path.rglob("*.sealed")):
         if path.suffixes[-2:] == [".csv", ".sealed"] or path.name.endswith(".json.sealed"):
@@ -103,8 +112,10 @@ def poisoned(tmp_path_factory: pytest.TempPathFactory):
     shutil.copytree(base / "generated" / MONTH, inbox / MONTH)
     rng = random.Random(5)
     planted = {"gakurei": forms(rng), "hoiku": forms(rng), "jumin": forms(rng)}
-    counts = {ds: poison(inbox / MONTH / f"{ds}.csv", header, [typed for typed, _ in planted[ds]])
-              for ds, header in (("gakurei", "学校名"), ("hoiku", "施設名"), ("jumin", "住所"))}
+    counts = {
+        ds: poison(inbox / MONTH / f"{ds}.csv", header, [typed for typed, _ in planted[ds]])
+        for ds, header in (("gakurei", "学校名"), ("hoiku", "施設名"), ("jumin", "住所"))
+    }
     count_number = my_number(rng)
     counts["yobo"] = poison(inbox / MONTH / "yobo.csv", "定期接種対象数", [count_number])
     storage = make_storage(base / "home", inbox, make_keys(base / "secrets"))
@@ -113,12 +124,30 @@ def poisoned(tmp_path_factory: pytest.TempPathFactory):
     shutil.copy(ROOT / "dagster_home" / "dagster.yaml", dagster_home)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KODOMO_")}
     env.update(pipeline_env(storage), DAGSTER_HOME=str(dagster_home))
-    done = subprocess.run([str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m",
-                           "kodomo_assets", "-j", "monthly_refresh", "--tags",
-                           f'{{"dagster/partition": "{MONTH}"}}'],
-                          env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
-    secrets = {s for ds in planted.values() for typed, found in ds
-               for s in (typed, unicodedata.normalize("NFKC", typed), *found)} | {count_number}
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "job",
+            "execute",
+            "-m",
+            "kodomo_assets",
+            "-j",
+            "monthly_refresh",
+            "--tags",
+            f'{{"dagster/partition": "{MONTH}"}}',
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
+    secrets = {
+        s
+        for ds in planted.values()
+        for typed, found in ds
+        for s in (typed, unicodedata.normalize("NFKC", typed), *found)
+    } | {count_number}
     return storage, dagster_home, done, counts, secrets
 
 
@@ -131,11 +160,16 @@ def test_the_poisoned_month_refreshes_to_the_end(poisoned) -> None:
 
 def test_the_poisoned_rows_are_quarantined_with_masked_values(poisoned) -> None:
     storage, *_ = poisoned
-    for dept, table, column, n in (("gakumu", "gakurei", "school", 9), ("hoiku", "hoiku", "facility", 9),
-                                   ("shimin", "jumin", "address", 9), ("kenko", "yobo", "doses_due", 1)):
+    for dept, table, column, n in (
+        ("gakumu", "gakurei", "school", 9),
+        ("hoiku", "hoiku", "facility", 9),
+        ("shimin", "jumin", "address", 9),
+        ("kenko", "yobo", "doses_due", 1),
+    ):
         with storage.open(storage.department_store(dept, MONTH)) as con:
-            masked = con.execute(f"SELECT count(*) FROM {table}_quarantine WHERE starts_with({column}, "
-                                 "'＊＊＊＊（')").fetchone()[0]
+            masked = con.execute(
+                f"SELECT count(*) FROM {table}_quarantine WHERE starts_with({column}, '＊＊＊＊（')"
+            ).fetchone()[0]
         assert masked == n, table
 
 

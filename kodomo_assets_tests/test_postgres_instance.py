@@ -32,8 +32,13 @@ from kodomo_assets_tests.conftest import make_keys, make_storage
 MONTH = "2022-10"
 CONFIG = REPO_ROOT / "dagster_home" / "postgres" / "dagster.yaml"
 SCRIPT = REPO_ROOT / "scripts" / "postgres.sh"
-PG_VARS = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD",
-           "DAGSTER_PG_DB")
+PG_VARS = (
+    "DAGSTER_PG_HOST",
+    "DAGSTER_PG_PORT",
+    "DAGSTER_PG_USER",
+    "DAGSTER_PG_PASSWORD",
+    "DAGSTER_PG_DB",
+)
 
 
 def free_port() -> int:
@@ -51,22 +56,30 @@ def pg_server() -> Iterator[dict[str, str] | str]:
     # /tmp/pytest-of-root is closed to other users.
     cluster = Path(tempfile.mkdtemp(prefix="kodomo-pg-"))
     try:
-        started = subprocess.run(["bash", str(SCRIPT), "start", str(cluster), str(free_port())],
-                                 capture_output=True, text=True, timeout=900)
+        started = subprocess.run(
+            ["bash", str(SCRIPT), "start", str(cluster), str(free_port())],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         if started.returncode != 0:
-            yield ("scripts/postgres.sh could not install or start PostgreSQL (Debian's postgresql "
-                   "package is required; CI must be able to install it with apt-get):\n"
-                   + started.stderr[-4000:])
+            yield (
+                "scripts/postgres.sh could not install or start PostgreSQL (Debian's postgresql "
+                "package is required; CI must be able to install it with apt-get):\n"
+                + started.stderr[-4000:]
+            )
         else:
             yield dict(line.split("=", 1) for line in started.stdout.splitlines() if "=" in line)
     finally:
-        subprocess.run(["bash", str(SCRIPT), "stop", str(cluster)], capture_output=True,
-                       timeout=120)
+        subprocess.run(
+            ["bash", str(SCRIPT), "stop", str(cluster)], capture_output=True, timeout=120
+        )
         shutil.rmtree(cluster, ignore_errors=True)
 
 
-def use_postgres_instance(server: dict[str, str] | str, tmp_path: Path,
-                          monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, str], Path]:
+def use_postgres_instance(
+    server: dict[str, str] | str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, str], Path]:
     """DAGSTER_HOME holding a copy of the production dagster.yaml, DAGSTER_PG_* set."""
     if isinstance(server, str):
         pytest.fail(server, pytrace=False)
@@ -81,9 +94,13 @@ def use_postgres_instance(server: dict[str, str] | str, tmp_path: Path,
 
 
 def connect(env: dict[str, str]):
-    return psycopg2.connect(host=env["DAGSTER_PG_HOST"], port=int(env["DAGSTER_PG_PORT"]),
-                            user=env["DAGSTER_PG_USER"], password=env["DAGSTER_PG_PASSWORD"],
-                            dbname=env["DAGSTER_PG_DB"])
+    return psycopg2.connect(
+        host=env["DAGSTER_PG_HOST"],
+        port=int(env["DAGSTER_PG_PORT"]),
+        user=env["DAGSTER_PG_USER"],
+        password=env["DAGSTER_PG_PASSWORD"],
+        dbname=env["DAGSTER_PG_DB"],
+    )
 
 
 def test_the_config_reads_every_connection_detail_from_the_environment() -> None:
@@ -91,8 +108,12 @@ def test_the_config_reads_every_connection_detail_from_the_environment() -> None
     db = config["storage"]["postgres"]["postgres_db"]
     assert db.pop("scheme") == "postgresql+psycopg2"  # the driver dagster-postgres installs
     assert {field: spec["env"] for field, spec in db.items()} == {
-        "hostname": "DAGSTER_PG_HOST", "port": "DAGSTER_PG_PORT", "username": "DAGSTER_PG_USER",
-        "password": "DAGSTER_PG_PASSWORD", "db_name": "DAGSTER_PG_DB"}
+        "hostname": "DAGSTER_PG_HOST",
+        "port": "DAGSTER_PG_PORT",
+        "username": "DAGSTER_PG_USER",
+        "password": "DAGSTER_PG_PASSWORD",
+        "db_name": "DAGSTER_PG_DB",
+    }
     assert config["telemetry"] == {"enabled": False}
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert config["run_coordinator"]["config"]["max_concurrent_runs"] == 1
@@ -114,8 +135,12 @@ def test_a_materialization_is_stored_in_postgres(pg_server, tmp_path, monkeypatc
         coordinator = instance.run_coordinator
         assert isinstance(coordinator, QueuedRunCoordinator)
         assert coordinator.get_run_queue_config().max_concurrent_runs == 1
-        result = materialize([inbox_receipt, jumin], partition_key=MONTH, instance=instance,
-                             resources={"storage": storage})
+        result = materialize(
+            [inbox_receipt, jumin],
+            partition_key=MONTH,
+            instance=instance,
+            resources={"storage": storage},
+        )
         assert result.success
         run_id = result.run_id
 
@@ -124,8 +149,11 @@ def test_a_materialization_is_stored_in_postgres(pg_server, tmp_path, monkeypatc
     with connect(pg_env) as con, con.cursor() as cur:
         cur.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,))
         assert cur.fetchall() == [("SUCCESS",)]
-        cur.execute("SELECT asset_key, partition FROM event_logs "
-                    "WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'", (run_id,))
+        cur.execute(
+            "SELECT asset_key, partition FROM event_logs "
+            "WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'",
+            (run_id,),
+        )
         rows = cur.fetchall()
     con.close()
     assert {AssetKey.from_db_string(key) for key, _ in rows} == keys

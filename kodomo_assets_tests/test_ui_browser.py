@@ -29,8 +29,14 @@ if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 MONTH = "2022-10"
 STEWARD_ASSET = AssetKey(["sources", "jumin"])
 CHECKED_ASSETS = [AssetKey(["linkage", "pupil_links"]), AssetKey(["analysis", "linked_children"])]
@@ -49,8 +55,9 @@ TIMEOUT_MS = 30_000
 @pytest.fixture
 def dagster_ui(tmp_path: Path, request: pytest.FixtureRequest) -> DagsterDev:
     """`dagster dev` on a demo month, with its own inbox, home, keys and instance."""
-    inbox, home, secrets, dagster_home = (tmp_path / n for n in ("inbox", "home", "secrets",
-                                                                  "dagster_home"))
+    inbox, home, secrets, dagster_home = (
+        tmp_path / n for n in ("inbox", "home", "secrets", "dagster_home")
+    )
     generate(inbox, residents=3000, months=[MONTH], seed=3)
     # the keys provisioned beforehand, outside the home: the pipeline never creates them
     storage = make_storage(home, inbox, make_keys(secrets))
@@ -59,8 +66,10 @@ def dagster_ui(tmp_path: Path, request: pytest.FixtureRequest) -> DagsterDev:
 
     def stop() -> None:
         left = server.stop()
-        print(f"dagster dev stopped by {server.stopped_with} in {server.stop_seconds:.1f}s"
-              + "".join(f"\n  SIGKILL: {pid} {cmd[:120]}" for pid, cmd in server.killed))
+        print(
+            f"dagster dev stopped by {server.stopped_with} in {server.stop_seconds:.1f}s"
+            + "".join(f"\n  SIGKILL: {pid} {cmd[:120]}" for pid, cmd in server.killed)
+        )
         assert not left, f"dagster processes left behind: {left}"
         assert not session_members(server.proc.pid)
         strays = processes_mentioning(str(dagster_home))
@@ -76,13 +85,17 @@ def dagster_ui(tmp_path: Path, request: pytest.FixtureRequest) -> DagsterDev:
 def ui_page() -> Iterator[Page]:
     """A headless Chromium tab (Debian's browser: none can be downloaded here)."""
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/test.sh installs Debian's chromium package "
-                    "(browsers cannot be downloaded here)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: scripts/test.sh installs Debian's chromium package "
+            "(browsers cannot be downloaded here)"
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.fail("playwright is not installed: .venv/bin/pip install playwright "
-                    "(the Python package only; it drives Debian's chromium)")
+        pytest.fail(
+            "playwright is not installed: .venv/bin/pip install playwright "
+            "(the Python package only; it drives Debian's chromium)"
+        )
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -122,8 +135,9 @@ def shown(locator: Locator) -> None:
     expect(locator).to_be_visible(timeout=TIMEOUT_MS)
 
 
-def test_a_steward_materializes_a_month_in_the_ui(ui_page: Page, dagster_ui: DagsterDev,
-                                                   tmp_path: Path) -> None:
+def test_a_steward_materializes_a_month_in_the_ui(
+    ui_page: Page, dagster_ui: DagsterDev, tmp_path: Path
+) -> None:
     server, page, timings = dagster_ui, ui_page, {}
     graph = defs.resolve_asset_graph()
     expected_groups = sorted({graph.get(k).group_name for k in graph.get_all_asset_keys()})
@@ -134,7 +148,10 @@ def test_a_steward_materializes_a_month_in_the_ui(ui_page: Page, dagster_ui: Dag
         with contextlib.suppress(Exception):  # the assert below says what was missing
             page.wait_for_function(
                 f"expected => ({GROUPS_SHOWN})().every(shown => "
-                "expected.every(g => shown.includes(g)))", arg=expected_groups, timeout=TIMEOUT_MS)
+                "expected.every(g => shown.includes(g)))",
+                arg=expected_groups,
+                timeout=TIMEOUT_MS,
+            )
         sidebar, boxes = page.evaluate(GROUPS_SHOWN)
         assert sorted(set(sidebar)) == expected_groups, "lineage sidebar"
         assert sorted(set(boxes)) == expected_groups, "lineage graph"
@@ -180,8 +197,9 @@ def test_a_steward_materializes_a_month_in_the_ui(ui_page: Page, dagster_ui: Dag
     for key in CHECKED_ASSETS:
         with step(page, f"checks {key.to_user_string()}", tmp_path, timings):
             expected = sorted(c.name for c in graph.get_check_keys_for_assets({key}))
-            assert {"approved_columns", "no_denied_columns", "content_scan"} <= set(expected), \
+            assert {"approved_columns", "no_denied_columns", "content_scan"} <= set(expected), (
                 f"{key.to_user_string()} has checks {expected}"
+            )
             page.goto(asset_url(server, key))
             page.get_by_role("tab", name="Checks", exact=True).click()
             shown(page.get_by_text(f"Checks ({len(expected)})", exact=True))
@@ -205,8 +223,10 @@ def two_months_ui(tmp_path: Path, request: pytest.FixtureRequest) -> DagsterDev:
     inbox, home, secrets = (tmp_path / n for n in ("inbox", "home", "secrets"))
     generate(inbox, residents=9000, months=BACKFILL_MONTHS, seed=3)
     storage = make_storage(home, inbox, make_keys(secrets))
-    server = start_dagster_dev(dev_environment(storage, tmp_path / "dagster_home", tmp_path / "tmp"),
-                               tmp_path / "dagster_dev.log")
+    server = start_dagster_dev(
+        dev_environment(storage, tmp_path / "dagster_home", tmp_path / "tmp"),
+        tmp_path / "dagster_dev.log",
+    )
     request.addfinalizer(server.stop)
     server.wait_loaded(timeout=90)
     return server
@@ -214,11 +234,15 @@ def two_months_ui(tmp_path: Path, request: pytest.FixtureRequest) -> DagsterDev:
 
 def _materialized(server: DagsterDev, key: AssetKey) -> dict[str, float]:
     found = server.graphql(MATERIALIZED_QUERY, {"path": key.path, "partitions": BACKFILL_MONTHS})
-    return {m["partition"]: float(m["timestamp"]) for m in found["assetOrError"]["assetMaterializations"]}
+    return {
+        m["partition"]: float(m["timestamp"])
+        for m in found["assetOrError"]["assetMaterializations"]
+    }
 
 
-def test_a_steward_backfills_two_months_in_order_from_the_ui(ui_page: Page, two_months_ui: DagsterDev,
-                                                            tmp_path: Path) -> None:
+def test_a_steward_backfills_two_months_in_order_from_the_ui(
+    ui_page: Page, two_months_ui: DagsterDev, tmp_path: Path
+) -> None:
     """README: the lineage page, the monthly refresh's assets (job:"monthly_refresh"),
     Materialize all…, a range of months, Launch backfill. Dagster backfills them as assets,
     and the order is the graph's: October's list only after September's list, scores and
@@ -253,12 +277,19 @@ def test_a_steward_backfills_two_months_in_order_from_the_ui(ui_page: Page, two_
         assert backfill["isAssetBackfill"]
 
     done = {key: _materialized(server, key) for key in MONTHLY}
-    assert all(sorted(d) == BACKFILL_MONTHS for d in done.values()), "every asset, both months, no more"
+    assert all(sorted(d) == BACKFILL_MONTHS for d in done.values()), (
+        "every asset, both months, no more"
+    )
     review, scores = AssetKey(["center", "review_list"]), AssetKey(["analysis", "risk_scores"])
     feedback = AssetKey(["center", "verification_feedback"])
     september, october = BACKFILL_MONTHS
-    assert done[review][october] > max(done[review][september], done[scores][september],
-                                       done[feedback][october], done[scores][october])
-    assert not server.graphql(MATERIALIZED_QUERY, {"path": ["analysis", "item_worth"], "partitions": None}
-                              )["assetOrError"]["assetMaterializations"]  # not part of the refresh
+    assert done[review][october] > max(
+        done[review][september],
+        done[scores][september],
+        done[feedback][october],
+        done[scores][october],
+    )
+    assert not server.graphql(
+        MATERIALIZED_QUERY, {"path": ["analysis", "item_worth"], "partitions": None}
+    )["assetOrError"]["assetMaterializations"]  # not part of the refresh
     print("timings (s):", timings)

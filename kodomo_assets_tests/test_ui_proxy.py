@@ -49,10 +49,17 @@ LAUNCH = """mutation LaunchPipelineExecution($executionParams: ExecutionParams!)
   launchPipelineExecution(executionParams: $executionParams) { __typename
     ... on LaunchRunSuccess { run { runId status } }
     ... on PythonError { message } } }"""
-PURGE = {"selector": {"repositoryLocationName": "kodomo_assets", "repositoryName": "__repository__",
-                      "jobName": "retention_purge"},
-         "runConfigData": {"ops": {"purge_months": {"config": {"months": ["2022-04"], "dry_run": True}}}},
-         "mode": "default"}
+PURGE = {
+    "selector": {
+        "repositoryLocationName": "kodomo_assets",
+        "repositoryName": "__repository__",
+        "jobName": "retention_purge",
+    },
+    "runConfigData": {
+        "ops": {"purge_months": {"config": {"months": ["2022-04"], "dry_run": True}}}
+    },
+    "mode": "default",
+}
 
 
 @dataclass
@@ -69,8 +76,9 @@ def script(*args: str, password: str | None = None, **more_env: str) -> subproce
     env.update(KODOMO_UI_USER=USER, **more_env)
     if password is not None:
         env["KODOMO_UI_PASSWORD"] = password
-    return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def nginx_installed() -> bool:
@@ -83,8 +91,10 @@ def nginx_pids(proxy_dir: Path) -> list[int]:
     children = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and int((entry / "stat").read_text()
-                                            .rsplit(")", 1)[1].split()[1]) in masters:
+            if (
+                entry.name.isdigit()
+                and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) in masters
+            ):
                 children.append(int(entry.name))
         except (OSError, IndexError, ValueError):
             continue
@@ -120,7 +130,7 @@ def listening_addresses(port: int) -> set[str]:
             if state != "0A" or int(port_hex, 16) != port:  # 0A: LISTEN
                 continue
             # each 32-bit word is printed in host (little-endian) order
-            raw = b"".join(bytes.fromhex(addr[i:i + 8])[::-1] for i in range(0, len(addr), 8))
+            raw = b"".join(bytes.fromhex(addr[i : i + 8])[::-1] for i in range(0, len(addr), 8))
             found.add(socket.inet_ntop(family, raw))
     return found
 
@@ -136,12 +146,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     upstream_port, proxy_port = free_port(), free_port()
     server = None
     try:
-        started = script("start", str(proxy_dir), str(proxy_port), str(upstream_port),
-                         password=PASSWORD)
+        started = script(
+            "start", str(proxy_dir), str(proxy_port), str(upstream_port), password=PASSWORD
+        )
         if started.returncode != 0:
             if not nginx_installed():
-                pytest.skip("nginx is not installed and scripts/ui_proxy.sh could not install "
-                            "Debian's nginx package with apt-get:\n" + started.stderr[-2000:])
+                pytest.skip(
+                    "nginx is not installed and scripts/ui_proxy.sh could not install "
+                    "Debian's nginx package with apt-get:\n" + started.stderr[-2000:]
+                )
             pytest.fail("scripts/ui_proxy.sh start failed:\n" + started.stderr[-4000:])
 
         dagster_home, secrets_dir, tmp = (work / n for n in ("dagster_home", "secrets", "tmp"))
@@ -149,17 +162,31 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         tmp.mkdir()
         shutil.copy(ROOT / "dagster_home" / "dagster.yaml", dagster_home / "dagster.yaml")
         env = {k: v for k, v in os.environ.items() if k != "KODOMO_POLICY"}
-        env.update(pipeline_env(make_storage(work / "home", work / "inbox", make_keys(secrets_dir))),
-                   DAGSTER_HOME=str(dagster_home),
-                   TMPDIR=str(tmp))  # the code server's socket
+        env.update(
+            pipeline_env(make_storage(work / "home", work / "inbox", make_keys(secrets_dir))),
+            DAGSTER_HOME=str(dagster_home),
+            TMPDIR=str(tmp),
+        )  # the code server's socket
         (work / "inbox").mkdir()
         log = work / "webserver.log"
         with open(log, "wb") as fh:
             proc = subprocess.Popen(
-                [str(WEBSERVER), "-m", "kodomo_assets", "-h", "127.0.0.1",
-                 "-p", str(upstream_port)],
-                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                start_new_session=True)  # its own group: stop() signals the code server too
+                [
+                    str(WEBSERVER),
+                    "-m",
+                    "kodomo_assets",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(upstream_port),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # its own group: stop() signals the code server too
         server = DagsterDev(proc=proc, url=f"http://127.0.0.1:{upstream_port}", log=log)
         print(f"code location loaded in {server.wait_loaded(timeout=90):.1f}s")
         yield Stack(server, proxy_dir, f"http://127.0.0.1:{proxy_port}", upstream_port, proxy_port)
@@ -198,20 +225,34 @@ def wait_log(stack: Stack, since: int, count: int) -> list[dict]:
     return lines
 
 
-def graphql(stack: Stack, query: str, auth: tuple[str, str] | None, op: str = "",
-            variables: dict | None = None) -> requests.Response:
-    return requests.post(f"{stack.url}/graphql" + (f"?op={op}" if op else ""), auth=auth,
-                         json={"query": query, "variables": variables or {}}, timeout=30)
+def graphql(
+    stack: Stack,
+    query: str,
+    auth: tuple[str, str] | None,
+    op: str = "",
+    variables: dict | None = None,
+) -> requests.Response:
+    return requests.post(
+        f"{stack.url}/graphql" + (f"?op={op}" if op else ""),
+        auth=auth,
+        json={"query": query, "variables": variables or {}},
+        timeout=30,
+    )
 
 
 def websocket(stack: Stack, auth: tuple[str, str] | None) -> tuple[str, dict | None]:
     """Open the UI's GraphQL websocket through the proxy: the status line, and the answer to
     `connection_init` when the upgrade went through."""
     with socket.create_connection(("127.0.0.1", stack.proxy_port), timeout=10) as s:
-        lines = ["GET /graphql HTTP/1.1", f"Host: 127.0.0.1:{stack.proxy_port}",
-                 "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13",
-                 "Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)).decode(),
-                 "Sec-WebSocket-Protocol: graphql-ws"]
+        lines = [
+            "GET /graphql HTTP/1.1",
+            f"Host: 127.0.0.1:{stack.proxy_port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Version: 13",
+            "Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)).decode(),
+            "Sec-WebSocket-Protocol: graphql-ws",
+        ]
         if auth:
             token = base64.b64encode(":".join(auth).encode()).decode()
             lines.append(f"Authorization: Basic {token}")
@@ -227,14 +268,17 @@ def websocket(stack: Stack, auth: tuple[str, str] | None) -> tuple[str, dict | N
             return status, None
         payload = json.dumps({"type": "connection_init", "payload": {}}).encode()
         mask = os.urandom(4)  # clients must mask their frames
-        s.sendall(bytes([0x81, 0x80 | len(payload)]) + mask
-                  + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        s.sendall(
+            bytes([0x81, 0x80 | len(payload)])
+            + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        )
         while len(data) < 2 or len(data) < 2 + (data[1] & 0x7F):
             chunk = s.recv(4096)
             assert chunk, data
             data += chunk
         assert data[0] == 0x81 and data[1] < 126, data  # one short unmasked text frame
-        return status, json.loads(data[2:2 + data[1]])
+        return status, json.loads(data[2 : 2 + data[1]])
 
 
 def test_refuses_without_the_right_login(stack: Stack) -> None:
@@ -248,13 +292,13 @@ def test_refuses_without_the_right_login(stack: Stack) -> None:
             assert requests.get(stack.url + path, auth=auth, timeout=30).status_code == 401
         answer = graphql(stack, "{ version }", auth)
         assert answer.status_code == 401 and "version" not in answer.text
-        launch = graphql(stack, LAUNCH, auth, "LaunchPipelineExecution",
-                         {"executionParams": PURGE})
+        launch = graphql(stack, LAUNCH, auth, "LaunchPipelineExecution", {"executionParams": PURGE})
         assert launch.status_code == 401
         assert websocket(stack, auth) == ("HTTP/1.1 401 Unauthorized", None)
     # a client cannot name itself: the header is the proxy's, and no login means no entry
-    forged = requests.get(f"{stack.url}/server_info", headers={"X-Forwarded-User": USER},
-                          timeout=30)
+    forged = requests.get(
+        f"{stack.url}/server_info", headers={"X-Forwarded-User": USER}, timeout=30
+    )
     assert forged.status_code == 401
     assert len(stack.server.runs()) == runs  # nothing was launched
 
@@ -282,8 +326,11 @@ def test_serves_the_ui_with_the_login(stack: Stack) -> None:
     lines = wait_log(stack, since, 4)
     assert [(line["user"], line["status"]) for line in lines] == [(USER, 200)] * 4
     assert [line["request"] for line in lines] == [
-        "GET /server_info HTTP/1.1", "GET / HTTP/1.1", "POST /graphql HTTP/1.1",
-        "POST /graphql?op=WorkspaceQuery HTTP/1.1"]
+        "GET /server_info HTTP/1.1",
+        "GET / HTTP/1.1",
+        "POST /graphql HTTP/1.1",
+        "POST /graphql?op=WorkspaceQuery HTTP/1.1",
+    ]
     assert all(line["mutation"] == "" for line in lines)  # queries are not copied into the log
 
 
@@ -298,8 +345,9 @@ def test_websocket_passes_the_login(stack: Stack) -> None:
 
 def test_a_launched_purge_names_its_login(stack: Stack) -> None:
     since = log_size(stack)
-    launched = graphql(stack, LAUNCH, (USER, PASSWORD), "LaunchPipelineExecution",
-                       {"executionParams": PURGE})
+    launched = graphql(
+        stack, LAUNCH, (USER, PASSWORD), "LaunchPipelineExecution", {"executionParams": PURGE}
+    )
     assert launched.status_code == 200
     result = launched.json()["data"]["launchPipelineExecution"]
     assert result["__typename"] == "LaunchRunSuccess", result
@@ -318,28 +366,41 @@ def test_users_are_added_without_a_restart(stack: Stack) -> None:
     # a generated password: printed once, kept for handing over
     added = script("adduser", str(stack.proxy_dir), "hanako")
     assert added.returncode == 0, added.stderr
-    (kept,) = [line for line in (stack.proxy_dir / "ui-password").read_text().splitlines()
-               if line.startswith("hanako:")]
+    (kept,) = [
+        line
+        for line in (stack.proxy_dir / "ui-password").read_text().splitlines()
+        if line.startswith("hanako:")
+    ]
     generated = kept.split(":", 1)[1]
     assert generated in added.stderr and generated not in added.stdout
-    assert requests.get(f"{stack.url}/server_info", auth=("hanako", generated),
-                        timeout=30).status_code == 200
+    assert (
+        requests.get(f"{stack.url}/server_info", auth=("hanako", generated), timeout=30).status_code
+        == 200
+    )
 
     # a password given: the old one stops working, the handed-over copy goes
     changed = script("adduser", str(stack.proxy_dir), "hanako", password="hanako-" + PASSWORD)
     assert changed.returncode == 0, changed.stderr
-    assert requests.get(f"{stack.url}/server_info", auth=("hanako", generated),
-                        timeout=30).status_code == 401
-    assert requests.get(f"{stack.url}/server_info", auth=("hanako", "hanako-" + PASSWORD),
-                        timeout=30).status_code == 200
+    assert (
+        requests.get(f"{stack.url}/server_info", auth=("hanako", generated), timeout=30).status_code
+        == 401
+    )
+    assert (
+        requests.get(
+            f"{stack.url}/server_info", auth=("hanako", "hanako-" + PASSWORD), timeout=30
+        ).status_code
+        == 200
+    )
     assert not (stack.proxy_dir / "ui-password").exists()
 
     # start again without a password: same nginx reloaded, the steward's password kept
     again = script("start", str(stack.proxy_dir), str(stack.proxy_port), str(stack.upstream_port))
     assert again.returncode == 0, again.stderr
     assert "password kept" in again.stderr and "reloading" in again.stderr
-    assert requests.get(f"{stack.url}/server_info", auth=(USER, PASSWORD),
-                        timeout=30).status_code == 200
+    assert (
+        requests.get(f"{stack.url}/server_info", auth=(USER, PASSWORD), timeout=30).status_code
+        == 200
+    )
 
     htpasswd = stack.proxy_dir / "htpasswd"
     text = htpasswd.read_text()
@@ -364,22 +425,53 @@ def test_https_with_a_certificate(stack: Stack) -> None:
     cert, key, port = tls_dir / "cert.pem", tls_dir / "key.pem", free_port()
     proxy_dir = tls_dir / "proxy"
     try:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                        "-keyout", str(key), "-out", str(cert)],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         os.chmod(tls_dir, 0o755)  # mkdtemp's 0700 would keep the nginx workers out of proxy/
-        started = script("start", str(proxy_dir), str(port), str(stack.upstream_port),
-                         password=PASSWORD, KODOMO_UI_TLS_CERT=str(cert),
-                         KODOMO_UI_TLS_KEY=str(key))
+        started = script(
+            "start",
+            str(proxy_dir),
+            str(port),
+            str(stack.upstream_port),
+            password=PASSWORD,
+            KODOMO_UI_TLS_CERT=str(cert),
+            KODOMO_UI_TLS_KEY=str(key),
+        )
         assert started.returncode == 0, started.stderr
         url = f"https://127.0.0.1:{port}/server_info"
         assert requests.get(url, verify=str(cert), timeout=30).status_code == 401
-        assert requests.get(url, auth=(USER, PASSWORD), verify=str(cert),
-                            timeout=30).status_code == 200
+        assert (
+            requests.get(url, auth=(USER, PASSWORD), verify=str(cert), timeout=30).status_code
+            == 200
+        )
         # plain HTTP on the TLS port is refused, so the password never travels in clear
-        assert requests.get(f"http://127.0.0.1:{port}/server_info", auth=(USER, PASSWORD),
-                            timeout=30).status_code == 400
+        assert (
+            requests.get(
+                f"http://127.0.0.1:{port}/server_info", auth=(USER, PASSWORD), timeout=30
+            ).status_code
+            == 400
+        )
     finally:
         left = stop_proxy(proxy_dir)
         shutil.rmtree(tls_dir, ignore_errors=True)

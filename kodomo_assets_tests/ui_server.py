@@ -97,8 +97,11 @@ class DagsterDev:
     killed: list[tuple[int, str]] = field(default_factory=list)  # what SIGTERM did not stop
 
     def graphql(self, query: str, variables: dict | None = None, timeout: float = 30) -> dict:
-        r = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}},
-                          timeout=timeout)
+        r = requests.post(
+            f"{self.url}/graphql",
+            json={"query": query, "variables": variables or {}},
+            timeout=timeout,
+        )
         r.raise_for_status()
         body = r.json()
         if body.get("errors"):
@@ -117,22 +120,28 @@ class DagsterDev:
         last = None
         while time.monotonic() - start < timeout:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"dagster dev exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"dagster dev exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
             try:
                 data = self.graphql(WORKSPACE_QUERY, timeout=5)["workspaceOrError"]
                 last = data
                 entries = data.get("locationEntries") or []
                 if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-                    errors = [e for e in entries
-                              if e["locationOrLoadError"]["__typename"] == "PythonError"]
+                    errors = [
+                        e
+                        for e in entries
+                        if e["locationOrLoadError"]["__typename"] == "PythonError"
+                    ]
                     if errors:
                         raise RuntimeError(f"code location failed to load: {errors}")
                     return time.monotonic() - start
             except (requests.RequestException, ValueError, GraphQLError) as err:
                 last = repr(err)  # webserver not listening or not ready yet
             time.sleep(0.5)
-        raise TimeoutError(f"code location not loaded after {timeout}s (last: {last}):\n"
-                           f"{self.log_tail()}")
+        raise TimeoutError(
+            f"code location not loaded after {timeout}s (last: {last}):\n{self.log_tail()}"
+        )
 
     def run(self, run_id: str) -> dict:
         return self.graphql(RUN_QUERY, {"runId": run_id})["runOrError"]
@@ -147,8 +156,9 @@ class DagsterDev:
             if run.get("status") in DONE:
                 return run
             if time.monotonic() > deadline:
-                raise TimeoutError(f"run {run_id} still {run.get('status')} after {timeout}s:\n"
-                                   f"{self.log_tail()}")
+                raise TimeoutError(
+                    f"run {run_id} still {run.get('status')} after {timeout}s:\n{self.log_tail()}"
+                )
             time.sleep(1)
 
     def stop(self, timeout: float = 20, grace: float = 3) -> list[tuple[int, str]]:
@@ -208,8 +218,13 @@ def start_dagster_dev(env: dict[str, str], log: Path, cwd: Path = REPO_ROOT) -> 
     try:
         proc = subprocess.Popen(
             [str(DAGSTER), "dev", "-m", "kodomo_assets", "-p", str(port), "-h", "127.0.0.1"],
-            cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     finally:
         fh.close()
     return DagsterDev(proc=proc, url=f"http://127.0.0.1:{port}", log=log)

@@ -18,8 +18,19 @@ from pathlib import Path
 import duckdb
 import pyarrow.csv as pv
 
-FILES = ("jumin", "soudan", "teate", "seiho", "kaigo", "shogai", "boshi", "yobo", "hoiku",
-         "gakurei", "shukketsu")
+FILES = (
+    "jumin",
+    "soudan",
+    "teate",
+    "seiho",
+    "kaigo",
+    "shogai",
+    "boshi",
+    "yobo",
+    "hoiku",
+    "gakurei",
+    "shukketsu",
+)
 
 
 def encoding(path: Path) -> str:
@@ -42,21 +53,33 @@ def main() -> None:
     con = duckdb.connect()
     for name in FILES:
         path = args.inbox / args.month / f"{name}.csv"
-        table = pv.read_csv(path, read_options=pv.ReadOptions(encoding=encoding(path)),
-                            convert_options=pv.ConvertOptions(
-                                column_types={}, strings_can_be_null=True),
-                            parse_options=pv.ParseOptions(invalid_row_handler=lambda _: "skip"))
+        table = pv.read_csv(
+            path,
+            read_options=pv.ReadOptions(encoding=encoding(path)),
+            convert_options=pv.ConvertOptions(column_types={}, strings_can_be_null=True),
+            parse_options=pv.ParseOptions(invalid_row_handler=lambda _: "skip"),
+        )
         # every column as text, as the exports are
         con.register(f"raw_{name}", table)
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM raw_{name}")
         con.unregister(f"raw_{name}")
     loaded = time.perf_counter()
     # the contract's date forms (西暦, 和暦 in kanji or letters, GYYMMDD), in plain SQL
-    eras = " ".join(f"WHEN '{k}' THEN {v}" for keys, v in (
-        (("明治", "M", "1"), 1867), (("大正", "T", "2"), 1911), (("昭和", "S", "3"), 1925),
-        (("平成", "H", "4"), 1988), (("令和", "R", "5"), 2018)) for k in keys)
+    eras = " ".join(
+        f"WHEN '{k}' THEN {v}"
+        for keys, v in (
+            (("明治", "M", "1"), 1867),
+            (("大正", "T", "2"), 1911),
+            (("昭和", "S", "3"), 1925),
+            (("平成", "H", "4"), 1988),
+            (("令和", "R", "5"), 2018),
+        )
+        for k in keys
+    )
     con.execute(f"CREATE MACRO era_base(e) AS CASE e {eras} END")
-    wareki = "^(明治|大正|昭和|平成|令和|[MTSHR])(元|[0-9]{1,2})[年./]([0-9]{1,2})[月./]([0-9]{1,2})"
+    wareki = (
+        "^(明治|大正|昭和|平成|令和|[MTSHR])(元|[0-9]{1,2})[年./]([0-9]{1,2})[月./]([0-9]{1,2})"
+    )
 
     def part(group: int) -> str:
         return f"regexp_extract(s, '{wareki}', {group})"
@@ -88,8 +111,10 @@ def main() -> None:
     """)
     (n,) = con.execute("SELECT count(*) FROM children").fetchone()
     end = time.perf_counter()
-    print(f"bare pass: load {loaded - start:.1f} s, children {end - loaded:.1f} s, total {end - start:.1f} s "
-          f"({n} children)")
+    print(
+        f"bare pass: load {loaded - start:.1f} s, children {end - loaded:.1f} s, total {end - start:.1f} s "
+        f"({n} children)"
+    )
 
 
 if __name__ == "__main__":

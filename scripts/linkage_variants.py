@@ -52,15 +52,25 @@ def main() -> None:
     con.execute(f"ATTACH '{args.out / 'gakurei.duckdb'}' AS gakumu (READ_ONLY)")
     source = "gakumu.gakurei"
     if args.blank_variants:
-        con.execute(f"""CREATE TEMP TABLE gakurei AS SELECT * REPLACE (
+        con.execute(
+            f"""CREATE TEMP TABLE gakurei AS SELECT * REPLACE (
             CASE WHEN pupil_no IN (SELECT pupil_no FROM read_csv(?, all_varchar = true)) THEN NULL
                  ELSE atena_no END AS atena_no) FROM {source}""",
-                    [str(inbox / "_truth" / "pupil_variants.csv")])
+            [str(inbox / "_truth" / "pupil_variants.csv")],
+        )
         source = "temp.gakurei"
     prepare_inputs(con, "shimin.jumin", source)
     result = link_pupils(con, seed=args.seed)
-    print(json.dumps({"linkage": {k: v for k, v in asdict(result).items() if k != "m_probabilities"},
-                      "truth": linkage_against_truth(con, inbox / "_truth")}, ensure_ascii=False, indent=1))
+    print(
+        json.dumps(
+            {
+                "linkage": {k: v for k, v in asdict(result).items() if k != "m_probabilities"},
+                "truth": linkage_against_truth(con, inbox / "_truth"),
+            },
+            ensure_ascii=False,
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

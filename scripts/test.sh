@@ -12,6 +12,7 @@ command -v chromium >/dev/null 2>&1 || debian_install chromium 2>/dev/null
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || debian_install nginx 2>/dev/null
 export DAGSTER_HOME="$(mktemp -d)"
 cp dagster_home/dagster.yaml "$DAGSTER_HOME/"
+.venv/bin/ruff format --check kodomo_assets kodomo_assets_tests scripts
 .venv/bin/ruff check kodomo_assets kodomo_assets_tests scripts
 .venv/bin/dagster definitions validate -m kodomo_assets
 set +e

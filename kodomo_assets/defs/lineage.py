@@ -9,9 +9,15 @@ from kodomo_assets.lib.platform.accounts import os_account
 
 
 def column_lineage(deps: dict[str, Iterable[tuple[AssetKey, str]]]) -> TableColumnLineage:
-    return TableColumnLineage(deps_by_column={
-        column: [TableColumnDep(asset_key=key, column_name=name) for key, name in dict.fromkeys(sources)]
-        for column, sources in deps.items()})
+    return TableColumnLineage(
+        deps_by_column={
+            column: [
+                TableColumnDep(asset_key=key, column_name=name)
+                for key, name in dict.fromkeys(sources)
+            ]
+            for column, sources in deps.items()
+        }
+    )
 
 
 def materialized_by() -> str:

@@ -37,8 +37,19 @@ MAX_QUEUED = 4  # file blocks waiting for the writer thread (each up to ~20 MB)
 # Exports that need care, money or child health go first, so those arrays (a third of the
 # world) are freed before the register and persons.parquet, the two largest outputs. Only
 # kaigo draws from the world's rng and every file has its own rng, so the order is free.
-BUILD_ORDER = ("kaigo", "seiho", "teate", "gakurei", "boshi", "yobo", "hoiku", "soudan", "shogai", "shukketsu",
-               "jumin")
+BUILD_ORDER = (
+    "kaigo",
+    "seiho",
+    "teate",
+    "gakurei",
+    "boshi",
+    "yobo",
+    "hoiku",
+    "soudan",
+    "shogai",
+    "shukketsu",
+    "jumin",
+)
 RELEASE_AFTER = "hoiku"
 
 
@@ -77,8 +88,9 @@ def _abs(month: str) -> int:
     return int(y) * 12 + int(m) - 1
 
 
-def generate(out: Path, residents: int, months: list[str], seed: int,
-             known_share: float | None = None) -> dict:
+def generate(
+    out: Path, residents: int, months: list[str], seed: int, known_share: float | None = None
+) -> dict:
     """Write OUT/<month>/<dataset>.csv and OUT/_truth/; return the counts of counts.json.
     known_share: the share of children with a center record (None: the calibrated ≈1.4%)."""
     out = Path(out)
@@ -102,8 +114,19 @@ def generate(out: Path, residents: int, months: list[str], seed: int,
     SC.simulate(rng(10), school, am, len(places.school_names))
     variants = VA.plant(rng(13), pop, school)  # a stream of its own: every other draw unchanged
     _trim()
-    world = World(pop=pop, places=places, months=am, care=care, cards=cards, money=money, child=child,
-                  school=school, cases=cases, rng=rng(11), variants=variants)
+    world = World(
+        pop=pop,
+        places=places,
+        months=am,
+        care=care,
+        cards=cards,
+        money=money,
+        child=child,
+        school=school,
+        cases=cases,
+        rng=rng(11),
+        variants=variants,
+    )
     del care, cards, money, child  # the world holds them until their last export
     counts = _write_exports(out, world, build_specs(places), names, seed, rng(12))
     truth = out / TRUTH
@@ -112,12 +135,15 @@ def generate(out: Path, residents: int, months: list[str], seed: int,
     _trim()
     NE.truth_table(needs, pop, school).to_csv(truth / "needs.csv", index=False)
     VA.truth_table(variants, school).to_csv(truth / VA.TRUTH_FILE, index=False)
-    (truth / "counts.json").write_text(json.dumps(counts, ensure_ascii=False, indent=1), encoding="utf-8")
+    (truth / "counts.json").write_text(
+        json.dumps(counts, ensure_ascii=False, indent=1), encoding="utf-8"
+    )
     return counts
 
 
-def _write_exports(out: Path, world: World, specs: dict, names: list[str], seed: int,
-                   tr: np.random.Generator) -> dict[str, dict]:
+def _write_exports(
+    out: Path, world: World, specs: dict, names: list[str], seed: int, tr: np.random.Generator
+) -> dict[str, dict]:
     """All exports of all months; returns counts.json's content, datasets in DATASETS order."""
     # trailing blank lines: a few files a month, at least one
     n = len(names)
@@ -135,8 +161,17 @@ def _write_exports(out: Path, world: World, specs: dict, names: list[str], seed:
         for name in BUILD_ORDER:
             i = DATASETS.index(name)
             frame = BUILDERS[name](world)
-            counts[name] = write_months(out, specs[name], frame, names, seed, i, world.pop.h["address"],
-                                        [int(t) for t in trailing[:, i]], submit)
+            counts[name] = write_months(
+                out,
+                specs[name],
+                frame,
+                names,
+                seed,
+                i,
+                world.pop.h["address"],
+                [int(t) for t in trailing[:, i]],
+                submit,
+            )
             del frame
             if name == RELEASE_AFTER:
                 world.release("care", "money", "child")

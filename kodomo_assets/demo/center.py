@@ -26,8 +26,14 @@ def planted(truth: Path) -> set[str]:
     return set(needs.loc[needs["confounder"].astype(int) == 0, "atena_no"])
 
 
-def check_list(storage: KodomoStorage, private: CenterPrivate, month: str, truth: Path,
-               share: float = 0.8, seed: int = 0) -> ImportResult:
+def check_list(
+    storage: KodomoStorage,
+    private: CenterPrivate,
+    month: str,
+    truth: Path,
+    share: float = 0.8,
+    seed: int = 0,
+) -> ImportResult:
     """Check `share` of the month's new suggestions, top ranks first, as staff work down the
     list: 該当 when the child has a planted need, else 非該当. The plain files live in a
     private temporary folder and are gone when this returns."""
@@ -38,11 +44,13 @@ def check_list(storage: KodomoStorage, private: CenterPrivate, month: str, truth
         with open(listed, encoding="utf-8-sig", newline="") as fh:
             rows = [r for r in csv.DictReader(fh) if r["区分"] == NEW]
         rows.sort(key=lambda r: int(r["順位"]))
-        checked = rows[:int(np.ceil(share * len(rows)))]
+        checked = rows[: int(np.ceil(share * len(rows)))]
         kakunin = Path(folder) / "kakunin.csv"
         with open(kakunin, "w", encoding="utf-8", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["宛名番号", "基準月", "確認結果"])
             for r in checked:
-                w.writerow([r["宛名番号"], month, CONFIRMED if r["宛名番号"] in needs else NOT_CONFIRMED])
+                w.writerow(
+                    [r["宛名番号"], month, CONFIRMED if r["宛名番号"] in needs else NOT_CONFIRMED]
+                )
         return import_feedback(storage, private, month, kakunin)

@@ -107,7 +107,9 @@ def _guardian(pop: Population, who: np.ndarray, pres, hh, rel) -> np.ndarray:
     mother = _with(who, pres, hh, pop.p["mother"])
     father = _with(who, pres, hh, pop.p["father"])
     head = _heads(pop, pres, hh, rel)[hh[who]]
-    return np.where(mother >= 0, mother, np.where(father >= 0, father, np.where(head >= 0, head, who)))
+    return np.where(
+        mother >= 0, mother, np.where(father >= 0, father, np.where(head >= 0, head, who))
+    )
 
 
 def jumin(w: World) -> pd.DataFrame:
@@ -156,10 +158,19 @@ def soudan(w: World) -> pd.DataFrame:
         _, me, pres = w.month(m)
         sel = np.flatnonzero((c.received <= me) & pres[c.pid])
         closed = c.closed[sel] <= me
-        frames.append(_frame(m, number=c.number[sel], atena=w.pop.p["atena"][c.pid[sel]],
-                             received=c.received[sel], kind=c.kind[sel], council=c.council[sel],
-                             status=closed.astype(int), closed=np.where(closed, c.closed[sel], D.NONE),
-                             note=c.note[sel]))
+        frames.append(
+            _frame(
+                m,
+                number=c.number[sel],
+                atena=w.pop.p["atena"][c.pid[sel]],
+                received=c.received[sel],
+                kind=c.kind[sel],
+                council=c.council[sel],
+                status=closed.astype(int),
+                closed=np.where(closed, c.closed[sel], D.NONE),
+                note=c.note[sel],
+            )
+        )
     return collapse(frames, ["number"])
 
 
@@ -179,25 +190,51 @@ def teate(w: World) -> pd.DataFrame:
         kid, grant = kid[grant <= me], grant[grant <= me]
         status = money.cb_status[hh[kid]]
         status = np.where(money.cb_lost[hh[kid]] & (am >= lost_from), 3, status)
-        parts.append((kid, 0, status, grant, money.cb_income[hh[kid]], _recipient(pop, kid, pres, hh, rel)))
+        parts.append(
+            (kid, 0, status, grant, money.cb_income[hh[kid]], _recipient(pop, kid, pres, hh, rel))
+        )
         # 児童扶養手当: single-parent households, children to the March after 18
         h = pop.h
         jk = np.flatnonzero(pres & (grade <= 12) & money.jifu[hh] & h["single_parent"][hh])
         grant = np.maximum(money.jifu_grant[hh[jk]], arrived[jk] + money.grant_lag[jk])
         jk, grant = jk[grant <= me], grant[grant <= me]
-        parts.append((jk, 1, money.jifu_status[hh[jk]], grant, money.jifu_income[hh[jk]],
-                      _recipient(pop, jk, pres, hh, rel)))
+        parts.append(
+            (
+                jk,
+                1,
+                money.jifu_status[hh[jk]],
+                grant,
+                money.jifu_income[hh[jk]],
+                _recipient(pop, jk, pres, hh, rel),
+            )
+        )
         # 特別児童扶養手当: disabled children under 20
         sk = np.flatnonzero(pres & (grade <= 14) & money.special)
         grant = np.maximum(p["birth"][sk] + 400, arrived[sk] + 60) + money.grant_lag[sk]
         sk, grant = sk[grant <= me], grant[grant <= me]
-        parts.append((sk, 2, money.special_status[sk], grant, money.cb_income[hh[sk]],
-                      _recipient(pop, sk, pres, hh, rel)))
+        parts.append(
+            (
+                sk,
+                2,
+                money.special_status[sk],
+                grant,
+                money.cb_income[hh[sk]],
+                _recipient(pop, sk, pres, hh, rel),
+            )
+        )
         for kid, kind, status, grant, income, recipient in parts:
-            frames.append(_frame(
-                m, recipient=p["atena"][recipient], child=p["atena"][kid], kind=kind, status=status,
-                granted=grant, income=(income // 1000 * 1000).astype("int64"),
-                account=money.account[recipient]))
+            frames.append(
+                _frame(
+                    m,
+                    recipient=p["atena"][recipient],
+                    child=p["atena"][kid],
+                    kind=kind,
+                    status=status,
+                    granted=grant,
+                    income=(income // 1000 * 1000).astype("int64"),
+                    account=money.account[recipient],
+                )
+            )
     return collapse(frames, ["child", "kind"])
 
 
@@ -205,7 +242,9 @@ def _recipient(pop: Population, kid, pres, hh, rel) -> np.ndarray:
     father = _with(kid, pres, hh, pop.p["father"])
     mother = _with(kid, pres, hh, pop.p["mother"])
     head = _heads(pop, pres, hh, rel)[hh[kid]]
-    return np.where(father >= 0, father, np.where(mother >= 0, mother, np.where(head >= 0, head, kid)))
+    return np.where(
+        father >= 0, father, np.where(mother >= 0, mother, np.where(head >= 0, head, kid))
+    )
 
 
 def seiho(w: World) -> pd.DataFrame:
@@ -221,9 +260,17 @@ def seiho(w: World) -> pd.DataFrame:
         bits = money.seiho_bits[hh[who]].copy()
         bits |= np.where(np.isin(hh[who], hh[pupils]), 2, 0)
         bits |= np.where(np.isin(hh[who], hh[care]), 16, 0)
-        frames.append(_frame(m, case=money.seiho_case[hh[who]], atena=pop.p["atena"][who],
-                             hh_no=pop.h["number"][hh[who]], start=start[who],
-                             end=np.where(end[who] <= me, end[who], D.NONE), aid=bits))
+        frames.append(
+            _frame(
+                m,
+                case=money.seiho_case[hh[who]],
+                atena=pop.p["atena"][who],
+                hh_no=pop.h["number"][hh[who]],
+                start=start[who],
+                end=np.where(end[who] <= me, end[who], D.NONE),
+                aid=bits,
+            )
+        )
     return collapse(frames, ["atena"])
 
 
@@ -239,12 +286,23 @@ def kaigo(w: World) -> pd.DataFrame:
         start0 = np.where(ch, c.change_am[who], c.start0[who])
         dur = np.where(ch, 12, c.dur[who])
         cs = start0 + (am - start0) // dur * dur
-        units = np.where(service, np.where(ch & service, 20_000, c.units[who]) * rng.uniform(0.85, 1.15, len(who)), 0)
-        frames.append(_frame(
-            m, insured=c.insured[who], atena=pop.p["atena"][who], level=lv,
-            valid_from=np.where(lv > 0, D.month_start(cs), D.NONE),
-            valid_to=np.where(lv > 0, D.month_end(cs + dur - 1), D.NONE),
-            service=np.where(service, 0, 1), units=units.astype("int64")))
+        units = np.where(
+            service,
+            np.where(ch & service, 20_000, c.units[who]) * rng.uniform(0.85, 1.15, len(who)),
+            0,
+        )
+        frames.append(
+            _frame(
+                m,
+                insured=c.insured[who],
+                atena=pop.p["atena"][who],
+                level=lv,
+                valid_from=np.where(lv > 0, D.month_start(cs), D.NONE),
+                valid_to=np.where(lv > 0, D.month_end(cs + dur - 1), D.NONE),
+                service=np.where(service, 0, 1),
+                units=units.astype("int64"),
+            )
+        )
     return collapse(frames, ["atena"])
 
 
@@ -258,9 +316,17 @@ def shogai(w: World) -> pd.DataFrame:
         child = D.age_years(pop.p["birth"][pid], me) < 18
         kind = c.kind[sel]
         diag = offsets[kind] + c.diag[sel] % np.array([len(d) for d in C.DIAGNOSES])[kind]
-        frames.append(_frame(m, atena=pop.p["atena"][pid], kind=kind, grade=c.grade[sel],
-                             welfare=np.where(c.welfare[sel], 0, 1),
-                             child_svc=np.where(c.child_svc[sel] & child, 0, 1), diag=diag))
+        frames.append(
+            _frame(
+                m,
+                atena=pop.p["atena"][pid],
+                kind=kind,
+                grade=c.grade[sel],
+                welfare=np.where(c.welfare[sel], 0, 1),
+                child_svc=np.where(c.child_svc[sel] & child, 0, 1),
+                diag=diag,
+            )
+        )
     return collapse(frames, ["atena", "kind"])
 
 
@@ -275,7 +341,9 @@ def boshi(w: World) -> pd.DataFrame:
         missed = (ch.checkup_skip_after[young] <= w1) | (ch.checkup_u[young, i] < CHECKUP_MISS[i])
         outside = s > w1  # moved in after the checkup age: 対象外
         open_from = np.maximum(w0, s)
-        attend = open_from + (ch.checkup_day_u[young, i] * np.maximum(w1 - open_from - 1, 0)).astype("int64")
+        attend = open_from + (
+            ch.checkup_day_u[young, i] * np.maximum(w1 - open_from - 1, 0)
+        ).astype("int64")
         st = np.where(outside, 2, np.where(missed, 1, 0))
         status.append(st)
         visible.append(np.where(st == 2, s, np.where(st == 1, w1, attend)))
@@ -286,9 +354,16 @@ def boshi(w: World) -> pd.DataFrame:
         under6 = me < D.add_months(b, 72)
         for i in range(3):
             sel = np.flatnonzero(pres[young] & under6 & (visible[i] <= me))
-            frames.append(_frame(m, atena=p["atena"][young[sel]], checkup=i, status=status[i, sel],
-                                 day=day[i, sel], findings=np.where(status[i, sel] == 0,
-                                                                    young[sel] % len(C.FINDINGS), -1)))
+            frames.append(
+                _frame(
+                    m,
+                    atena=p["atena"][young[sel]],
+                    checkup=i,
+                    status=status[i, sel],
+                    day=day[i, sel],
+                    findings=np.where(status[i, sel] == 0, young[sel] % len(C.FINDINGS), -1),
+                )
+            )
     return collapse(frames, ["atena", "checkup"])
 
 
@@ -300,10 +375,14 @@ def yobo(w: World) -> pd.DataFrame:
         age_m = D.age_months(p["birth"][who], me)
         due = np.searchsorted(DOSE_MONTHS, age_m, side="right")
         cls = ch.vacc_class[who]
-        miss = np.where(cls == 0, 0, np.where(cls == 1, np.minimum(due, 1 + (due >= 14)), np.round(due * 0.35)))
+        miss = np.where(
+            cls == 0, 0, np.where(cls == 1, np.minimum(due, 1 + (due >= 14)), np.round(due * 0.35))
+        )
         given = due - miss.astype(int)
         freeze = ch.vacc_freeze[who]
-        frozen_due = np.searchsorted(DOSE_MONTHS, D.age_months(p["birth"][who], np.minimum(freeze, me)), side="right")
+        frozen_due = np.searchsorted(
+            DOSE_MONTHS, D.age_months(p["birth"][who], np.minimum(freeze, me)), side="right"
+        )
         given = np.where(freeze < me, np.minimum(given, np.maximum(frozen_due - 2, 0)), given)
         frames.append(_frame(m, atena=p["atena"][who], due=due, given=given))
     return collapse(frames, ["atena"])
@@ -317,8 +396,16 @@ def hoiku(w: World) -> pd.DataFrame:
         status, enrol = nursery_state(ch, young, p["birth"][young], p["arrived"][young], am, me)
         ok = status >= 0
         who = young[ok]
-        frames.append(_frame(m, atena=p["atena"][who], facility=ch.facility[who], status=status[ok],
-                             reason=ch.reason[who], enrolled=enrol[ok]))
+        frames.append(
+            _frame(
+                m,
+                atena=p["atena"][who],
+                facility=ch.facility[who],
+                status=status[ok],
+                reason=ch.reason[who],
+                enrolled=enrol[ok],
+            )
+        )
     return collapse(frames, ["atena"])
 
 
@@ -337,11 +424,15 @@ def gakurei(w: World) -> pd.DataFrame:
         if p_other is None:  # tune the other households' chance once, to hit the Tokyo share
             fixed = seiho | jifu | money.no_aid[hh] | s.juto[r]
             expected = (p_jifu * (jifu & ~seiho & ~money.no_aid[hh])).sum()
-            p_other = float(np.clip((AID_TARGET * len(r) - expected) / max((~fixed).sum(), 1), 0, 1))
+            p_other = float(
+                np.clip((AID_TARGET * len(r) - expected) / max((~fixed).sum(), 1), 0, 1)
+            )
         p_aid = np.where(jifu, p_jifu, p_other)
         aid = np.where(seiho, 0, np.where(money.aid_u[hh] < p_aid, 1, 2))
         aid = np.where(money.no_aid[hh] | s.juto[r], 2, aid)
-        arrears = (am >= money.arrears_from[hh]) | (money.arrears_u[hh] < np.where(aid < 2, 0.05, 0.015))
+        arrears = (am >= money.arrears_from[hh]) | (
+            money.arrears_u[hh] < np.where(aid < 2, 0.05, 0.015)
+        )
         guardian = _guardian(pop, pid, pres, hh_all, rel)
         g_sur = np.where(s.juto[r], s.guardian_sur[r], p["sur"][guardian])
         g_giv = np.where(s.juto[r], s.guardian_giv[r], p["giv"][guardian])
@@ -349,11 +440,26 @@ def gakurei(w: World) -> pd.DataFrame:
         form = w.variants.address_form[r]
         for i in np.flatnonzero(form):
             addr[i] = school_address(addr[i], int(form[i]))
-        frames.append(_frame(
-            m, number=s.number[r], atena=np.where(s.blank[r], -1, p["atena"][pid]), sur=p["sur"][pid],
-            giv=p["giv"][pid], kana=w.variants.kana[r], birth=w.variants.birth[r], sex=p["sex"][pid], hh=hh,
-            addr=addr, school=s.school[m, r],
-            grade=s.grade[m, r], aid=aid, arrears=np.where(arrears, 0, 1), g_sur=g_sur, g_giv=g_giv))
+        frames.append(
+            _frame(
+                m,
+                number=s.number[r],
+                atena=np.where(s.blank[r], -1, p["atena"][pid]),
+                sur=p["sur"][pid],
+                giv=p["giv"][pid],
+                kana=w.variants.kana[r],
+                birth=w.variants.birth[r],
+                sex=p["sex"][pid],
+                hh=hh,
+                addr=addr,
+                school=s.school[m, r],
+                grade=s.grade[m, r],
+                aid=aid,
+                arrears=np.where(arrears, 0, 1),
+                g_sur=g_sur,
+                g_giv=g_giv,
+            )
+        )
     return collapse(frames, ["number"])
 
 
@@ -363,20 +469,44 @@ def shukketsu(w: World) -> pd.DataFrame:
     n, g = s.days.shape
     fy_m, fy_s = D.fiscal_year(months), D.fiscal_year(s.grid)
     # visible in month m: on the roll, the grid month not later, same 年度
-    vis = (s.on_roll[:, :, None] & (months[:, None, None] >= s.grid[None, None, :])
-           & (fy_m[:, None, None] == fy_s[None, None, :]))
+    vis = (
+        s.on_roll[:, :, None]
+        & (months[:, None, None] >= s.grid[None, None, :])
+        & (fy_m[:, None, None] == fy_s[None, None, :])
+    )
     count = vis.sum(axis=0)
     mf = vis.argmax(axis=0)
     r, c = np.nonzero(count)
     order = np.lexsort((c, s.number[r]))
     r, c = r[order], c[order]
-    return pd.DataFrame({
-        "number": s.number[r], "month": s.grid[c], "days": s.days[r, c], "absent": s.absent[r, c],
-        "late": s.late[r, c], "early": s.early[r, c], "nurse": s.nurse[r, c],
-        "bullied": np.where(s.bullied[r, c], 0, 1), "note": s.note[r, c],
-        "_mf": mf[r, c], "_mt": mf[r, c] + count[r, c]}, copy=False)
+    return pd.DataFrame(
+        {
+            "number": s.number[r],
+            "month": s.grid[c],
+            "days": s.days[r, c],
+            "absent": s.absent[r, c],
+            "late": s.late[r, c],
+            "early": s.early[r, c],
+            "nurse": s.nurse[r, c],
+            "bullied": np.where(s.bullied[r, c], 0, 1),
+            "note": s.note[r, c],
+            "_mf": mf[r, c],
+            "_mt": mf[r, c] + count[r, c],
+        },
+        copy=False,
+    )
 
 
-BUILDERS = {"jumin": jumin, "soudan": soudan, "teate": teate, "seiho": seiho, "kaigo": kaigo,
-            "shogai": shogai, "boshi": boshi, "yobo": yobo, "hoiku": hoiku, "gakurei": gakurei,
-            "shukketsu": shukketsu}
+BUILDERS = {
+    "jumin": jumin,
+    "soudan": soudan,
+    "teate": teate,
+    "seiho": seiho,
+    "kaigo": kaigo,
+    "shogai": shogai,
+    "boshi": boshi,
+    "yobo": yobo,
+    "hoiku": hoiku,
+    "gakurei": gakurei,
+    "shukketsu": shukketsu,
+}

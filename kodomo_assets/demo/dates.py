@@ -26,8 +26,16 @@ SLASH, HYPHEN, COMPACT, KANJI, LETTER, LETTER0, LETTER_SLASH, CODE7 = range(8)
 # Month forms (対象年月) 0..3: 2022-10, 2022/10, R4.10, 令和4年10月.
 
 # Impossible values a reader must quarantine (never readable as a valid date).
-BAD_DATES = ("R4.2.30", "平成32年1月1日", "20221399", "2022/02/30", "令和4年2月29日", "5040231",
-             "H31/5/1", "2021-13-01")
+BAD_DATES = (
+    "R4.2.30",
+    "平成32年1月1日",
+    "20221399",
+    "2022/02/30",
+    "令和4年2月29日",
+    "5040231",
+    "H31/5/1",
+    "2021-13-01",
+)
 BAD_MONTHS = ("2022-13", "R4.13", "令和4年0月", "2022/00")
 
 
@@ -61,7 +69,12 @@ def ymd(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def month_start(abs_month: np.ndarray | int) -> np.ndarray:
     """abs_month = year * 12 + month - 1."""
-    return (np.asarray(abs_month, dtype="int64") - 1970 * 12).astype("M8[M]").astype("M8[D]").astype(int)
+    return (
+        (np.asarray(abs_month, dtype="int64") - 1970 * 12)
+        .astype("M8[M]")
+        .astype("M8[D]")
+        .astype(int)
+    )
 
 
 def month_end(abs_month: np.ndarray | int) -> np.ndarray:

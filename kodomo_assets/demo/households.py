@@ -17,7 +17,9 @@ import numpy as np
 YEAR = 365.25
 # 続柄 codes: indices into codes.REL
 HEAD, WIFE, HUSBAND, CHILD, FATHER, MOTHER, GRANDFATHER, GRANDMOTHER, GRANDCHILD = range(9)
-OLDER_BROTHER, OLDER_SISTER, YOUNGER_BROTHER, YOUNGER_SISTER, CHILD_WIFE, LODGER, OTHER = range(9, 16)
+OLDER_BROTHER, OLDER_SISTER, YOUNGER_BROTHER, YOUNGER_SISTER, CHILD_WIFE, LODGER, OTHER = range(
+    9, 16
+)
 
 SINGLE_YOUNG, SINGLE_OLD, COUPLE_YOUNG, COUPLE_OLD, FAMILY, MIXED = range(6)
 # household-type shares: the resident stock, and households moving in (younger, smaller)
@@ -32,6 +34,7 @@ MOBILITY = (0.0105, 0.0012, 0.0075, 0.0009, 0.0032, 0.007)
 @dataclass
 class Batch:
     """Households and members from one generator call; indices are local to the batch."""
+
     kind: np.ndarray
     single_parent: np.ndarray
     foreign: np.ndarray
@@ -45,8 +48,9 @@ class Batch:
     spouse: list[np.ndarray] = field(default_factory=list)
     count: int = 0
 
-    def add(self, hh: np.ndarray, birth: np.ndarray, sex: np.ndarray | int,
-            rel: np.ndarray | int) -> np.ndarray:
+    def add(
+        self, hh: np.ndarray, birth: np.ndarray, sex: np.ndarray | int, rel: np.ndarray | int
+    ) -> np.ndarray:
         n = len(hh)
         self.hh.append(hh)
         self.birth.append(np.asarray(birth, dtype="int64"))
@@ -64,8 +68,10 @@ class Batch:
         setattr(self, attr, [arr])
 
     def columns(self) -> dict[str, np.ndarray]:
-        return {k: np.concatenate(getattr(self, k))
-                for k in ("hh", "birth", "sex", "rel", "mother", "father", "spouse")}
+        return {
+            k: np.concatenate(getattr(self, k))
+            for k in ("hh", "birth", "sex", "rel", "mother", "father", "spouse")
+        }
 
 
 def _ages(rng: np.random.Generator, n: int, bands: list[tuple[int, int, float]]) -> np.ndarray:
@@ -80,15 +86,25 @@ def _born(ref: int, age: np.ndarray) -> np.ndarray:
     return (ref - np.floor(age * YEAR)).astype("int64")
 
 
-def generate(rng: np.random.Generator, n: int, ref: int, mix: tuple[float, ...],
-             movers: bool = False) -> Batch:
+def generate(
+    rng: np.random.Generator, n: int, ref: int, mix: tuple[float, ...], movers: bool = False
+) -> Batch:
     kind = rng.choice(6, n, p=np.array(mix) / sum(mix))
-    b = Batch(kind=kind, single_parent=np.zeros(n, bool),
-              foreign=rng.random(n) < np.array(_FOREIGN)[kind], since=np.zeros(n, "int64"))
+    b = Batch(
+        kind=kind,
+        single_parent=np.zeros(n, bool),
+        foreign=rng.random(n) < np.array(_FOREIGN)[kind],
+        since=np.zeros(n, "int64"),
+    )
     hh_ids = np.arange(n)
     head_age = np.zeros(n)
-    for k, fn in ((SINGLE_YOUNG, _single_young), (SINGLE_OLD, _single_old),
-                  (COUPLE_YOUNG, _couple_young), (COUPLE_OLD, _couple_old), (MIXED, _mixed)):
+    for k, fn in (
+        (SINGLE_YOUNG, _single_young),
+        (SINGLE_OLD, _single_old),
+        (COUPLE_YOUNG, _couple_young),
+        (COUPLE_OLD, _couple_old),
+        (MIXED, _mixed),
+    ):
         sel = hh_ids[kind == k]
         head_age[sel] = fn(rng, b, sel, ref)
     fam = hh_ids[kind == FAMILY]
@@ -101,14 +117,28 @@ def generate(rng: np.random.Generator, n: int, ref: int, mix: tuple[float, ...],
 
 
 def _single_young(rng, b: Batch, sel, ref) -> np.ndarray:
-    age = _ages(rng, len(sel), [(18, 20, 0.6), (20, 30, 1.6), (30, 40, 1.2), (40, 50, 1.0), (50, 65, 0.9)])
+    age = _ages(
+        rng, len(sel), [(18, 20, 0.6), (20, 30, 1.6), (30, 40, 1.2), (40, 50, 1.0), (50, 65, 0.9)]
+    )
     b.add(sel, _born(ref, age), np.where(rng.random(len(sel)) < 0.56, 1, 2), HEAD)
     return age
 
 
 def _single_old(rng, b: Batch, sel, ref) -> np.ndarray:
-    age = _ages(rng, len(sel), [(65, 70, .8), (70, 75, 1.0), (75, 80, 1.0), (80, 85, .95), (85, 90, .7),
-                               (90, 95, .35), (95, 100, .1), (100, 104, .02)])
+    age = _ages(
+        rng,
+        len(sel),
+        [
+            (65, 70, 0.8),
+            (70, 75, 1.0),
+            (75, 80, 1.0),
+            (80, 85, 0.95),
+            (85, 90, 0.7),
+            (90, 95, 0.35),
+            (95, 100, 0.1),
+            (100, 104, 0.02),
+        ],
+    )
     b.add(sel, _born(ref, age), np.where(rng.random(len(sel)) < 0.35, 1, 2), HEAD)
     return age
 
@@ -121,14 +151,17 @@ def _couple(rng, b: Batch, sel, ref, age) -> None:
 
 
 def _couple_young(rng, b: Batch, sel, ref) -> np.ndarray:
-    age = _ages(rng, len(sel), [(22, 30, 1.0), (30, 40, 1.0), (40, 50, .6), (50, 65, 1.3)])
+    age = _ages(rng, len(sel), [(22, 30, 1.0), (30, 40, 1.0), (40, 50, 0.6), (50, 65, 1.3)])
     _couple(rng, b, sel, ref, age)
     return age
 
 
 def _couple_old(rng, b: Batch, sel, ref) -> np.ndarray:
-    age = _ages(rng, len(sel), [(65, 70, 1.0), (70, 75, 1.2), (75, 80, 1.0), (80, 85, .7), (85, 90, .35),
-                               (90, 96, .1)])
+    age = _ages(
+        rng,
+        len(sel),
+        [(65, 70, 1.0), (70, 75, 1.2), (75, 80, 1.0), (80, 85, 0.7), (85, 90, 0.35), (90, 96, 0.1)],
+    )
     _couple(rng, b, sel, ref, age)
     return age
 
@@ -137,24 +170,43 @@ def _mixed(rng, b: Batch, sel, ref) -> np.ndarray:
     """Siblings, shared houses, a young adult with a grandparent, a head with a relative."""
     n = len(sel)
     variant = rng.choice(4, n, p=[0.5, 0.25, 0.15, 0.1])
-    age = np.where(variant == 0, 35 + rng.random(n) * 45,
-                   np.where(variant == 1, 20 + rng.random(n) * 25,
-                            np.where(variant == 2, 18 + rng.random(n) * 8, 40 + rng.random(n) * 40)))
+    age = np.where(
+        variant == 0,
+        35 + rng.random(n) * 45,
+        np.where(
+            variant == 1,
+            20 + rng.random(n) * 25,
+            np.where(variant == 2, 18 + rng.random(n) * 8, 40 + rng.random(n) * 40),
+        ),
+    )
     sex = np.where(rng.random(n) < 0.5, 1, 2)
     b.add(sel, _born(ref, age), sex, HEAD)
-    other_age = np.where(variant == 0, np.maximum(age + rng.uniform(-8, 8, n), 18.2),
-                         np.where(variant == 1, np.maximum(age + rng.uniform(-5, 5, n), 18.2),
-                                  np.where(variant == 2, 72 + rng.random(n) * 18, 60 + rng.random(n) * 30)))
+    other_age = np.where(
+        variant == 0,
+        np.maximum(age + rng.uniform(-8, 8, n), 18.2),
+        np.where(
+            variant == 1,
+            np.maximum(age + rng.uniform(-5, 5, n), 18.2),
+            np.where(variant == 2, 72 + rng.random(n) * 18, 60 + rng.random(n) * 30),
+        ),
+    )
     other_sex = np.where(rng.random(n) < 0.5, 1, 2)
     older = other_age > age
-    sibling = np.where(older, np.where(other_sex == 1, OLDER_BROTHER, OLDER_SISTER),
-                       np.where(other_sex == 1, YOUNGER_BROTHER, YOUNGER_SISTER))
+    sibling = np.where(
+        older,
+        np.where(other_sex == 1, OLDER_BROTHER, OLDER_SISTER),
+        np.where(other_sex == 1, YOUNGER_BROTHER, YOUNGER_SISTER),
+    )
     grand = np.where(other_sex == 1, GRANDFATHER, GRANDMOTHER)
     rel = np.choose(variant, [sibling, np.full(n, LODGER), grand, np.full(n, OTHER)])
     b.add(sel, _born(ref, other_age), other_sex, rel)
     extra = sel[(variant == 1) & (rng.random(n) < 0.3)]
-    b.add(extra, _born(ref, 20 + rng.random(len(extra)) * 20), np.where(rng.random(len(extra)) < .5, 1, 2),
-          LODGER)
+    b.add(
+        extra,
+        _born(ref, 20 + rng.random(len(extra)) * 20),
+        np.where(rng.random(len(extra)) < 0.5, 1, 2),
+        LODGER,
+    )
     return age
 
 
@@ -162,8 +214,11 @@ def _families(rng, b: Batch, sel, ref, movers: bool) -> np.ndarray:
     """Parents, children (some already adult) and sometimes grandparents."""
     n = len(sel)
     minor = rng.random(n) < (0.8 if movers else 0.53)
-    oldest = np.where(minor, rng.random(n) ** 0.92 * (12 if movers else 18),
-                      18 + rng.exponential(9.0, n).clip(0, 32))
+    oldest = np.where(
+        minor,
+        rng.random(n) ** 0.92 * (12 if movers else 18),
+        18 + rng.exponential(9.0, n).clip(0, 32),
+    )
     kids = rng.choice([1, 2, 3, 4], n, p=[0.37, 0.45, 0.15, 0.03])
     single = rng.random(n) < np.where(minor, 0.085, 0.2)
     single_father = single & (rng.random(n) < 1 / 9)
@@ -178,21 +233,28 @@ def _families(rng, b: Batch, sel, ref, movers: bool) -> np.ndarray:
         bj = births[-1] + gap
         valid.append(valid[-1] & (kids > j) & (bj < ref) & (bj - mother_birth < 46 * YEAR))
         births.append(bj)
-    father_birth = np.minimum(mother_birth - (rng.normal(2.0, 3.0, n) * YEAR).astype("int64"),
-                              births[0] - int(19 * YEAR))
+    father_birth = np.minimum(
+        mother_birth - (rng.normal(2.0, 3.0, n) * YEAR).astype("int64"), births[0] - int(19 * YEAR)
+    )
     has_mother = ~single | ~single_father
     has_father = ~single | single_father
     father_head = has_father & (~has_mother | (rng.random(n) < 0.92))
     side_is_father = has_father & (single | father_head)  # the head's (or gp's child's) side
     # three generations: ≈11% of child households; grandparents are the side parent's parents
-    gp = np.where(rng.random(n) < np.where(minor, 0.12, 0.05), rng.choice([1, 2], n, p=[0.45, 0.55]), 0)
+    gp = np.where(
+        rng.random(n) < np.where(minor, 0.12, 0.05), rng.choice([1, 2], n, p=[0.45, 0.55]), 0
+    )
     side_birth = np.where(side_is_father, father_birth, mother_birth)
     gp_birth = side_birth - (rng.normal(29.0, 4.0, n).clip(20, 42) * YEAR).astype("int64")
     gp = np.where(gp_birth > ref - 101 * YEAR, gp, 0)
     gp_head = (gp > 0) & (rng.random(n) < 0.45)
     # 婿 (子の夫) is not a listed 続柄, so a son-in-law under a grandparent head is その他
-    f_rel = np.where(gp_head, np.where(side_is_father, CHILD, OTHER), np.where(father_head, HEAD, HUSBAND))
-    m_rel = np.where(gp_head, np.where(side_is_father, CHILD_WIFE, CHILD), np.where(father_head, WIFE, HEAD))
+    f_rel = np.where(
+        gp_head, np.where(side_is_father, CHILD, OTHER), np.where(father_head, HEAD, HUSBAND)
+    )
+    m_rel = np.where(
+        gp_head, np.where(side_is_father, CHILD_WIFE, CHILD), np.where(father_head, WIFE, HEAD)
+    )
     f_idx = b.add(sel[has_father], father_birth[has_father], 1, f_rel[has_father])
     m_idx = b.add(sel[has_mother], mother_birth[has_mother], 2, m_rel[has_mother])
     father_of = np.full(n, -1, "int64")
@@ -200,7 +262,9 @@ def _families(rng, b: Batch, sel, ref, movers: bool) -> np.ndarray:
     father_of[has_father] = f_idx
     mother_of[has_mother] = m_idx
     both = has_father & has_mother
-    b.link("spouse", np.r_[father_of[both], mother_of[both]], np.r_[mother_of[both], father_of[both]])
+    b.link(
+        "spouse", np.r_[father_of[both], mother_of[both]], np.r_[mother_of[both], father_of[both]]
+    )
     kid_rel = np.where(gp_head, GRANDCHILD, CHILD)
     for bj, ok in zip(births, valid, strict=True):
         k = b.add(sel[ok], bj[ok], np.where(rng.random(ok.sum()) < 0.512, 1, 2), kid_rel[ok])

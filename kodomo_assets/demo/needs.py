@@ -28,8 +28,14 @@ from kodomo_assets.demo.services import (
 )
 
 NEED_RATE, KNOWN = 0.023, 0.35
-KINDS = ("young_carer_elder", "isolated_parenting", "neglect", "young_carer_disability_sibling",
-         "poverty_gap", "non_attendance")
+KINDS = (
+    "young_carer_elder",
+    "isolated_parenting",
+    "neglect",
+    "young_carer_disability_sibling",
+    "poverty_gap",
+    "non_attendance",
+)
 SHARES = (0.13, 0.10, 0.12, 0.14, 0.24, 0.27)
 ORDINARY_CASES = 0.006  # children with a record but no planted need
 
@@ -78,7 +84,7 @@ class _Ctx:
         self.used = np.zeros(len(pop.h["kind"]), bool)
 
     def members(self, h: int) -> np.ndarray:
-        return self.sorted[self.first[h]:self.last[h]]
+        return self.sorted[self.first[h] : self.last[h]]
 
     def per_household(self, mask: np.ndarray) -> np.ndarray:
         """Number of members satisfying mask, per household."""
@@ -95,18 +101,31 @@ def _onsets(rng: np.random.Generator, n: int, months: list[int]) -> np.ndarray:
     return np.where(inside, rng.integers(months[0], last + 1, n), months[0] - rng.integers(1, 9, n))
 
 
-def plant(rng: np.random.Generator, pop: Population, school: School, months: list[int], care: Care,
-          cards: Cards, money: Money, child: ChildHealth, known_share: float | None = None
-          ) -> tuple[pd.DataFrame, Cases]:
+def plant(
+    rng: np.random.Generator,
+    pop: Population,
+    school: School,
+    months: list[int],
+    care: Care,
+    cards: Cards,
+    money: Money,
+    child: ChildHealth,
+    known_share: float | None = None,
+) -> tuple[pd.DataFrame, Cases]:
     ctx = _Ctx(pop, school, months)
     kids = ctx.stay & (ctx.age < 18)
     n_children = int((pop.present[-1] & (ctx.age < 18)).sum())
-    target = np.floor(np.array(SHARES) * NEED_RATE * n_children + rng.random(len(SHARES))).astype(int)
+    target = np.floor(np.array(SHARES) * NEED_RATE * n_children + rng.random(len(SHARES))).astype(
+        int
+    )
     rows: list[dict] = []
     planters = {
-        "young_carer_elder": _young_carer_elder, "isolated_parenting": _isolated_parenting,
-        "neglect": _neglect, "young_carer_disability_sibling": _carer_disability,
-        "poverty_gap": _poverty_gap, "non_attendance": _non_attendance,
+        "young_carer_elder": _young_carer_elder,
+        "isolated_parenting": _isolated_parenting,
+        "neglect": _neglect,
+        "young_carer_disability_sibling": _carer_disability,
+        "poverty_gap": _poverty_gap,
+        "non_attendance": _non_attendance,
     }
     short = 0
     for kind, k in zip(KINDS, target, strict=True):
@@ -133,8 +152,17 @@ def _pick(rng: np.random.Generator, cand: np.ndarray, k: int, ctx: _Ctx) -> np.n
     return chosen
 
 
-def _attendance(ctx: _Ctx, pid: int, onset: int, absent: float, step: float, cap: float,
-                late: float = 0.0, early: float = 0.0, notes: int = 0) -> None:
+def _attendance(
+    ctx: _Ctx,
+    pid: int,
+    onset: int,
+    absent: float,
+    step: float,
+    cap: float,
+    late: float = 0.0,
+    early: float = 0.0,
+    notes: int = 0,
+) -> None:
     r = ctx.row[pid]
     if r < 0:
         return
@@ -157,10 +185,16 @@ def _young_carer_elder(rng, ctx: _Ctx, k: int, care: Care, child: ChildHealth, *
     for pid, onset in zip(_pick(rng, cand, k, ctx), _onsets(rng, k, ctx.months), strict=False):
         m = ctx.members(ctx.hh[pid])
         elder = m[ctx.age[m] >= 65][0]
-        care.level[elder] = care.level[elder] if 1 <= care.level[elder] <= 5 else rng.choice([-1, 3, 4])
+        care.level[elder] = (
+            care.level[elder] if 1 <= care.level[elder] <= 5 else rng.choice([-1, 3, 4])
+        )
         care.service[elder] = care.level[elder] > 0
         care.units[elder] = 9000.0 if care.level[elder] > 0 else 0.0
-        care.level2[elder], care.service2[elder], care.change_am[elder] = rng.choice([6, 7]), False, onset
+        care.level2[elder], care.service2[elder], care.change_am[elder] = (
+            rng.choice([6, 7]),
+            False,
+            onset,
+        )
         for sib in m[(ctx.age[m] < 6) & (m != pid)]:  # working parents: the toddler is in care
             child.nursery_force[sib], child.nursery_force_from[sib], child.reason[sib] = 2, 0, 0
         _attendance(ctx, pid, onset, 0.04, 0.05, 0.35, late=0.8, early=0.5, notes=2)
@@ -178,8 +212,11 @@ def _carer_disability(rng, ctx: _Ctx, k: int, cards: Cards, **_) -> list:
         sibs = m[(ctx.age[m] < 18) & (m != pid)]
         parents = m[(ctx.age[m] >= 18) & (ctx.age[m] < 65)]
         # a parent with 精神 2級, or the youngest sibling with 愛の手帳 2–3度, without services
-        who, kind, grade = ((parents[0], 2, 1) if rng.random() < 0.3 and len(parents)
-                            else (sibs[-1], 1, int(rng.choice([7, 8]))))
+        who, kind, grade = (
+            (parents[0], 2, 1)
+            if rng.random() < 0.3 and len(parents)
+            else (sibs[-1], 1, int(rng.choice([7, 8])))
+        )
         own = np.flatnonzero((cards.pid == who) & (cards.kind == kind))
         if len(own):
             _split_card(cards, own[0], onset)  # services stop at the onset
@@ -195,16 +232,30 @@ def _carer_disability(rng, ctx: _Ctx, k: int, cards: Cards, **_) -> list:
 
 def _split_card(cards: Cards, i: int, onset: int) -> None:
     """Card i keeps its services until onset; a copy without services runs from onset."""
-    _append_cards(cards, cards.pid[i:i + 1], cards.kind[i:i + 1], cards.grade[i:i + 1], np.array([onset]),
-                  diag=cards.diag[i:i + 1], to_am=cards.to_am[i:i + 1])
+    _append_cards(
+        cards,
+        cards.pid[i : i + 1],
+        cards.kind[i : i + 1],
+        cards.grade[i : i + 1],
+        np.array([onset]),
+        diag=cards.diag[i : i + 1],
+        to_am=cards.to_am[i : i + 1],
+    )
     cards.to_am[i] = onset
 
 
 def _append_cards(cards: Cards, pid, kind, grade, from_am, diag=None, to_am=None) -> None:
     n = len(pid)
-    add = {"pid": pid, "kind": kind, "grade": grade, "welfare": np.zeros(n, bool),
-           "child_svc": np.zeros(n, bool), "diag": np.arange(n) if diag is None else diag,
-           "from_am": from_am, "to_am": np.full(n, NO_MONTH) if to_am is None else to_am}
+    add = {
+        "pid": pid,
+        "kind": kind,
+        "grade": grade,
+        "welfare": np.zeros(n, bool),
+        "child_svc": np.zeros(n, bool),
+        "diag": np.arange(n) if diag is None else diag,
+        "from_am": from_am,
+        "to_am": np.full(n, NO_MONTH) if to_am is None else to_am,
+    }
     for k, v in add.items():
         setattr(cards, k, np.concatenate([getattr(cards, k), v]))
 
@@ -239,8 +290,8 @@ def _neglect(rng, ctx: _Ctx, k: int, child: ChildHealth, **_) -> list:
     out = []
     for pid in _pick(rng, cand, k, ctx):
         # the latest checkup window that closed before the last month's end
-        ends = [int(D.add_months(birth[pid:pid + 1], w[1])[0]) for w in CHECKUP_WINDOW]
-        starts = [int(D.add_months(birth[pid:pid + 1], w[0])[0]) for w in CHECKUP_WINDOW]
+        ends = [int(D.add_months(birth[pid : pid + 1], w[1])[0]) for w in CHECKUP_WINDOW]
+        starts = [int(D.add_months(birth[pid : pid + 1], w[0])[0]) for w in CHECKUP_WINDOW]
         last = max(i for i in range(3) if ends[i] <= ctx.me)
         onset_day = starts[last] - int(rng.integers(0, 30))
         onset = int(D.abs_month(np.array([onset_day]))[0])
@@ -263,8 +314,11 @@ def _non_attendance(rng, ctx: _Ctx, k: int, **_) -> list:
     junior = grade_at(ctx.pop.p["birth"][cand], ctx.months[-1]) >= 7
     cand = np.r_[cand[junior], cand[junior], cand[junior], cand[~junior]]  # junior high ≈3×
     out = []
-    for pid, onset in zip(_pick(rng, np.unique(rng.permutation(cand)[: 4 * k + 10]), k, ctx),
-                          _onsets(rng, k, ctx.months), strict=False):
+    for pid, onset in zip(
+        _pick(rng, np.unique(rng.permutation(cand)[: 4 * k + 10]), k, ctx),
+        _onsets(rng, k, ctx.months),
+        strict=False,
+    ):
         _attendance(ctx, pid, onset, 0.10, 0.12, 0.85, late=0.2, notes=1)
         r, s0 = ctx.row[pid], ctx.grid_from(onset)
         idx = np.arange(len(s.grid))
@@ -282,7 +336,7 @@ def _isolated_parenting(rng, ctx: _Ctx, k: int, money: Money, child: ChildHealth
     cand = np.flatnonzero(ctx.stay & single & (months_old >= 1) & (months_old < 36))
     out = []
     for pid in _pick(rng, cand, k, ctx):
-        born = int(D.abs_month(birth[pid:pid + 1])[0])
+        born = int(D.abs_month(birth[pid : pid + 1])[0])
         onset = max(born + 2, int(_onsets(rng, 1, ctx.months)[0]))
         onset = min(onset, max(ctx.months[-1] - 1, born))
         h = ctx.hh[pid]
@@ -323,8 +377,8 @@ def _confounders(rng, ctx: _Ctx, care: Care, cards: Cards, needs: pd.DataFrame) 
         start = int(rng.integers(0, g))
         span = int(rng.integers(1, 4))
         r = ctx.row[pid]
-        s.add_abs[r, start:start + span] += rng.uniform(0.5, 0.9)
-        s.notes[r, start:start + span] = 3
+        s.add_abs[r, start : start + span] += rng.uniform(0.5, 0.9)
+        s.notes[r, start : start + span] = 3
         rows.append((pid, "illness_absence", int(s.grid[start])))
     noise = rng.permutation(pupils[~np.isin(pupils, ill)])
     n_noise = max(1, round(len(pupils) * 0.006))
@@ -332,7 +386,7 @@ def _confounders(rng, ctx: _Ctx, care: Care, cards: Cards, needs: pd.DataFrame) 
         onset = int(ctx.months[-1] - rng.integers(1, 4))
         _attendance(ctx, pid, onset, 0.05, 0.07, 0.35)
         rows.append((pid, "rising_absence_noise", onset))
-    for pid in noise[n_noise:2 * n_noise]:
+    for pid in noise[n_noise : 2 * n_noise]:
         cols = rng.choice(g, size=min(2, g), replace=False)
         s.bully[ctx.row[pid], cols] = True
         rows.append((pid, "bullying_no_withdrawal", int(s.grid[cols.min()])))
@@ -356,21 +410,35 @@ def _services_for_heavy_care(ctx: _Ctx, care: Care, needs: pd.DataFrame) -> None
     care.units[heavy] = np.maximum(care.units[heavy], 15_000.0)
 
 
-def _cases(rng, ctx: _Ctx, needs: pd.DataFrame, kids: np.ndarray, cards: Cards, ordinary: float) -> Cases:
+def _cases(
+    rng, ctx: _Ctx, needs: pd.DataFrame, kids: np.ndarray, cards: Cards, ordinary: float
+) -> Cases:
     me = ctx.me
-    kind_of = {"young_carer_elder": C.YOUNG_CARER, "young_carer_disability_sibling": C.YOUNG_CARER,
-               "poverty_gap": C.CARE_OTHER, "neglect": C.ABUSE, "non_attendance": C.UPBRINGING,
-               "isolated_parenting": C.HEALTH}
-    council_p = {"neglect": (.6, .4, 0, 0), "young_carer_elder": (0, .5, 0, .5),
-                 "young_carer_disability_sibling": (0, .5, 0, .5), "isolated_parenting": (0, .6, 0, .4),
-                 "poverty_gap": (0, .3, 0, .7), "non_attendance": (0, .3, 0, .7)}
+    kind_of = {
+        "young_carer_elder": C.YOUNG_CARER,
+        "young_carer_disability_sibling": C.YOUNG_CARER,
+        "poverty_gap": C.CARE_OTHER,
+        "neglect": C.ABUSE,
+        "non_attendance": C.UPBRINGING,
+        "isolated_parenting": C.HEALTH,
+    }
+    council_p = {
+        "neglect": (0.6, 0.4, 0, 0),
+        "young_carer_elder": (0, 0.5, 0, 0.5),
+        "young_carer_disability_sibling": (0, 0.5, 0, 0.5),
+        "isolated_parenting": (0, 0.6, 0, 0.4),
+        "poverty_gap": (0, 0.3, 0, 0.7),
+        "non_attendance": (0, 0.3, 0, 0.7),
+    }
     known = needs[needs["known"]]
     rows = []
     for pid, kind, onset in zip(known["pid"], known["kind"], known["onset"], strict=True):
         received = min(int(D.month_start(onset)) + int(rng.integers(0, 45)), me - 1)
         c = kind_of[kind] if rng.random() < 0.75 else C.CARE_OTHER
         closed = received + int(rng.integers(30, 200)) if rng.random() < 0.15 else NEVER
-        rows.append((pid, received, c, rng.choice(4, p=council_p[kind]), closed if closed <= me else NEVER))
+        rows.append(
+            (pid, received, c, rng.choice(4, p=council_p[kind]), closed if closed <= me else NEVER)
+        )
     # ordinary cases: children without a planted need
     pool = np.flatnonzero(kids & ~np.isin(np.arange(ctx.pop.size), needs["pid"].to_numpy(int)))
     n_ord = round(ordinary * int(kids.sum()))
@@ -378,38 +446,53 @@ def _cases(rng, ctx: _Ctx, needs: pd.DataFrame, kids: np.ndarray, cards: Cards, 
     chosen = rng.choice(pool, min(n_ord, len(pool)), replace=False) if len(pool) else pool
     mix = [C.CARE_OTHER, C.HEALTH, C.DISABILITY, C.UPBRINGING, C.DELINQUENCY, C.ABUSE, C.OTHER]
     for pid in chosen:
-        c = C.DISABILITY if disabled[np.searchsorted(pool, pid)] and rng.random() < 0.6 else \
-            int(rng.choice(mix, p=[.28, .16, .08, .22, .06, .12, .08]))
+        c = (
+            C.DISABILITY
+            if disabled[np.searchsorted(pool, pid)] and rng.random() < 0.6
+            else int(rng.choice(mix, p=[0.28, 0.16, 0.08, 0.22, 0.06, 0.12, 0.08]))
+        )
         if c == C.DELINQUENCY and ctx.age[pid] < 12:
             c = C.UPBRINGING
         for _ in range(1 + (rng.random() < 0.2)):
             received = me - int(rng.integers(1, 3 * 365))
             received = max(received, int(ctx.pop.p["birth"][pid]) + 30)
             closed = received + int(rng.integers(30, 500)) if rng.random() < 0.55 else NEVER
-            council = rng.choice(4, p=(.5, .3, 0, .2) if c == C.ABUSE else (.05, .2, 0, .75))
+            council = rng.choice(4, p=(0.5, 0.3, 0, 0.2) if c == C.ABUSE else (0.05, 0.2, 0, 0.75))
             rows.append((pid, received, c, council, closed if closed <= me else NEVER))
     # 特定妊婦: a few expectant mothers registered with the council
     women = np.flatnonzero(ctx.stay & (ctx.pop.p["sex"] == 2) & (ctx.age >= 17) & (ctx.age <= 40))
-    for pid in rng.choice(women, min(len(women), max(1, round(kids.sum() * 0.0008))), replace=False):
+    for pid in rng.choice(
+        women, min(len(women), max(1, round(kids.sum() * 0.0008))), replace=False
+    ):
         rows.append((pid, me - int(rng.integers(10, 200)), C.HEALTH, 2, NEVER))
-    pid, received, kind, council, closed = (np.array(c, dtype="int64") for c in zip(*rows, strict=True))
+    pid, received, kind, council, closed = (
+        np.array(c, dtype="int64") for c in zip(*rows, strict=True)
+    )
     order = np.argsort(received, kind="stable")
     fy = D.fiscal_year(D.abs_month(received[order]))
     number = np.empty(len(order), "int64")
     number[order] = fy * 1_000_000 + np.arange(1, len(order) + 1)
-    return Cases(pid=pid, number=number, received=received, kind=kind, council=council, closed=closed,
-                 note=rng.integers(0, len(C.CONSULT_NOTES), len(pid)))
+    return Cases(
+        pid=pid,
+        number=number,
+        received=received,
+        kind=kind,
+        council=council,
+        closed=closed,
+        note=rng.integers(0, len(C.CONSULT_NOTES), len(pid)),
+    )
 
 
 def truth_table(needs: pd.DataFrame, pop: Population, school: School) -> pd.DataFrame:
     row = school.index(needs["pid"].to_numpy(int))
-    out = pd.DataFrame({
-        "atena_no": [f"{a:010d}" for a in pop.p["atena"][needs["pid"].to_numpy(int)]],
-        "pupil_no": [f"{school.number[r]}" if r >= 0 else "" for r in row],
-        "kind": needs["kind"].to_numpy(),
-        "onset_month": [f"{m // 12}-{m % 12 + 1:02d}" for m in needs["onset"].to_numpy(int)],
-        "known_to_center": needs["known"].astype(int).to_numpy(),
-        "confounder": needs["confounder"].astype(int).to_numpy(),
-    })
+    out = pd.DataFrame(
+        {
+            "atena_no": [f"{a:010d}" for a in pop.p["atena"][needs["pid"].to_numpy(int)]],
+            "pupil_no": [f"{school.number[r]}" if r >= 0 else "" for r in row],
+            "kind": needs["kind"].to_numpy(),
+            "onset_month": [f"{m // 12}-{m % 12 + 1:02d}" for m in needs["onset"].to_numpy(int)],
+            "known_to_center": needs["known"].astype(int).to_numpy(),
+            "confounder": needs["confounder"].astype(int).to_numpy(),
+        }
+    )
     return out.sort_values(["confounder", "kind", "atena_no"], kind="stable").reset_index(drop=True)
-

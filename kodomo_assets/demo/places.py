@@ -49,16 +49,24 @@ def make_places(rng: np.random.Generator, residents: int) -> Places:
     junior = np.arange(n_districts) * n_jh // n_districts
     school_names = np.array(
         [f"昭島市立{_ordinal(N.ELEMENTARY, i)}小学校" for i in range(n_el)]
-        + [f"昭島市立{_ordinal(N.JUNIOR_HIGH, i)}中学校" for i in range(n_jh)], dtype=object)
+        + [f"昭島市立{_ordinal(N.JUNIOR_HIGH, i)}中学校" for i in range(n_jh)],
+        dtype=object,
+    )
     n_fac = max(4, round(40 * scale))
     facilities = np.array([_facility(rng, i) for i in range(n_fac)], dtype=object)
     near = (np.arange(n_districts)[:, None] * n_fac // n_districts + np.arange(3)[None, :]) % n_fac
     kabu = np.arange(0, n_fac, 4)  # every district has a ㈱ (株式会社) nursery nearby
     near[:, 0] = kabu[np.arange(n_districts) % len(kabu)]
     return Places(
-        code=np.array(codes, dtype=object), town=np.array(labels, dtype=object),
-        weight=rng.gamma(3.0, 1.0, n_districts) / 3.0, elementary=elementary, junior=junior + n_el,
-        school_names=school_names, n_elementary=n_el, facilities=facilities, district_facility=near,
+        code=np.array(codes, dtype=object),
+        town=np.array(labels, dtype=object),
+        weight=rng.gamma(3.0, 1.0, n_districts) / 3.0,
+        elementary=elementary,
+        junior=junior + n_el,
+        school_names=school_names,
+        n_elementary=n_el,
+        facilities=facilities,
+        district_facility=near,
     )
 
 
@@ -80,7 +88,9 @@ def _ordinal(base: list[str], i: int) -> str:
 
 
 def _facility(rng: np.random.Generator, i: int) -> str:
-    name = N.NURSERIES[i % len(N.NURSERIES)] + ("" if i < len(N.NURSERIES) else str(i // len(N.NURSERIES) + 1))
+    name = N.NURSERIES[i % len(N.NURSERIES)] + (
+        "" if i < len(N.NURSERIES) else str(i // len(N.NURSERIES) + 1)
+    )
     kind = i % 4  # every operator type is present from four facilities on; ㈱ comes first
     if kind == 0:
         return f"㈱{name}保育園"
@@ -91,8 +101,9 @@ def _facility(rng: np.random.Generator, i: int) -> str:
     return f"学校法人{name}学園 認定こども園{name}"
 
 
-def addresses(rng: np.random.Generator, town: np.ndarray, district: np.ndarray,
-              single: np.ndarray) -> np.ndarray:
+def addresses(
+    rng: np.random.Generator, town: np.ndarray, district: np.ndarray, single: np.ndarray
+) -> np.ndarray:
     """One address per household. Some buildings carry ① or ～ (CP932 specials), and a few
     separate the room with a comma, which forces CSV quoting."""
     n = len(district)
@@ -101,8 +112,11 @@ def addresses(rng: np.random.Generator, town: np.ndarray, district: np.ndarray,
     num = _NUMBERS
     banchi = rng.integers(1, 31, n)
     go = rng.integers(1, 26, n)
-    out = np.where(has_chome, CITY + label + num[banchi] + "番" + num[go] + "号",
-                   CITY + label + num[banchi * 37 % 997 + 1] + "番地" + num[go])
+    out = np.where(
+        has_chome,
+        CITY + label + num[banchi] + "番" + num[go] + "号",
+        CITY + label + num[banchi * 37 % 997 + 1] + "番地" + num[go],
+    )
     building = np.flatnonzero(rng.random(n) < np.where(single, 0.7, 0.3))
     k = len(building)
     style = rng.integers(0, 10, k)
@@ -113,8 +127,12 @@ def addresses(rng: np.random.Generator, town: np.ndarray, district: np.ndarray,
     suffix = " " + bname + " " + room + "号室"
     for sel, text in (  # コーポ① 201号室 / 1～3号棟 305 / a comma that forces quoting
         (style < 3, lambda i: " " + bname[i] + circ[i] + " " + room[i] + "号室"),
-        ((style >= 3) & (style < 5), lambda i: " " + bname[i] + " " + num[first[i]] + "～"
-         + num[first[i] + 2] + "号棟 " + room[i]),
+        (
+            (style >= 3) & (style < 5),
+            lambda i: (
+                " " + bname[i] + " " + num[first[i]] + "～" + num[first[i] + 2] + "号棟 " + room[i]
+            ),
+        ),
         ((style >= 5) & (style < 7), lambda i: " " + bname[i] + "," + room[i] + "号室"),
     ):
         idx = np.flatnonzero(sel)

@@ -24,22 +24,48 @@ SPLITS = 0.05  # yearly chance that an adult child aged 19–34 sets up their ow
 SUR_KANJI = np.array([s[0] for s in N.SURNAMES] + N.FOREIGN_SURNAMES, dtype=object)
 SUR_KANA = np.array([s[1] for s in N.SURNAMES] + N.FOREIGN_SURNAMES, dtype=object)
 _SUR_P = np.array([s[2] for s in N.SURNAMES]) / sum(s[2] for s in N.SURNAMES)
-_SEGMENTS = [*N.MALE, *N.FEMALE, [(k, k) for k in N.FOREIGN_MALE], [(k, k) for k in N.FOREIGN_FEMALE]]
+_SEGMENTS = [
+    *N.MALE,
+    *N.FEMALE,
+    [(k, k) for k in N.FOREIGN_MALE],
+    [(k, k) for k in N.FOREIGN_FEMALE],
+]
 _DRAWN = [g for seg in _SEGMENTS for g in seg]
 # foreign given names with a middle name, as the register holds some (demo/variants.py):
 # after every drawn name, so no draw changes; MIDDLE_GIVEN_START + k * len(MIDDLE_NAMES) + m
 # is MIDDLE_NAMES[m] before foreign given name k
 FOREIGN_GIVEN_START = len(_DRAWN) - len(N.FOREIGN_MALE) - len(N.FOREIGN_FEMALE)
 MIDDLE_GIVEN_START = len(_DRAWN)
-_MIDDLE = [(f"{m}\u3000{g}",) * 2 for g in N.FOREIGN_MALE + N.FOREIGN_FEMALE for m in N.MIDDLE_NAMES]
+_MIDDLE = [
+    (f"{m}\u3000{g}",) * 2 for g in N.FOREIGN_MALE + N.FOREIGN_FEMALE for m in N.MIDDLE_NAMES
+]
 GIVEN_KANJI = np.array([g[0] for g in _DRAWN + _MIDDLE], dtype=object)
 GIVEN_KANA = np.array([g[1] for g in _DRAWN + _MIDDLE], dtype=object)
 _SEG_START = np.cumsum([0] + [len(s) for s in _SEGMENTS])[:-1]
 _SEG_LEN = np.array([len(s) for s in _SEGMENTS])
 
 # start: registered at the current address (住民となった年月日); arrived: came to the city
-PERSON_FIELDS = ("atena", "mynumber", "birth", "sex", "sur", "giv", "foreign", "resident", "hh0", "hh1",
-                 "rel0", "rel1", "chg", "start", "arrived", "end", "mother", "father", "spouse")
+PERSON_FIELDS = (
+    "atena",
+    "mynumber",
+    "birth",
+    "sex",
+    "sur",
+    "giv",
+    "foreign",
+    "resident",
+    "hh0",
+    "hh1",
+    "rel0",
+    "rel1",
+    "chg",
+    "start",
+    "arrived",
+    "end",
+    "mother",
+    "father",
+    "spouse",
+)
 HH_FIELDS = ("number", "district", "address", "kind", "single_parent", "foreign", "since")
 
 
@@ -62,7 +88,10 @@ class Population:
 
     def name(self, idx: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
         sur, giv = self.p["sur"][idx], self.p["giv"][idx]
-        return (SUR_KANJI[sur] + "\u3000" + GIVEN_KANJI[giv], SUR_KANA[sur] + "\u3000" + GIVEN_KANA[giv])
+        return (
+            SUR_KANJI[sur] + "\u3000" + GIVEN_KANJI[giv],
+            SUR_KANA[sur] + "\u3000" + GIVEN_KANA[giv],
+        )
 
 
 def my_numbers(serial: np.ndarray, salt: int) -> np.ndarray:
@@ -100,8 +129,14 @@ class _Builder:
         for k, v in cols.items():
             table[k] = np.concatenate([table[k], v])
 
-    def new_households(self, n: int, kind: np.ndarray, single_parent: np.ndarray, foreign: np.ndarray,
-                       since: np.ndarray) -> np.ndarray:
+    def new_households(
+        self,
+        n: int,
+        kind: np.ndarray,
+        single_parent: np.ndarray,
+        foreign: np.ndarray,
+        since: np.ndarray,
+    ) -> np.ndarray:
         rng = self.rng
         w = self.places.weight / self.places.weight.sum()
         district = rng.choice(len(w), n, p=w)
@@ -109,16 +144,26 @@ class _Builder:
         number = self.next_hh + np.cumsum(rng.integers(1, 40, n))
         self.next_hh = int(number[-1]) if n else self.next_hh
         base = len(self.h["number"])
-        self._append(self.h, {
-            "number": number, "district": district,
-            "address": addresses(rng, self.places.town, district, single),
-            "kind": kind, "single_parent": single_parent, "foreign": foreign, "since": since})
+        self._append(
+            self.h,
+            {
+                "number": number,
+                "district": district,
+                "address": addresses(rng, self.places.town, district, single),
+                "kind": kind,
+                "single_parent": single_parent,
+                "foreign": foreign,
+                "since": since,
+            },
+        )
         return np.arange(base, base + n)
 
     def add_batch(self, batch: H.Batch, arrive: np.ndarray | None) -> np.ndarray:
         """Add a generated batch; `arrive` (per household) overrides the address date."""
         since = batch.since if arrive is None else arrive
-        hh = self.new_households(len(batch.kind), batch.kind, batch.single_parent, batch.foreign, since)
+        hh = self.new_households(
+            len(batch.kind), batch.kind, batch.single_parent, batch.foreign, since
+        )
         c = batch.columns()
         order = np.lexsort((c["rel"], c["hh"]))
         remap = np.empty(len(order), "int64")
@@ -126,38 +171,79 @@ class _Builder:
         c = {k: v[order] for k, v in c.items()}
         for k in ("mother", "father", "spouse"):
             c[k] = np.where(c[k] >= 0, remap[np.maximum(c[k], 0)], -1)
-        sur = np.where(batch.foreign, len(N.SURNAMES) + self.rng.integers(0, len(N.FOREIGN_SURNAMES),
-                                                                           len(batch.kind)),
-                       self.rng.choice(len(_SUR_P), len(batch.kind), p=_SUR_P))
+        sur = np.where(
+            batch.foreign,
+            len(N.SURNAMES) + self.rng.integers(0, len(N.FOREIGN_SURNAMES), len(batch.kind)),
+            self.rng.choice(len(_SUR_P), len(batch.kind), p=_SUR_P),
+        )
         # lodgers keep their own surname
         own = self.rng.choice(len(_SUR_P), len(c["hh"]), p=_SUR_P)
         person_sur = np.where(c["rel"] == H.LODGER, own, sur[c["hh"]])
         return self.add_people(
-            hh=hh[c["hh"]], birth=c["birth"], sex=c["sex"], rel=c["rel"], sur=person_sur,
-            foreign=batch.foreign[c["hh"]], start=np.maximum(since[c["hh"]], c["birth"]),
-            mother=c["mother"], father=c["father"], spouse=c["spouse"])
+            hh=hh[c["hh"]],
+            birth=c["birth"],
+            sex=c["sex"],
+            rel=c["rel"],
+            sur=person_sur,
+            foreign=batch.foreign[c["hh"]],
+            start=np.maximum(since[c["hh"]], c["birth"]),
+            mother=c["mother"],
+            father=c["father"],
+            spouse=c["spouse"],
+        )
 
-    def add_people(self, *, hh, birth, sex, rel, sur, foreign, start, mother, father, spouse,
-                   relative: bool = True) -> np.ndarray:
+    def add_people(
+        self,
+        *,
+        hh,
+        birth,
+        sex,
+        rel,
+        sur,
+        foreign,
+        start,
+        mother,
+        father,
+        spouse,
+        relative: bool = True,
+    ) -> np.ndarray:
         n = len(hh)
         base = len(self.p["birth"])
         ref = (lambda a: np.where(a >= 0, a + base, -1)) if relative else (lambda a: a)
         atena = self.next_atena + np.cumsum(self.rng.integers(1, 90, n))
         self.next_atena = int(atena[-1]) if n else self.next_atena
-        self._append(self.p, {
-            "atena": atena, "mynumber": my_numbers(np.arange(base, base + n), self.salt),
-            "birth": birth, "sex": sex, "sur": sur, "giv": given_names(self.rng, sex, birth, foreign),
-            "foreign": foreign, "resident": np.ones(n, bool), "hh0": hh, "hh1": hh,
-            "rel0": rel, "rel1": rel, "chg": np.full(n, NEVER), "start": start, "arrived": start,
-            "end": np.full(n, NEVER),
-            "mother": ref(mother), "father": ref(father), "spouse": ref(spouse)})
+        self._append(
+            self.p,
+            {
+                "atena": atena,
+                "mynumber": my_numbers(np.arange(base, base + n), self.salt),
+                "birth": birth,
+                "sex": sex,
+                "sur": sur,
+                "giv": given_names(self.rng, sex, birth, foreign),
+                "foreign": foreign,
+                "resident": np.ones(n, bool),
+                "hh0": hh,
+                "hh1": hh,
+                "rel0": rel,
+                "rel1": rel,
+                "chg": np.full(n, NEVER),
+                "start": start,
+                "arrived": start,
+                "end": np.full(n, NEVER),
+                "mother": ref(mother),
+                "father": ref(father),
+                "spouse": ref(spouse),
+            },
+        )
         idx = np.arange(base, base + n)
         _separate_twins(self.p, idx)
         return idx
 
 
-def given_names(rng: np.random.Generator, sex: np.ndarray, birth: np.ndarray,
-                foreign: np.ndarray) -> np.ndarray:
+def given_names(
+    rng: np.random.Generator, sex: np.ndarray, birth: np.ndarray, foreign: np.ndarray
+) -> np.ndarray:
     era = np.searchsorted([D.day(d) for d in N.ERA_BREAKS], birth, side="right")
     seg = np.where(foreign, 6 + (sex == 2), era + 3 * (sex == 2))
     # popular names recur: a mild Zipf draw within the segment
@@ -188,7 +274,9 @@ def weighted_sample(rng: np.random.Generator, w: np.ndarray, k: int) -> np.ndarr
     return np.sort(pos[np.argpartition(keys, k - 1)[:k]])
 
 
-def build(rng: np.random.Generator, places: Places, residents: int, months: list[int]) -> Population:
+def build(
+    rng: np.random.Generator, places: Places, residents: int, months: list[int]
+) -> Population:
     first = int(D.month_start(months[0]))
     b = _Builder(rng, places)
     # draw households until their members reach the requested head count
@@ -204,8 +292,9 @@ def build(rng: np.random.Generator, places: Places, residents: int, months: list
     for am in months:
         _evolve(rng, b, int(D.month_start(am)), int(D.month_end(am)))
     p = b.p
-    present = np.stack([(p["start"] <= me) & (p["end"] > me) & p["resident"].astype(bool)
-                        for me in month_end])
+    present = np.stack(
+        [(p["start"] <= me) & (p["end"] > me) & p["resident"].astype(bool) for me in month_end]
+    )
     _cp932_surnames(rng, p, present)
     for k in ("sex", "rel0", "rel1"):
         p[k] = p[k].astype("int8")
@@ -223,7 +312,9 @@ def _cp932_surnames(rng: np.random.Generator, p: dict, present: np.ndarray) -> N
     size = np.bincount(p["hh0"])
     staying = np.bincount(p["hh0"][stay], minlength=len(size))
     full = np.flatnonzero((staying == size) & (size > 0))
-    for h, name in zip(rng.choice(full, min(2, len(full)), replace=False), ("髙橋", "山﨑"), strict=False):
+    for h, name in zip(
+        rng.choice(full, min(2, len(full)), replace=False), ("髙橋", "山﨑"), strict=False
+    ):
         members = (p["hh0"] == h) & (p["rel0"] != H.LODGER)
         p["sur"][members] = int(np.flatnonzero(name == SUR_KANJI)[0])
 
@@ -233,8 +324,12 @@ def _head(batch: H.Batch, keep: int) -> H.Batch:
     c = batch.columns()
     sel = c["hh"] < keep
     remap = np.cumsum(sel) - 1
-    out = H.Batch(kind=batch.kind[:keep], single_parent=batch.single_parent[:keep],
-                  foreign=batch.foreign[:keep], since=batch.since[:keep])
+    out = H.Batch(
+        kind=batch.kind[:keep],
+        single_parent=batch.single_parent[:keep],
+        foreign=batch.foreign[:keep],
+        since=batch.since[:keep],
+    )
     for k in ("hh", "birth", "sex", "rel"):
         getattr(out, k).append(c[k][sel])
     for k in ("mother", "father", "spouse"):
@@ -252,7 +347,9 @@ def _evolve(rng: np.random.Generator, b: _Builder, ms: int, me: int) -> None:
     rel_now = np.where(ms >= p["chg"], p["rel1"], p["rel0"])
     age = (ms - p["birth"]) / H.YEAR
     # deaths: Gompertz hazard, mortality doubling every ≈7.4 years of age
-    dead = weighted_sample(rng, np.where(alive, np.exp(0.094 * age), 0), rng.poisson(n * DEATHS / 12))
+    dead = weighted_sample(
+        rng, np.where(alive, np.exp(0.094 * age), 0), rng.poisson(n * DEATHS / 12)
+    )
     p["end"][dead] = ms + rng.integers(0, days, len(dead))
     # households moving out, all current members on one day
     members = np.bincount(hh_now[alive], minlength=len(b.h["kind"]))
@@ -267,12 +364,19 @@ def _evolve(rng: np.random.Generator, b: _Builder, ms: int, me: int) -> None:
     split = np.flatnonzero(eligible & (rng.random(len(age)) < SPLITS / 12))
     if len(split):
         day = ms + rng.integers(0, days, len(split))
-        hh = b.new_households(len(split), np.full(len(split), H.SINGLE_YOUNG), np.zeros(len(split), bool),
-                              p["foreign"][split], day)
+        hh = b.new_households(
+            len(split),
+            np.full(len(split), H.SINGLE_YOUNG),
+            np.zeros(len(split), bool),
+            p["foreign"][split],
+            day,
+        )
         p["hh1"][split], p["rel1"][split], p["chg"][split] = hh, H.HEAD, day
     _births(rng, b, alive & ~go, hh_now, rel_now, age, ms, days, n)
     # households moving in during the month
-    batch = H.generate(rng, max(int(rng.poisson(n * MOVE_IN / 12 / 1.7)), 0), ms, H.MOVER_MIX, movers=True)
+    batch = H.generate(
+        rng, max(int(rng.poisson(n * MOVE_IN / 12 / 1.7)), 0), ms, H.MOVER_MIX, movers=True
+    )
     if len(batch.kind):
         b.add_batch(batch, ms + rng.integers(0, days, len(batch.kind)))
 
@@ -280,13 +384,20 @@ def _evolve(rng: np.random.Generator, b: _Builder, ms: int, me: int) -> None:
 def _births(rng, b: _Builder, alive, hh_now, rel_now, age, ms: int, days: int, n: int) -> None:
     p = b.p
     spouse = p["spouse"]
-    with_spouse = (spouse >= 0) & alive[np.maximum(spouse, 0)] & (hh_now[np.maximum(spouse, 0)] == hh_now)
+    with_spouse = (
+        (spouse >= 0) & alive[np.maximum(spouse, 0)] & (hh_now[np.maximum(spouse, 0)] == hh_now)
+    )
     last_birth = np.full(len(age), -NEVER)
     kids = np.flatnonzero(p["mother"] >= 0)
     np.maximum.at(last_birth, p["mother"][kids], p["birth"][kids])
-    asfr = np.interp(age, [19, 22, 27, 32, 37, 42, 45], [0, .25, .8, 1.0, .55, .12, 0])
-    can = (alive & (p["sex"] == 2) & with_spouse & (ms - last_birth > 400)
-           & np.isin(rel_now, [H.HEAD, H.WIFE, H.CHILD_WIFE]))
+    asfr = np.interp(age, [19, 22, 27, 32, 37, 42, 45], [0, 0.25, 0.8, 1.0, 0.55, 0.12, 0])
+    can = (
+        alive
+        & (p["sex"] == 2)
+        & with_spouse
+        & (ms - last_birth > 400)
+        & np.isin(rel_now, [H.HEAD, H.WIFE, H.CHILD_WIFE])
+    )
     mothers = weighted_sample(rng, np.where(can, asfr, 0), rng.poisson(n * BIRTHS / 12))
     twins = mothers[rng.random(len(mothers)) < 0.011]
     mothers = np.sort(np.r_[mothers, twins])
@@ -296,31 +407,68 @@ def _births(rng, b: _Builder, alive, hh_now, rel_now, age, ms: int, days: int, n
     birth[1:] = np.where(mothers[1:] == mothers[:-1], birth[:-1], birth[1:])
     hh = hh_now[mothers]
     rel = np.where(rel_now[mothers] == H.CHILD_WIFE, H.GRANDCHILD, H.CHILD)
-    b.add_people(hh=hh, birth=birth, sex=np.where(rng.random(len(mothers)) < 0.512, 1, 2), rel=rel,
-                 sur=p["sur"][mothers], foreign=p["foreign"][mothers], start=birth, mother=mothers,
-                 father=spouse[mothers], spouse=np.full(len(mothers), -1), relative=False)
+    b.add_people(
+        hh=hh,
+        birth=birth,
+        sex=np.where(rng.random(len(mothers)) < 0.512, 1, 2),
+        rel=rel,
+        sur=p["sur"][mothers],
+        foreign=p["foreign"][mothers],
+        start=birth,
+        mother=mothers,
+        father=spouse[mothers],
+        spouse=np.full(len(mothers), -1),
+        relative=False,
+    )
 
 
-def add_nonresidents(pop: Population, rng: np.random.Generator, birth: np.ndarray, sex: np.ndarray,
-                     district: np.ndarray, address: np.ndarray, sur: np.ndarray) -> np.ndarray:
+def add_nonresidents(
+    pop: Population,
+    rng: np.random.Generator,
+    birth: np.ndarray,
+    sex: np.ndarray,
+    district: np.ndarray,
+    address: np.ndarray,
+    sur: np.ndarray,
+) -> np.ndarray:
     """Persons known to one department only (住登外 pupils and their guardians): they get
     numbers and names but are never resident, so no register month shows them."""
     n = len(birth)
     h, p = pop.h, pop.p
     hh = len(h["kind"]) + np.arange(n)
-    for k, v in (("number", np.zeros(n, "int64")), ("district", district), ("address", address),
-                 ("kind", np.full(n, H.MIXED)), ("single_parent", np.zeros(n, bool)),
-                 ("foreign", np.zeros(n, bool)), ("since", np.zeros(n, "int64"))):
+    for k, v in (
+        ("number", np.zeros(n, "int64")),
+        ("district", district),
+        ("address", address),
+        ("kind", np.full(n, H.MIXED)),
+        ("single_parent", np.zeros(n, bool)),
+        ("foreign", np.zeros(n, bool)),
+        ("since", np.zeros(n, "int64")),
+    ):
         h[k] = np.concatenate([h[k], v])
     base = pop.size
     foreign = sur >= len(N.SURNAMES)
-    cols = {"atena": np.zeros(n, "int64"), "mynumber": np.zeros(n, "int64"), "birth": birth, "sex": sex,
-            "sur": sur, "giv": given_names(rng, sex, birth, foreign), "foreign": foreign,
-            "resident": np.zeros(n, bool), "hh0": hh, "hh1": hh, "rel0": np.zeros(n, "int8"),
-            "rel1": np.zeros(n, "int8"), "chg": np.full(n, NEVER), "start": np.zeros(n, "int64"),
-            "arrived": np.zeros(n, "int64"),
-            "end": np.full(n, NEVER), "mother": np.full(n, -1), "father": np.full(n, -1),
-            "spouse": np.full(n, -1)}
+    cols = {
+        "atena": np.zeros(n, "int64"),
+        "mynumber": np.zeros(n, "int64"),
+        "birth": birth,
+        "sex": sex,
+        "sur": sur,
+        "giv": given_names(rng, sex, birth, foreign),
+        "foreign": foreign,
+        "resident": np.zeros(n, bool),
+        "hh0": hh,
+        "hh1": hh,
+        "rel0": np.zeros(n, "int8"),
+        "rel1": np.zeros(n, "int8"),
+        "chg": np.full(n, NEVER),
+        "start": np.zeros(n, "int64"),
+        "arrived": np.zeros(n, "int64"),
+        "end": np.full(n, NEVER),
+        "mother": np.full(n, -1),
+        "father": np.full(n, -1),
+        "spouse": np.full(n, -1),
+    }
     for k, v in cols.items():
         p[k] = np.concatenate([p[k], v.astype(p[k].dtype)])
     pop.present = np.concatenate([pop.present, np.zeros((len(pop.present), n), bool)], axis=1)

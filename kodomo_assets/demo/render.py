@@ -40,8 +40,13 @@ class Col:
 def _kana_tables() -> list[tuple[np.ndarray, np.ndarray, str]]:
     out = [(SUR_KANA, GIVEN_KANA, "\u3000")]
     for conv, sep in ((N.to_half_width, " "), (N.to_hiragana, "\u3000")):
-        out.append((np.array([conv(s) for s in SUR_KANA], dtype=object),
-                    np.array([conv(s) for s in GIVEN_KANA], dtype=object), sep))
+        out.append(
+            (
+                np.array([conv(s) for s in SUR_KANA], dtype=object),
+                np.array([conv(s) for s in GIVEN_KANA], dtype=object),
+                sep,
+            )
+        )
     return out
 
 
@@ -58,8 +63,14 @@ class _Plan:
 class Renderer:
     """Renders the records of one dataset; `vis` holds, per month, the visible row indices."""
 
-    def __init__(self, rng: np.random.Generator, frame: pd.DataFrame, vis: list[np.ndarray],
-                 addresses: np.ndarray, columns: list[Col]):
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        frame: pd.DataFrame,
+        vis: list[np.ndarray],
+        addresses: np.ndarray,
+        columns: list[Col],
+    ):
         self.rng, self.frame, self.vis, self.addresses = rng, frame, vis, addresses
         self.columns = columns
         self.protected = np.zeros(len(frame), bool)
@@ -86,7 +97,11 @@ class Renderer:
         plan = _Plan()
         filled = np.ones(n, bool)
         if col.kind in ("id", "date", "code", "text"):
-            filled = f[col.src].to_numpy() >= 0 if col.kind != "date" else f[col.src].to_numpy() != D.NONE
+            filled = (
+                f[col.src].to_numpy() >= 0
+                if col.kind != "date"
+                else f[col.src].to_numpy() != D.NONE
+            )
         if col.kind == "date":
             plan.style = self._date_forms(f[col.src].to_numpy(), col.forms)
         elif col.kind == "month":
@@ -102,7 +117,9 @@ class Renderer:
         if col.fw:
             plan.fw = self._pick(col.fw, filled)
         if col.space:
-            plan.space = np.where(self._pick(col.space, filled), self.rng.integers(0, 3, n), -1).astype("int8")
+            plan.space = np.where(
+                self._pick(col.space, filled), self.rng.integers(0, 3, n), -1
+            ).astype("int8")
         return plan
 
     def _date_forms(self, days: np.ndarray, weights: dict[int, float]) -> np.ndarray:
@@ -137,8 +154,10 @@ class Renderer:
         if plan.space is not None:
             side = plan.space[rows]
             sel = np.flatnonzero(side >= 0)
-            out[sel] = [(" " if s != 1 else "") + v + (" " if s != 0 else "")
-                        for v, s in zip(out[sel], side[sel].tolist(), strict=True)]
+            out[sel] = [
+                (" " if s != 1 else "") + v + (" " if s != 0 else "")
+                for v, s in zip(out[sel], side[sel].tolist(), strict=True)
+            ]
         if k in ("addr", "text"):
             sel = np.flatnonzero(pd.Series(out).str.contains(r'[,"]', regex=True).to_numpy())
             out[sel] = [quote(v) for v in out[sel]]
@@ -157,15 +176,21 @@ class Renderer:
             return v.copy() if v.dtype == object else self.addresses[v]
         if k == "month":
             style = plan.style[rows]
-            table = {(am, s): D.render_month(int(am), int(s)) for am in np.unique(v) for s in range(4)}
-            return np.array([table[(a, s)] for a, s in zip(v.tolist(), style.tolist(), strict=True)],
-                            dtype=object)
+            table = {
+                (am, s): D.render_month(int(am), int(s)) for am in np.unique(v) for s in range(4)
+            }
+            return np.array(
+                [table[(a, s)] for a, s in zip(v.tolist(), style.tolist(), strict=True)],
+                dtype=object,
+            )
         if k == "date":
             return D.render_days(v, plan.style[rows])
         raise ValueError(k)
 
     @staticmethod
-    def _names(sur: np.ndarray, giv: np.ndarray, kind: str, variant: np.ndarray | None) -> np.ndarray:
+    def _names(
+        sur: np.ndarray, giv: np.ndarray, kind: str, variant: np.ndarray | None
+    ) -> np.ndarray:
         if kind == "name":
             return SUR_KANJI[sur] + "\u3000" + GIVEN_KANJI[giv]
         out = np.empty(len(sur), dtype=object)
@@ -178,7 +203,9 @@ class Renderer:
 def _spelled(kana: np.ndarray, style: np.ndarray) -> np.ndarray:
     """Katakana names (full-width space between the parts) in the style of _KANA."""
     conv = (lambda s: s, N.to_half_width, N.to_hiragana)
-    return np.array([conv[k](s) for s, k in zip(kana.tolist(), style.tolist(), strict=True)], dtype=object)
+    return np.array(
+        [conv[k](s) for s, k in zip(kana.tolist(), style.tolist(), strict=True)], dtype=object
+    )
 
 
 def _digits(v: np.ndarray, width: int) -> np.ndarray:

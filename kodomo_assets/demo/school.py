@@ -65,7 +65,9 @@ def grade_at(birth: np.ndarray, am: int) -> np.ndarray:
     return int(D.fiscal_year(am)) - D.school_cohort(birth) - 6
 
 
-def build(rng: np.random.Generator, pop: PO.Population, places: Places, months: list[int]) -> School:
+def build(
+    rng: np.random.Generator, pop: PO.Population, places: Places, months: list[int]
+) -> School:
     p = pop.p
     grades = np.stack([grade_at(p["birth"], am) for am in months])
     roll = pop.present & (grades >= 1) & (grades <= 9)
@@ -79,14 +81,17 @@ def build(rng: np.random.Generator, pop: PO.Population, places: Places, months: 
     district = rng.integers(0, len(places.code), n_juto)
     addr = addresses(rng, places.town, district, np.zeros(n_juto, bool))
     outside = rng.random(n_juto) < 0.4
-    addr = np.where(outside, np.array([a.replace(CITY, NEIGHBOURS[i % 3]) for i, a in enumerate(addr)],
-                                      dtype=object), addr)
+    addr = np.where(
+        outside,
+        np.array([a.replace(CITY, NEIGHBOURS[i % 3]) for i, a in enumerate(addr)], dtype=object),
+        addr,
+    )
     sur = rng.integers(0, len(N.SURNAMES), n_juto)
     juto = PO.add_nonresidents(pop, rng, birth, sex, district, addr, sur)
     grades = np.stack([grade_at(pop.p["birth"], am) for am in months])
     pid = np.r_[resident, juto]
     on_roll = pop.present[:, pid] & (grades[:, pid] >= 1) & (grades[:, pid] <= 9)
-    on_roll[:, len(resident):] = (grades[:, juto] >= 1) & (grades[:, juto] <= 9)
+    on_roll[:, len(resident) :] = (grades[:, juto] >= 1) & (grades[:, juto] <= 9)
     g = grades[:, pid]
     district_m = np.stack([pop.h["district"][pop.hh_at(me)[pid]] for me in pop.month_end])
     school = np.where(g <= 6, places.elementary[district_m], places.junior[district_m])
@@ -97,15 +102,32 @@ def build(rng: np.random.Generator, pop: PO.Population, places: Places, months: 
     blank = np.r_[rng.random(len(resident)) < BLANK_ATENA, np.ones(n_juto, bool)]
     zeros = np.zeros((n, len(grid)))
     return School(
-        pid=pid, number=affine_ids(np.arange(n), 8, int(rng.integers(0, 10**7))), blank=blank,
+        pid=pid,
+        number=affine_ids(np.arange(n), 8, int(rng.integers(0, 10**7))),
+        blank=blank,
         juto=np.r_[np.zeros(len(resident), bool), np.ones(n_juto, bool)],
         guardian_sur=np.r_[np.full(len(resident), -1), sur],
-        guardian_giv=np.r_[np.full(len(resident), -1),
-                           PO.given_names(rng, np.where(rng.random(n_juto) < .8, 2, 1),
-                                          birth - 33 * 365, np.zeros(n_juto, bool))],
-        on_roll=on_roll, grade=g, school=school, grid=grid, chronic=chronic,
-        add_abs=zeros.copy(), add_late=zeros.copy(), add_early=zeros.copy(), add_nurse=zeros.copy(),
-        bully=np.zeros((n, len(grid)), bool), notes=np.zeros((n, len(grid)), "int8"))
+        guardian_giv=np.r_[
+            np.full(len(resident), -1),
+            PO.given_names(
+                rng,
+                np.where(rng.random(n_juto) < 0.8, 2, 1),
+                birth - 33 * 365,
+                np.zeros(n_juto, bool),
+            ),
+        ],
+        on_roll=on_roll,
+        grade=g,
+        school=school,
+        grid=grid,
+        chronic=chronic,
+        add_abs=zeros.copy(),
+        add_late=zeros.copy(),
+        add_early=zeros.copy(),
+        add_nurse=zeros.copy(),
+        bully=np.zeros((n, len(grid)), bool),
+        notes=np.zeros((n, len(grid)), "int8"),
+    )
 
 
 def simulate(rng: np.random.Generator, s: School, months: list[int], n_schools: int) -> None:
@@ -139,4 +161,3 @@ def simulate(rng: np.random.Generator, s: School, months: list[int], n_schools: 
     offsets = np.cumsum(sizes) - sizes
     pick = offsets[sets] + (rng.random((n, g)) * sizes[sets]).astype(int)
     s.note = np.where(s.absent > 0, pick, -1)
-

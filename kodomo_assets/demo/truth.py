@@ -32,13 +32,17 @@ def write_persons(path: Path, pop: PO.Population, school: SC.School, places: Pla
 
     def table(lo: int, hi: int) -> pa.Table:
         sel = slice(lo, hi)
-        frame = _persons(pop, school, places, who[sel], hh[sel], rel[sel], row[sel], on_roll[who[sel]])
+        frame = _persons(
+            pop, school, places, who[sel], hh[sel], rel[sel], row[sel], on_roll[who[sel]]
+        )
         return pa.Table.from_pandas(frame, preserve_index=False)
 
     writer = None
     for g in range(0, max(len(who), 1), ROW_GROUP):
         hi = min(len(who), g + ROW_GROUP)
-        parts = [table(lo, min(hi, lo + PERSONS_CHUNK)) for lo in range(g, max(hi, g + 1), PERSONS_CHUNK)]
+        parts = [
+            table(lo, min(hi, lo + PERSONS_CHUNK)) for lo in range(g, max(hi, g + 1), PERSONS_CHUNK)
+        ]
         schema = parts[0].schema
         columns = [[a for t in parts for a in t.column(i).chunks] for i in range(len(schema))]
         del parts
@@ -51,23 +55,49 @@ def write_persons(path: Path, pop: PO.Population, school: SC.School, places: Pla
     writer.close()
 
 
-def _persons(pop: PO.Population, school: SC.School, places: Places, who: np.ndarray, hh: np.ndarray,
-             rel: np.ndarray, r: np.ndarray, pupil: np.ndarray) -> pd.DataFrame:
+def _persons(
+    pop: PO.Population,
+    school: SC.School,
+    places: Places,
+    who: np.ndarray,
+    hh: np.ndarray,
+    rel: np.ndarray,
+    r: np.ndarray,
+    pupil: np.ndarray,
+) -> pd.DataFrame:
     p = pop.p
     name, kana = pop.name(who)
 
     def atena(idx: np.ndarray) -> list[str]:
         return [f"{p['atena'][i]:010d}" if i >= 0 and p["resident"][i] else "" for i in idx]
 
-    return pd.DataFrame({
-        "atena_no": atena(who), "household_no": [f"{x:010d}" if x else "" for x in pop.h["number"][hh]],
-        "name": name, "kana": kana, "birth_date": p["birth"][who].astype("M8[D]"), "sex": p["sex"][who],
-        "relation": np.array(C.REL, dtype=object)[rel], "district_code": places.code[pop.h["district"][hh]],
-        "address": pop.h["address"][hh], "foreign": p["foreign"][who], "resident": p["resident"][who],
-        "pupil_no": [str(school.number[x]) if ok else "" for x, ok in zip(r, pupil, strict=True)],
-        "blank_atena_in_gakurei": np.where(pupil, school.blank[np.maximum(r, 0)], False),
-        "school": np.where(pupil, places.school_names[school.school[-1, np.maximum(r, 0)]], ""),
-        "grade": np.where(pupil, np.array(C.SCHOOL_GRADE, dtype=object)[school.grade[-1, np.maximum(r, 0)].clip(0, 9)], ""),
-        "mother_atena_no": atena(p["mother"][who]), "father_atena_no": atena(p["father"][who]),
-        "single_parent_household": pop.h["single_parent"][hh],
-    })
+    return pd.DataFrame(
+        {
+            "atena_no": atena(who),
+            "household_no": [f"{x:010d}" if x else "" for x in pop.h["number"][hh]],
+            "name": name,
+            "kana": kana,
+            "birth_date": p["birth"][who].astype("M8[D]"),
+            "sex": p["sex"][who],
+            "relation": np.array(C.REL, dtype=object)[rel],
+            "district_code": places.code[pop.h["district"][hh]],
+            "address": pop.h["address"][hh],
+            "foreign": p["foreign"][who],
+            "resident": p["resident"][who],
+            "pupil_no": [
+                str(school.number[x]) if ok else "" for x, ok in zip(r, pupil, strict=True)
+            ],
+            "blank_atena_in_gakurei": np.where(pupil, school.blank[np.maximum(r, 0)], False),
+            "school": np.where(pupil, places.school_names[school.school[-1, np.maximum(r, 0)]], ""),
+            "grade": np.where(
+                pupil,
+                np.array(C.SCHOOL_GRADE, dtype=object)[
+                    school.grade[-1, np.maximum(r, 0)].clip(0, 9)
+                ],
+                "",
+            ),
+            "mother_atena_no": atena(p["mother"][who]),
+            "father_atena_no": atena(p["father"][who]),
+            "single_parent_household": pop.h["single_parent"][hh],
+        }
+    )

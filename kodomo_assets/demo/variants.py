@@ -34,25 +34,70 @@ from kodomo_assets.demo.population import (
 )
 from kodomo_assets.demo.school import School
 
-KINDS = ("substitution", "small_kana", "long_vowel", "ji_zu", "dakuten", "foreign_order",
-         "middle_name", "date_swap", "address_form")
+KINDS = (
+    "substitution",
+    "small_kana",
+    "long_vowel",
+    "ji_zu",
+    "dakuten",
+    "foreign_order",
+    "middle_name",
+    "date_swap",
+    "address_form",
+)
 # what a steward reads (evaluation metadata, reports)
-LABELS = {"substitution": "カナ一文字の違い", "small_kana": "小書き・大書き（ャ/ヤ・ッ/ツ）",
-          "long_vowel": "長音（ー/ウ/オ）", "ji_zu": "ヂ/ジ・ヅ/ズ・ヴ/ブ・ヲ/オ", "dakuten": "濁点の有無",
-          "foreign_order": "外国人の氏名の順", "middle_name": "ミドルネームの省略",
-          "date_swap": "生年月日の月日の入れ替え", "address_form": "住所の番地表記"}
-SHARE = {"substitution": .008, "small_kana": .008, "long_vowel": .016, "ji_zu": .006, "dakuten": .016,
-         "date_swap": .003, "address_form": .08}
-FOREIGN_SHARE = {"foreign_order": .15, "middle_name": .15}
+LABELS = {
+    "substitution": "カナ一文字の違い",
+    "small_kana": "小書き・大書き（ャ/ヤ・ッ/ツ）",
+    "long_vowel": "長音（ー/ウ/オ）",
+    "ji_zu": "ヂ/ジ・ヅ/ズ・ヴ/ブ・ヲ/オ",
+    "dakuten": "濁点の有無",
+    "foreign_order": "外国人の氏名の順",
+    "middle_name": "ミドルネームの省略",
+    "date_swap": "生年月日の月日の入れ替え",
+    "address_form": "住所の番地表記",
+}
+SHARE = {
+    "substitution": 0.008,
+    "small_kana": 0.008,
+    "long_vowel": 0.016,
+    "ji_zu": 0.006,
+    "dakuten": 0.016,
+    "date_swap": 0.003,
+    "address_form": 0.08,
+}
+FOREIGN_SHARE = {"foreign_order": 0.15, "middle_name": 0.15}
 
 # visual slips of a handwritten or keyed katakana
-CONFUSED = dict(pair for a, b in ("シツ", "ソン", "クケ", "ワウ", "ルレ", "チテ", "ナメ", "ヌス", "コユ", "マム",
-                                  "ロコ", "タク") for pair in ((a, b), (b, a)))
+CONFUSED = dict(
+    pair
+    for a, b in (
+        "シツ",
+        "ソン",
+        "クケ",
+        "ワウ",
+        "ルレ",
+        "チテ",
+        "ナメ",
+        "ヌス",
+        "コユ",
+        "マム",
+        "ロコ",
+        "タク",
+    )
+    for pair in ((a, b), (b, a))
+)
 SMALL = dict(zip("ャュョッァィゥェォ", "ヤユヨツアイウエオ", strict=True))
 O_ROW = set("オコゴソゾトドノホボポモヨロョォ")
 U_ROW = set("ウクグスズツヅヌフブプムユルュゥ")
 JI_ZU = {"ヂ": "ジ", "ジ": "ヂ", "ヅ": "ズ", "ズ": "ヅ", "ヲ": "オ", "オ": "ヲ", "ヴ": "ブ"}
-VOICED = dict(zip("ガギグゲゴザジズゼゾダヂヅデドバビブベボ", "カキクケコサシスセソタチツテトハヒフヘホ", strict=True))
+VOICED = dict(
+    zip(
+        "ガギグゲゴザジズゼゾダヂヅデドバビブベボ",
+        "カキクケコサシスセソタチツテトハヒフヘホ",
+        strict=True,
+    )
+)
 UNVOICED = {v: k for k, v in VOICED.items()}
 
 
@@ -60,6 +105,7 @@ UNVOICED = {v: k for k, v in VOICED.items()}
 class Variants:
     """Per pupil row of School: the kind (index into KINDS, -1 none) and what the 学齢簿
     writes instead (None where it writes the register's own value)."""
+
     kind: np.ndarray
     kana: np.ndarray  # 氏名カナ as the school writes it (katakana, full-width space)
     birth: np.ndarray  # birth day as the school writes it
@@ -122,17 +168,21 @@ def plant(rng: np.random.Generator, pop: Population, school: School) -> Variants
                 kind[i] = -1
             else:
                 kana[i] = "\u3000".join(changed)
-    return Variants(kind=kind, kana=kana, birth=school_birth, address_form=form, register_given=register_given)
+    return Variants(
+        kind=kind, kana=kana, birth=school_birth, address_form=form, register_given=register_given
+    )
 
 
 def _has(names: np.ndarray, chars: set[str]) -> np.ndarray:
     return np.array([any(c in chars for c in s) for s in names.tolist()], bool)
 
 
-def _kana_variant(kind: str, sur: str, giv: str, rng: np.random.Generator) -> tuple[str, str] | None:
+def _kana_variant(
+    kind: str, sur: str, giv: str, rng: np.random.Generator
+) -> tuple[str, str] | None:
     """One change in the surname or the given name (whichever offers it; drawn)."""
     parts = [sur, giv]
-    order = [0, 1] if rng.random() < .5 else [1, 0]
+    order = [0, 1] if rng.random() < 0.5 else [1, 0]
     for j in order:
         out = _change(kind, parts[j], rng)
         if out is not None and out != parts[j]:
@@ -144,34 +194,45 @@ def _kana_variant(kind: str, sur: str, giv: str, rng: np.random.Generator) -> tu
 def _change(kind: str, s: str, rng: np.random.Generator) -> str | None:
     if kind == "long_vowel":
         return _long_vowel(s, rng)
-    table = {"small_kana": {**SMALL, "ツ": "ッ"}, "ji_zu": JI_ZU, "substitution": CONFUSED}.get(kind)
+    table = {"small_kana": {**SMALL, "ツ": "ッ"}, "ji_zu": JI_ZU, "substitution": CONFUSED}.get(
+        kind
+    )
     if kind == "dakuten":
         table = {**VOICED, **UNVOICED}
-    spots = [i for i, c in enumerate(s) if c in table and not (kind == "small_kana" and c == "ツ" and i == len(s) - 1)]
+    spots = [
+        i
+        for i, c in enumerate(s)
+        if c in table and not (kind == "small_kana" and c == "ツ" and i == len(s) - 1)
+    ]
     if kind == "dakuten":  # dropping one is likelier than adding one
         voiced = [i for i in spots if s[i] in VOICED]
-        spots = voiced if voiced and rng.random() < .7 else spots
+        spots = voiced if voiced and rng.random() < 0.7 else spots
     if not spots:
         return None
     i = spots[int(rng.integers(0, len(spots)))]
     new = table[s[i]]
     if s[i] == "ヴ" and i + 1 < len(s) and s[i + 1] in "ァィェォ":  # ヴァン -> バン
-        new, s = "バビベボ"["ァィェォ".index(s[i + 1])], s[:i + 1] + s[i + 2:]
-    return s[:i] + new + s[i + 1:]
+        new, s = "バビベボ"["ァィェォ".index(s[i + 1])], s[: i + 1] + s[i + 2 :]
+    return s[:i] + new + s[i + 1 :]
 
 
 def _long_vowel(s: str, rng: np.random.Generator | None) -> str | None:
     """ユウト -> ユート, オオタ -> オータ, サトウ -> サトオ; None when the name has no long vowel.
     Without rng: only whether it has one."""
-    spots = [i for i in range(1, len(s)) if (s[i] == "ウ" and (s[i - 1] in O_ROW or s[i - 1] in U_ROW))
-             or (s[i] == "オ" and s[i - 1] in O_ROW) or s[i] == "ー"]
+    spots = [
+        i
+        for i in range(1, len(s))
+        if (s[i] == "ウ" and (s[i - 1] in O_ROW or s[i - 1] in U_ROW))
+        or (s[i] == "オ" and s[i - 1] in O_ROW)
+        or s[i] == "ー"
+    ]
     if rng is None:
         return "" if spots else None
     if not spots:
         return None
     i = spots[int(rng.integers(0, len(spots)))]
     choices = [c for c in "ーウオ" if c != s[i] and not (c == "オ" and s[i - 1] in U_ROW)]
-    return s[:i] + choices[int(rng.integers(0, len(choices)))] + s[i + 1:]
+    return s[:i] + choices[int(rng.integers(0, len(choices)))] + s[i + 1 :]
 
 
 def school_address(text: str, form: int) -> str:
@@ -179,8 +240,11 @@ def school_address(text: str, form: int) -> str:
     form 2: 3丁目12番地5, 123番5号. The building and room, after the first space, stay."""
     street, sep, rest = text.partition(" ")
     if "丁目" in street:
-        street = (street.replace("丁目", "-").replace("番", "-").replace("号", "") if form == 1
-                  else street.replace("番", "番地").replace("号", ""))
+        street = (
+            street.replace("丁目", "-").replace("番", "-").replace("号", "")
+            if form == 1
+            else street.replace("番", "番地").replace("号", "")
+        )
     else:
         street = street.replace("番地", "-") if form == 1 else street.replace("番地", "番") + "号"
     return street + sep + rest
@@ -192,5 +256,9 @@ TRUTH_FILE = "pupil_variants.csv"
 def truth_table(v: Variants, school: School) -> pd.DataFrame:
     """_truth/pupil_variants.csv: each pupil the 学齢簿 spells differently, and how."""
     rows = np.flatnonzero(v.kind >= 0)
-    return pd.DataFrame({"pupil_no": [str(x) for x in school.number[rows]],
-                         "kind": np.array(KINDS, dtype=object)[v.kind[rows]]})
+    return pd.DataFrame(
+        {
+            "pupil_no": [str(x) for x in school.number[rows]],
+            "kind": np.array(KINDS, dtype=object)[v.kind[rows]],
+        }
+    )

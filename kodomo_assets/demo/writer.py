@@ -35,14 +35,27 @@ class _Month:
     rows: np.ndarray  # visible frame rows, ascending
     fh: BinaryIO  # the open file
     replace: dict[int, bytes] = field(default_factory=dict)  # frame row -> line with a bad value
-    after: dict[int, list[bytes]] = field(default_factory=dict)  # frame row -> lines written after it
+    after: dict[int, list[bytes]] = field(
+        default_factory=dict
+    )  # frame row -> lines written after it
 
 
-def write_months(out: Path, spec: Spec, frame: pd.DataFrame, months: list[str], seed: int, index: int,
-                 addresses: np.ndarray, trailing: list[int], submit: Callable) -> dict[str, dict]:
+def write_months(
+    out: Path,
+    spec: Spec,
+    frame: pd.DataFrame,
+    months: list[str],
+    seed: int,
+    index: int,
+    addresses: np.ndarray,
+    trailing: list[int],
+    submit: Callable,
+) -> dict[str, dict]:
     """Counts per month; `submit` runs file writes in order (in the background) while rendering goes on."""
     mf, mt = frame["_mf"].to_numpy(), frame["_mt"].to_numpy()
-    vis = [np.flatnonzero((mf <= m) & (m < mt)).astype(np.int32) for m in range(len(months))]  # compact
+    vis = [
+        np.flatnonzero((mf <= m) & (m < mt)).astype(np.int32) for m in range(len(months))
+    ]  # compact
     r = Renderer(np.random.default_rng([seed, 500, index]), frame, vis, addresses, spec.columns)
     header = ",".join(spec.headers).encode(_codec(spec.encoding))
     if spec.encoding == "utf-8-sig":
@@ -88,8 +101,14 @@ def _lines(r: Renderer, rows: np.ndarray, encoding: str) -> list[bytes]:
     return r.lines(rows, encoding).tolist() if len(rows) else []
 
 
-def _inject(spec: Spec, frame: pd.DataFrame, r: Renderer, st: _Month, rng: np.random.Generator,
-            addresses: np.ndarray) -> dict:
+def _inject(
+    spec: Spec,
+    frame: pd.DataFrame,
+    r: Renderer,
+    st: _Month,
+    rng: np.random.Generator,
+    addresses: np.ndarray,
+) -> dict:
     """Choose the month's bad, conflicting and duplicated rows (positions in its row list) and
     the lines they add or replace; return the month's counts."""
     rows = st.rows
@@ -104,8 +123,8 @@ def _inject(spec: Spec, frame: pd.DataFrame, r: Renderer, st: _Month, rng: np.ra
     n_conf = min(n_conf, len(free) - n_bad)
     n_dup = min(n_dup, len(free) - n_bad - n_conf)
     bad = np.sort(free[:n_bad])
-    conf = np.sort(free[n_bad:n_bad + n_conf])
-    dup = np.sort(free[n_bad + n_conf:n_bad + n_conf + n_dup])
+    conf = np.sort(free[n_bad : n_bad + n_conf])
+    dup = np.sort(free[n_bad + n_conf : n_bad + n_conf + n_dup])
     codec = _codec(spec.encoding)
     by_reason: dict[str, int] = {}
     headers = spec.headers
@@ -118,7 +137,9 @@ def _inject(spec: Spec, frame: pd.DataFrame, r: Renderer, st: _Month, rng: np.ra
         st.replace[int(rows[pos])] = ",".join(quote(f) for f in fields).encode(codec)
         key = f"{reason}:{header}"
         by_reason[key] = by_reason.get(key, 0) + 1
-    extra: list[tuple[int, bytes]] = list(zip(dup.tolist(), _lines(r, rows[dup], spec.encoding), strict=True))
+    extra: list[tuple[int, bytes]] = list(
+        zip(dup.tolist(), _lines(r, rows[dup], spec.encoding), strict=True)
+    )
     if len(conf):
         altered = pd.DataFrame([spec.alter(frame.iloc[rows[p]].to_dict(), rng) for p in conf])
         new = Renderer(rng, altered, [], addresses, spec.columns).lines(slice(None), spec.encoding)
@@ -127,10 +148,14 @@ def _inject(spec: Spec, frame: pd.DataFrame, r: Renderer, st: _Month, rng: np.ra
     for pos, line in sorted(extra, key=lambda t: t[0]):
         st.after.setdefault(int(rows[pos]), []).append(line)
     counts = {
-        "rows_written": n + len(extra), "exact_duplicates": int(len(dup)),
-        "bad_rows": int(len(bad) + 2 * len(conf)), "bad_by_reason": dict(sorted(by_reason.items())),
+        "rows_written": n + len(extra),
+        "exact_duplicates": int(len(dup)),
+        "bad_rows": int(len(bad) + 2 * len(conf)),
+        "bad_by_reason": dict(sorted(by_reason.items())),
     }
-    counts["expected_valid_rows"] = counts["rows_written"] - counts["exact_duplicates"] - counts["bad_rows"]
+    counts["expected_valid_rows"] = (
+        counts["rows_written"] - counts["exact_duplicates"] - counts["bad_rows"]
+    )
     if spec.name == "gakurei":
         valid = np.ones(n, bool)
         valid[bad] = valid[conf] = False

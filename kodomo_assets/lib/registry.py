@@ -121,9 +121,7 @@ def parse_registry(doc: dict) -> Registry:
     datasets: dict[str, Dataset] = {}
     for name, d in doc["datasets"].items():
         key = tuple(d["key"])
-        columns = tuple(
-            _column(c, f"datasets.{name}.{c.get('header')}", key) for c in d["columns"]
-        )
+        columns = tuple(_column(c, f"datasets.{name}.{c.get('header')}", key) for c in d["columns"])
         names = [c.name for c in columns]
         if len(set(names)) != len(names) or len({c.header for c in columns}) != len(columns):
             raise RegistryError(f"datasets.{name}: 列名または見出しが重複しています")

@@ -58,7 +58,9 @@ def jumin_row(atena: str, **changes: str) -> str:
     return ",".join(values.values())
 
 
-def csv_bytes(dataset: str, rows: list[str], encoding: str = "cp932", head: str | None = None) -> bytes:
+def csv_bytes(
+    dataset: str, rows: list[str], encoding: str = "cp932", head: str | None = None
+) -> bytes:
     lines = [head if head is not None else header(dataset), *rows]
     return "".join(f"{line}\r\n" for line in lines).encode(encoding)
 
@@ -82,6 +84,7 @@ class Case:
 def file(dataset: str, data: bytes) -> Callable[[Path, KodomoStorage], None]:
     def deliver(folder: Path, storage: KodomoStorage) -> None:
         (folder / REGISTRY.datasets[dataset].file).write_bytes(data)
+
     return deliver
 
 
@@ -119,99 +122,209 @@ COLUMN_COUNT = "列数が見出しと異なる ({} 列、見出しは 12 列)"
 
 CASES: dict[str, Case] = {
     # -- the file fails: the last good store stays --------------------------------------
-    "utf16": Case("jumin", file("jumin", csv_bytes("jumin", JUMIN, encoding="utf-16")),
-                  failure=f" 1行目: UTF-16 は受け付けられません: {ALLOWED} で出力してください"),
-    "euc_jp": Case("jumin", file("jumin", csv_bytes("jumin", [JUMIN[0].replace("髙", "高")],
-                                                    encoding="euc_jp")),
-                   # 宛名 is B0 B8 CC BE in EUC-JP, read as half-width kana in CP932; byte 8
-                   # (E6 of 号) is a CP932 lead byte followed by a comma, no character
-                   failure=f" 1行目: 8 バイト目が {ALLOWED} として読めません"),
-    "zero_bytes": Case("jumin", file("jumin", b""),
-                       failure=" 1行目: 0 バイトの空ファイルです (見出し行が必要)"),
-    "header_only": Case("jumin", file("jumin", csv_bytes("jumin", []) + b"\r\n\r\n"),
-                        failure=f" 2行目: {HEADER_ONLY}"),
+    "utf16": Case(
+        "jumin",
+        file("jumin", csv_bytes("jumin", JUMIN, encoding="utf-16")),
+        failure=f" 1行目: UTF-16 は受け付けられません: {ALLOWED} で出力してください",
+    ),
+    "euc_jp": Case(
+        "jumin",
+        file("jumin", csv_bytes("jumin", [JUMIN[0].replace("髙", "高")], encoding="euc_jp")),
+        # 宛名 is B0 B8 CC BE in EUC-JP, read as half-width kana in CP932; byte 8
+        # (E6 of 号) is a CP932 lead byte followed by a comma, no character
+        failure=f" 1行目: 8 バイト目が {ALLOWED} として読めません",
+    ),
+    "zero_bytes": Case(
+        "jumin", file("jumin", b""), failure=" 1行目: 0 バイトの空ファイルです (見出し行が必要)"
+    ),
+    "header_only": Case(
+        "jumin",
+        file("jumin", csv_bytes("jumin", []) + b"\r\n\r\n"),
+        failure=f" 2行目: {HEADER_ONLY}",
+    ),
     "missing_key_column": Case(
-        "jumin", file("jumin", csv_bytes("jumin", [r.split(",", 1)[1] for r in JUMIN], head=NO_ATENA)),
-        failure=" 1行目 列「宛名番号」: 必須の列がありません"),
+        "jumin",
+        file("jumin", csv_bytes("jumin", [r.split(",", 1)[1] for r in JUMIN], head=NO_ATENA)),
+        failure=" 1行目 列「宛名番号」: 必須の列がありません",
+    ),
     "missing_count_column": Case(
-        "shukketsu", file("shukketsu", csv_bytes(
-            "shukketsu", [r.replace(",20,", ",", 1) for r in SHUKKETSU],
-            head=header("shukketsu").replace("授業日数,", ""))),
-        failure=" 1行目 列「授業日数」: 必須の列がありません"),
-    "tax_column": Case("jumin", file("jumin", csv_bytes("jumin", [r + ",1000" for r in JUMIN],
-                                                        head=header("jumin") + ",住民税額")),
-                       # named by position and keyed tag: a header may be personal data
-                       failure=lambda s: f" 1行目 列「{s.describe_header(12, '住民税額')}」: "
-                                         "地方税情報と見られる列があるため受け取りを拒否しました (地方税法第22条)"),
-    "duplicate_header": Case("yobo", file("yobo", csv_bytes("yobo", [r + ",1" for r in YOBO],
-                                                            head=header("yobo") + ",接種済数")),
-                             failure=" 1行目 列「接種済数」: 見出しが重複しています"),
-    "empty_month_folder": Case("jumin", remove_all, with_receipt=True,
-                               failure=": 基準月 2022-10 の jumin.csv (住民基本台帳, 市民課) が届いていません",
-                               missing=sorted(d.file for d in REGISTRY.datasets.values())),
-    "tax_file_in_folder": Case("jumin", tax_file_and_new_jumin, with_receipt=True,
-                               receipt_failure=("2022-10: 地方税情報と見られるファイル 1 件（識別 ",
-                                                "地方税法第22条", "ファイルは読んでいません")),
+        "shukketsu",
+        file(
+            "shukketsu",
+            csv_bytes(
+                "shukketsu",
+                [r.replace(",20,", ",", 1) for r in SHUKKETSU],
+                head=header("shukketsu").replace("授業日数,", ""),
+            ),
+        ),
+        failure=" 1行目 列「授業日数」: 必須の列がありません",
+    ),
+    "tax_column": Case(
+        "jumin",
+        file(
+            "jumin",
+            csv_bytes("jumin", [r + ",1000" for r in JUMIN], head=header("jumin") + ",住民税額"),
+        ),
+        # named by position and keyed tag: a header may be personal data
+        failure=lambda s: (
+            f" 1行目 列「{s.describe_header(12, '住民税額')}」: "
+            "地方税情報と見られる列があるため受け取りを拒否しました (地方税法第22条)"
+        ),
+    ),
+    "duplicate_header": Case(
+        "yobo",
+        file(
+            "yobo", csv_bytes("yobo", [r + ",1" for r in YOBO], head=header("yobo") + ",接種済数")
+        ),
+        failure=" 1行目 列「接種済数」: 見出しが重複しています",
+    ),
+    "empty_month_folder": Case(
+        "jumin",
+        remove_all,
+        with_receipt=True,
+        failure=": 基準月 2022-10 の jumin.csv (住民基本台帳, 市民課) が届いていません",
+        missing=sorted(d.file for d in REGISTRY.datasets.values()),
+    ),
+    "tax_file_in_folder": Case(
+        "jumin",
+        tax_file_and_new_jumin,
+        with_receipt=True,
+        receipt_failure=(
+            "2022-10: 地方税情報と見られるファイル 1 件（識別 ",
+            "地方税法第22条",
+            "ファイルは読んでいません",
+        ),
+    ),
     # -- the file is read; bad rows are quarantined and counted ----------------------------
     "extra_unknown_column": Case(
-        "jumin", file("jumin", csv_bytes("jumin", [r + ",x" for r in JUMIN], head=header("jumin") + ",予備項目")),
+        "jumin",
+        file(
+            "jumin",
+            csv_bytes("jumin", [r + ",x" for r in JUMIN], head=header("jumin") + ",予備項目"),
+        ),
         stored=["0000000001", "0000000002"],
         # an unknown header may be personal data: its position and a keyed tag, never the name
-        metadata={"ignored_unknown_columns": lambda s: [s.describe_header(12, "予備項目")],
-                  "dropped_forbidden_columns": ["個人番号"]}),
-    "truncated_last_line": Case("jumin", truncated, stored=["0000000001", "0000000002"],
-                                quarantine={4: [COLUMN_COUNT.format(4)]}),
-    "unbalanced_quote": Case(
-        "jumin", file("jumin", csv_bytes("jumin", [*JUMIN, jumin_row("0000000003", 住所='"東京都昭島市,東町')])),
-        stored=["0000000001", "0000000002"], quarantine={4: ['引用符 " の対応が取れていない行']}),
-    "stray_cr_inside_a_line": Case(
-        "jumin", file("jumin", csv_bytes("jumin", [JUMIN[0], jumin_row("0000000003", 住所="東京都\r昭島市"),
-                                                   JUMIN[1]])),
-        stored=["0000000001", "0000000002"], quarantine={3: ["行の途中に改行文字 (CR) がある行"]}),
-    "conflicting_keys": Case(
-        "jumin", file("jumin", csv_bytes("jumin", [*JUMIN, jumin_row("0000000003"),
-                                                   jumin_row("0000000003", 性別="2"), JUMIN[1]])),
+        metadata={
+            "ignored_unknown_columns": lambda s: [s.describe_header(12, "予備項目")],
+            "dropped_forbidden_columns": ["個人番号"],
+        },
+    ),
+    "truncated_last_line": Case(
+        "jumin",
+        truncated,
         stored=["0000000001", "0000000002"],
-        quarantine={4: ["宛名番号: キーが重複し内容が矛盾"], 5: ["宛名番号: キーが重複し内容が矛盾"]},
-        metadata={"duplicates_removed": 1, "rows_received": 5}),
+        quarantine={4: [COLUMN_COUNT.format(4)]},
+    ),
+    "unbalanced_quote": Case(
+        "jumin",
+        file(
+            "jumin",
+            csv_bytes("jumin", [*JUMIN, jumin_row("0000000003", 住所='"東京都昭島市,東町')]),
+        ),
+        stored=["0000000001", "0000000002"],
+        quarantine={4: ['引用符 " の対応が取れていない行']},
+    ),
+    "stray_cr_inside_a_line": Case(
+        "jumin",
+        file(
+            "jumin",
+            csv_bytes(
+                "jumin", [JUMIN[0], jumin_row("0000000003", 住所="東京都\r昭島市"), JUMIN[1]]
+            ),
+        ),
+        stored=["0000000001", "0000000002"],
+        quarantine={3: ["行の途中に改行文字 (CR) がある行"]},
+    ),
+    "conflicting_keys": Case(
+        "jumin",
+        file(
+            "jumin",
+            csv_bytes(
+                "jumin",
+                [*JUMIN, jumin_row("0000000003"), jumin_row("0000000003", 性別="2"), JUMIN[1]],
+            ),
+        ),
+        stored=["0000000001", "0000000002"],
+        quarantine={
+            4: ["宛名番号: キーが重複し内容が矛盾"],
+            5: ["宛名番号: キーが重複し内容が矛盾"],
+        },
+        metadata={"duplicates_removed": 1, "rows_received": 5},
+    ),
     "impossible_date_r4_2_30": Case(
-        "jumin", file("jumin", csv_bytes("jumin", [*JUMIN, jumin_row("0000000003", 生年月日="R4.2.30")])),
-        stored=["0000000001", "0000000002"], quarantine={4: ["生年月日: 存在しない日付"]}),
+        "jumin",
+        file("jumin", csv_bytes("jumin", [*JUMIN, jumin_row("0000000003", 生年月日="R4.2.30")])),
+        stored=["0000000001", "0000000002"],
+        quarantine={4: ["生年月日: 存在しない日付"]},
+    ),
     "impossible_date_heisei_32": Case(
-        "jumin", file("jumin", csv_bytes("jumin", [jumin_row("0000000003", 住民となった年月日="平成32年4月1日"),
-                                                   *JUMIN])),
-        stored=["0000000001", "0000000002"], quarantine={2: ["住民となった年月日: 平成の期間外の日付"]}),
-    "negative_count": Case("yobo", file("yobo", csv_bytes("yobo", [*YOBO, "0000000003,-1,0"])),
-                           stored=["0000000001", "0000000002"],
-                           quarantine={4: ["定期接種対象数: 0以上の整数でない"]}),
+        "jumin",
+        file(
+            "jumin",
+            csv_bytes(
+                "jumin", [jumin_row("0000000003", 住民となった年月日="平成32年4月1日"), *JUMIN]
+            ),
+        ),
+        stored=["0000000001", "0000000002"],
+        quarantine={2: ["住民となった年月日: 平成の期間外の日付"]},
+    ),
+    "negative_count": Case(
+        "yobo",
+        file("yobo", csv_bytes("yobo", [*YOBO, "0000000003,-1,0"])),
+        stored=["0000000001", "0000000002"],
+        quarantine={4: ["定期接種対象数: 0以上の整数でない"]},
+    ),
     "non_numeric_count": Case(
-        "shukketsu", file("shukketsu", csv_bytes("shukketsu", [*SHUKKETSU, "1003,R4.10,20,三,0,0,0,無,",
-                                                               "1004,R4.10,20,1,x,0,0,無,"])),
+        "shukketsu",
+        file(
+            "shukketsu",
+            csv_bytes(
+                "shukketsu", [*SHUKKETSU, "1003,R4.10,20,三,0,0,0,無,", "1004,R4.10,20,1,x,0,0,無,"]
+            ),
+        ),
         stored=["1001", "1002"],
-        quarantine={4: ["欠席日数: 0以上の整数でない"], 5: ["遅刻回数: 0以上の整数でない"]}),
+        quarantine={4: ["欠席日数: 0以上の整数でない"], 5: ["遅刻回数: 0以上の整数でない"]},
+    ),
     "absences_over_school_days": Case(
-        "shukketsu", file("shukketsu", csv_bytes("shukketsu", [*SHUKKETSU, "1003,R4.10,20,21,0,0,0,無,"])),
-        stored=["1001", "1002"], quarantine={4: ["欠席日数: 欠席日数が授業日数を超えています"]}),
+        "shukketsu",
+        file("shukketsu", csv_bytes("shukketsu", [*SHUKKETSU, "1003,R4.10,20,21,0,0,0,無,"])),
+        stored=["1001", "1002"],
+        quarantine={4: ["欠席日数: 欠席日数が授業日数を超えています"]},
+    ),
     "atena_with_letters": Case(
-        "jumin", file("jumin", csv_bytes("jumin", [*JUMIN, jumin_row("00000A0003")])),
-        stored=["0000000001", "0000000002"], quarantine={4: ["宛名番号: 数字以外を含む"]}),
+        "jumin",
+        file("jumin", csv_bytes("jumin", [*JUMIN, jumin_row("00000A0003")])),
+        stored=["0000000001", "0000000002"],
+        quarantine={4: ["宛名番号: 数字以外を含む"]},
+    ),
     "latin1_bytes_in_a_row": Case(
-        "jumin", file("jumin", csv_bytes("jumin", JUMIN) + latin1_row("0000000003")),
-        stored=["0000000001", "0000000002"], quarantine={4: [f"{LATIN1_BYTE} バイト目が cp932 として読めない"]}),
+        "jumin",
+        file("jumin", csv_bytes("jumin", JUMIN) + latin1_row("0000000003")),
+        stored=["0000000001", "0000000002"],
+        quarantine={4: [f"{LATIN1_BYTE} バイト目が cp932 として読めない"]},
+    ),
     "latin1_bytes_in_the_only_row": Case(
-        "jumin", file("jumin", csv_bytes("jumin", []) + latin1_row("0000000003")),
-        stored=[], quarantine={2: [f"{LATIN1_BYTE} バイト目が cp932 として読めない"]}),
+        "jumin",
+        file("jumin", csv_bytes("jumin", []) + latin1_row("0000000003")),
+        stored=[],
+        quarantine={2: [f"{LATIN1_BYTE} バイト目が cp932 として読めない"]},
+    ),
 }
 
 
 # -- helpers ---------------------------------------------------------------------------------
 
+
 def snapshot(storage: KodomoStorage, store: Path) -> dict[str, tuple[int, str]]:
     """Every table of the store: row count and a hash of its rows in a stable order."""
     with storage.open(store) as con:
-        tables = [t for (t,) in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
-            "ORDER BY table_name").fetchall()]
+        tables = [
+            t
+            for (t,) in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                "ORDER BY table_name"
+            ).fetchall()
+        ]
         out = {}
         for t in tables:
             rows = con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
@@ -223,9 +336,11 @@ def kept(relative: Path) -> bool:
     """What a month's ingest keeps under KODOMO_HOME: the department store, the sealed copy
     of the ingested export, and the month's key table (and its lock file)."""
     parts = relative.parts
-    return ((len(parts) == 3 and relative.match(f"stores/*/{MONTH}.duckdb"))
-            or (len(parts) == 5 and relative.match(f"stores/*/raw/{MONTH}/*.csv.sealed"))
-            or relative.as_posix() in (f"keytable/{MONTH}.json", f"keytable/.{MONTH}.lock"))
+    return (
+        (len(parts) == 3 and relative.match(f"stores/*/{MONTH}.duckdb"))
+        or (len(parts) == 5 and relative.match(f"stores/*/raw/{MONTH}/*.csv.sealed"))
+        or relative.as_posix() in (f"keytable/{MONTH}.json", f"keytable/.{MONTH}.lock")
+    )
 
 
 def leftovers(storage: KodomoStorage) -> list[str]:
@@ -235,8 +350,11 @@ def leftovers(storage: KodomoStorage) -> list[str]:
     files = [p.relative_to(home) for p in home.rglob("*") if p.is_file()]
     extra = sorted(str(p) for p in files if not kept(p))
     keyed = set(storage.keytable.entries(MONTH))
-    return extra + sorted(f"file without a key: {p}" for p in files
-                          if kept(p) and p.parts[0] == "stores" and p.as_posix() not in keyed)
+    return extra + sorted(
+        f"file without a key: {p}"
+        for p in files
+        if kept(p) and p.parts[0] == "stores" and p.as_posix() not in keyed
+    )
 
 
 def good_bytes(dataset: str) -> bytes:
@@ -244,6 +362,7 @@ def good_bytes(dataset: str) -> bytes:
 
 
 # -- the corpus ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_a_bad_delivery_after_a_good_one(name: str, storage: KodomoStorage, write_export) -> None:
@@ -290,7 +409,9 @@ def test_a_bad_delivery_after_a_good_one(name: str, storage: KodomoStorage, writ
             assert meta["inbox_receipt"]["missing"] == case.missing
         # the last good state, table for table, and nothing half-written beside it
         assert snapshot(storage, store) == before
-        if delivered is not None:  # a failed file stays in the inbox; the archive keeps the good one
+        if (
+            delivered is not None
+        ):  # a failed file stays in the inbox; the archive keeps the good one
             assert (folder / ds.file).read_bytes() == delivered
             assert storage.archived_export(dept, MONTH, ds.file) == good_bytes(case.dataset)
     else:  # read, with the bad rows counted and quarantined
@@ -308,10 +429,17 @@ def test_a_bad_delivery_after_a_good_one(name: str, storage: KodomoStorage, writ
             assert got[key] == (value(storage) if callable(value) else value), key
         key = ds.key[0]
         with storage.open(store) as con:
-            assert [k for (k,) in con.execute(
-                f"SELECT {key} FROM {case.dataset} ORDER BY source_line").fetchall()] == case.stored
-            quarantined = dict(con.execute(
-                f"SELECT line, reasons FROM {case.dataset}_quarantine ORDER BY line").fetchall())
+            assert [
+                k
+                for (k,) in con.execute(
+                    f"SELECT {key} FROM {case.dataset} ORDER BY source_line"
+                ).fetchall()
+            ] == case.stored
+            quarantined = dict(
+                con.execute(
+                    f"SELECT line, reasons FROM {case.dataset}_quarantine ORDER BY line"
+                ).fetchall()
+            )
         assert quarantined == case.quarantine
         after = snapshot(storage, store)
         # the same tables, the dataset's pair replaced together
@@ -325,7 +453,8 @@ def test_a_bad_delivery_after_a_good_one(name: str, storage: KodomoStorage, writ
 
 
 def test_an_empty_month_folder_after_a_good_one_reruns_from_the_sealed_copy(
-        storage: KodomoStorage, write_export) -> None:
+    storage: KodomoStorage, write_export
+) -> None:
     """The folder a good delivery emptied is no missing delivery: the receipt counts the
     export as already ingested and the source reads its sealed copy to the same store."""
     write_export("jumin.csv", [header("jumin"), *JUMIN])
@@ -355,7 +484,9 @@ def test_the_corpus_bytes_really_are_outside_the_allowed_encodings() -> None:
     assert err.value.start + 1 == 8
 
 
-def test_the_utf16_failure_names_the_file_and_line_in_the_step_failure(storage, write_export) -> None:
+def test_the_utf16_failure_names_the_file_and_line_in_the_step_failure(
+    storage, write_export
+) -> None:
     """The Failure is Dagster's, not a crash: no retry, and the description is the message."""
     write_export("jumin.csv", [header("jumin"), *JUMIN], encoding="utf-16")
     result = run([ASSET["jumin"]], MONTH, storage)
@@ -375,7 +506,9 @@ def test_a_tax_file_stops_every_source_of_the_delivery(storage, write_export) ->
     assets = [ASSET[d] for d in GOOD]
     good = run([inbox_receipt, *assets], MONTH, storage)
     assert good.success, failures(good)
-    stores = {d: storage.department_store(REGISTRY.datasets[d].department.code, MONTH) for d in GOOD}
+    stores = {
+        d: storage.department_store(REGISTRY.datasets[d].department.code, MONTH) for d in GOOD
+    }
     before = {d: snapshot(storage, s) for d, s in stores.items()}
     tax_file_and_new_jumin(folder)
     result = run([inbox_receipt, *assets], MONTH, storage)

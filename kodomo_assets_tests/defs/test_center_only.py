@@ -35,17 +35,37 @@ def refreshed(tmp_path_factory: pytest.TempPathFactory) -> tuple[KodomoStorage, 
     # the pipeline's environment: no KODOMO_CENTER_KEY_DIR, nothing of the center's private keys
     env = {k: v for k, v in os.environ.items() if not k.startswith("KODOMO_")}
     env.update(pipeline_env(storage), DAGSTER_HOME=str(dagster_home))
-    done = subprocess.run([str(BIN / "dagster"), "job", "execute", "-m", "kodomo_assets", "-j",
-                           "monthly_refresh", "--tags", f'{{"dagster/partition": "{MONTH}"}}'],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            str(BIN / "dagster"),
+            "job",
+            "execute",
+            "-m",
+            "kodomo_assets",
+            "-j",
+            "monthly_refresh",
+            "--tags",
+            f'{{"dagster/partition": "{MONTH}"}}',
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return storage, keys, base
 
 
 def kodomo(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("KODOMO_")}
-    return subprocess.run([str(BIN / "kodomo"), *args], env={**clean, **env}, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [str(BIN / "kodomo"), *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_pipeline_cannot_read_or_export_what_it_wrote(refreshed, tmp_path: Path) -> None:
@@ -56,32 +76,48 @@ def test_the_pipeline_cannot_read_or_export_what_it_wrote(refreshed, tmp_path: P
         storage.open(listed).__enter__()
     out = tmp_path / "list.csv"
     # the pipeline's environment has no private key: the export is refused
-    refused = kodomo(["review-list", "--month", MONTH, "--out", str(out), "--purpose", "個別確認"],
-                     pipeline_env(storage))
+    refused = kodomo(
+        ["review-list", "--month", MONTH, "--out", str(out), "--purpose", "個別確認"],
+        pipeline_env(storage),
+    )
     assert refused.returncode != 0 and not out.exists()
     # nor does pointing it at the public key's folder help: the private keys are not there
     public_only = tmp_path / "public_only"
     public_only.mkdir()
     shutil.copy(keys / "center" / "center_public.json", public_only)
-    refused = kodomo(["review-list", "--month", MONTH, "--out", str(out), "--purpose", "個別確認"],
-                     {**pipeline_env(storage), "KODOMO_CENTER_KEY_DIR": str(public_only)})
+    refused = kodomo(
+        ["review-list", "--month", MONTH, "--out", str(out), "--purpose", "個別確認"],
+        {**pipeline_env(storage), "KODOMO_CENTER_KEY_DIR": str(public_only)},
+    )
     assert refused.returncode == 2 and "秘密鍵" in refused.stderr and not out.exists()
 
 
-def test_the_center_exports_and_returns_verification_as_signed_pseudonyms(refreshed, tmp_path: Path) -> None:
+def test_the_center_exports_and_returns_verification_as_signed_pseudonyms(
+    refreshed, tmp_path: Path
+) -> None:
     storage, keys, base = refreshed
-    center = {"KODOMO_HOME": storage.home, "KODOMO_INBOX": storage.inbox,
-              "KODOMO_CENTER_KEY_DIR": str(keys / "center"),
-              "KODOMO_POLICY": str(DEMO_POLICY), "KODOMO_MODE": "demo"}
+    center = {
+        "KODOMO_HOME": storage.home,
+        "KODOMO_INBOX": storage.inbox,
+        "KODOMO_CENTER_KEY_DIR": str(keys / "center"),
+        "KODOMO_POLICY": str(DEMO_POLICY),
+        "KODOMO_MODE": "demo",
+    }
     out = tmp_path / "list.csv"
-    done = kodomo(["review-list", "--month", MONTH, "--out", str(out), "--purpose", "個別確認"], center)
+    done = kodomo(
+        ["review-list", "--month", MONTH, "--out", str(out), "--purpose", "個別確認"], center
+    )
     assert done.returncode == 0, done.stderr
     rows = list(csv.reader(out.read_text(encoding="utf-8-sig").splitlines()))[1:]
     assert rows and all(len(r[2]) == 10 for r in rows)
     kakunin = tmp_path / "kakunin.csv"
-    kakunin.write_text("宛名番号,基準月,確認結果\n" + "".join(
-        f"{r[2]},{MONTH},{'該当' if i % 2 == 0 else '非該当'}\n" for i, r in enumerate(rows[:4])),
-        encoding="utf-8")
+    kakunin.write_text(
+        "宛名番号,基準月,確認結果\n"
+        + "".join(
+            f"{r[2]},{MONTH},{'該当' if i % 2 == 0 else '非該当'}\n" for i, r in enumerate(rows[:4])
+        ),
+        encoding="utf-8",
+    )
     done = kodomo(["feedback-import", "--month", MONTH, "--file", str(kakunin)], center)
     assert done.returncode == 0, done.stderr
     signed = storage.inbox_path / MONTH / "kakunin_signed.json"

@@ -28,8 +28,18 @@ from kodomo_assets_tests.conftest import at, copy_inbox, demo_env
 from kodomo_assets_tests.runs import failures, run
 
 MONTH, BEFORE = "2022-10", "2022-09"
-ASSETS = [inbox_receipt, *source_assets, pupil_links, linked_children, risk_scores, review_list,
-          verification_feedback, evaluation, fairness_audit, committee_report]
+ASSETS = [
+    inbox_receipt,
+    *source_assets,
+    pupil_links,
+    linked_children,
+    risk_scores,
+    review_list,
+    verification_feedback,
+    evaluation,
+    fairness_audit,
+    committee_report,
+]
 NOTES = "区分,内容,対応\n連携,学齢簿の住所に番地の表記揺れが多い,学務課に表記の統一を依頼\n運用,090-1234-5678 の保護者から問合せ,\n"
 PURPOSE = "ケース会議"  # a 利用目的コード; the report shows its 名称
 
@@ -49,7 +59,9 @@ def report(tmp_path_factory: pytest.TempPathFactory):
         assert check_list(storage, center, BEFORE, inbox / "_truth").rows > 0
         first = run(ASSETS, MONTH, storage, instance)  # October's run takes September's results
         assert first.success, failures(first)
-        export_review_list(storage, center, MONTH, tmp_path_factory.mktemp("out") / "list.csv", PURPOSE)
+        export_review_list(
+            storage, center, MONTH, tmp_path_factory.mktemp("out") / "list.csv", PURPOSE
+        )
         notes = storage.home_path / "committee_notes" / f"{MONTH}.csv"
         notes.parent.mkdir()
         notes.write_text(NOTES, encoding="utf-8")
@@ -68,7 +80,7 @@ def test_self_contained_and_offline(report) -> None:
     html, *_ = report
     assert "data:font/ttf;base64," in html and html.count("data:image/png;base64,") >= 3
     text = _visible(html).lower()
-    for forbidden in ("http://", "https://", "<script", "@import", "<link", "src=\"/", "url(/"):
+    for forbidden in ("http://", "https://", "<script", "@import", "<link", 'src="/', "url(/"):
         assert forbidden not in text
 
 
@@ -77,8 +89,14 @@ def test_no_identifier_of_the_month_appears(report) -> None:
     text = _visible(html)
     with storage.open(storage.department_store("shimin", MONTH)) as con:
         names, atena, addresses = (
-            [r[0] for r in con.execute(f"SELECT DISTINCT {c} FROM jumin WHERE {c} IS NOT NULL").fetchall()]
-            for c in ("name", "atena_no", "address"))
+            [
+                r[0]
+                for r in con.execute(
+                    f"SELECT DISTINCT {c} FROM jumin WHERE {c} IS NOT NULL"
+                ).fetchall()
+            ]
+            for c in ("name", "atena_no", "address")
+        )
     raw = (generated / MONTH / "jumin.csv").read_bytes().decode("cp932", errors="replace")
     my_numbers = set(re.findall(r"(?<![0-9])[0-9]{12}(?![0-9])", raw))
     assert names and atena and addresses and my_numbers
@@ -121,18 +139,41 @@ def test_the_first_page_answers_the_councils_questions_in_order(report) -> None:
     """Conclusions first, then each question of the minutes (2022-10-11) in its order."""
     html, *_ = report
     text = _visible(html)
-    assert _sections(text)[:4] == ["要点（審議会の皆さまへ）", "1. 確認の結果（分析結果の検証）", "2. 傾向分析",
-                                   "3. 課題"]
-    assert _sections(text)[-2:] == ["付録A 承認リスト（別紙 個人情報項目）", "付録B データの流れ（列の系譜）"]
+    assert _sections(text)[:4] == [
+        "要点（審議会の皆さまへ）",
+        "1. 確認の結果（分析結果の検証）",
+        "2. 傾向分析",
+        "3. 課題",
+    ]
+    assert _sections(text)[-2:] == [
+        "付録A 承認リスト（別紙 個人情報項目）",
+        "付録B データの流れ（列の系譜）",
+    ]
     first = text.split("<h2>1. 確認の結果")[0]
     lead = re.search(r'<ul class="lead">(.*?)</ul>', first, re.S).group(1)
     items = re.findall(r"<li>(.*?)</li>", lead)
     assert "11 種類のデータのうち 11 種類を処理した" in items[0] and "両方を含む" in items[0]
-    assert "示唆された児童" in items[1] and "センターが確認した児童" in items[2] and "陽性的中率" in items[2]
+    assert (
+        "示唆された児童" in items[1]
+        and "センターが確認した児童" in items[2]
+        and "陽性的中率" in items[2]
+    )
     assert "順位付けは指標優先" in items[1]  # which order the list used (why: section 6)
-    assert items[3].startswith("主な課題") and "プッシュ型の支援" in items[4] and "要否も判定しない" in items[4]
-    asked = ["プッシュ型の支援", "子ども家庭支援センターだけ", "表に現れないケース", "千差万別",
-             "目標と課題", "セキュリティ", "令和5年度以降", "地方税情報なしで"]
+    assert (
+        items[3].startswith("主な課題")
+        and "プッシュ型の支援" in items[4]
+        and "要否も判定しない" in items[4]
+    )
+    asked = [
+        "プッシュ型の支援",
+        "子ども家庭支援センターだけ",
+        "表に現れないケース",
+        "千差万別",
+        "目標と課題",
+        "セキュリティ",
+        "令和5年度以降",
+        "地方税情報なしで",
+    ]
     positions = [first.index(q) for q in asked]
     assert positions == sorted(positions)
     fingerprint = re.search(r"指紋 ([0-9a-f]{16})", first).group(1)  # from the configured key
@@ -146,7 +187,9 @@ def test_the_report_shows_the_centers_checking_trends_and_problems(report) -> No
     verification = text.split("<h2>1. 確認の結果")[1].split("<h2>2.")[0]
     rows = re.findall(r"<tr><td>(2022-[01][0-9])</td>((?:<td[^>]*>[^<]*</td>)+)</tr>", verification)
     assert [m for m, _ in rows] == [BEFORE, MONTH]  # a row for every list so far
-    assert "指標ごとの陽性的中率" in verification and "群ごとの選ばれる率と陽性的中率" in verification
+    assert (
+        "指標ごとの陽性的中率" in verification and "群ごとの選ばれる率と陽性的中率" in verification
+    )
     trends = text.split("<h2>2. 傾向分析")[1].split("<h2>3.")[0]
     assert "指標の重なり" in trends and "年齢・世帯の型ごと" in trends
     assert f"<th>{BEFORE}</th><th>{MONTH}</th>" in trends  # districts across both months
@@ -166,7 +209,9 @@ def test_the_report_is_rerendered_after_the_period_and_says_so(report) -> None:
     assert "基準月 2022-10 は承認期間内" in text and "処理日 2026-11-29 は承認期間外" in text
     assert "2022-04-01〜2023-03-31" in text and "は終了" in text
     again = run([committee_report], MONTH, storage)
-    assert again.success and "処理日 2022-11-02 は承認期間内" in storage.report_path(MONTH).read_text(encoding="utf-8")
+    assert again.success and "処理日 2022-11-02 は承認期間内" in storage.report_path(
+        MONTH
+    ).read_text(encoding="utf-8")
 
 
 def test_a_reviewer_can_answer_from_the_report(report) -> None:
@@ -187,11 +232,24 @@ def test_the_report_opens_in_headless_chromium(report, tmp_path: Path) -> None:
     assert browser, "Debian's chromium is installed by scripts/test.sh"
     shot = tmp_path / "report.png"
     subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run",
-         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2000",
-         path.as_uri()],
-        check=True, capture_output=True, timeout=120)
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1280,2000",
+            path.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 50_000
 
 
@@ -203,8 +261,11 @@ def test_an_edited_access_log_line_shows_in_the_report_and_fails_its_check(repor
     try:
         first, *rest = kept.decode("utf-8").splitlines()
         entry = json.loads(first)
-        log.write_text("\n".join([json.dumps({**entry, "user": "someone-else"}, ensure_ascii=False), *rest])
-                       + "\n", encoding="utf-8")
+        log.write_text(
+            "\n".join([json.dumps({**entry, "user": "someone-else"}, ensure_ascii=False), *rest])
+            + "\n",
+            encoding="utf-8",
+        )
         result = run([committee_report], MONTH, storage)
         (check,) = result.get_asset_check_evaluations()
         assert check.check_name == "records_intact" and not check.passed

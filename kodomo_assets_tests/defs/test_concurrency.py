@@ -34,8 +34,13 @@ def test_two_months_at_once_on_one_home_and_instance(tmp_path: Path) -> None:
     for month in MONTHS:
         out, err = logs[month]
         with open(out, "wb") as o, open(err, "wb") as e:
-            procs[month] = subprocess.Popen(command(month, ",".join(TO_LINKED)), env=env,
-                                            stdout=o, stderr=e, start_new_session=True)
+            procs[month] = subprocess.Popen(
+                command(month, ",".join(TO_LINKED)),
+                env=env,
+                stdout=o,
+                stderr=e,
+                start_new_session=True,
+            )
     started = time.monotonic()
     try:
         codes = {m: p.wait(timeout=400) for m, p in procs.items()}
@@ -54,8 +59,11 @@ def test_two_months_at_once_on_one_home_and_instance(tmp_path: Path) -> None:
 
     # the two runs really overlapped: each started its steps before the other finished
     def window(month: str) -> tuple[str, str]:
-        lines = [line for line in stderr[month].splitlines() if " - STEP_START - " in line
-                 or " - RUN_SUCCESS - " in line]
+        lines = [
+            line
+            for line in stderr[month].splitlines()
+            if " - STEP_START - " in line or " - RUN_SUCCESS - " in line
+        ]
         return lines[0][:19], lines[-1][:19]
 
     (a0, a1), (b0, b1) = window(MONTHS[0]), window(MONTHS[1])

@@ -31,14 +31,27 @@ MONTH = "2022-10"
 ROOT = Path(__file__).resolve().parents[2]
 DAGSTER = Path(sys.executable).parent / "dagster"
 # the month's chain up to the linked table, then on to the scores and the review list
-TO_LINKED = ["sources/inbox_receipt", *(f"sources/{d}" for d in load_registry().datasets),
-             "linkage/pupil_links", "analysis/linked_children"]
+TO_LINKED = [
+    "sources/inbox_receipt",
+    *(f"sources/{d}" for d in load_registry().datasets),
+    "linkage/pupil_links",
+    "analysis/linked_children",
+]
 SELECT = ",".join([*TO_LINKED, "analysis/risk_scores", "center/review_list"])
 
 
 def command(month: str = MONTH, select: str = SELECT) -> list[str]:
-    return [str(DAGSTER), "asset", "materialize", "-m", "kodomo_assets", "--select", select,
-            "--partition", month]
+    return [
+        str(DAGSTER),
+        "asset",
+        "materialize",
+        "-m",
+        "kodomo_assets",
+        "--select",
+        select,
+        "--partition",
+        month,
+    ]
 
 
 def environment(base: Path, storage: KodomoStorage) -> dict[str, str]:
@@ -83,25 +96,29 @@ def test_a_killed_linked_table_step_recovers_to_the_uninterrupted_result(tmp_pat
     generate(generated, residents=15000, months=[MONTH], seed=4)
 
     # the reference: one uninterrupted run in its own home, on its own copy of the inbox
-    ref_storage = make_storage(tmp_path / "reference" / "home",
-                               copy_inbox(generated, tmp_path / "reference"), keys)
+    ref_storage = make_storage(
+        tmp_path / "reference" / "home", copy_inbox(generated, tmp_path / "reference"), keys
+    )
     ref_env = environment(tmp_path / "reference", ref_storage)
-    ref = subprocess.run(command(), env=ref_env, capture_output=True, text=True, timeout=600,
-                         start_new_session=True)
+    ref = subprocess.run(
+        command(), env=ref_env, capture_output=True, text=True, timeout=600, start_new_session=True
+    )
     assert ref.returncode == 0, ref.stderr[-3000:]
     reference = outputs(ref_storage, keys)
     assert len(reference["linked"]) > 1000
     assert len(reference["scores"]) == len(reference["linked"]) and reference["review"]
 
     # the same run in another home (same keys), killed while the linked table is being written
-    storage = make_storage(tmp_path / "crashed" / "home",
-                           copy_inbox(generated, tmp_path / "crashed"), keys)
+    storage = make_storage(
+        tmp_path / "crashed" / "home", copy_inbox(generated, tmp_path / "crashed"), keys
+    )
     env = environment(tmp_path / "crashed", storage)
     home = storage.home_path
     analysis = home / "zones" / "analysis" / MONTH
     with open(tmp_path / "crashed.log", "wb") as log:
-        proc = subprocess.Popen(command(), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            command(), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             deadline = time.monotonic() + 300
             while not list(analysis.glob(".linked_children.*.staging.duckdb")):
@@ -122,14 +139,17 @@ def test_a_killed_linked_table_step_recovers_to_the_uninterrupted_result(tmp_pat
     assert list((storage.inbox_path / MONTH).iterdir()) == []
 
     # the same command again: the sources read their sealed copies
-    rerun = subprocess.run(command(), env=env, capture_output=True, text=True, timeout=600,
-                           start_new_session=True)
+    rerun = subprocess.run(
+        command(), env=env, capture_output=True, text=True, timeout=600, start_new_session=True
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "RUN_SUCCESS" in rerun.stderr + rerun.stdout
     assert staging_files(home) == []
     assert not list(home.rglob("*.wal"))
     ref_analysis = ref_storage.zone_store("analysis", MONTH, "linked_children").parent
-    assert sorted(p.name for p in analysis.iterdir()) == sorted(p.name for p in ref_analysis.iterdir())
+    assert sorted(p.name for p in analysis.iterdir()) == sorted(
+        p.name for p in ref_analysis.iterdir()
+    )
     assert "linked_children.duckdb" in {p.name for p in analysis.iterdir()}
     got = outputs(storage, keys)
     assert got["linked_columns"] == reference["linked_columns"]
@@ -140,7 +160,8 @@ def test_a_killed_linked_table_step_recovers_to_the_uninterrupted_result(tmp_pat
 
 @pytest.mark.parametrize("alive", [False, True])
 def test_staging_files_of_dead_processes_are_swept_and_live_ones_kept(
-        storage: KodomoStorage, alive: bool) -> None:
+    storage: KodomoStorage, alive: bool
+) -> None:
     """The unit behind the recovery: a new staged write removes the staging files (and
     their WAL) that a dead process left beside the same final file, never a live one's."""
     final = storage.zone_store("analysis", MONTH, "linked_children")
@@ -149,11 +170,17 @@ def test_staging_files_of_dead_processes_are_swept_and_live_ones_kept(
         other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         pid = other.pid
     else:
-        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True)
+        dead = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         pid = int(dead.stdout)
-    left = [final.with_name(f".linked_children.{pid}.staging.duckdb"),
-            final.with_name(f".linked_children.{pid}.staging.duckdb.wal")]
+    left = [
+        final.with_name(f".linked_children.{pid}.staging.duckdb"),
+        final.with_name(f".linked_children.{pid}.staging.duckdb.wal"),
+    ]
     unrelated = final.with_name(f".pupil_links.{pid}.staging.duckdb")
     for p in [*left, unrelated]:
         p.write_bytes(b"x")

@@ -42,7 +42,8 @@ def refresh(generated: Path, base: Path, keys: Path) -> dict[str, object]:
     with storage.open(storage.zone_store("analysis", MONTH, "risk_scores")) as con:
         out["scores"] = con.execute(
             "SELECT child_token, score, rank, reasons, indicators, facts_asof, known_to_center, "
-            "center_known FROM risk_scores ORDER BY child_token").fetchall()
+            "center_known FROM risk_scores ORDER BY child_token"
+        ).fetchall()
     card = json.loads(storage.zone_file("analysis", MONTH, "model_card.json").read_text())
     out["card"] = card
     center = read_center_private(keys / "center")
@@ -81,7 +82,15 @@ def test_same_inputs_keys_and_seed_give_identical_outputs(tmp_path: Path, keys: 
     assert first["review"] == second["review"]
     # and the counts every asset reported
     for key in ("linkage/pupil_links", "analysis/risk_scores", "center/review_list"):
-        for name in ("dagster/row_count", "holdout_precision", "holdout_recall", "cv_auc_known_to_center",
-                     "cv_brier", "indicators_fired", "k", "new_suggestions"):
+        for name in (
+            "dagster/row_count",
+            "holdout_precision",
+            "holdout_recall",
+            "cv_auc_known_to_center",
+            "cv_brier",
+            "indicators_fired",
+            "k",
+            "new_suggestions",
+        ):
             if name in first["meta"][key]:
                 assert first["meta"][key][name] == second["meta"][key][name], (key, name)

@@ -44,7 +44,12 @@ class Tables(HTMLParser):
             self._in_caption = True
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self._cell is not None and self.tables and self.tables[-1]["rows"]:
+        if (
+            tag in ("td", "th")
+            and self._cell is not None
+            and self.tables
+            and self.tables[-1]["rows"]
+        ):
             self.tables[-1]["rows"][-1].append("".join(self._cell).strip())
             self._cell = None
         elif tag == "caption":
@@ -89,8 +94,12 @@ def additive(rows: list[list[str]]) -> tuple[np.ndarray, np.ndarray, bool] | Non
     return grid, np.isnan(grid), header[-1].startswith("合計") or header[-1] == "受信"
 
 
-def solvable(grid: np.ndarray, hidden: np.ndarray, rate_rows: list[tuple[list[int], float, int]],
-             row_totals: bool = True) -> list:
+def solvable(
+    grid: np.ndarray,
+    hidden: np.ndarray,
+    rate_rows: list[tuple[list[int], float, int]],
+    row_totals: bool = True,
+) -> list:
     """The hidden cells whose value is forced: integer unknowns ≥ 0, every line of the body
     adding up to its total where the table is additive that way (the last column; the last
     row), and each printed rate (cells of a row over the row's total, to its precision)."""
@@ -118,7 +127,7 @@ def solvable(grid: np.ndarray, hidden: np.ndarray, rate_rows: list[tuple[list[in
     for j in range(cols_):  # a column's cells sum to its last cell (合計)
         add([(i, j) for i in range(rows_)], [1.0] * (rows_ - 1) + [-1.0], 0, 0)
     for cols, rate, digits in rate_rows:  # sum(cols) / total within the printed rounding
-        half = 0.5 * 10 ** -digits
+        half = 0.5 * 10**-digits
         cells = [(0, j) for j in cols] + [(0, cols_ - 1)]
         add(cells, [1.0] * len(cols) + [-(rate - half)], 0, np.inf)
         add(cells, [1.0] * len(cols) + [-(rate + half)], -np.inf, 0)
@@ -127,8 +136,10 @@ def solvable(grid: np.ndarray, hidden: np.ndarray, rate_rows: list[tuple[list[in
     for ix, k in where.items():
         c = np.zeros(n)
         c[k] = 1.0
-        ends = [milp(sign * c, constraints=constraints, integrality=np.ones(n), bounds=Bounds(0, big))
-                for sign in (1, -1)]
+        ends = [
+            milp(sign * c, constraints=constraints, integrality=np.ones(n), bounds=Bounds(0, big))
+            for sign in (1, -1)
+        ]
         assert all(e.success for e in ends)
         if round(ends[0].fun) == round(-ends[1].fun):
             forced.append((ix, round(ends[0].fun)))
@@ -149,7 +160,9 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     with demo_env(inbox, tmp_path_factory) as storage:
         instance = DagsterInstance.ephemeral()
         center = read_center_private(Path(storage.storage_key_file).parent / "center")
-        for month in MONTHS:  # as in use: the center returns each list's results before the next month
+        for (
+            month
+        ) in MONTHS:  # as in use: the center returns each list's results before the next month
             result = run(ASSETS, month, storage, instance)
             assert result.success, failures(result)
             check_list(storage, center, month, inbox / "_truth")  # taken by the next month's run

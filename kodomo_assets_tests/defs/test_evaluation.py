@@ -22,8 +22,15 @@ from kodomo_assets_tests.conftest import copy_inbox, demo_env
 from kodomo_assets_tests.runs import failures, metadata, run
 
 MONTH = "2022-10"
-ASSETS = [inbox_receipt, *source_assets, pupil_links, linked_children, risk_scores, evaluation,
-          fairness_audit]
+ASSETS = [
+    inbox_receipt,
+    *source_assets,
+    pupil_links,
+    linked_children,
+    risk_scores,
+    evaluation,
+    fairness_audit,
+]
 MINE = ("analysis/evaluation", "analysis/fairness_audit")
 
 
@@ -46,8 +53,16 @@ def test_the_score_is_evaluated_against_the_planted_needs(refreshed) -> None:
     assert result.success, failures(result)
     meta = metadata(result)["analysis/evaluation"]
     assert ev.NO_TRUTH not in meta["truth"]
-    for name in ("auc", "precision_at_k", "recall_at_k", "baseline_auc", "baseline_precision_at_k",
-                 "baseline_recall_at_k", "brier", "ece"):
+    for name in (
+        "auc",
+        "precision_at_k",
+        "recall_at_k",
+        "baseline_auc",
+        "baseline_precision_at_k",
+        "baseline_recall_at_k",
+        "brier",
+        "ece",
+    ):
         assert isinstance(meta[name], float) and 0 <= meta[name] <= 1, name
     assert meta["k"] == ev.review_k(meta["children_scored"])
     assert meta["planted_needs_unknown"] > 10
@@ -55,8 +70,12 @@ def test_the_score_is_evaluated_against_the_planted_needs(refreshed) -> None:
     assert meta["recall_at_k"] > meta["baseline_recall_at_k"]
     assert set(meta["recall_by_kind"]) <= set(ev.KIND_LABELS.values())
     with storage.open(storage.zone_store("analysis", MONTH, "evaluation")) as con:
-        tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() "
-                                            "WHERE database_name = current_database()").fetchall()}
+        tables = {
+            t
+            for (t,) in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+            ).fetchall()
+        }
         assert tables == set(ev.EVALUATION_TABLES)
         assert con.execute("SELECT count(*) FROM calibration").fetchone() == (10,)
         assert con.execute("SELECT count(*) FILTER (best) FROM rules").fetchone() == (1,)
@@ -78,7 +97,9 @@ def test_the_fairness_audit_covers_the_four_attributes(refreshed) -> None:
     for attr in ev.ATTRIBUTES:
         row = gaps.set_index("attribute").loc[attr]
         if row["disclosable"]:
-            assert meta[f"equalized_odds_gap_{attr}"] == pytest.approx(row["equalized_odds_gap"], abs=1e-4)
+            assert meta[f"equalized_odds_gap_{attr}"] == pytest.approx(
+                row["equalized_odds_gap"], abs=1e-4
+            )
         else:  # a gap resting on counts of 1–9 is withheld, in the metadata as in the report
             assert f"equalized_odds_gap_{attr}" not in meta and "秘匿" in row["explanation"]
     assert all(t in meta["explanations"] for t in gaps["explanation"])
@@ -98,9 +119,14 @@ def test_no_child_token_reaches_metadata_or_logs(refreshed) -> None:
         tokens = [t for (t,) in con.execute("SELECT child_token FROM risk_scores").fetchall()]
     meta = metadata(result)
     text = json.dumps({k: meta[k] for k in MINE}, ensure_ascii=False, default=str)
-    logs = json.dumps([e.message for e in instance.all_logs(result.run_id)
-                       if e.step_key in ("analysis__evaluation", "analysis__fairness_audit")],
-                      ensure_ascii=False)
+    logs = json.dumps(
+        [
+            e.message
+            for e in instance.all_logs(result.run_id)
+            if e.step_key in ("analysis__evaluation", "analysis__fairness_audit")
+        ],
+        ensure_ascii=False,
+    )
     assert len(tokens) > 1000
     assert not re.search(TOKEN_PATTERN, text) and not re.search(TOKEN_PATTERN, logs)
     assert not any(t in text or t in logs for t in tokens)
@@ -110,9 +136,15 @@ def _copy_home(storage: KodomoStorage, to: Path, inbox: Path) -> KodomoStorage:
     """The month's stores and zones with their key table (not the raw archives), under another
     home with the same keys and another inbox."""
     shutil.copytree(storage.home_path, to, ignore=shutil.ignore_patterns("raw", "tmp"))
-    return KodomoStorage(home=str(to), inbox=str(inbox), storage_key_file=storage.storage_key_file,
-                         pseudonym_key_file=storage.pseudonym_key_file,
-                         center_public_key_file=storage.center_public_key_file, mode=storage.mode, clock=storage.clock)
+    return KodomoStorage(
+        home=str(to),
+        inbox=str(inbox),
+        storage_key_file=storage.storage_key_file,
+        pseudonym_key_file=storage.pseudonym_key_file,
+        center_public_key_file=storage.center_public_key_file,
+        mode=storage.mode,
+        clock=storage.clock,
+    )
 
 
 def test_without_truth_both_assets_say_so_and_give_no_figures(refreshed, tmp_path: Path) -> None:
@@ -125,7 +157,8 @@ def test_without_truth_both_assets_say_so_and_give_no_figures(refreshed, tmp_pat
     (later / "2022-11" / "jumin.csv").write_text("x")
     (later / "_truth").mkdir()
     (later / "_truth" / "needs.csv").write_text(
-        "atena_no,pupil_no,kind,onset_month,known_to_center,confounder\n0000000001,,neglect,2022-07,0,0\n")
+        "atena_no,pupil_no,kind,onset_month,known_to_center,confounder\n0000000001,,neglect,2022-07,0,0\n"
+    )
     for inbox, says in ((city, "_truth"), (later, "2022-11")):
         elsewhere = _copy_home(storage, tmp_path / f"home-{inbox.name}", inbox)
         result = run([evaluation, fairness_audit], MONTH, elsewhere)
@@ -133,12 +166,25 @@ def test_without_truth_both_assets_say_so_and_give_no_figures(refreshed, tmp_pat
         for key, meta in metadata(result).items():
             assert ev.NO_TRUTH in meta["truth"] and says in meta["truth"]
             assert not any(k.endswith(("recall_at_k", "_gap_single_parent")) for k in meta), key
-        for name, tables in (("evaluation", ev.EVALUATION_TABLES), ("fairness_audit", ev.FAIRNESS_TABLES)):
+        for name, tables in (
+            ("evaluation", ev.EVALUATION_TABLES),
+            ("fairness_audit", ev.FAIRNESS_TABLES),
+        ):
             with elsewhere.open(elsewhere.zone_store("analysis", MONTH, name)) as con:
                 # the truth's tables are empty; the district aggregates and the audit by verified
                 # outcomes need no truth (none returned here: nothing checked)
-                assert all(con.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)
-                           for t in tables if t not in ("district_counts", "verified_by_group"))
+                assert all(
+                    con.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)
+                    for t in tables
+                    if t not in ("district_counts", "verified_by_group")
+                )
                 if name == "fairness_audit":
-                    assert con.execute("SELECT sum(children) FROM district_counts").fetchone()[0] > 0
-                    assert con.execute("SELECT count(*), sum(checked) FROM verified_by_group").fetchone()[1] == 0
+                    assert (
+                        con.execute("SELECT sum(children) FROM district_counts").fetchone()[0] > 0
+                    )
+                    assert (
+                        con.execute(
+                            "SELECT count(*), sum(checked) FROM verified_by_group"
+                        ).fetchone()[1]
+                        == 0
+                    )

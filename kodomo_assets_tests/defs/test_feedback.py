@@ -70,8 +70,16 @@ KAKUNIN = [
     "0000000202,2022-09,該当",
     "0000000202,2022-09,非該当",
 ]
-ATENA = ["0000000101", "0000000102", "0000000103", "0000000201", "0000000202", "0000000999",
-         "0000000301", "12AB"]
+ATENA = [
+    "0000000101",
+    "0000000102",
+    "0000000103",
+    "0000000201",
+    "0000000202",
+    "0000000999",
+    "0000000301",
+    "12AB",
+]
 REFUSED = {
     fb.NOT_LISTED: 2,
     "宛名番号が数字でない": 1,
@@ -84,9 +92,16 @@ REFUSED = {
     fb.NO_LIST: 1,
     "同じ宛名番号・基準月に異なる確認結果": 2,
 }
-REFUSED_LINES = {8: fb.NOT_LISTED, 9: fb.NOT_LISTED, 10: "宛名番号が数字でない",
-                 11: "基準月が年月として読めない", 13: "列数が見出しと異なる", 16: "宛名番号が空",
-                 17: fb.NO_LIST, 18: "同じ宛名番号・基準月に異なる確認結果"}
+REFUSED_LINES = {
+    8: fb.NOT_LISTED,
+    9: fb.NOT_LISTED,
+    10: "宛名番号が数字でない",
+    11: "基準月が年月として読めない",
+    13: "列数が見出しと異なる",
+    16: "宛名番号が空",
+    17: fb.NO_LIST,
+    18: "同じ宛名番号・基準月に異なる確認結果",
+}
 STORE = "verification_feedback"
 NEXT = "2022-11"  # the run that takes October's results
 
@@ -96,8 +111,9 @@ def write_kakunin(path: Path, lines: list[str], encoding: str = "cp932") -> Path
     return path
 
 
-def feedback(storage: KodomoStorage, listed: str = MONTH
-             ) -> tuple[ExecuteInProcessResult, DagsterInstance]:
+def feedback(
+    storage: KodomoStorage, listed: str = MONTH
+) -> tuple[ExecuteInProcessResult, DagsterInstance]:
     """The next month's run, which takes the results returned for `listed`'s list."""
     instance = DagsterInstance.ephemeral()
     return run([verification_feedback], month_after(listed), storage, instance), instance
@@ -124,22 +140,32 @@ def imported(lists, storage: KodomoStorage, center: CenterPrivate, tmp_path: Pat
 
 
 @pytest.mark.parametrize("encoding", ["cp932", "utf-8-sig", "utf-8"])
-def test_ppv_per_indicator_and_band_as_computed_by_hand(lists, storage: KodomoStorage,
-                                                        center: CenterPrivate, tmp_path: Path,
-                                                        encoding: str) -> None:
+def test_ppv_per_indicator_and_band_as_computed_by_hand(
+    lists, storage: KodomoStorage, center: CenterPrivate, tmp_path: Path, encoding: str
+) -> None:
     source = write_kakunin(tmp_path / "kakunin.csv", KAKUNIN, encoding)
     imported = import_feedback(storage, center, MONTH, source)
     assert imported.rows == 6 and imported.path == signed_file(storage)
     assert [line for line, _ in imported.refused] == list(range(8, 20))
-    assert {line: reason for line, reason in imported.refused if line in REFUSED_LINES} == REFUSED_LINES
+    assert {
+        line: reason for line, reason in imported.refused if line in REFUSED_LINES
+    } == REFUSED_LINES
     # the signed file holds pseudonyms, the lists' figures and counts: never a 宛名番号
     signed = signed_file(storage).read_text(encoding="utf-8")
     assert not any(a in signed for a in ATENA)
     doc = json.loads(signed)
     assert doc["month"] == MONTH and doc["refused_by_reason"] == REFUSED
     assert sorted(r["child_token"] for r in doc["rows"]) == sorted(
-        child(a) for a in ("0000000101", "0000000102", "0000000103", "0000000201", "0000000202",
-                           "0000000102"))
+        child(a)
+        for a in (
+            "0000000101",
+            "0000000102",
+            "0000000103",
+            "0000000201",
+            "0000000202",
+            "0000000102",
+        )
+    )
     assert stat.S_IMODE(signed_file(storage).stat().st_mode) == 0o600
 
     result, instance = feedback(storage)
@@ -166,7 +192,8 @@ def test_ppv_per_indicator_and_band_as_computed_by_hand(lists, storage: KodomoSt
     assert meta["refused_at_import"] == 12 and meta["refused_by_reason"] == REFUSED
     # no 宛名番号 in the metadata nor anywhere in the event log
     logged = json.dumps(meta, ensure_ascii=False, default=str) + json.dumps(
-        [repr(e) for e in instance.all_logs(result.run_id)], ensure_ascii=False)
+        [repr(e) for e in instance.all_logs(result.run_id)], ensure_ascii=False
+    )
     assert not any(a in logged for a in ATENA)
 
     path = storage.zone_store("analysis", NEXT, STORE)
@@ -175,28 +202,38 @@ def test_ppv_per_indicator_and_band_as_computed_by_hand(lists, storage: KodomoSt
     with storage.open(path) as con:
         tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         columns = [c for (c, *_) in con.execute("DESCRIBE verification").fetchall()]
-        rows = con.execute("SELECT child_token, list_month, result, score_band "
-                           "FROM verification").fetchall()
+        rows = con.execute(
+            "SELECT child_token, list_month, result, score_band FROM verification"
+        ).fetchall()
         bands = con.execute("SELECT score_band, ppv FROM ppv_by_band").fetchall()
     assert tables == set(fb.TABLES)
     assert "atena_no" not in columns and "child_token" in columns
-    assert rows[:3] == [(child("0000000101"), "2022-09", "該当", "0.5以上"),
-                        (child("0000000102"), "2022-09", "非該当", "0.2以上0.5未満"),
-                        (child("0000000103"), "2022-09", "既知", "0.1以上0.2未満")]
+    assert rows[:3] == [
+        (child("0000000101"), "2022-09", "該当", "0.5以上"),
+        (child("0000000102"), "2022-09", "非該当", "0.2以上0.5未満"),
+        (child("0000000103"), "2022-09", "既知", "0.1以上0.2未満"),
+    ]
     assert len(rows) == 6 and {r[2] for r in rows} == {"該当", "非該当", "既知"}
-    assert bands == [("0.5以上", 1.0), ("0.2以上0.5未満", 0.5), ("0.1以上0.2未満", None),
-                     ("0.1未満", 0.0)]
+    assert bands == [
+        ("0.5以上", 1.0),
+        ("0.2以上0.5未満", 0.5),
+        ("0.1以上0.2未満", None),
+        ("0.1未満", 0.0),
+    ]
     blob = path.read_bytes()
     assert not any(child(a).encode() in blob for a in ("0000000101", "0000000201"))  # encrypted
     # the delivery left the inbox, sealed; a rerun reads the sealed copy and agrees
     assert not signed_file(storage).exists()
     again, _ = feedback(storage)
-    assert again.success and metadata(again)["center/verification_feedback"]["outcomes"] == meta["outcomes"]
+    assert (
+        again.success
+        and metadata(again)["center/verification_feedback"]["outcomes"] == meta["outcomes"]
+    )
 
 
-def test_the_import_is_logged_and_reports_refused_lines_by_number(lists, storage: KodomoStorage,
-                                                                  center_env: Path, tmp_path: Path,
-                                                                  capsys) -> None:
+def test_the_import_is_logged_and_reports_refused_lines_by_number(
+    lists, storage: KodomoStorage, center_env: Path, tmp_path: Path, capsys
+) -> None:
     source = write_kakunin(tmp_path / "kakunin.csv", KAKUNIN)
     assert main(["feedback-import", "--month", MONTH, "--file", str(source)]) == 0
     printed = capsys.readouterr()
@@ -219,14 +256,17 @@ def test_a_month_without_results_is_not_submitted_not_failed(lists, storage: Kod
     assert meta["refused_at_import"] == 0 and meta["ppv_by_indicator"] == {}
     assert all(v["PPV"] is None for v in meta["ppv_by_band"].values())
     with storage.open(storage.zone_store("analysis", NEXT, STORE)) as con:
-        counts = [con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                  for t in ("verification", "ppv_by_indicator", "counts_by_month")]
+        counts = [
+            con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("verification", "ppv_by_indicator", "counts_by_month")
+        ]
         assert counts == [0, 0, 0]
         assert con.execute("SELECT count(*) FROM ppv_by_band").fetchone()[0] == 4
 
 
 def test_a_file_with_the_wrong_header_is_refused_at_import_without_quoting_it(
-        lists, storage: KodomoStorage, center_env: Path, tmp_path: Path, capsys) -> None:
+    lists, storage: KodomoStorage, center_env: Path, tmp_path: Path, capsys
+) -> None:
     source = write_kakunin(tmp_path / "kakunin.csv", ["番号,月,結果", "0000000101,2022-09,該当"])
     assert main(["feedback-import", "--month", MONTH, "--file", str(source)]) == 2
     err = capsys.readouterr().err
@@ -235,12 +275,14 @@ def test_a_file_with_the_wrong_header_is_refused_at_import_without_quoting_it(
     assert not signed_file(storage).exists() and read_access_log(storage) == []
 
 
-def test_a_file_edited_after_signing_fails_and_writes_nothing(imported, storage: KodomoStorage
-                                                              ) -> None:
+def test_a_file_edited_after_signing_fails_and_writes_nothing(
+    imported, storage: KodomoStorage
+) -> None:
     path = signed_file(storage)
     doc = json.loads(path.read_text(encoding="utf-8"))
-    doc["rows"][0]["result"] = fb.NOT_CONFIRMED if doc["rows"][0]["result"] == fb.CONFIRMED \
-        else fb.CONFIRMED
+    doc["rows"][0]["result"] = (
+        fb.NOT_CONFIRMED if doc["rows"][0]["result"] == fb.CONFIRMED else fb.CONFIRMED
+    )
     path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
     result, _ = feedback(storage)
     assert not result.success
@@ -251,14 +293,22 @@ def test_a_file_edited_after_signing_fails_and_writes_nothing(imported, storage:
     assert not result.get_asset_materialization_events()
 
 
-def test_a_file_signed_by_another_key_pair_fails(imported, storage: KodomoStorage,
-                                                 tmp_path: Path) -> None:
+def test_a_file_signed_by_another_key_pair_fails(
+    imported, storage: KodomoStorage, tmp_path: Path
+) -> None:
     center_keygen(tmp_path / "other", None)
     other = read_center_private(tmp_path / "other")
     path = signed_file(storage)
     doc = json.loads(path.read_text(encoding="utf-8"))
-    forged = fb.signed_document(doc["month"], doc["rows"], doc["refused_by_reason"], doc["imported_by"],
-                                doc["created"], other.signing, other.public().fingerprint)
+    forged = fb.signed_document(
+        doc["month"],
+        doc["rows"],
+        doc["refused_by_reason"],
+        doc["imported_by"],
+        doc["created"],
+        other.signing,
+        other.public().fingerprint,
+    )
     path.write_text(json.dumps(forged, ensure_ascii=False), encoding="utf-8")
     result, _ = feedback(storage)
     assert not result.success and "署名を検証できません" in failure_message(result)
@@ -279,16 +329,22 @@ def test_a_file_signed_for_another_month_fails(imported, storage: KodomoStorage)
     assert not result.success and "2022-11 のものではありません" in failure_message(result)
 
 
-def test_the_asset_needs_no_private_key(imported, storage: KodomoStorage, keys: Path,
-                                        tmp_path: Path) -> None:
+def test_the_asset_needs_no_private_key(
+    imported, storage: KodomoStorage, keys: Path, tmp_path: Path
+) -> None:
     public_only = tmp_path / "public"
     public_only.mkdir()
     shutil.copy(keys / "center" / PUBLIC_FILE, public_only / PUBLIC_FILE)
     shutil.rmtree(keys / "center")  # the center's private keys are nowhere on this machine
-    pipeline = KodomoStorage(home=storage.home, inbox=storage.inbox,
-                             storage_key_file=storage.storage_key_file,
-                             pseudonym_key_file=storage.pseudonym_key_file,
-                             center_public_key_file=str(public_only / PUBLIC_FILE), mode=storage.mode, clock=storage.clock)
+    pipeline = KodomoStorage(
+        home=storage.home,
+        inbox=storage.inbox,
+        storage_key_file=storage.storage_key_file,
+        pseudonym_key_file=storage.pseudonym_key_file,
+        center_public_key_file=str(public_only / PUBLIC_FILE),
+        mode=storage.mode,
+        clock=storage.clock,
+    )
     result, _ = feedback(pipeline)
     assert result.success
     (meta,) = metadata(result).values()
@@ -297,7 +353,8 @@ def test_the_asset_needs_no_private_key(imported, storage: KodomoStorage, keys: 
 
 
 def test_the_inbox_receipt_lists_the_signed_file_and_ignores_a_plain_kakunin(
-        imported, storage: KodomoStorage) -> None:
+    imported, storage: KodomoStorage
+) -> None:
     write_kakunin(storage.inbox_path / MONTH / "kakunin.csv", KAKUNIN[:2])
     result = run([inbox_receipt], MONTH, storage)
     (meta,) = metadata(result).values()

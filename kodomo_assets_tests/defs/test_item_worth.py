@@ -21,7 +21,9 @@ from kodomo_assets_tests.lib.policy.test_approval import APPROVE, _edited
 from kodomo_assets_tests.runs import failures, metadata, run
 
 MONTH = "2022-10"
-QUICK = {"ops": {"analysis__item_worth": {"config": {"folds": 2}}}}  # the test's time, not the figures'
+QUICK = {
+    "ops": {"analysis__item_worth": {"config": {"folds": 2}}}
+}  # the test's time, not the figures'
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +37,25 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory):
     edited = _edited(tmp_path_factory.mktemp("policy"), "施設名", "hoiku.csv", **APPROVE)
     with demo_env(inbox, tmp_path_factory) as storage:
         instance = DagsterInstance.ephemeral()
-        upstream = run([inbox_receipt, *source_assets, pupil_links, linked_children], MONTH, storage, instance)
+        upstream = run(
+            [inbox_receipt, *source_assets, pupil_links, linked_children], MONTH, storage, instance
+        )
         assert upstream.success, failures(upstream)
         results, tables = [], []
         for policy in (None, edited):
             with pytest.MonkeyPatch.context() as mp:
                 if policy:
                     mp.setenv("KODOMO_POLICY", str(policy))
-                results.append(materialize([item_worth], partition_key=MONTH, instance=instance,
-                                           resources={"storage": storage}, run_config=QUICK,
-                                           raise_on_error=False))
+                results.append(
+                    materialize(
+                        [item_worth],
+                        partition_key=MONTH,
+                        instance=instance,
+                        resources={"storage": storage},
+                        run_config=QUICK,
+                        raise_on_error=False,
+                    )
+                )
             assert results[-1].success, failures(results[-1])
             with storage.open(storage.zone_store("analysis", MONTH, TABLE)) as con:
                 tables.append(con.execute(f"SELECT * FROM {TABLE}").df())
@@ -59,7 +70,9 @@ def test_the_review_names_items_to_drop_and_items_to_keep(reviewed) -> None:
     # a column that never varies on this month's data (教育扶助) costs exactly nothing
     welfare_aid = items.loc[("生活保護", "扶助種別")]
     assert welfare_aid["verdict"] == iw.DROP and welfare_aid["auc_drop"] == 0
-    assert items.loc[("住民基本台帳", "生年月日"), "verdict"] == iw.NEEDED  # it defines the children
+    assert (
+        items.loc[("住民基本台帳", "生年月日"), "verdict"] == iw.NEEDED
+    )  # it defines the children
     # approved, read by no column: the council's second list
     assert items.loc[("学齢簿・就学援助", "学校名"), "verdict"] == iw.UNREAD
     assert items.loc[("学齢簿・就学援助", "宛名番号"), "verdict"] == iw.LINK_ONLY
@@ -84,23 +97,41 @@ def test_an_approved_item_that_no_column_reads_is_reported(reviewed) -> None:
     assert row["verdict"] == iw.UNREAD and row["dataset"] == "保育所等入所" and pd.isna(row["auc"])
     meta = metadata(results[1])["analysis/item_worth"]
     assert "保育所等入所: 施設名" in meta["unread"]
-    assert meta["verdicts"][iw.UNREAD] == metadata(results[0])["analysis/item_worth"]["verdicts"][iw.UNREAD] + 1
+    assert (
+        meta["verdicts"][iw.UNREAD]
+        == metadata(results[0])["analysis/item_worth"]["verdicts"][iw.UNREAD] + 1
+    )
 
 
 def test_metadata_and_logs_hold_no_value_about_a_person(reviewed) -> None:
     results, (first, _), instance, storage = reviewed
     meta = metadata(results[0])["analysis/item_worth"]
-    assert set(meta) == {"dagster/row_count", "verdicts", "auc_threshold", "precision_threshold",
-                         "noise_floor", "folds", "seed", "full_auc", "full_precision_at_k",
-                         "verified_outcomes", "drop_candidates", "unread", "hurts_most", "seconds",
-                         "materialized_by"}
+    assert set(meta) == {
+        "dagster/row_count",
+        "verdicts",
+        "auc_threshold",
+        "precision_threshold",
+        "noise_floor",
+        "folds",
+        "seed",
+        "full_auc",
+        "full_precision_at_k",
+        "verified_outcomes",
+        "drop_candidates",
+        "unread",
+        "hurts_most",
+        "seconds",
+        "materialized_by",
+    }
     assert meta["auc_threshold"] == iw.AUC_THRESHOLD and meta["folds"] == 2
     assert sum(meta["verdicts"].values()) == (first["level"] == iw.ITEM).sum()
     with storage.open(storage.zone_store("analysis", MONTH, "linked_children")) as con:
         tokens = [r[0] for r in con.execute("SELECT child_token FROM linked_children").fetchall()]
     with storage.open(storage.department_store("shimin", MONTH)) as con:
         atena = [r[0] for r in con.execute("SELECT atena_no FROM jumin").fetchall()]
-    logged = json.dumps([repr(e) for r in results for e in instance.all_logs(r.run_id)], ensure_ascii=False)
+    logged = json.dumps(
+        [repr(e) for r in results for e in instance.all_logs(r.run_id)], ensure_ascii=False
+    )
     assert tokens and not re.search(TOKEN_PATTERN, repr(meta))
     assert not any(t in logged for t in tokens) and not any(a in logged for a in atena)
 

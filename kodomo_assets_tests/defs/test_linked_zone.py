@@ -47,7 +47,9 @@ def inbox(demo: Path, storage: KodomoStorage) -> Path:
     return storage.inbox_path
 
 
-def refresh(storage: KodomoStorage, month: str = MONTH) -> tuple[ExecuteInProcessResult, DagsterInstance]:
+def refresh(
+    storage: KodomoStorage, month: str = MONTH
+) -> tuple[ExecuteInProcessResult, DagsterInstance]:
     instance = DagsterInstance.ephemeral()
     return run(ASSETS, month, storage, instance), instance
 
@@ -62,8 +64,9 @@ def zone_text(storage: KodomoStorage, month: str = MONTH) -> str:
     parts = []
     for path in sorted(storage.zone_store("analysis", month, "x").parent.glob("*.duckdb")):
         with storage.open(path) as con:
-            for (table,) in con.execute("SELECT table_name FROM duckdb_tables() "
-                                        "WHERE database_name = current_database()").fetchall():
+            for (table,) in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+            ).fetchall():
                 parts.append(repr(con.execute(f'SELECT * FROM "{table}"').fetchall()))
     assert parts
     return "\n".join(parts)
@@ -87,6 +90,7 @@ def rewrite_gakurei(inbox: Path, edit) -> None:
 
 # -- the full refresh -----------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def refreshed(demo: Path, tmp_path_factory: pytest.TempPathFactory):
     inbox = tmp_path_factory.mktemp("refresh-inbox")
@@ -107,13 +111,23 @@ def test_the_full_refresh_publishes_one_row_per_child(refreshed, demo: Path) -> 
     age = asof.year - born.dt.year - ((born.dt.month * 100 + born.dt.day) > 1031)
     p = plan(load_spec(), load_policy().for_month(MONTH))
     with storage.open(storage.zone_store("analysis", MONTH, "linked_children")) as con:
-        assert [t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() "
-                                          "WHERE database_name = current_database()").fetchall()] == [
-            "linked_children"]
+        assert [
+            t
+            for (t,) in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+            ).fetchall()
+        ] == ["linked_children"]
         columns = [r[0] for r in con.execute("DESCRIBE linked_children").fetchall()]
-        n, tokens = con.execute("SELECT count(*), count(DISTINCT child_token) FROM linked_children").fetchone()
+        n, tokens = con.execute(
+            "SELECT count(*), count(DISTINCT child_token) FROM linked_children"
+        ).fetchone()
         pupils = con.execute("SELECT count(*) FILTER (pupil) FROM linked_children").fetchone()[0]
-        bands = {b for (b,) in con.execute("SELECT DISTINCT residence_band FROM linked_children").fetchall()}
+        bands = {
+            b
+            for (b,) in con.execute(
+                "SELECT DISTINCT residence_band FROM linked_children"
+            ).fetchall()
+        }
     assert columns == p.columns
     # the audit attributes are computed inside the audit steps only, never published
     assert "district_code" not in columns and "foreign_resident" not in columns
@@ -131,15 +145,20 @@ def test_the_full_refresh_publishes_one_row_per_child(refreshed, demo: Path) -> 
 
 def test_the_linkage_attack_check_passed_with_its_figures(refreshed) -> None:
     result, _, _ = refreshed
-    (check,) = [c for c in result.get_asset_check_evaluations()
-                if c.check_name == "linkage_attack" and c.asset_key.path == ["analysis", "linked_children"]]
+    (check,) = [
+        c
+        for c in result.get_asset_check_evaluations()
+        if c.check_name == "linkage_attack" and c.asset_key.path == ["analysis", "linked_children"]
+    ]
     assert check.passed
     figures = {k: v.value for k, v in check.metadata.items()}
     assert figures["unique_match_share"] <= MAX_UNIQUE_SHARE == 0.01
     assert figures["below_k_share"] <= MAX_BELOW_K_SHARE == 0.05
     assert figures["children"] == metadata(result)["analysis/linked_children"]["dagster/row_count"]
     assert figures["k"] == 5 and figures["min_k"] >= 1
-    assert {"age_years", "sex", "household_size", "residence_band"} <= set(figures["register_columns"])
+    assert {"age_years", "sex", "household_size", "residence_band"} <= set(
+        figures["register_columns"]
+    )
     assert "district_code" not in figures["register_columns"]
     meta = metadata(result)["analysis/linked_children"]
     assert meta["unique_match_share"] == pytest.approx(figures["unique_match_share"])
@@ -167,14 +186,19 @@ def test_the_analysis_zone_holds_pseudonyms_and_no_raw_identifier(refreshed, dem
     text = zone_text(storage)  # decrypted: pseudonyms only
     assert not any(value in text for value in atena)
     logged = json.dumps([repr(e) for e in instance.all_logs(result.run_id)], ensure_ascii=False)
-    for value in [*truth.atena_no.sample(100, random_state=2), *truth.kana.sample(100, random_state=3)]:
+    for value in [
+        *truth.atena_no.sample(100, random_state=2),
+        *truth.kana.sample(100, random_state=3),
+    ]:
         assert not value or value not in logged
 
 
 # -- leak paths ------------------------------------------------------------------------------
 
-def test_an_extra_my_number_column_in_gakurei_is_dropped_at_the_door(inbox: Path,
-                                                                     storage: KodomoStorage) -> None:
+
+def test_an_extra_my_number_column_in_gakurei_is_dropped_at_the_door(
+    inbox: Path, storage: KodomoStorage
+) -> None:
     def add_column(rows: list[list[str]]) -> None:
         rows[0].append("個人番号")
         for r in rows[1:]:
@@ -184,12 +208,18 @@ def test_an_extra_my_number_column_in_gakurei_is_dropped_at_the_door(inbox: Path
     result, instance = refresh(storage)
     assert result.success, failures(result)
     # not a gakurei header of the contract: named by position and keyed tag, never quoted
-    described = storage.describe_header(len(load_registry().datasets["gakurei"].columns), "個人番号")
+    described = storage.describe_header(
+        len(load_registry().datasets["gakurei"].columns), "個人番号"
+    )
     assert metadata(result)["sources/gakurei"]["dropped_forbidden_columns"] == [described]
-    warnings = [e.message for e in instance.all_logs(result.run_id) if "禁止項目" in (e.message or "")]
+    warnings = [
+        e.message for e in instance.all_logs(result.run_id) if "禁止項目" in (e.message or "")
+    ]
     assert any("gakurei.csv" in w and described in w for w in warnings)
-    for store, table in ((storage.department_store("gakumu", MONTH), "gakurei"),
-                         (storage.zone_store("analysis", MONTH, "linked_children"), "linked_children")):
+    for store, table in (
+        (storage.department_store("gakumu", MONTH), "gakurei"),
+        (storage.zone_store("analysis", MONTH, "linked_children"), "linked_children"),
+    ):
         with storage.open(store) as con:
             text = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
             assert "my_number" not in text
@@ -198,7 +228,8 @@ def test_an_extra_my_number_column_in_gakurei_is_dropped_at_the_door(inbox: Path
 
 
 def test_my_numbers_inside_an_unpublished_text_column_never_reach_the_analysis_zone(
-        inbox: Path, storage: KodomoStorage) -> None:
+    inbox: Path, storage: KodomoStorage
+) -> None:
     planted_text = f"昭島市立東小学校 {MY_NUMBER}"
 
     def plant(rows: list[list[str]]) -> None:
@@ -213,24 +244,33 @@ def test_my_numbers_inside_an_unpublished_text_column_never_reach_the_analysis_z
     assert result.success, failures(result)
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks)
-    assert metadata(result)["sources/gakurei"]["quarantine_by_reason"].get("学校名: 個人番号の疑い") == 5
+    assert (
+        metadata(result)["sources/gakurei"]["quarantine_by_reason"].get("学校名: 個人番号の疑い")
+        == 5
+    )
     with storage.open(storage.department_store("gakumu", MONTH)) as con:
-        (stored,) = con.execute("SELECT count(*) FROM gakurei WHERE school = ?", [planted_text]).fetchone()
-        (masked,) = con.execute("SELECT count(*) FROM gakurei_quarantine "
-                                "WHERE school = '＊＊＊＊（個人番号の疑い）'").fetchone()
+        (stored,) = con.execute(
+            "SELECT count(*) FROM gakurei WHERE school = ?", [planted_text]
+        ).fetchone()
+        (masked,) = con.execute(
+            "SELECT count(*) FROM gakurei_quarantine WHERE school = '＊＊＊＊（個人番号の疑い）'"
+        ).fetchone()
     assert (stored, masked) == (0, 5)
     text = zone_text(storage)
     spaced = " ".join([MY_NUMBER[:4], MY_NUMBER[4:8], MY_NUMBER[8:]])
     for form in (MY_NUMBER, planted_text, spaced, spaced.replace(" ", "-"), "昭島市立東小学校"):
         assert form not in text, form
-    blob = b"".join(p.read_bytes() for p in storage.zone_store("analysis", MONTH, "x").parent.iterdir())
+    blob = b"".join(
+        p.read_bytes() for p in storage.zone_store("analysis", MONTH, "x").parent.iterdir()
+    )
     assert MY_NUMBER.encode() not in blob
     logged = json.dumps([repr(e) for e in instance.all_logs(result.run_id)], ensure_ascii=False)
     assert MY_NUMBER not in logged
 
 
-def test_a_policy_approving_income_stops_every_asset(inbox: Path, storage: KodomoStorage,
-                                                     tmp_path: Path, monkeypatch) -> None:
+def test_a_policy_approving_income_stops_every_asset(
+    inbox: Path, storage: KodomoStorage, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("KODOMO_POLICY", str(_edited(tmp_path, "所得額", "teate.csv", **APPROVE)))
     result, _ = refresh(storage)
     assert not result.get_asset_materialization_events()
@@ -264,4 +304,5 @@ def test_a_month_outside_the_approval_reads_nothing(inbox: Path, storage: Kodomo
     assert "承認期間" in failures(alone)["sources__jumin"]
     assert not storage.department_store("shimin", "2023-05").exists()
     assert sorted(p.name for p in (inbox / "2023-05").iterdir()) == sorted(
-        p.name for p in (inbox / MONTH).iterdir())  # nothing was taken out of the inbox
+        p.name for p in (inbox / MONTH).iterdir()
+    )  # nothing was taken out of the inbox

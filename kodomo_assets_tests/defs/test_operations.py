@@ -49,18 +49,22 @@ def test_the_tick_of_2022_11_02_asks_for_2022_10() -> None:
     schedule = defs.resolve_schedule_def("monthly_refresh_schedule")
     assert schedule.execution_timezone == "Asia/Tokyo" and schedule.job_name == "monthly_refresh"
     repo = defs.get_repository_def()
-    context = build_schedule_context(scheduled_execution_time=datetime(2022, 11, 2, 6, tzinfo=TOKYO),
-                                     repository_def=repo)
+    context = build_schedule_context(
+        scheduled_execution_time=datetime(2022, 11, 2, 6, tzinfo=TOKYO), repository_def=repo
+    )
     requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == ["2022-10"]
-    january = build_schedule_context(scheduled_execution_time=datetime(2023, 1, 2, 6, tzinfo=TOKYO),
-                                     repository_def=repo)
+    january = build_schedule_context(
+        scheduled_execution_time=datetime(2023, 1, 2, 6, tzinfo=TOKYO), repository_def=repo
+    )
     assert [r.partition_key for r in schedule.evaluate_tick(january).run_requests] == ["2022-12"]
 
 
 def _tick(instance: DagsterInstance, storage: KodomoStorage) -> list:
     sensor = defs.resolve_sensor_def("inbox_arrival_sensor")
-    return list(sensor(build_sensor_context(instance=instance, resources={"storage": storage})) or [])
+    return list(
+        sensor(build_sensor_context(instance=instance, resources={"storage": storage})) or []
+    )
 
 
 def test_the_sensor_fires_only_when_the_folder_is_complete(storage) -> None:
@@ -91,7 +95,11 @@ def test_the_sensor_counts_archived_exports_and_asks_for_nothing_already_ingeste
     """After an ingest the exports leave the inbox for their sealed copies: a month whose
     files are all archived is complete but has nothing new, so no run is asked for; a
     re-delivered file (a correction) asks for the month again."""
-    inbox, instance, files = storage.inbox_path, DagsterInstance.ephemeral(), sorted(expected_files())
+    inbox, instance, files = (
+        storage.inbox_path,
+        DagsterInstance.ephemeral(),
+        sorted(expected_files()),
+    )
     (inbox / "2022-10").mkdir()
     for name in files:
         (inbox / "2022-10" / name).write_text("x")
@@ -117,13 +125,15 @@ OLD, NEW = "2022-04", "2022-10"
 PURGE = "retention_purge"
 
 
-def _purge(storage: KodomoStorage, instance: DagsterInstance, months: list[str],
-           dry_run: bool = False) -> ExecuteInProcessResult:
+def _purge(
+    storage: KodomoStorage, instance: DagsterInstance, months: list[str], dry_run: bool = False
+) -> ExecuteInProcessResult:
     """The code location's purge job, with this test's storage resource in place of the one
     configured from the environment."""
     config = {"ops": {"purge_months": {"config": {"months": months, "dry_run": dry_run}}}}
     return defs.resolve_job_def(PURGE).execute_in_process(
-        run_config=config, instance=instance, resources={"storage": storage}, raise_on_error=False)
+        run_config=config, instance=instance, resources={"storage": storage}, raise_on_error=False
+    )
 
 
 def _generated(tmp_path: Path, month: str) -> Path:
@@ -132,15 +142,19 @@ def _generated(tmp_path: Path, month: str) -> Path:
 
 
 def _files(home: Path) -> dict[str, bytes]:
-    return {p.relative_to(home).as_posix(): p.read_bytes()
-            for p in sorted(home.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(home).as_posix(): p.read_bytes()
+        for p in sorted(home.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _opens(storage: KodomoStorage, path: Path) -> int:
     """Open a store with the resource; the number of its tables."""
     with storage.open(path) as con:
-        return con.execute("SELECT count(*) FROM duckdb_tables() "
-                           "WHERE database_name = current_database()").fetchone()[0]
+        return con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchone()[0]
 
 
 @pytest.fixture
@@ -158,16 +172,25 @@ def two_months(storage: KodomoStorage, center: CenterPrivate, tmp_path: Path) ->
         with storage.staged_for_center(final) as (con, stage):
             con.execute("CREATE TABLE review_list AS SELECT range AS rank FROM range(25)")
             storage.promote(con, stage, final)
-    append_access_log(storage, center, action="export", month=OLD, rows=25, file="/secret/list.csv",
-                      purpose="個別確認", format="csv")
+    append_access_log(
+        storage,
+        center,
+        action="export",
+        month=OLD,
+        rows=25,
+        file="/secret/list.csv",
+        purpose="個別確認",
+        format="csv",
+    )
     report = storage.report_path(OLD)
     report.parent.mkdir(parents=True)
     report.write_text("<html>集計のみ</html>", encoding="utf-8")
     return storage
 
 
-def test_the_purge_refuses_a_month_within_retention_and_deletes_nothing(two_months,
-                                                                        monkeypatch) -> None:
+def test_the_purge_refuses_a_month_within_retention_and_deletes_nothing(
+    two_months, monkeypatch
+) -> None:
     storage = two_months
     # FY2022 keeps results 12 months after their month: on 2023-10-01, April to September 2022
     # have expired (September's last day to keep is 2023-09-30); October 2022 has not
@@ -180,30 +203,44 @@ def test_the_purge_refuses_a_month_within_retention_and_deletes_nothing(two_mont
         result = _purge(storage, instance, months)
         assert not result.success
         message = failure_message(result)
-        assert "保存期間内の月は消去しません" in message and f"{NEW}（最も早い保存期限 2023-10-31）" in message
+        assert (
+            "保存期間内の月は消去しません" in message
+            and f"{NEW}（最も早い保存期限 2023-10-31）" in message
+        )
         assert "何も消去していません" in message
         assert _files(storage.home_path) == before
     # a dry run lists and deletes nothing, and records no purge
     result = _purge(storage, instance, [OLD], dry_run=True)
     assert result.success, failures(result)
-    due = [f for kind in ("inputs", "scores", "review_list", "link_decisions")
-           for f in month_kinds(storage, OLD)[kind]]
+    due = [
+        f
+        for kind in ("inputs", "scores", "review_list", "link_decisions")
+        for f in month_kinds(storage, OLD)[kind]
+    ]
     assert result.output_for_node("purge_months") == {
-        "months": [], "files": len(due), "keys_destroyed": 0, "dry_run": True}
+        "months": [],
+        "files": len(due),
+        "keys_destroyed": 0,
+        "dry_run": True,
+    }
     assert _files(storage.home_path) == before
     assert not purge_log(storage).path.exists()
 
 
-def test_the_purge_forgets_a_month_past_retention_and_its_copies(two_months, center, monkeypatch,
-                                                                 tmp_path) -> None:
+def test_the_purge_forgets_a_month_past_retention_and_its_copies(
+    two_months, center, monkeypatch, tmp_path
+) -> None:
     storage = two_months
     home = storage.home_path
     every = storage.month_files(OLD)
     assert storage.inbox_path / OLD in every  # the emptied inbox folder goes too
     old_files = [p for p in every if p.is_relative_to(home)]
     relative = sorted(storage.label(p) for p in old_files)
-    removed_files = sorted(storage.label(q) for p in old_files
-                           for q in ([q for q in p.rglob("*") if q.is_file()] if p.is_dir() else [p]))
+    removed_files = sorted(
+        storage.label(q)
+        for p in old_files
+        for q in ([q for q in p.rglob("*") if q.is_file()] if p.is_dir() else [p])
+    )
     count = len(removed_files)
     # April's stores, raw archives, linkage zone and center zone are all there
     assert {r.split("/")[0] for r in relative} == {"stores", "zones"}
@@ -230,13 +267,19 @@ def test_the_purge_forgets_a_month_past_retention_and_its_copies(two_months, cen
     assert result.success, failures(result)
     removed = storage.month_files(OLD)
     assert result.output_for_node("purge_months") == {
-        "months": [OLD], "files": count, "keys_destroyed": len(old_keys), "dry_run": False}
+        "months": [OLD],
+        "files": count,
+        "keys_destroyed": len(old_keys),
+        "dry_run": False,
+    }
 
     # every April file is gone (its committee report, aggregates only, is kept for its own
     # 保存期間 of 60 months); its keys too
     assert removed == []
     assert not [r for r in _files(home) if OLD in r and r != f"reports/{OLD}/committee_report.html"]
-    assert not [p for p in home.rglob(f"*{OLD}*") if p.is_dir() and p != storage.report_path(OLD).parent]
+    assert not [
+        p for p in home.rglob(f"*{OLD}*") if p.is_dir() and p != storage.report_path(OLD).parent
+    ]
     assert storage.report_path(OLD).exists()
     assert OLD not in storage.keytable.scopes() and storage.keytable.entries(OLD) == []
     # October is untouched, and still opens
@@ -259,8 +302,10 @@ def test_the_purge_forgets_a_month_past_retention_and_its_copies(two_months, cen
     con.close()
     with pytest.raises((KeyProblem, StoreMissing)):
         storage.unseal(storage.raw_archive("shimin", OLD, "jumin.csv"))
-    with pytest.raises((KeyProblem, StoreMissing)), storage.open_as_center(
-            storage.zone_store("center", OLD, "review_list"), center):
+    with (
+        pytest.raises((KeyProblem, StoreMissing)),
+        storage.open_as_center(storage.zone_store("center", OLD, "review_list"), center),
+    ):
         pass
     with pytest.raises(duckdb.Error):  # and without the resource it is ciphertext anyway
         duckdb.connect(str(store), read_only=True).execute("SELECT count(*) FROM jumin")
@@ -284,20 +329,25 @@ def test_the_purge_forgets_a_month_past_retention_and_its_copies(two_months, cen
     meta = observations[0].asset_observation.metadata
     assert "保存期間経過により消去" in meta["purged"].value and meta["purge_record"].value == 1
     for ds in load_registry().datasets:
-        assert [o.partition_key for o in instance.fetch_observations(
-            AssetKey(["sources", ds]), limit=10).records] == [OLD], ds
+        assert [
+            o.partition_key
+            for o in instance.fetch_observations(AssetKey(["sources", ds]), limit=10).records
+        ] == [OLD], ds
 
 
 def test_an_edited_or_deleted_purge_log_line_is_found(storage) -> None:
     log = purge_log(storage)
     for month in ("2022-04", "2022-05", "2022-06"):
-        log.append({"month": month, "keys_destroyed": 3, "removed": [f"stores/shimin/{month}.duckdb"]})
+        log.append(
+            {"month": month, "keys_destroyed": 3, "removed": [f"stores/shimin/{month}.duckdb"]}
+        )
     assert log.first_broken_line() is None
     lines = log.path.read_text(encoding="utf-8").splitlines(keepends=True)
     edited = json.loads(lines[1])
     edited["keys_destroyed"] = 0
-    log.path.write_text(lines[0] + json.dumps(edited, ensure_ascii=False) + "\n" + lines[2],
-                        encoding="utf-8")
+    log.path.write_text(
+        lines[0] + json.dumps(edited, ensure_ascii=False) + "\n" + lines[2], encoding="utf-8"
+    )
     assert log.first_broken_line() == 2
     log.path.write_text(lines[0] + lines[2], encoding="utf-8")  # a line deleted
     assert log.first_broken_line() == 2
@@ -310,7 +360,8 @@ def test_an_edited_or_deleted_purge_log_line_is_found(storage) -> None:
 
 
 def test_an_expired_approval_refuses_the_month_by_a_blocking_check_before_reading(
-        storage, monkeypatch, tmp_path) -> None:
+    storage, monkeypatch, tmp_path
+) -> None:
     """The FY2022 list ended 2023-03-31: on 2026-11-26 October 2022 is refused before
     anything is read, and the check records the refusal with both facts."""
     today = at(storage, "2026-11-26")
@@ -332,9 +383,16 @@ def test_an_expired_approval_refuses_the_month_by_a_blocking_check_before_readin
     assert not [e for e in result.all_events if e.is_step_success]
     # a later period recorded under the Act (covering both dates) puts it back in force
     rows = list(csv.DictReader(policy_path().read_text(encoding="utf-8-sig").splitlines()))
-    later = [{**r, "番号": str(len(rows) + i + 1), "根拠": "個人情報保護法第69条第2項第2号・第3号",
-              "承認期間開始": "2022-04-01", "承認期間終了": "2027-03-31"}
-             for i, r in enumerate(r for r in rows if r["根拠"] and r["ファイル"] != OUTPUT_FILE)]
+    later = [
+        {
+            **r,
+            "番号": str(len(rows) + i + 1),
+            "根拠": "個人情報保護法第69条第2項第2号・第3号",
+            "承認期間開始": "2022-04-01",
+            "承認期間終了": "2027-03-31",
+        }
+        for i, r in enumerate(r for r in rows if r["根拠"] and r["ファイル"] != OUTPUT_FILE)
+    ]
     path = tmp_path / "approval.csv"
     with open(path, "w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=HEADER)
@@ -354,7 +412,8 @@ def test_production_refuses_a_clock_at_start_up(storage) -> None:
 
 
 def test_a_purged_month_leaves_no_inbox_folder_and_is_not_reported_as_waiting(
-        storage: KodomoStorage, monkeypatch) -> None:
+    storage: KodomoStorage, monkeypatch
+) -> None:
     """A failed delivery left in the inbox is plaintext too: the purge forgets it with the
     month, and the sensor does not then wait for the month forever."""
     folder = storage.inbox_path / "2022-04"
@@ -373,9 +432,12 @@ def test_a_purged_month_leaves_no_inbox_folder_and_is_not_reported_as_waiting(
 
 def _upstream(asset: AssetKey, upstream: AssetKey, month: str) -> list[str]:
     """The partitions of `upstream` that `asset`'s month waits for, as Dagster maps them."""
-    mapping = defs.resolve_assets_def(asset).get_partition_mapping(upstream) or IdentityPartitionMapping()
+    mapping = (
+        defs.resolve_assets_def(asset).get_partition_mapping(upstream) or IdentityPartitionMapping()
+    )
     result = mapping.get_upstream_mapped_partitions_result_for_partitions(
-        monthly.subset_with_partition_keys([month]), monthly, monthly)
+        monthly.subset_with_partition_keys([month]), monthly, monthly
+    )
     return sorted(result.partitions_subset.get_partition_keys())
 
 
@@ -385,21 +447,34 @@ def test_the_months_order_is_in_the_asset_graph() -> None:
     first month waits for nothing of a month before, and a backfill of a range reaches no
     month past it (an offset dependency on another asset would drag the next month in)."""
     review, scores = AssetKey(["center", "review_list"]), AssetKey(["analysis", "risk_scores"])
-    feedback, fairness = AssetKey(["center", "verification_feedback"]), AssetKey(["analysis", "fairness_audit"])
+    feedback, fairness = (
+        AssetKey(["center", "verification_feedback"]),
+        AssetKey(["analysis", "fairness_audit"]),
+    )
     assert _upstream(review, review, "2022-10") == ["2022-09"]
-    assert _upstream(review, review, "2023-01") == ["2022-12"] and _upstream(review, review, "2022-04") == []
-    assert _upstream(review, scores, "2022-10") == ["2022-10"] and _upstream(review, feedback, "2022-10") == ["2022-10"]
+    assert (
+        _upstream(review, review, "2023-01") == ["2022-12"]
+        and _upstream(review, review, "2022-04") == []
+    )
+    assert _upstream(review, scores, "2022-10") == ["2022-10"] and _upstream(
+        review, feedback, "2022-10"
+    ) == ["2022-10"]
     graph = defs.resolve_asset_graph()
     assert graph.get(review).parent_keys >= {review, scores, feedback}
     assert graph.get(fairness).parent_keys >= {review, feedback}
     assert graph.get(feedback).parent_keys == {AssetKey(["sources", "inbox_receipt"])}
     keys = list(defs.resolve_job_def("monthly_refresh").asset_layer.selected_asset_keys)
     target = AssetBackfillData.from_asset_partitions(
-        asset_graph=graph, partition_names=["2022-09", "2022-10"], asset_selection=keys,
-        dynamic_partitions_store=DagsterInstance.ephemeral(), backfill_start_timestamp=time.time(),
-        all_partitions=False).target_subset
-    assert {k: sorted(s.get_partition_keys()) for k, s in target.partitions_subsets_by_asset_key.items()} == \
-        {k: ["2022-09", "2022-10"] for k in keys}
+        asset_graph=graph,
+        partition_names=["2022-09", "2022-10"],
+        asset_selection=keys,
+        dynamic_partitions_store=DagsterInstance.ephemeral(),
+        backfill_start_timestamp=time.time(),
+        all_partitions=False,
+    ).target_subset
+    assert {
+        k: sorted(s.get_partition_keys()) for k, s in target.partitions_subsets_by_asset_key.items()
+    } == {k: ["2022-09", "2022-10"] for k in keys}
 
 
 def test_each_kind_of_output_is_kept_for_its_own_retention(two_months) -> None:
@@ -430,4 +505,7 @@ def test_each_kind_of_output_is_kept_for_its_own_retention(two_months) -> None:
     assert not results.exists() and report.exists() and OLD not in storage.keytable.scopes()
     assert _purge(at(storage, "2027-05-01"), instance, [OLD]).success
     assert not report.exists() and not report.parent.exists()
-    assert [e["forgotten"] for e in purge_log(storage).entries()][1:] == [["確認結果"], ["委員会報告書"]]
+    assert [e["forgotten"] for e in purge_log(storage).entries()][1:] == [
+        ["確認結果"],
+        ["委員会報告書"],
+    ]

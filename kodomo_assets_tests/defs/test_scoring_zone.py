@@ -38,10 +38,17 @@ def scored(tmp_path_factory: pytest.TempPathFactory):
         shutil.copytree(generated / month, inbox / month)
     with demo_env(inbox, tmp_path_factory) as storage:
         instance = DagsterInstance.ephemeral()
-        results = {m: materialize(ASSETS, partition_key=m, instance=instance, raise_on_error=False,
-                                  run_config=EVERY_KNOWN if m == MONTHS[1] else None,
-                                  resources={"storage": storage})
-                   for m in MONTHS}
+        results = {
+            m: materialize(
+                ASSETS,
+                partition_key=m,
+                instance=instance,
+                raise_on_error=False,
+                run_config=EVERY_KNOWN if m == MONTHS[1] else None,
+                resources={"storage": storage},
+            )
+            for m in MONTHS
+        }
         # the center's private keys, kept beside the pipeline's in the demo's keys folder
         center = read_center_private(Path(storage.storage_key_file).parent / "center")
         yield results, instance, storage, center
@@ -60,7 +67,8 @@ def test_every_child_is_scored_with_a_reason_and_the_model_is_kept(scored) -> No
     with storage.open(storage.zone_store("analysis", month, "risk_scores")) as con:
         n, bad, no_reason, top = con.execute(
             "SELECT count(*), count(*) FILTER (score < 0 OR score > 1), "
-            "count(*) FILTER (len(reasons) = 0), min(rank) FROM risk_scores").fetchone()
+            "count(*) FILTER (len(reasons) = 0), min(rank) FROM risk_scores"
+        ).fetchone()
     assert n == children and bad == 0 and no_reason == 0 and top == 1
     folder = storage.zone_store("analysis", month, "risk_scores").parent
     card = json.loads((folder / "model_card.json").read_text(encoding="utf-8"))
@@ -80,14 +88,24 @@ def test_the_review_list_is_the_top_k_unknown_children_with_reasons(scored) -> N
     month = MONTHS[1]
     with storage.open(storage.zone_store("analysis", month, "risk_scores")) as con:
         (children,) = con.execute("SELECT count(*) FROM risk_scores").fetchone()
-        expected = [r[0] for r in con.execute(
-            "SELECT score FROM risk_scores WHERE NOT center_known ORDER BY rank").fetchall()]
+        expected = [
+            r[0]
+            for r in con.execute(
+                "SELECT score FROM risk_scores WHERE NOT center_known ORDER BY rank"
+            ).fetchall()
+        ]
     path = review_list_path(storage)
     with storage.open_as_center(path, center) as con:
-        new = con.execute("SELECT rank, score, atena_no, reasons FROM review_list "
-                          "WHERE section = ? ORDER BY rank", [NEW]).fetchall()
-        risen = con.execute("SELECT count(*), count(*) FILTER (prev_score IS NULL) FROM review_list "
-                            "WHERE section = ?", [RISEN]).fetchone()
+        new = con.execute(
+            "SELECT rank, score, atena_no, reasons FROM review_list "
+            "WHERE section = ? ORDER BY rank",
+            [NEW],
+        ).fetchall()
+        risen = con.execute(
+            "SELECT count(*), count(*) FILTER (prev_score IS NULL) FROM review_list "
+            "WHERE section = ?",
+            [RISEN],
+        ).fetchone()
     k = round(0.02 * children)
     assert [r[0] for r in new] == list(range(1, k + 1))
     assert [r[1] for r in new] == pytest.approx(expected[:k])
@@ -100,8 +118,11 @@ def test_the_review_list_is_the_top_k_unknown_children_with_reasons(scored) -> N
     # the list's data key is wrapped to this center's public key, and says so
     envelope = storage.keytable.envelope(storage.relative(path))
     assert envelope and envelope["recipient"] == center.public().fingerprint
-    mat = next(e.event_specific_data.materialization for e in results[month].get_asset_materialization_events()
-               if e.asset_key.path == ["center", "review_list"])
+    mat = next(
+        e.event_specific_data.materialization
+        for e in results[month].get_asset_materialization_events()
+        if e.asset_key.path == ["center", "review_list"]
+    )
     assert center.public().fingerprint in mat.metadata["encrypted_to"].value
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
@@ -111,17 +132,24 @@ def test_no_personal_data_reaches_the_event_log(scored) -> None:
     results, instance, storage, center = scored
     with storage.open_as_center(review_list_path(storage), center) as con:
         atena = [r[0] for r in con.execute("SELECT atena_no FROM review_list").fetchall()]
-    logged = json.dumps([repr(e) for r in results.values() for e in instance.all_logs(r.run_id)],
-                        ensure_ascii=False)
+    logged = json.dumps(
+        [repr(e) for r in results.values() for e in instance.all_logs(r.run_id)], ensure_ascii=False
+    )
     assert atena and not any(a in logged for a in atena)
 
 
 def test_without_the_center_public_key_the_list_is_not_written(scored, tmp_path: Path) -> None:
     _, _, storage, _ = scored
     absent = tmp_path / "absent" / "center_public.json"
-    without = KodomoStorage(home=storage.home, inbox=storage.inbox, storage_key_file=storage.storage_key_file,
-                            pseudonym_key_file=storage.pseudonym_key_file,
-                            center_public_key_file=str(absent), mode=storage.mode, clock=storage.clock)
+    without = KodomoStorage(
+        home=storage.home,
+        inbox=storage.inbox,
+        storage_key_file=storage.storage_key_file,
+        pseudonym_key_file=storage.pseudonym_key_file,
+        center_public_key_file=str(absent),
+        mode=storage.mode,
+        clock=storage.clock,
+    )
     path = review_list_path(storage, MONTHS[0])
     before = path.stat().st_mtime_ns
     result = run([review_list], MONTHS[0], without)
@@ -138,8 +166,12 @@ def test_every_asset_that_crosses_a_zone_reports_column_lineage(scored) -> None:
         mat = event.event_specific_data.materialization
         if "dagster/column_lineage" in mat.metadata:
             lineage["/".join(mat.asset_key.path)] = mat.metadata["dagster/column_lineage"].value
-    assert set(lineage) == {"linkage/pupil_links", "analysis/linked_children", "analysis/risk_scores",
-                            "center/review_list"}
+    assert set(lineage) == {
+        "linkage/pupil_links",
+        "analysis/linked_children",
+        "analysis/risk_scores",
+        "center/review_list",
+    }
     review = lineage["center/review_list"].deps_by_column
     assert {d.asset_key.path[-1] for d in review["atena_no"]} == {"risk_scores", "jumin"}
 
@@ -185,8 +217,9 @@ def test_every_listed_childs_first_reason_is_the_fact_that_met_its_rule(scored) 
 
     _, _, storage, center = scored
     with storage.open_as_center(review_list_path(storage), center) as con:
-        rows = con.execute("SELECT indicators, reasons, fact_sources FROM review_list "
-                           "WHERE len(indicators) > 0").fetchall()
+        rows = con.execute(
+            "SELECT indicators, reasons, fact_sources FROM review_list WHERE len(indicators) > 0"
+        ).fetchall()
     assert len(rows) > 20
     for indicators, reasons, sources in rows:
         assert re.match(TRIGGER[indicators[0]], reasons[0]), (indicators[0], reasons[0])
@@ -195,6 +228,6 @@ def test_every_listed_childs_first_reason_is_the_fact_that_met_its_rule(scored) 
         for label, text in zip(indicators, sources, strict=True):
             if label.startswith("ヤングケアラー（高齢者"):
                 assert {"介護保険課", "教育委員会 指導課"} <= set(text.split(": ")[1].split("・"))
-        for text in reasons[:len(indicators)]:
+        for text in reasons[: len(indicators)]:
             for before, after in re.findall(r"欠席率? (\d+)%?→(\d+)[%日]", text):
                 assert int(after) > int(before), text

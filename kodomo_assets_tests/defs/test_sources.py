@@ -51,7 +51,10 @@ def test_all_eleven_sources_match_the_generator_counts(demo_inbox, tmp_path, key
         assert got["quarantined"] == expected["bad_rows"], name
         assert got["dagster/row_count"] == expected["expected_valid_rows"], name
         with storage.open(storage.department_store(ds.department.code, MONTH)) as con:
-            assert con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] == got["dagster/row_count"]
+            assert (
+                con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+                == got["dagster/row_count"]
+            )
             stored = {r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()}
         assert not stored & {c.name for c in ds.columns if c.forbidden}, name
     with storage.open(storage.department_store("gakumu", MONTH)) as con:
@@ -60,8 +63,11 @@ def test_all_eleven_sources_match_the_generator_counts(demo_inbox, tmp_path, key
     # the plaintext exports left the inbox; a rerun reads their sealed copies and agrees
     assert sorted(p.name for p in (storage.inbox_path / MONTH).iterdir()) == []
     again = metadata(run(source_assets, MONTH, storage))
-    assert all(again[k]["dagster/row_count"] == v["dagster/row_count"] for k, v in meta.items()
-               if k in again) and {v["read_from"] for v in again.values()} == {"暗号化保管した前回の受信ファイル"}
+    assert all(
+        again[k]["dagster/row_count"] == v["dagster/row_count"]
+        for k, v in meta.items()
+        if k in again
+    ) and {v["read_from"] for v in again.values()} == {"暗号化保管した前回の受信ファイル"}
 
 
 def test_metadata_and_logs_carry_no_personal_data(demo_inbox, tmp_path, keys) -> None:
@@ -70,8 +76,12 @@ def test_metadata_and_logs_carry_no_personal_data(demo_inbox, tmp_path, keys) ->
     result = run(source_assets, MONTH, storage, instance)
     assert result.success, failures(result)
     with storage.open(storage.department_store("shimin", MONTH)) as con:
-        names, atena, addresses = zip(*con.execute(
-            "SELECT name, atena_no, address FROM jumin USING SAMPLE 200 ROWS").fetchall(), strict=True)
+        names, atena, addresses = zip(
+            *con.execute(
+                "SELECT name, atena_no, address FROM jumin USING SAMPLE 200 ROWS"
+            ).fetchall(),
+            strict=True,
+        )
     logged = json.dumps([repr(e) for e in instance.all_logs(result.run_id)], ensure_ascii=False)
     for value in (*names, *atena, *addresses):
         assert value not in logged
@@ -83,12 +93,14 @@ def test_missing_file_fails_only_its_asset(demo_inbox, tmp_path, keys) -> None:
     (partial / MONTH).mkdir(parents=True)
     for name in ("jumin.csv", "kaigo.csv"):
         (partial / MONTH / name).write_bytes((inbox / MONTH / name).read_bytes())
-    jumin, kaigo, yobo = (next(a for a in source_assets if a.key.path[-1] == n)
-                          for n in ("jumin", "kaigo", "yobo"))
+    jumin, kaigo, yobo = (
+        next(a for a in source_assets if a.key.path[-1] == n) for n in ("jumin", "kaigo", "yobo")
+    )
     result = run([jumin, kaigo, yobo], MONTH, make_storage(tmp_path / "home", partial, keys))
     assert not result.success
-    assert {k.path[-1] for k in (e.asset_key for e in result.get_asset_materialization_events())} == {
-        "jumin", "kaigo"}
+    assert {
+        k.path[-1] for k in (e.asset_key for e in result.get_asset_materialization_events())
+    } == {"jumin", "kaigo"}
     message = failure_message(result)
     assert "yobo.csv" in message and MONTH in message
 
@@ -141,7 +153,9 @@ def test_a_symlink_in_the_inbox_is_never_followed(storage, tmp_path) -> None:
     assert not storage.department_store("shimin", MONTH).exists() and elsewhere.exists()
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("groupadd"), reason="needs root and groupadd")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("groupadd"), reason="needs root and groupadd"
+)
 def test_where_department_groups_exist_a_drop_must_carry_its_departments_group(storage) -> None:
     """scripts/accounts.sh gives each department a group; a 学務課 clerk who writes jumin.csv
     first (any clerk can create any name in the shared folder) is refused."""
@@ -161,8 +175,18 @@ def test_where_department_groups_exist_a_drop_must_carry_its_departments_group(s
             subprocess.run(["groupdel", f"{prefix}{g}"], check=False)
 
 
-@pytest.mark.parametrize("name", ["市民税_2022.csv", "住⺠税.csv", "tokubetsu_choshu.csv", "kazei.csv",
-                                  "非課税世帯.csv", "住民稅.csv", "ＴＡＸ.csv"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "市民税_2022.csv",
+        "住⺠税.csv",
+        "tokubetsu_choshu.csv",
+        "kazei.csv",
+        "非課税世帯.csv",
+        "住民稅.csv",
+        "ＴＡＸ.csv",
+    ],
+)
 def test_a_tax_file_under_any_name_is_refused_by_meaning(storage, name: str) -> None:
     folder = storage.inbox_path / MONTH
     folder.mkdir()
@@ -171,8 +195,9 @@ def test_a_tax_file_under_any_name_is_refused_by_meaning(storage, name: str) -> 
     assert "地方税法第22条" in message and storage.name_tag(name) in message and name not in message
 
 
-def test_the_steward_sees_the_names_behind_the_tags_on_their_terminal(storage, write_export,
-                                                                       capsys, monkeypatch) -> None:
+def test_the_steward_sees_the_names_behind_the_tags_on_their_terminal(
+    storage, write_export, capsys, monkeypatch
+) -> None:
     from kodomo_assets.cli import main
 
     write_export("jumin.csv", [JUMIN_HEADER + ",山田太郎さん要確認", "0000000001" + ",x" * 12])
@@ -191,18 +216,28 @@ def test_the_steward_sees_the_names_behind_the_tags_on_their_terminal(storage, w
         monkeypatch.setenv(name, value)
     assert main(["inspect-inbox", "--month", MONTH]) == 0
     out = capsys.readouterr().out
-    assert f"{storage.name_tag('山田花子_相談メモ.csv')}  契約外（読まない）" in out and "山田花子_相談メモ.csv" in out
+    assert (
+        f"{storage.name_tag('山田花子_相談メモ.csv')}  契約外（読まない）" in out
+        and "山田花子_相談メモ.csv" in out
+    )
     assert f"13列目 識別 {storage.name_tag('山田太郎さん要確認')} 契約外: 山田太郎さん要確認" in out
 
 
-def test_a_value_the_scan_hit_is_masked_in_the_sealed_copy_and_a_rerun_agrees(storage, write_export) -> None:
+def test_a_value_the_scan_hit_is_masked_in_the_sealed_copy_and_a_rerun_agrees(
+    storage, write_export
+) -> None:
     """The raw archive is a store too: the cell is masked there, and reading the sealed copy
     again gives the same quarantine, line for line and reason for reason."""
     planted = "東保育園 TEL 090-1234-5678"
-    write_export("hoiku.csv", ["宛名番号,施設名,入所状況,保育の必要性事由,入所年月日",
-                               "0000000001,東保育園,入所中,就労,R4.4.1",
-                               f"0000000002,\"{planted}\",入所中,就労,R4.4.1",
-                               "0000000003,西保育園,入所中,就労,R4.4.1"])
+    write_export(
+        "hoiku.csv",
+        [
+            "宛名番号,施設名,入所状況,保育の必要性事由,入所年月日",
+            "0000000001,東保育園,入所中,就労,R4.4.1",
+            f'0000000002,"{planted}",入所中,就労,R4.4.1',
+            "0000000003,西保育園,入所中,就労,R4.4.1",
+        ],
+    )
     hoiku = next(a for a in source_assets if a.key.path[-1] == "hoiku")
     first = metadata(run([hoiku], MONTH, storage))["sources/hoiku"]
     sealed = storage.archived_export("hoiku", MONTH, "hoiku.csv").decode("cp932")
@@ -214,10 +249,18 @@ def test_a_value_the_scan_hit_is_masked_in_the_sealed_copy_and_a_rerun_agrees(st
     assert first["quarantine_by_reason"] == {"施設名: 電話番号の疑い": 1}
     with storage.open(storage.department_store("hoiku", MONTH)) as con:
         assert con.execute("SELECT line, facility FROM hoiku_quarantine").fetchall() == [
-            (3, "＊＊＊＊（電話番号の疑い）")]
+            (3, "＊＊＊＊（電話番号の疑い）")
+        ]
 
 
-def test_on_a_clean_generated_month_the_content_scan_quarantines_no_row(demo_inbox, tmp_path, keys) -> None:
+def test_on_a_clean_generated_month_the_content_scan_quarantines_no_row(
+    demo_inbox, tmp_path, keys
+) -> None:
     meta = metadata(run(source_assets, MONTH, copied(demo_inbox, tmp_path, keys)))
-    hits = {k: r for k, v in meta.items() for r in v["quarantine_by_reason"] if "疑い" in r or "範囲外" in r}
+    hits = {
+        k: r
+        for k, v in meta.items()
+        for r in v["quarantine_by_reason"]
+        if "疑い" in r or "範囲外" in r
+    }
     assert len(meta) == 11 and hits == {}

@@ -30,8 +30,19 @@ HEADERS = {
     "gakurei": "学籍番号,宛名番号,氏名,氏名カナ,生年月日,性別,住所,学校名,学年,就学援助区分,学校徴収金滞納,保護者氏名",
     "shukketsu": "学籍番号,対象年月,授業日数,欠席日数,遅刻回数,早退回数,保健室来室回数,いじめ被害認知,欠席理由",
 }
-DATE_COLUMNS = {"生年月日", "住民となった年月日", "相談受付日", "終結日", "認定年月日", "保護開始日", "保護廃止日",
-                "認定有効期間開始日", "認定有効期間終了日", "受診日", "入所年月日"}
+DATE_COLUMNS = {
+    "生年月日",
+    "住民となった年月日",
+    "相談受付日",
+    "終結日",
+    "認定年月日",
+    "保護開始日",
+    "保護廃止日",
+    "認定有効期間開始日",
+    "認定有効期間終了日",
+    "受診日",
+    "入所年月日",
+}
 DATE_FORMS = {
     "2022/10/11": r"\d{4}/\d{2}/\d{2}",
     "2022-10-11": r"\d{4}-\d{2}-\d{2}",
@@ -43,8 +54,12 @@ DATE_FORMS = {
     "H28/4/1": r"[MTSHR][1-9]\d?/[1-9]\d?/[1-9]\d?",
     "5041011": r"[1-5]\d{6}",
 }
-MONTH_FORMS = {"2022-10": r"\d{4}-\d{2}", "2022/10": r"\d{4}/\d{2}", "R4.10": r"R\d{1,2}\.\d{1,2}",
-               "令和4年10月": r"令和\d{1,2}年\d{1,2}月"}
+MONTH_FORMS = {
+    "2022-10": r"\d{4}-\d{2}",
+    "2022/10": r"\d{4}/\d{2}",
+    "R4.10": r"R\d{1,2}\.\d{1,2}",
+    "令和4年10月": r"令和\d{1,2}年\d{1,2}月",
+}
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +129,9 @@ def test_every_date_spelling_appears_every_month(demo):
             values |= {r[i].strip() for r in rows for i in cols}
         for example, pattern in DATE_FORMS.items():
             assert any(re.fullmatch(pattern, v) for v in values), (month, example)
-        assert any(re.fullmatch(r"[MTSHR]0\d\.\d{2}\.\d{2}", v) for v in values)  # zero-padded era year
+        assert any(
+            re.fullmatch(r"[MTSHR]0\d\.\d{2}\.\d{2}", v) for v in values
+        )  # zero-padded era year
         _, rows = _rows(out / month / "shukketsu.csv")
         months_seen = {r[1].strip() for r in rows}
         for example, pattern in MONTH_FORMS.items():
@@ -134,8 +151,12 @@ def test_dates_use_the_right_era_and_only_injected_ones_fail(demo):
                     parse_date(unicodedata.normalize("NFKC", r[i]))
                 except DateParseError:
                     failures += 1
-    injected = sum(n for c in counts[month].values() for k, n in c["bad_by_reason"].items()
-                   if k.startswith("invalid_date"))
+    injected = sum(
+        n
+        for c in counts[month].values()
+        for k, n in c["bad_by_reason"].items()
+        if k.startswith("invalid_date")
+    )
     assert failures == injected
 
 
@@ -146,7 +167,7 @@ def test_kana_variants_full_width_digits_spaces_and_quotes(demo):
         assert re.search(r"[\uff66-\uff9f]{2,} [\uff66-\uff9f]", text), month  # ﾀｶﾊｼ ﾀﾛｳ
         assert re.search(r"[ぁ-ゖ]+\u3000[ぁ-ゖ]+", text), month
         assert re.search(r"[０-９]{3,}", text), month
-        assert re.search(r'(^|,) \S|\S (,|$)', text, re.M), month
+        assert re.search(r"(^|,) \S|\S (,|$)", text, re.M), month
         assert re.search(r'"[^"\r\n]*,[^"\r\n]*"', text), month
 
 
@@ -159,10 +180,13 @@ def test_counts_describe_the_files_exactly(demo):
             data = [ln for ln in lines if ln]
             assert len(data) == c["rows_written"], (month, name)
             assert len(lines) - len(data) == c["blank_lines"]
-            assert all(not ln for ln in lines[len(data):])  # blank lines only at the end
+            assert all(not ln for ln in lines[len(data) :])  # blank lines only at the end
             assert len(data) - len(set(data)) == c["exact_duplicates"], (month, name)
             assert c["bad_rows"] == sum(c["bad_by_reason"].values())
-            assert c["expected_valid_rows"] == c["rows_written"] - c["exact_duplicates"] - c["bad_rows"]
+            assert (
+                c["expected_valid_rows"]
+                == c["rows_written"] - c["exact_duplicates"] - c["bad_rows"]
+            )
             if c["rows_written"] >= 200:
                 assert c["bad_rows"] >= 3  # one invalid value and one conflicting pair at least
 
@@ -179,7 +203,11 @@ def test_conflicting_keys_are_the_injected_ones(demo):
 
 def _distinct_records(c: dict) -> int:
     """Rows as generated: written rows minus exact copies and the added conflicting twins."""
-    return c["rows_written"] - c["exact_duplicates"] - c["bad_by_reason"].get("conflicting_key", 0) // 2
+    return (
+        c["rows_written"]
+        - c["exact_duplicates"]
+        - c["bad_by_reason"].get("conflicting_key", 0) // 2
+    )
 
 
 def test_shukketsu_has_every_pupil_for_every_month_of_the_school_year(demo):
@@ -199,7 +227,10 @@ def test_blank_atena_pupils_are_linkable_or_not_registered(demo):
     _, rows = _rows(out / "2022-10" / "gakurei.csv")
     in_file = {r[0].strip() for r in rows if not r[1].strip()}
     assert set(blank["pupil_no"]) <= {unicodedata.normalize("NFKC", x) for x in in_file}
-    assert counts["2022-10"]["gakurei"]["blank_atena"] >= len(blank) - counts["2022-10"]["gakurei"]["bad_rows"]
+    assert (
+        counts["2022-10"]["gakurei"]["blank_atena"]
+        >= len(blank) - counts["2022-10"]["gakurei"]["bad_rows"]
+    )
     _, jumin = _rows(out / "2022-10" / "jumin.csv")
     registered = {unicodedata.normalize("NFKC", r[0]).strip() for r in jumin}
     resident = blank[blank["resident"]]
@@ -245,12 +276,20 @@ def test_twins_share_household_birth_date_and_surname_not_given_name():
     pop = build(rng, make_places(rng, 30_000), 30_000, [2022 * 12 + 9])
     p = pop.p
     kids = np.flatnonzero(p["mother"] >= 0)
-    df = pd.DataFrame({"mother": p["mother"][kids], "birth": p["birth"][kids], "hh": p["hh0"][kids],
-                       "sur": p["sur"][kids], "giv": p["giv"][kids]})
+    df = pd.DataFrame(
+        {
+            "mother": p["mother"][kids],
+            "birth": p["birth"][kids],
+            "hh": p["hh0"][kids],
+            "sur": p["sur"][kids],
+            "giv": p["giv"][kids],
+        }
+    )
     twins = df[df.duplicated(["mother", "birth"], keep=False)]
     assert twins.groupby(["mother", "birth"]).ngroups >= 1
-    per_pair = twins.groupby(["mother", "birth"]).agg(hh=("hh", "nunique"), sur=("sur", "nunique"),
-                                                      giv=("giv", "nunique"), n=("giv", "size"))
+    per_pair = twins.groupby(["mother", "birth"]).agg(
+        hh=("hh", "nunique"), sur=("sur", "nunique"), giv=("giv", "nunique"), n=("giv", "size")
+    )
     assert (per_pair["hh"] == 1).all() and (per_pair["sur"] == 1).all()
     assert (per_pair["giv"] == per_pair["n"]).all()
 
@@ -270,8 +309,22 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path):
 def test_cli_writes_the_months_asked_for(tmp_path: Path, capsys):
     from kodomo_assets.cli import main
 
-    assert main(["demo-data", "--out", str(tmp_path), "--residents", "600", "--months", "2022-09..2022-10",
-                 "--seed", "5"]) == 0
+    assert (
+        main(
+            [
+                "demo-data",
+                "--out",
+                str(tmp_path),
+                "--residents",
+                "600",
+                "--months",
+                "2022-09..2022-10",
+                "--seed",
+                "5",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["2022-09", "2022-10", "_truth"]
     assert json.loads(capsys.readouterr().out)["months"] == ["2022-09", "2022-10"]
 

@@ -28,29 +28,39 @@ def _imported(tree: ast.AST, package: list[str]) -> list[tuple[int, str]]:
             out += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package[:len(package) - node.level + 1]
+                base = package[: len(package) - node.level + 1]
                 module = ".".join([*base, *([node.module] if node.module else [])])
             else:
                 module = node.module or ""
             out.append((node.lineno, module))
             out += [(node.lineno, f"{module}.{a.name}") for a in node.names]
-        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
-              and isinstance(node.args[0].value, str)
-              and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module", "__import__")):
+        elif (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+            and getattr(node.func, "attr", getattr(node.func, "id", None))
+            in ("import_module", "__import__")
+        ):
             out.append((node.lineno, node.args[0].value))
     return out
 
 
 def _defs_imports(source: str, path: Path) -> list[str]:
     tree = ast.parse(source, filename=str(path))
-    return [f"{path.relative_to(LIB.parent)}:{line} {name}" for line, name in _imported(tree, _package(path))
-            if name == FORBIDDEN or name.startswith(FORBIDDEN + ".")]
+    return [
+        f"{path.relative_to(LIB.parent)}:{line} {name}"
+        for line, name in _imported(tree, _package(path))
+        if name == FORBIDDEN or name.startswith(FORBIDDEN + ".")
+    ]
 
 
 def test_lib_imports_nothing_from_defs() -> None:
     modules = sorted(LIB.rglob("*.py"))
     assert len(modules) > 30  # the walk found the library
-    found = [hit for path in modules for hit in _defs_imports(path.read_text(encoding="utf-8"), path)]
+    found = [
+        hit for path in modules for hit in _defs_imports(path.read_text(encoding="utf-8"), path)
+    ]
     assert found == [], "lib/ imports defs/ (move what it needs into lib/):\n" + "\n".join(found)
 
 
@@ -69,19 +79,28 @@ def test_the_check_sees_every_form_of_import() -> None:
     ]
     for form in forms:
         assert _defs_imports(form, path), form
-    allowed = ["from kodomo_assets.lib.center import review_list", "from . import review_list",
-               "from ..policy.approval import MonthApproval", "import kodomo_assets.definitions_check"]
+    allowed = [
+        "from kodomo_assets.lib.center import review_list",
+        "from . import review_list",
+        "from ..policy.approval import MonthApproval",
+        "import kodomo_assets.definitions_check",
+    ]
     for form in allowed:
         assert not _defs_imports(form, path), form
 
 
 def test_lib_is_grouped_by_stage() -> None:
     top = sorted(p.name for p in LIB.glob("*.py"))
-    assert len(top) <= MAX_TOP_LEVEL, f"{len(top)} modules at lib/'s top level (at most {MAX_TOP_LEVEL}): {top}"
+    assert len(top) <= MAX_TOP_LEVEL, (
+        f"{len(top)} modules at lib/'s top level (at most {MAX_TOP_LEVEL}): {top}"
+    )
     for package in sorted(p for p in LIB.iterdir() if p.is_dir() and p.name != "__pycache__"):
         init = package / "__init__.py"
         assert init.is_file(), f"lib/{package.name}/ has no __init__.py"
         body = ast.parse(init.read_text(encoding="utf-8")).body
         # a docstring saying what the stage is, and no re-exports
-        assert len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant), \
-            f"lib/{package.name}/__init__.py holds more than its docstring"
+        assert (
+            len(body) == 1
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+        ), f"lib/{package.name}/__init__.py holds more than its docstring"

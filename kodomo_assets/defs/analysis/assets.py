@@ -54,23 +54,37 @@ CODE_VERSION = "2-" + hashlib.sha256(_spec_file.read_bytes()).hexdigest()[:10]
 
 
 def lineage(p: Plan) -> TableColumnLineage:
-    return TableColumnLineage(deps_by_column={
-        name: [TableColumnDep(asset_key=source_key(ds), column_name=col) for ds, col in p.lineage[name]]
-        + ([TableColumnDep(asset_key=LINK_KEY, column_name="atena_no")]
-           if any(ds in ("gakurei", "shukketsu") for ds, _ in p.lineage[name]) else [])
-        for name in p.columns})
+    return TableColumnLineage(
+        deps_by_column={
+            name: [
+                TableColumnDep(asset_key=source_key(ds), column_name=col)
+                for ds, col in p.lineage[name]
+            ]
+            + (
+                [TableColumnDep(asset_key=LINK_KEY, column_name="atena_no")]
+                if any(ds in ("gakurei", "shukketsu") for ds, _ in p.lineage[name])
+                else []
+            )
+            for name in p.columns
+        }
+    )
 
 
 def schema(p: Plan) -> TableSchema:
     text, types = describe(p), p.types()
-    return TableSchema(columns=[TableColumn(name=c, type=types[c], description=text[c]) for c in p.columns])
+    return TableSchema(
+        columns=[TableColumn(name=c, type=types[c], description=text[c]) for c in p.columns]
+    )
 
 
 def source_tables(approval: MonthApproval) -> dict[str, str]:
     """Each dataset that has an approved key, as the qualified table of its store."""
     reg = load_registry()
-    return {ds.name: f"{ds.department.code}.{ds.name}" for ds in reg.datasets.values()
-            if approval.columns(ds.name, "key")}
+    return {
+        ds.name: f"{ds.department.code}.{ds.name}"
+        for ds in reg.datasets.values()
+        if approval.columns(ds.name, "key")
+    }
 
 
 def attach_sources(storage: KodomoStorage, con, month: str, tables: dict[str, str]) -> None:
@@ -84,14 +98,24 @@ def audit_attributes(storage: KodomoStorage, con, month: str, approval: MonthApp
     never sit in the analysis table, and callers publish aggregates of them."""
     audit = plan(load_spec(), approval).audit
     if not audit.features:
-        con.execute("CREATE OR REPLACE TEMP TABLE audit_attributes AS SELECT NULL::VARCHAR AS child_token "
-                    "WHERE false")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE audit_attributes AS SELECT NULL::VARCHAR AS child_token "
+            "WHERE false"
+        )
         return []
     register_udfs(con, storage.pseudonym_key())
     tables = {k: v for k, v in source_tables(approval).items() if k == audit.spec.base_dataset}
     attach_sources(storage, con, month, tables)
-    for stmt in compile_sql(audit, month, tables, LINK_TABLE, table="audit_attributes", temp=True,
-                            audit=True, tokens=("child",)):
+    for stmt in compile_sql(
+        audit,
+        month,
+        tables,
+        LINK_TABLE,
+        table="audit_attributes",
+        temp=True,
+        audit=True,
+        tokens=("child",),
+    ):
         con.execute(stmt)
     return [f.name for f in audit.features]
 
@@ -99,15 +123,21 @@ def audit_attributes(storage: KodomoStorage, con, month: str, approval: MonthApp
 def attack_result(attack: AttackResult, suppressed: dict[str, int]) -> AssetCheckResult:
     """The attack's figures, never a row: counts, shares and column names."""
     return AssetCheckResult(
-        check_name=ATTACK_CHECK, passed=attack.passed,
+        check_name=ATTACK_CHECK,
+        passed=attack.passed,
         description=None if attack.passed else attack.message(),
-        metadata={"children": attack.children,
-                  "unique_match_share": MetadataValue.float(round(attack.unique_share, 5)),
-                  "below_k_share": MetadataValue.float(round(attack.below_k_share, 5)),
-                  "min_k": attack.min_k if attack.min_k is not None else 0,
-                  "k": K, "max_unique_share": MAX_UNIQUE_SHARE, "max_below_k_share": MAX_BELOW_K_SHARE,
-                  "register_columns": MetadataValue.json(list(attack.columns)),
-                  "rows_suppressed": MetadataValue.json(suppressed)})
+        metadata={
+            "children": attack.children,
+            "unique_match_share": MetadataValue.float(round(attack.unique_share, 5)),
+            "below_k_share": MetadataValue.float(round(attack.below_k_share, 5)),
+            "min_k": attack.min_k if attack.min_k is not None else 0,
+            "k": K,
+            "max_unique_share": MAX_UNIQUE_SHARE,
+            "max_below_k_share": MAX_BELOW_K_SHARE,
+            "register_columns": MetadataValue.json(list(attack.columns)),
+            "rows_suppressed": MetadataValue.json(suppressed),
+        },
+    )
 
 
 @zone_asset(
@@ -117,10 +147,14 @@ def attack_result(attack: AttackResult, suppressed: dict[str, int]) -> AssetChec
     kinds={"duckdb"},
     code_version=CODE_VERSION,
     deps=[*(source_key(ds) for ds in load_registry().datasets), LINK_KEY],
-    checks=[(ATTACK_CHECK,
-             f"連結攻撃の自己検査: 住民基本台帳から導ける列（年齢・性別・世帯構成・居住期間）で連携テーブルと"
-             f"台帳を照合し、一人に特定される児童が {MAX_UNIQUE_SHARE:.0%} 以下、{K} 人未満に絞られる児童が "
-             f"{MAX_BELOW_K_SHARE:.0%} 以下のときだけ公開する。")],
+    checks=[
+        (
+            ATTACK_CHECK,
+            f"連結攻撃の自己検査: 住民基本台帳から導ける列（年齢・性別・世帯構成・居住期間）で連携テーブルと"
+            f"台帳を照合し、一人に特定される児童が {MAX_UNIQUE_SHARE:.0%} 以下、{K} 人未満に絞られる児童が "
+            f"{MAX_BELOW_K_SHARE:.0%} 以下のときだけ公開する。",
+        )
+    ],
     description=(
         "連携テーブル（分析領域）: 基準月末に0〜17歳の児童1人につき1行。児童と世帯は仮名"
         "（鍵付き HMAC-SHA256）でのみ表し、列は承認リスト（別紙 個人情報項目）で分析に承認された"
@@ -158,9 +192,13 @@ def linked_children(context: AssetExecutionContext, storage: KodomoStorage):
         results = [*check_results([report]), attack_result(attack, suppressed)]
         if not report.passed or not attack.passed:
             yield from results  # recorded as failed checks; nothing is published
-            raise Failure(description="\n".join(
-                ([report.message()] if not report.passed else []) + ([attack.message()] if not attack.passed else [])),
-                allow_retries=False)
+            raise Failure(
+                description="\n".join(
+                    ([report.message()] if not report.passed else [])
+                    + ([attack.message()] if not attack.passed else [])
+                ),
+                allow_retries=False,
+            )
         (rows,) = con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()
         keep_only(con, [TABLE])
         storage.promote(con, stage, final)

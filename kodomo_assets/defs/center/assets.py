@@ -36,10 +36,23 @@ FEEDBACK_KEY = AssetKey(["center", "verification_feedback"])
 # the previous list; the previous month's scores and results come before the previous list.
 with warnings.catch_warnings():  # the first month has no previous one: allowed (beta flag)
     warnings.simplefilter("ignore", BetaWarning)
-    PREVIOUS = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1,
-                                          allow_nonexistent_upstream_partitions=True)
-COLUMNS = ["section", "rank", "atena_no", "child_token", "score", "prev_score", "indicators",
-           "reasons", "facts_asof", "fact_sources", "prev_result", "prev_result_month"]
+    PREVIOUS = TimeWindowPartitionMapping(
+        start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
+    )
+COLUMNS = [
+    "section",
+    "rank",
+    "atena_no",
+    "child_token",
+    "score",
+    "prev_score",
+    "indicators",
+    "reasons",
+    "facts_asof",
+    "fact_sources",
+    "prev_result",
+    "prev_result_month",
+]
 FEEDBACK_STORE = "verification_feedback"  # the signed results, in the analysis zone
 NOT_CONFIRMED = "非該当"
 
@@ -75,11 +88,17 @@ def verified_before(storage: KodomoStorage, con, month: str, n: int) -> str:
         path = storage.zone_store("analysis", m, FEEDBACK_STORE)
         if path.exists():
             storage.attach(con, f"fb{i}", path)
-            parts.append(f"SELECT child_token, result, list_month, indicators FROM fb{i}.verification")
-    union = " UNION ALL ".join(parts) or ("SELECT NULL::VARCHAR AS child_token, NULL::VARCHAR AS result, "
-                                         "NULL::VARCHAR AS list_month, NULL::VARCHAR[] AS indicators WHERE false")
-    return (f"(SELECT * FROM ({union}) QUALIFY row_number() OVER "
-            "(PARTITION BY child_token ORDER BY list_month DESC) = 1)")
+            parts.append(
+                f"SELECT child_token, result, list_month, indicators FROM fb{i}.verification"
+            )
+    union = " UNION ALL ".join(parts) or (
+        "SELECT NULL::VARCHAR AS child_token, NULL::VARCHAR AS result, "
+        "NULL::VARCHAR AS list_month, NULL::VARCHAR[] AS indicators WHERE false"
+    )
+    return (
+        f"(SELECT * FROM ({union}) QUALIFY row_number() OVER "
+        "(PARTITION BY child_token ORDER BY list_month DESC) = 1)"
+    )
 
 
 @zone_asset(
@@ -98,8 +117,7 @@ def verified_before(storage: KodomoStorage, con, month: str, n: int) -> str:
         "`kodomo review-list`（センターの秘密鍵と利用目的が必要、記録が残る）。"
     ),
 )
-def review_list(context: AssetExecutionContext, config: ReviewListConfig,
-                storage: KodomoStorage):
+def review_list(context: AssetExecutionContext, config: ReviewListConfig, storage: KodomoStorage):
     month = context.partition_key
     approval_for(storage, month)
     try:
@@ -115,8 +133,11 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig,
         storage.attach(con, "shimin", storage.department_store("shimin", month))
         if prev.exists():
             storage.attach(con, "prev", prev)
-        prev_sql = "prev.risk_scores" if prev.exists() else \
-            "(SELECT NULL::VARCHAR AS child_token, NULL::DOUBLE AS score WHERE false)"
+        prev_sql = (
+            "prev.risk_scores"
+            if prev.exists()
+            else "(SELECT NULL::VARCHAR AS child_token, NULL::DOUBLE AS score WHERE false)"
+        )
         (n_children,) = con.execute(f"SELECT count(*) FROM scores.{SCORES_TABLE}").fetchone()
         k = config.k or max(1, round(config.share * n_children))
         verified = verified_before(storage, con, month, config.relist_after)
@@ -144,17 +165,21 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig,
                    l.indicators, l.reasons, l.facts_asof, l.fact_sources, l.prev_result, l.prev_result_month
             FROM listed l JOIN (SELECT atena_no, pseudonym_child(atena_no) AS child_token
                                 FROM shimin.jumin  -- children only: the HMAC is the cost
-                                WHERE birth_date > {month_sql(month)['asof']} - INTERVAL 19 YEAR) j USING (child_token)
+                                WHERE birth_date > {month_sql(month)["asof"]} - INTERVAL 19 YEAR) j USING (child_token)
             ORDER BY l.section <> '{NEW}', l.section_rank
         """)
         (listed, joined) = con.execute(
-            f"SELECT (SELECT count(*) FROM listed), (SELECT count(*) FROM {TABLE})").fetchone()
+            f"SELECT (SELECT count(*) FROM listed), (SELECT count(*) FROM {TABLE})"
+        ).fetchone()
         if listed != joined:
-            raise Failure(description=f"{month}: {listed - joined} 人を宛名番号に戻せませんでした"
-                          "（住民基本台帳と連携テーブルの基準月が一致しているか確認してください）",
-                          allow_retries=False)
-        report = inspect_table(con, TABLE, approved=COLUMNS, token_columns=["child_token"],
-                               id_columns=["atena_no"])
+            raise Failure(
+                description=f"{month}: {listed - joined} 人を宛名番号に戻せませんでした"
+                "（住民基本台帳と連携テーブルの基準月が一致しているか確認してください）",
+                allow_retries=False,
+            )
+        report = inspect_table(
+            con, TABLE, approved=COLUMNS, token_columns=["child_token"], id_columns=["atena_no"]
+        )
         results = check_results([report])
         if not report.passed:
             yield from results
@@ -164,7 +189,9 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig,
             SELECT count(*) FROM scores.{SCORES_TABLE} s JOIN {verified} v USING (child_token)
             WHERE NOT s.center_known AND v.result = '{NOT_CONFIRMED}' AND list_has_all(v.indicators, s.indicators)
               AND s.rank <= (SELECT coalesce(max(rank), 0) FROM listed WHERE section = '{NEW}')""").fetchone()
-        (no_reason,) = con.execute(f"SELECT count(*) FROM {TABLE} WHERE len(reasons) = 0").fetchone()
+        (no_reason,) = con.execute(
+            f"SELECT count(*) FROM {TABLE} WHERE len(reasons) = 0"
+        ).fetchone()
         keep_only(con, [TABLE])
         storage.promote(con, stage, final)
     yield MaterializeResult(
@@ -174,16 +201,23 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig,
             "children_scored": n_children,
             "new_suggestions": counts.get(NEW, 0),
             "known_with_rising_score": counts.get(RISEN, 0),
-            "previous_month_scores": MetadataValue.text("あり" if prev.exists() else "なし（前月未計算）"),
+            "previous_month_scores": MetadataValue.text(
+                "あり" if prev.exists() else "なし（前月未計算）"
+            ),
             "rows_without_reason": no_reason,
             "not_relisted_after_non_confirmation": held_back,
             "encrypted_to": MetadataValue.text(f"センターの公開鍵（指紋 {recipient}）"),
             "materialized_by": materialized_by(),
             "dagster/column_lineage": column_lineage(
-                {c: [(SCORES_KEY, "child_token"), (source_key("jumin"), "atena_no")] if c == "atena_no"
-                 else [(SCORES_KEY, "score")] if c in ("rank", "section", "prev_score")
-                 else [(SCORES_KEY, c)] for c in COLUMNS}),
+                {
+                    c: [(SCORES_KEY, "child_token"), (source_key("jumin"), "atena_no")]
+                    if c == "atena_no"
+                    else [(SCORES_KEY, "score")]
+                    if c in ("rank", "section", "prev_score")
+                    else [(SCORES_KEY, c)]
+                    for c in COLUMNS
+                }
+            ),
         },
         check_results=results,
     )
-

@@ -46,7 +46,9 @@ CENTER_DEPARTMENT = load_registry().datasets["soudan"].department.code
         "メタデータは集計値のみ。"
     ),
 )
-def verification_feedback(context: AssetExecutionContext, storage: KodomoStorage) -> MaterializeResult:
+def verification_feedback(
+    context: AssetExecutionContext, storage: KodomoStorage
+) -> MaterializeResult:
     month = context.partition_key
     approval_for(storage, month)
     listed = previous_month(month)  # the list these results answer
@@ -54,8 +56,11 @@ def verification_feedback(context: AssetExecutionContext, storage: KodomoStorage
     try:
         public = storage.center_public()
         read = delivered.stat() if delivered.is_file() else None
-        raw = delivered.read_bytes() if read else \
-            storage.archived_export(CENTER_DEPARTMENT, listed, FEEDBACK_FILE)
+        raw = (
+            delivered.read_bytes()
+            if read
+            else storage.archived_export(CENTER_DEPARTMENT, listed, FEEDBACK_FILE)
+        )
         doc = fb.verified_document(raw, public, listed) if raw is not None else None
     except (KeyProblem, fb.SignatureError) as err:
         raise Failure(description=f"{FEEDBACK_FILE}: {err}", allow_retries=False) from None
@@ -69,20 +74,29 @@ def verification_feedback(context: AssetExecutionContext, storage: KodomoStorage
     if read is not None:
         storage.archive_export(CENTER_DEPARTMENT, listed, delivered, read)
     refused = doc["refused_by_reason"] if doc else {}
-    return MaterializeResult(metadata={
-        "status": MetadataValue.text("提出済（署名検証済み）" if doc else "未提出"),
-        "list_month": listed,
-        "dagster/row_count": len(rows),
-        "signed_by": MetadataValue.text(f"センター（鍵の指紋 {doc['signer']}）" if doc else "—"),
-        "outcomes": MetadataValue.json(figures["outcomes"]),
-        "ppv_overall": (MetadataValue.float(figures["ppv"]) if figures["ppv"] is not None
-                        else MetadataValue.text("算出不可（該当・非該当の結果がない）")),
-        "ppv_by_indicator": MetadataValue.json(figures["by_indicator"]),
-        "ppv_by_band": MetadataValue.json(figures["by_band"]),
-        "counts_by_list_month": MetadataValue.json(figures["by_month"]),
-        "refused_at_import": sum(refused.values()),
-        "refused_by_reason": MetadataValue.json(refused),
-        "score_bands": MetadataValue.text(
-            "較正済みスコア（小数第3位、確認リストの表示と同じ）: " + "／".join(b[0] for b in fb.BANDS)),
-        "materialized_by": materialized_by(),
-    })
+    return MaterializeResult(
+        metadata={
+            "status": MetadataValue.text("提出済（署名検証済み）" if doc else "未提出"),
+            "list_month": listed,
+            "dagster/row_count": len(rows),
+            "signed_by": MetadataValue.text(
+                f"センター（鍵の指紋 {doc['signer']}）" if doc else "—"
+            ),
+            "outcomes": MetadataValue.json(figures["outcomes"]),
+            "ppv_overall": (
+                MetadataValue.float(figures["ppv"])
+                if figures["ppv"] is not None
+                else MetadataValue.text("算出不可（該当・非該当の結果がない）")
+            ),
+            "ppv_by_indicator": MetadataValue.json(figures["by_indicator"]),
+            "ppv_by_band": MetadataValue.json(figures["by_band"]),
+            "counts_by_list_month": MetadataValue.json(figures["by_month"]),
+            "refused_at_import": sum(refused.values()),
+            "refused_by_reason": MetadataValue.json(refused),
+            "score_bands": MetadataValue.text(
+                "較正済みスコア（小数第3位、確認リストの表示と同じ）: "
+                + "／".join(b[0] for b in fb.BANDS)
+            ),
+            "materialized_by": materialized_by(),
+        }
+    )

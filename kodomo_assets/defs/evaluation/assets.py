@@ -60,8 +60,9 @@ def _planted(storage: KodomoStorage, truth: Path) -> pd.DataFrame:
 
 
 @contextmanager
-def _against_truth(storage: KodomoStorage, month: str, table: str
-                   ) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path, Path, Path | None, str]]:
+def _against_truth(
+    storage: KodomoStorage, month: str, table: str
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path, Path, Path | None, str]]:
     """What both assets start from: the approval, the month's planted truth (or why there
     is none) and a staged store for `table` with the month's scores attached."""
     approval_for(storage, month)
@@ -72,8 +73,14 @@ def _against_truth(storage: KodomoStorage, month: str, table: str
         yield con, stage, final, truth, status
 
 
-def _publish(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, stage: Path, final: Path,
-             schemas: dict[str, dict[str, str]], frames: dict[str, pd.DataFrame]):
+def _publish(
+    storage: KodomoStorage,
+    con: duckdb.DuckDBPyConnection,
+    stage: Path,
+    final: Path,
+    schemas: dict[str, dict[str, str]],
+    frames: dict[str, pd.DataFrame],
+):
     """Create the fixed tables, fill them, gate them and promote the file; yields the check
     results before a refusal, returns them otherwise."""
     for name, columns in schemas.items():
@@ -84,7 +91,9 @@ def _publish(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, stage: Path
             con.register("frame", frame[list(columns)])
             con.execute(f"INSERT INTO {name} SELECT * FROM frame")
             con.unregister("frame")
-    reports = [inspect_table(con, name, approved=list(columns)) for name, columns in schemas.items()]
+    reports = [
+        inspect_table(con, name, approved=list(columns)) for name, columns in schemas.items()
+    ]
     results = check_results(reports)
     failed = [r for r in reports if not r.passed]
     if failed:
@@ -98,7 +107,9 @@ def _publish(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, stage: Path
 def _clean(metadata: dict) -> dict:
     """Refuse to publish metadata that holds anything shaped like a child_token."""
     if _TOKEN.search(repr({k: getattr(v, "value", v) for k, v in metadata.items()})):
-        raise Failure(description="メタデータに仮名の形の値が含まれるため記録しません", allow_retries=False)
+        raise Failure(
+            description="メタデータに仮名の形の値が含まれるため記録しません", allow_retries=False
+        )
     return metadata
 
 
@@ -119,7 +130,9 @@ def _md(frame: pd.DataFrame) -> MetadataValue:
         return str(v)
 
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    lines += [
+        "| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
+    ]
     return MetadataValue.md("\n".join(lines))
 
 
@@ -144,46 +157,90 @@ def evaluation(context: AssetExecutionContext, storage: KodomoStorage):
     started = time.perf_counter()
     month = context.partition_key
     with _against_truth(storage, month, EVALUATION_TABLE) as (con, stage, final, truth, status):
-        scores = con.execute("SELECT child_token, score, rank, known_to_center, center_known, indicators "
-                             f"FROM scores.{SCORES_TABLE}").df()
+        scores = con.execute(
+            "SELECT child_token, score, rank, known_to_center, center_known, indicators "
+            f"FROM scores.{SCORES_TABLE}"
+        ).df()
         k = ev.review_k(len(scores))
         result = None
         if truth is not None:
-            result = ev.evaluate(scores, _planted(storage, truth),
-                                 [(i.name, i.label) for i in load_indicators()])
-        frames = {} if result is None else {"metrics": result.metrics, "recall_by_kind": result.by_kind,
-                                            "calibration": result.calibration, "rules": result.rules}
+            result = ev.evaluate(
+                scores, _planted(storage, truth), [(i.name, i.label) for i in load_indicators()]
+            )
+        frames = (
+            {}
+            if result is None
+            else {
+                "metrics": result.metrics,
+                "recall_by_kind": result.by_kind,
+                "calibration": result.calibration,
+                "rules": result.rules,
+            }
+        )
         results = yield from _publish(storage, con, stage, final, ev.EVALUATION_TABLES, frames)
     metadata: dict = {"truth": MetadataValue.text(status), "k": k, "children_scored": len(scores)}
     if result is None:
         context.log.info(f"{month}: {status}")
     else:
         m = result.metrics.set_index("metric")
-        metadata |= result.counts | _figures({
-            "auc": m.at["auc", "model"], "precision_at_k": m.at["precision_at_k", "model"],
-            "recall_at_k": m.at["recall_at_k", "model"], "baseline_auc": m.at["auc", "baseline"],
-            "baseline_precision_at_k": m.at["precision_at_k", "baseline"],
-            "baseline_recall_at_k": m.at["recall_at_k", "baseline"],
-            "indicators_first_precision_at_k": m.at["precision_at_k", "indicators_first"],
-            "indicators_first_recall_at_k": m.at["recall_at_k", "indicators_first"],
-            "learned_precision_at_k": m.at["precision_at_k", "learned"],
-            "learned_recall_at_k": m.at["recall_at_k", "learned"],
-            "brier": result.brier, "ece": result.ece})
+        metadata |= result.counts | _figures(
+            {
+                "auc": m.at["auc", "model"],
+                "precision_at_k": m.at["precision_at_k", "model"],
+                "recall_at_k": m.at["recall_at_k", "model"],
+                "baseline_auc": m.at["auc", "baseline"],
+                "baseline_precision_at_k": m.at["precision_at_k", "baseline"],
+                "baseline_recall_at_k": m.at["recall_at_k", "baseline"],
+                "indicators_first_precision_at_k": m.at["precision_at_k", "indicators_first"],
+                "indicators_first_recall_at_k": m.at["recall_at_k", "indicators_first"],
+                "learned_precision_at_k": m.at["precision_at_k", "learned"],
+                "learned_recall_at_k": m.at["recall_at_k", "learned"],
+                "brier": result.brier,
+                "ece": result.ece,
+            }
+        )
         metadata["best_rule"] = MetadataValue.text(result.best_rule or "なし")
-        metadata["model_vs_baseline"] = _md(result.metrics.rename(columns={
-            "metric": "指標", "model": "確認リスト", "baseline": f"基準（{result.best_rule}）",
-            "indicators_first": "指標優先", "learned": "学習モデルのみ", "description": "説明"})[
-            ["説明", "確認リスト", "指標優先", "学習モデルのみ", f"基準（{result.best_rule}）"]])
-        metadata["recall_by_kind"] = MetadataValue.json({
-            r.label: {"positives": int(r.positives), "model": round(float(r.model_recall), 4),
-                      "baseline": round(float(r.baseline_recall), 4)}
-            for r in result.by_kind.itertuples()})
-        metadata["rules"] = _md(result.rules[["label", "flagged", "selected", "found", "precision_at_k",
-                                              "recall_at_k", "best"]].rename(columns={
-            "label": "指標", "flagged": "該当", "selected": "リスト", "found": "必要あり",
-            "precision_at_k": "適合率", "recall_at_k": "再現率", "best": "最良"}))
-        context.log.info(f"{month}: k={k}、スコアの再現率 {m.at['recall_at_k', 'model']:.3f}、"
-                         f"最良の単独指標（{result.best_rule}）{m.at['recall_at_k', 'baseline']:.3f}")
+        metadata["model_vs_baseline"] = _md(
+            result.metrics.rename(
+                columns={
+                    "metric": "指標",
+                    "model": "確認リスト",
+                    "baseline": f"基準（{result.best_rule}）",
+                    "indicators_first": "指標優先",
+                    "learned": "学習モデルのみ",
+                    "description": "説明",
+                }
+            )[["説明", "確認リスト", "指標優先", "学習モデルのみ", f"基準（{result.best_rule}）"]]
+        )
+        metadata["recall_by_kind"] = MetadataValue.json(
+            {
+                r.label: {
+                    "positives": int(r.positives),
+                    "model": round(float(r.model_recall), 4),
+                    "baseline": round(float(r.baseline_recall), 4),
+                }
+                for r in result.by_kind.itertuples()
+            }
+        )
+        metadata["rules"] = _md(
+            result.rules[
+                ["label", "flagged", "selected", "found", "precision_at_k", "recall_at_k", "best"]
+            ].rename(
+                columns={
+                    "label": "指標",
+                    "flagged": "該当",
+                    "selected": "リスト",
+                    "found": "必要あり",
+                    "precision_at_k": "適合率",
+                    "recall_at_k": "再現率",
+                    "best": "最良",
+                }
+            )
+        )
+        context.log.info(
+            f"{month}: k={k}、スコアの再現率 {m.at['recall_at_k', 'model']:.3f}、"
+            f"最良の単独指標（{result.best_rule}）{m.at['recall_at_k', 'baseline']:.3f}"
+        )
     metadata["seconds"] = round(time.perf_counter() - started, 1)
     yield MaterializeResult(metadata=_clean(metadata), check_results=results)
 
@@ -202,13 +259,21 @@ def _district_counts(con: duckdb.DuckDBPyConnection, k: int) -> pd.DataFrame:
         FROM t GROUP BY 1 ORDER BY 1""").df()
 
 
-def _verified_by_group(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, month: str,
-                       unknown: pd.DataFrame, k: int) -> pd.DataFrame:
+def _verified_by_group(
+    storage: KodomoStorage,
+    con: duckdb.DuckDBPyConnection,
+    month: str,
+    unknown: pd.DataFrame,
+    k: int,
+) -> pd.DataFrame:
     """Selection rate and PPV by group from the center's verified outcomes (pseudonyms)."""
     attach_verified(storage, con, month)
-    outcomes = dict(con.execute(
-        "SELECT child_token, bool_or(result = '該当') FROM verified "
-        "WHERE result IN ('該当', '非該当') GROUP BY 1").fetchall())
+    outcomes = dict(
+        con.execute(
+            "SELECT child_token, bool_or(result = '該当') FROM verified "
+            "WHERE result IN ('該当', '非該当') GROUP BY 1"
+        ).fetchall()
+    )
     tokens = unknown["child_token"].to_numpy()
     listed = ev.first_k(unknown["rank"].to_numpy(), k)
     checked = np.array([t in outcomes for t in tokens])
@@ -245,11 +310,14 @@ def fairness_audit(context: AssetExecutionContext, storage: KodomoStorage):
         audited = audit_attributes(storage, con, month, approval_for(storage, month))
         present = {r[0] for r in con.execute(f"DESCRIBE linked.{LINKED_TABLE}").fetchall()}
         cols = "".join(f", l.{c}" for c in AUDIT_COLUMNS if c in present and c not in audited)
-        cols += "".join(f", a.{c}" for c in AUDIT_COLUMNS if c in audited)  # unapproved: not audited
+        cols += "".join(
+            f", a.{c}" for c in AUDIT_COLUMNS if c in audited
+        )  # unapproved: not audited
         frame = con.execute(
             f"SELECT s.child_token, s.score, s.rank, s.center_known{cols} FROM scores.{SCORES_TABLE} s "
             f"LEFT JOIN linked.{LINKED_TABLE} l USING (child_token) "
-            "LEFT JOIN audit_attributes a USING (child_token)").df()
+            "LEFT JOIN audit_attributes a USING (child_token)"
+        ).df()
         k = ev.review_k(len(frame))
         unknown = frame[~frame["center_known"].astype(bool)].reset_index(drop=True)
         by_group = gaps = None
@@ -262,25 +330,43 @@ def fairness_audit(context: AssetExecutionContext, storage: KodomoStorage):
         frames["district_counts"] = _district_counts(con, k) if "district_code" in audited else None
         frames["verified_by_group"] = _verified_by_group(storage, con, month, unknown, k)
         results = yield from _publish(storage, con, stage, final, ev.FAIRNESS_TABLES, frames)
-    metadata: dict = {"truth": MetadataValue.text(status), "k": k,
-                      "unknown_children": len(unknown)}
+    metadata: dict = {"truth": MetadataValue.text(status), "k": k, "unknown_children": len(unknown)}
     if gaps is None:
         context.log.info(f"{month}: {status}")
     else:
         for r in gaps.itertuples():
             if r.disclosable is True:  # a gap from small counts would give a count back
-                metadata |= _figures({f"equalized_odds_gap_{r.attribute}": r.equalized_odds_gap,
-                                      f"tpr_gap_{r.attribute}": r.tpr_gap,
-                                      f"fpr_gap_{r.attribute}": r.fpr_gap})
-        metadata["explanations"] = MetadataValue.md("\n".join(f"- {t}" for t in gaps["explanation"]))
+                metadata |= _figures(
+                    {
+                        f"equalized_odds_gap_{r.attribute}": r.equalized_odds_gap,
+                        f"tpr_gap_{r.attribute}": r.tpr_gap,
+                        f"fpr_gap_{r.attribute}": r.fpr_gap,
+                    }
+                )
+        metadata["explanations"] = MetadataValue.md(
+            "\n".join(f"- {t}" for t in gaps["explanation"])
+        )
         metadata["groups_suppressed"] = int(by_group["suppressed"].sum())
         shown = pd.DataFrame(ev.suppressed_view(by_group))
         for col in ("selection_rate_ci", "tpr_ci", "fpr_ci"):
             shown[col] = [None if ci is None else f"{ci[0]:.3f}–{ci[1]:.3f}" for ci in shown[col]]
-        metadata["by_group"] = _md(shown.rename(columns={
-            "attribute": "属性", "group": "群", "n": "人数", "positives": "必要あり", "selected": "リスト",
-            "selection_rate": "選ばれる率", "selection_rate_ci": "95%区間", "tpr": "TPR",
-            "tpr_ci": "TPRの95%区間", "fpr": "FPR", "fpr_ci": "FPRの95%区間"}))
+        metadata["by_group"] = _md(
+            shown.rename(
+                columns={
+                    "attribute": "属性",
+                    "group": "群",
+                    "n": "人数",
+                    "positives": "必要あり",
+                    "selected": "リスト",
+                    "selection_rate": "選ばれる率",
+                    "selection_rate_ci": "95%区間",
+                    "tpr": "TPR",
+                    "tpr_ci": "TPRの95%区間",
+                    "fpr": "FPR",
+                    "fpr_ci": "FPRの95%区間",
+                }
+            )
+        )
         for r in gaps.itertuples():
             context.log.info(r.explanation)
     metadata["seconds"] = round(time.perf_counter() - started, 1)

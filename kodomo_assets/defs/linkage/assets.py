@@ -39,10 +39,14 @@ KEY = AssetKey(["linkage", "pupil_links"])
 def _lineage(fields: frozenset[str]) -> dict[str, list[tuple[AssetKey, str]]]:
     jumin, gakurei = source_key("jumin"), source_key("gakurei")
     matched = [(k, f) for f in sorted(fields) for k in (jumin, gakurei)]
-    return {"pupil_no": [(gakurei, "pupil_no")],
-            "atena_no": [(gakurei, "atena_no"), (jumin, "atena_no")],
-            "method": [(gakurei, "atena_no")], "match_weight": matched,
-            "match_probability": matched, "reason": [(gakurei, "atena_no"), *matched]}
+    return {
+        "pupil_no": [(gakurei, "pupil_no")],
+        "atena_no": [(gakurei, "atena_no"), (jumin, "atena_no")],
+        "method": [(gakurei, "atena_no")],
+        "match_weight": matched,
+        "match_probability": matched,
+        "reason": [(gakurei, "atena_no"), *matched],
+    }
 
 
 @zone_asset(
@@ -80,18 +84,24 @@ def pupil_links(context: AssetExecutionContext, storage: KodomoStorage):
         truth, _ = truth_for(storage.inbox_path, month)
         against_truth = linkage_against_truth(con, truth.parent) if truth is not None else None
         decided, r = apply_standing(con, storage, month, r)  # a steward's earlier decisions
-        reports = [inspect_table(con, t, approved=cols, id_columns=("pupil_no", "atena_no"))
-                   for t, cols in TABLES.items()]
+        reports = [
+            inspect_table(con, t, approved=cols, id_columns=("pupil_no", "atena_no"))
+            for t, cols in TABLES.items()
+        ]
         results = check_results(reports)
         if not all(x.passed for x in results):
             yield from results
-            raise Failure(description="\n".join(x.message() for x in reports if not x.passed),
-                          allow_retries=False)
+            raise Failure(
+                description="\n".join(x.message() for x in reports if not x.passed),
+                allow_retries=False,
+            )
         keep_only(con, TABLES)
         storage.promote(con, stage, final)
-    context.log.info(f"{month}: 宛名番号 {r.deterministic}、宛名番号（照合で確認）{r.checked}、"
-                     f"確率的照合 {r.probabilistic}、"
-                     f"確認待ち {r.review}、未連携 {r.unlinked}")
+    context.log.info(
+        f"{month}: 宛名番号 {r.deterministic}、宛名番号（照合で確認）{r.checked}、"
+        f"確率的照合 {r.probabilistic}、"
+        f"確認待ち {r.review}、未連携 {r.unlinked}"
+    )
     yield MaterializeResult(
         metadata={
             "dagster/row_count": r.deterministic + r.checked + r.probabilistic,
@@ -102,11 +112,16 @@ def pupil_links(context: AssetExecutionContext, storage: KodomoStorage):
             "steward_review": r.review,
             "unlinked": r.unlinked,
             "holdout_pairs": r.holdout_pairs,
-            "holdout_precision": MetadataValue.float(r.precision) if r.precision is not None else None,
+            "holdout_precision": MetadataValue.float(r.precision)
+            if r.precision is not None
+            else None,
             "holdout_recall": MetadataValue.float(r.recall) if r.recall is not None else None,
             "holdout_disagreeing": r.holdout_disagreeing,
-            "holdout_recall_disagreeing": (MetadataValue.float(r.recall_disagreeing)
-                                           if r.recall_disagreeing is not None else None),
+            "holdout_recall_disagreeing": (
+                MetadataValue.float(r.recall_disagreeing)
+                if r.recall_disagreeing is not None
+                else None
+            ),
             "twins_cross_linked": r.twins_cross_linked,
             # demo truth: blank-ID pupils' automatic links, overall and per variant kind
             "demo_truth_linkage": MetadataValue.json(against_truth) if against_truth else None,

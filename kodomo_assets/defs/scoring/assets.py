@@ -33,8 +33,17 @@ from kodomo_assets.lib.scoring.linked_table import Plan, load_spec, month_sql, p
 
 KEY = AssetKey(["analysis", "risk_scores"])
 TABLE = "risk_scores"
-COLUMNS = ["child_token", "score", "rank", "known_to_center", "center_known", "indicators", "fact_sources",
-           "reasons", "facts_asof"]
+COLUMNS = [
+    "child_token",
+    "score",
+    "rank",
+    "known_to_center",
+    "center_known",
+    "indicators",
+    "fact_sources",
+    "reasons",
+    "facts_asof",
+]
 SEED = 20221011  # the council's date: one seed, so a month always scores the same
 REGISTRY_FILES = [REGISTRY / n for n in ("indicators.yaml", "linked_table.yaml")]
 CODE_VERSION = content_version("2", *REGISTRY_FILES)
@@ -65,7 +74,9 @@ class MonthInput:
     y: np.ndarray  # the label: a consultation or a 要対協 registration
 
 
-def month_input(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, p: Plan, month: str) -> MonthInput:
+def month_input(
+    storage: KodomoStorage, con: duckdb.DuckDBPyConnection, p: Plan, month: str
+) -> MonthInput:
     """Attach the month's linked table, fire the indicators on a view without the label's
     columns, and read the frame and the label; refuse a month with too few of either class."""
     asof_sql = month_sql(month)["asof"]
@@ -73,15 +84,23 @@ def month_input(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, p: Plan,
     storage.attach(con, "linked", storage.zone_store("analysis", month, LINKED_TABLE))
     hidden = scoring.label_columns(p)
     shown = [c for c in p.columns if c not in hidden]
-    con.execute(f"CREATE TEMP VIEW scoring_input AS SELECT {', '.join(shown)} FROM linked.{LINKED_TABLE}")
+    con.execute(
+        f"CREATE TEMP VIEW scoring_input AS SELECT {', '.join(shown)} FROM linked.{LINKED_TABLE}"
+    )
     indicators, omitted = usable(con, "scoring_input", asof_sql)
-    con.execute(f"CREATE TEMP TABLE fired AS {compile_sql(tuple(indicators), 'scoring_input', asof_sql)}")
-    frame = con.execute(f"SELECT l.*, f.* EXCLUDE (child_token) FROM linked.{LINKED_TABLE} l "
-                        "JOIN fired f USING (child_token) ORDER BY child_token").df()
+    con.execute(
+        f"CREATE TEMP TABLE fired AS {compile_sql(tuple(indicators), 'scoring_input', asof_sql)}"
+    )
+    frame = con.execute(
+        f"SELECT l.*, f.* EXCLUDE (child_token) FROM linked.{LINKED_TABLE} l "
+        "JOIN fired f USING (child_token) ORDER BY child_token"
+    ).df()
     y = ((frame["consultations_total"] > 0) | frame["council_registered"]).to_numpy(int)
     if y.sum() < 10 or y.sum() > len(y) - 10:
-        raise Failure(description=f"{month}: 学習に使える正例・負例が足りません（正例 {y.sum()} 件）",
-                      allow_retries=False)
+        raise Failure(
+            description=f"{month}: 学習に使える正例・負例が足りません（正例 {y.sum()} 件）",
+            allow_retries=False,
+        )
     return MonthInput(asof_sql, asof, shown, indicators, omitted, frame, y)
 
 
@@ -89,8 +108,9 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def write_model(storage: KodomoStorage, folder: Path, model, card: scoring.Card,
-                categories: dict) -> None:
+def write_model(
+    storage: KodomoStorage, folder: Path, model, card: scoring.Card, categories: dict
+) -> None:
     """The model sealed like any zone file (it was fitted on the month's children); its card,
     aggregates only, as JSON for the committee. Each is renamed into place."""
     buffer = io.BytesIO()
@@ -103,10 +123,16 @@ def _lineage(features: list, shown: list[str]) -> dict[str, list[tuple[AssetKey,
     model = [(LINKED_KEY, f.name) for f in features]
     rules = [(LINKED_KEY, c) for c in shown if c not in ("child_token", "household_token")]
     label = [(LINKED_KEY, "consultations_total"), (LINKED_KEY, "council_registered")]
-    return {"child_token": [(LINKED_KEY, "child_token")], "score": model + label,
-            "rank": model + label + rules, "known_to_center": label,
-            "center_known": [(LINKED_KEY, "center_known")], "indicators": rules,
-            "reasons": rules + model, "facts_asof": rules}
+    return {
+        "child_token": [(LINKED_KEY, "child_token")],
+        "score": model + label,
+        "rank": model + label + rules,
+        "known_to_center": label,
+        "center_known": [(LINKED_KEY, "center_known")],
+        "indicators": rules,
+        "reasons": rules + model,
+        "facts_asof": rules,
+    }
 
 
 @zone_asset(
@@ -131,13 +157,24 @@ def risk_scores(context: AssetExecutionContext, storage: KodomoStorage):
     p = plan(load_spec(), approval)
     features = scoring.model_features(p)
     final = storage.zone_store("analysis", month, TABLE)
-    label_cols = [c for c in ("consultations_total", "council_registered", "center_known") if c in p.columns]
+    label_cols = [
+        c for c in ("consultations_total", "council_registered", "center_known") if c in p.columns
+    ]
     if len(label_cols) < 3:
-        raise Failure(description="学習の正解（センターの相談記録）が承認されていないため、スコアを作れません",
-                      allow_retries=False)
+        raise Failure(
+            description="学習の正解（センターの相談記録）が承認されていないため、スコアを作れません",
+            allow_retries=False,
+        )
     with storage.staged(final) as (con, stage):
         m = month_input(storage, con, p, month)
-        indicators, omitted, frame, y, asof, shown = m.indicators, m.omitted, m.frame, m.y, m.asof, m.shown
+        indicators, omitted, frame, y, asof, shown = (
+            m.indicators,
+            m.omitted,
+            m.frame,
+            m.y,
+            m.asof,
+            m.shown,
+        )
         d, categories = scoring.design(frame, features, tuple(indicators), m.asof)
         model, card = scoring.train(d.matrix, y, SEED, month, d.terms)
         # out of fold for the children the model learned from: no list position rests on its
@@ -147,30 +184,53 @@ def risk_scores(context: AssetExecutionContext, storage: KodomoStorage):
         # model, alone or blended, ranks them better (lib/ranking)
         count = frame[[f"ind_{i.name}" for i in indicators]].sum(axis=1).to_numpy("float64")
         rows = model.fitted_rows
-        choice = ranking.choose(count[rows], model.fitted_scores, y[rows], model.fitted_weights,
-                                share=ranking.LIST_SHARE)
+        choice = ranking.choose(
+            count[rows],
+            model.fitted_scores,
+            y[rows],
+            model.fitted_weights,
+            share=ranking.LIST_SHARE,
+        )
         priority = choice.priority(count, score)
         card.ranking = choice.as_dict()
         eligible = ~frame["center_known"].astype(bool).to_numpy()
         card.past_share, card.past_share_listed = scoring.past_consultation_shares(
-            priority, y.astype(bool), eligible, review_k(len(score)))
+            priority, y.astype(bool), eligible, review_k(len(score))
+        )
         # exact SHAP wherever the list could reach (k is 2% by default): the top 5% of its
         # order, and the known children among the top 5% by score (the rising-score section)
-        contrib = scoring.contributions(model, d.matrix, (priority >= np.quantile(priority, 0.95))
-                                        | (~eligible & (score >= np.quantile(score, 0.95))))
-        said = scoring.reasons([list(r) for r in frame["indicator_reasons"]], contrib, d.matrix,
-                               d.terms, asof)
+        contrib = scoring.contributions(
+            model,
+            d.matrix,
+            (priority >= np.quantile(priority, 0.95))
+            | (~eligible & (score >= np.quantile(score, 0.95))),
+        )
+        said = scoring.reasons(
+            [list(r) for r in frame["indicator_reasons"]], contrib, d.matrix, d.terms, asof
+        )
         labels = {i.name: i.label for i in indicators}
-        out = pd.DataFrame({
-            "child_token": frame["child_token"], "score": score,
-            "rank": pd.Series(-priority).rank(method="first").astype("int32").to_numpy(),
-            "known_to_center": y.astype(bool), "center_known": frame["center_known"].astype(bool),
-            "reasons": said})
-        to_label = " ".join(f"WHEN {_quote(n)} THEN {_quote(label)}" for n, label in labels.items()) \
+        out = pd.DataFrame(
+            {
+                "child_token": frame["child_token"],
+                "score": score,
+                "rank": pd.Series(-priority).rank(method="first").astype("int32").to_numpy(),
+                "known_to_center": y.astype(bool),
+                "center_known": frame["center_known"].astype(bool),
+                "reasons": said,
+            }
+        )
+        to_label = (
+            " ".join(f"WHEN {_quote(n)} THEN {_quote(label)}" for n, label in labels.items())
             or "WHEN NULL THEN NULL"
+        )
         # whom to ask: the departments each fired indicator's facts come from
-        to_sources = " ".join(f"WHEN {_quote(i.name)} THEN {_quote(i.label + ': ' + '・'.join(sources(i, p.lineage)))}"
-                              for i in indicators) or "WHEN NULL THEN NULL"
+        to_sources = (
+            " ".join(
+                f"WHEN {_quote(i.name)} THEN {_quote(i.label + ': ' + '・'.join(sources(i, p.lineage)))}"
+                for i in indicators
+            )
+            or "WHEN NULL THEN NULL"
+        )
         con.register("scored", out)
         # indicator labels and fact dates are lists already in `fired`: joined in SQL, not
         # rebuilt row by row in Python; the snapshot date covers every other fact
@@ -179,7 +239,8 @@ def risk_scores(context: AssetExecutionContext, storage: KodomoStorage):
             f"s.center_known, list_transform(f.indicators, n -> CASE n {to_label} END) AS indicators, "
             f"list_transform(f.indicators, n -> CASE n {to_sources} END) AS fact_sources, "
             f"s.reasons, list_append(f.indicator_asof, {_quote(f'その他の事実: {asof.date().isoformat()} 時点')}) "
-            f"AS facts_asof FROM scored s JOIN fired f USING (child_token) ORDER BY s.rank")
+            f"AS facts_asof FROM scored s JOIN fired f USING (child_token) ORDER BY s.rank"
+        )
         con.unregister("scored")
         report = inspect_table(con, TABLE, approved=COLUMNS, token_columns=["child_token"])
         results = yield from publish_gated(storage, con, stage, final, report, [TABLE])

@@ -50,11 +50,15 @@ def _verified(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, month: str
         path = storage.zone_store("analysis", m, FEEDBACK_STORE)
         if path.exists():
             storage.attach(con, f"fb{n}", path)
-            parts.append(f"SELECT {n} AS age, child_token, list_month, result, indicators FROM fb{n}.verification")
+            parts.append(
+                f"SELECT {n} AS age, child_token, list_month, result, indicators FROM fb{n}.verification"
+            )
     if not parts:
         return pd.DataFrame({"result": [], "indicators": []})
-    return con.execute(f"SELECT result, indicators FROM ({' UNION ALL '.join(parts)}) QUALIFY "
-                       "row_number() OVER (PARTITION BY child_token, list_month ORDER BY age) = 1").df()
+    return con.execute(
+        f"SELECT result, indicators FROM ({' UNION ALL '.join(parts)}) QUALIFY "
+        "row_number() OVER (PARTITION BY child_token, list_month ORDER BY age) = 1"
+    ).df()
 
 
 @zone_asset(
@@ -78,19 +82,29 @@ def _verified(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, month: str
         "委員会の求めに応じて実行する。"
     ),
 )
-def item_worth(context: AssetExecutionContext, config: ItemWorthConfig,
-               storage: KodomoStorage):
+def item_worth(context: AssetExecutionContext, config: ItemWorthConfig, storage: KodomoStorage):
     started = time.perf_counter()
     month = context.partition_key
     approval = approval_for(storage, month)
     p = plan(load_spec(), approval)
     if not {"consultations_total", "council_registered"} <= set(p.columns):
-        raise Failure(description="学習の正解（センターの相談記録）が承認されていません", allow_retries=False)
+        raise Failure(
+            description="学習の正解（センターの相談記録）が承認されていません", allow_retries=False
+        )
     final = storage.zone_store("analysis", month, TABLE)
     with storage.staged(final) as (con, stage):
         m = month_input(storage, con, p, month)  # as risk_scores starts
-        inputs = iw.Inputs(frame=m.frame, features=scoring.model_features(p), indicators=tuple(m.indicators),
-                           asof=m.asof, asof_sql=m.asof_sql, y=m.y, plan=p, approval=approval, shown=m.shown)
+        inputs = iw.Inputs(
+            frame=m.frame,
+            features=scoring.model_features(p),
+            indicators=tuple(m.indicators),
+            asof=m.asof,
+            asof_sql=m.asof_sql,
+            y=m.y,
+            plan=p,
+            approval=approval,
+            shown=m.shown,
+        )
         verified = _verified(storage, con, month)
         table = iw.item_worth(inputs, SEED, verified, config.folds)
         ddl = ", ".join(f"{c} {t}" for c, t in iw.SCHEMA.items())
@@ -106,7 +120,9 @@ def item_worth(context: AssetExecutionContext, config: ItemWorthConfig,
         "verdicts": MetadataValue.json(iw.summary(table)),
         "auc_threshold": MetadataValue.float(iw.AUC_THRESHOLD),
         "precision_threshold": MetadataValue.float(iw.PRECISION_THRESHOLD),
-        "noise_floor": MetadataValue.json({"auc": round(floor[0], 4), "precision_at_k": round(floor[1], 4)}),
+        "noise_floor": MetadataValue.json(
+            {"auc": round(floor[0], 4), "precision_at_k": round(floor[1], 4)}
+        ),
         "folds": config.folds,
         "seed": SEED,
         "full_auc": MetadataValue.float(round(float(full["auc"]), 4)),
@@ -119,7 +135,8 @@ def item_worth(context: AssetExecutionContext, config: ItemWorthConfig,
         "materialized_by": materialized_by(),
     }
     if re.search(TOKEN_PATTERN, repr({k: getattr(v, "value", v) for k, v in metadata.items()})):
-        raise Failure(description="メタデータに仮名の形の値が含まれるため記録しません", allow_retries=False)
+        raise Failure(
+            description="メタデータに仮名の形の値が含まれるため記録しません", allow_retries=False
+        )
     context.log.info(f"{month}: {iw.summary(table)}、{metadata['seconds']} 秒")
     yield MaterializeResult(metadata=metadata, check_results=results)
-

@@ -37,14 +37,17 @@ def source_key(dataset: str) -> AssetKey:
 
 
 def column_schema(ds: Dataset) -> TableSchema:
-    return TableSchema(columns=[
-        TableColumn(
-            name=c.name,
-            type=SQL_TYPES[c.type],
-            description=c.header + ("（直接識別子: 所管課内のみ）" if c.marker == "id" else ""),
-        )
-        for c in ds.stored_columns
-    ] + [TableColumn(name="source_line", type="BIGINT", description="元ファイルの行番号")])
+    return TableSchema(
+        columns=[
+            TableColumn(
+                name=c.name,
+                type=SQL_TYPES[c.type],
+                description=c.header + ("（直接識別子: 所管課内のみ）" if c.marker == "id" else ""),
+            )
+            for c in ds.stored_columns
+        ]
+        + [TableColumn(name="source_line", type="BIGINT", description="元ファイルの行番号")]
+    )
 
 
 def _code_version(ds: Dataset) -> str:
@@ -70,8 +73,11 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
         group_name=f"dept_{ds.department.code}",
         owners=[ds.department.owner],
         kinds={"csv", "duckdb"},
-        tags={"zone": "department", "department": ds.department.code,
-              "sensitive": sensitive_tag(ds.name)},
+        tags={
+            "zone": "department",
+            "department": ds.department.code,
+            "sensitive": sensitive_tag(ds.name),
+        },
         code_version=_code_version(ds),
         partitions_def=monthly,
         # a tax file in the month's folder stops the whole delivery (inbox_receipt fails)
@@ -98,8 +104,11 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
         except KeyProblem as err:
             raise Failure(description=str(err), allow_retries=False) from None
         if content is None and not delivered.is_file():
-            raise Failure(description=f"{delivered}: 基準月 {month} の {ds.file} ({ds.label}, "
-                                      f"{ds.department.label}) が届いていません", allow_retries=False)
+            raise Failure(
+                description=f"{delivered}: 基準月 {month} の {ds.file} ({ds.label}, "
+                f"{ds.department.label}) が届いていません",
+                allow_retries=False,
+            )
         read = delivered.stat() if content is None else None
         readable = read is not None and bool(read.st_mode & 0o004)
         store = storage.department_store(dept, month)
@@ -108,35 +117,49 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
                 r = ingest(ds, month, delivered, con, content, describe=storage.describe_header)
         except SourceFileError as err:
             raise Failure(description=str(err), allow_retries=False) from None
-        redact = (lambda data: redact_cells(data, r.encoding, r.redactions)) if r.redactions else None
+        redact = (
+            (lambda data: redact_cells(data, r.encoding, r.redactions)) if r.redactions else None
+        )
         if read is not None and not storage.archive_export(dept, month, delivered, read, redact):
-            context.log.warning(f"{ds.file}: 取込の間に受信箱のファイルが差し替えられました。"
-                                "新しいファイルは受信箱に残し、次の実行で取り込みます")
+            context.log.warning(
+                f"{ds.file}: 取込の間に受信箱のファイルが差し替えられました。"
+                "新しいファイルは受信箱に残し、次の実行で取り込みます"
+            )
         if readable:
-            context.log.warning(f"{ds.file}: 受信ファイルが他の利用者にも読める権限で置かれていました"
-                                "（取込後に受信箱から削除済み。部署の umask を 027 にしてください）")
+            context.log.warning(
+                f"{ds.file}: 受信ファイルが他の利用者にも読める権限で置かれていました"
+                "（取込後に受信箱から削除済み。部署の umask を 027 にしてください）"
+            )
         if r.dropped_forbidden_columns:
-            context.log.warning(f"{ds.file}: 禁止項目 {'、'.join(r.dropped_forbidden_columns)} は"
-                                "法令上利用できないため読み込まずに除外しました")
+            context.log.warning(
+                f"{ds.file}: 禁止項目 {'、'.join(r.dropped_forbidden_columns)} は"
+                "法令上利用できないため読み込まずに除外しました"
+            )
         if r.quarantined:
-            context.log.warning(f"{ds.file}: {r.quarantined} 行を隔離しました（理由別件数はメタデータ）")
+            context.log.warning(
+                f"{ds.file}: {r.quarantined} 行を隔離しました（理由別件数はメタデータ）"
+            )
         # Counts and schema only: the event log is visible to every UI user.
-        return MaterializeResult(metadata={
-            "dagster/row_count": r.stored_rows,
-            "dagster/column_schema": column_schema(ds),
-            "read_from": MetadataValue.text("受信箱" if content is None else "暗号化保管した前回の受信ファイル"),
-            "drop_readable_by_others": readable,
-            "rows_received": r.rows_received,
-            "duplicates_removed": r.duplicates_removed,
-            "quarantined": r.quarantined,
-            "quarantine_by_reason": MetadataValue.json(r.quarantine_by_reason),
-            "blank_lines": r.blank_lines,
-            "encoding": r.encoding,
-            "dropped_forbidden_columns": MetadataValue.json(r.dropped_forbidden_columns),
-            "ignored_unknown_columns": MetadataValue.json(r.ignored_columns),
-            "store": MetadataValue.path(str(store)),
-            "materialized_by": materialized_by(),
-        })
+        return MaterializeResult(
+            metadata={
+                "dagster/row_count": r.stored_rows,
+                "dagster/column_schema": column_schema(ds),
+                "read_from": MetadataValue.text(
+                    "受信箱" if content is None else "暗号化保管した前回の受信ファイル"
+                ),
+                "drop_readable_by_others": readable,
+                "rows_received": r.rows_received,
+                "duplicates_removed": r.duplicates_removed,
+                "quarantined": r.quarantined,
+                "quarantine_by_reason": MetadataValue.json(r.quarantine_by_reason),
+                "blank_lines": r.blank_lines,
+                "encoding": r.encoding,
+                "dropped_forbidden_columns": MetadataValue.json(r.dropped_forbidden_columns),
+                "ignored_unknown_columns": MetadataValue.json(r.ignored_columns),
+                "store": MetadataValue.path(str(store)),
+                "materialized_by": materialized_by(),
+            }
+        )
 
     return _source
 

@@ -36,8 +36,11 @@ def inspect_inbox(storage: KodomoStorage, month: str) -> dict[str, list[str]]:
     names = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
     datasets = load_registry().datasets.values()
     expected = {ds.file for ds in datasets}
-    archived = {ds.file for ds in datasets
-                if storage.raw_archive(ds.department.code, month, ds.file).exists()}
+    archived = {
+        ds.file
+        for ds in datasets
+        if storage.raw_archive(ds.department.code, month, ds.file).exists()
+    }
     known = expected | OPTIONAL_FILES
     return {
         "received": [n for n in names if n in known],
@@ -58,16 +61,25 @@ def approval_check(storage: KodomoStorage, month: str) -> AssetCheckResult:
     try:
         approval = storage.approval()
     except (PolicyError, FileNotFoundError):
-        return AssetCheckResult(check_name=APPROVAL_CHECK, passed=False,
-                                description="承認リストを読めません（理由は資産の失敗に示す）")
+        return AssetCheckResult(
+            check_name=APPROVAL_CHECK,
+            passed=False,
+            description="承認リストを読めません（理由は資産の失敗に示す）",
+        )
     standing = approval.standing(month, storage.today())
     periods = [p.label() for p in approval.periods]
     return AssetCheckResult(
-        check_name=APPROVAL_CHECK, passed=standing.month_covered and standing.today_covered,
-        metadata={"data_month": month, "processing_date": standing.today.isoformat(),
-                  "data_month_in_period": standing.month_covered,
-                  "processing_date_in_period": standing.today_covered,
-                  "periods": MetadataValue.json(periods), "demo_approval": approval.demo})
+        check_name=APPROVAL_CHECK,
+        passed=standing.month_covered and standing.today_covered,
+        metadata={
+            "data_month": month,
+            "processing_date": standing.today.isoformat(),
+            "data_month_in_period": standing.month_covered,
+            "processing_date_in_period": standing.today_covered,
+            "periods": MetadataValue.json(periods),
+            "demo_approval": approval.demo,
+        },
+    )
 
 
 @asset(
@@ -78,10 +90,15 @@ def approval_check(storage: KodomoStorage, month: str) -> AssetCheckResult:
     tags={"zone": "inbox", "sensitive": "no"},
     code_version="2",
     partitions_def=monthly,
-    check_specs=[AssetCheckSpec(
-        APPROVAL_CHECK, asset=KEY, blocking=True,
-        description="承認期間が基準月と処理日の両方を含むか。含まなければ何も読まずに止め、以降の資産も"
-                    "実行しない（期間・根拠・処理日を示す）。")],
+    check_specs=[
+        AssetCheckSpec(
+            APPROVAL_CHECK,
+            asset=KEY,
+            blocking=True,
+            description="承認期間が基準月と処理日の両方を含むか。含まなければ何も読まずに止め、以降の資産も"
+            "実行しない（期間・根拠・処理日を示す）。",
+        )
+    ],
     description=(
         "受信確認: 基準月フォルダに届いたファイルの一覧。契約にないファイルは読まずに無視し、"
         "地方税情報と見られるファイル (課税・住民税・所得割・zei) は受け取りを拒否して失敗とする"
@@ -109,10 +126,15 @@ def inbox_receipt(context: AssetExecutionContext, storage: KodomoStorage) -> Ite
             ),
             allow_retries=False,
         )
-    yield MaterializeResult(check_results=[check], metadata={
-        "received": len(found["received"]),
-        "already_ingested": len(found["archived"]),
-        "missing": MetadataValue.json(found["missing"]),
-        "ignored_unlisted": len(found["ignored"]),
-        "ignored_unlisted_tags": MetadataValue.json([storage.name_tag(n) for n in found["ignored"]]),
-    })
+    yield MaterializeResult(
+        check_results=[check],
+        metadata={
+            "received": len(found["received"]),
+            "already_ingested": len(found["archived"]),
+            "missing": MetadataValue.json(found["missing"]),
+            "ignored_unlisted": len(found["ignored"]),
+            "ignored_unlisted_tags": MetadataValue.json(
+                [storage.name_tag(n) for n in found["ignored"]]
+            ),
+        },
+    )

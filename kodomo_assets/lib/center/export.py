@@ -41,15 +41,27 @@ from kodomo_assets.lib.policy.approval import (
 )
 
 FORMATS = {".csv": "csv", ".xlsx": "xlsx"}
-HEADERS = ["区分", "順位", "宛名番号", "スコア", "前月スコア", "指標", "理由", "事実の時点", "情報の出所（課）",
-           "前回の確認"]
+HEADERS = [
+    "区分",
+    "順位",
+    "宛名番号",
+    "スコア",
+    "前月スコア",
+    "指標",
+    "理由",
+    "事実の時点",
+    "情報の出所（課）",
+    "前回の確認",
+]
 CHECK_HEADERS = ["確認結果", "確認日", "確認の区分"]  # filled in by staff, read back by the import
 LIST_SHEET = "確認リスト"
 TOKYO = ZoneInfo("Asia/Tokyo")
 JOIN = "／"
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-NOTICE = ("この確認リストは支援の必要性の示唆であり、判定ではありません。"
-          "子ども家庭支援センターの職員が一人ずつ確認してください。")
+NOTICE = (
+    "この確認リストは支援の必要性の示唆であり、判定ではありません。"
+    "子ども家庭支援センターの職員が一人ずつ確認してください。"
+)
 GENESIS = "0" * 64
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 
@@ -81,7 +93,9 @@ class ImportResult:
     month: str
     rows: int
     path: Path
-    refused: list[tuple[int | str, str]]  # line (or sheet, row, column), reason: the center's terminal
+    refused: list[
+        tuple[int | str, str]
+    ]  # line (or sheet, row, column), reason: the center's terminal
 
 
 def access_log_path(storage: KodomoStorage) -> Path:
@@ -92,9 +106,18 @@ def _line_hash(line: bytes) -> str:
     return hashlib.sha256(line.rstrip(b"\n")).hexdigest()
 
 
-def append_access_log(storage: KodomoStorage, private: CenterPrivate, *, action: str, month: str,
-                      rows: int, file: str, purpose: str = "", format: str = "",
-                      time: str | None = None) -> dict[str, Any]:
+def append_access_log(
+    storage: KodomoStorage,
+    private: CenterPrivate,
+    *,
+    action: str,
+    month: str,
+    rows: int,
+    file: str,
+    purpose: str = "",
+    format: str = "",
+    time: str | None = None,
+) -> dict[str, Any]:
     """Append one signed record chained to the last one (0600 file, one write per line)."""
     path = access_log_path(storage)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,13 +126,20 @@ def append_access_log(storage: KodomoStorage, private: CenterPrivate, *, action:
         fcntl.flock(fd, fcntl.LOCK_EX)  # two exports at once still form one chain
         with open(path, "rb") as fh:
             lines = [ln for ln in fh.read().split(b"\n") if ln.strip()]
-        entry = {"action": action, "user": os_account(), "time": time or _now(), "month": month,
-                 "purpose": purpose, "rows": rows, "format": format,
-                 "file": Path(file).name,
-                 # where the copy is, kept in the center zone for the purge's list of copies to destroy
-                 "path": str(Path(file).resolve()),
-                 "prev": _line_hash(lines[-1]) if lines else GENESIS,
-                 "signer": private.public().fingerprint}
+        entry = {
+            "action": action,
+            "user": os_account(),
+            "time": time or _now(),
+            "month": month,
+            "purpose": purpose,
+            "rows": rows,
+            "format": format,
+            "file": Path(file).name,
+            # where the copy is, kept in the center zone for the purge's list of copies to destroy
+            "path": str(Path(file).resolve()),
+            "prev": _line_hash(lines[-1]) if lines else GENESIS,
+            "signer": private.public().fingerprint,
+        }
         entry["signature"] = sign(private.signing, _canonical(entry))
         os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8"))
         os.fsync(fd)
@@ -119,8 +149,12 @@ def append_access_log(storage: KodomoStorage, private: CenterPrivate, *, action:
 
 
 def _canonical(entry: dict[str, Any]) -> bytes:
-    return json.dumps({k: v for k, v in entry.items() if k != "signature"}, ensure_ascii=False,
-                      sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(
+        {k: v for k, v in entry.items() if k != "signature"},
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
 
 
 def read_access_log(storage: KodomoStorage, month: str | None = None) -> list[dict[str, Any]]:
@@ -160,8 +194,11 @@ def verify_access_log(storage: KodomoStorage, public: CenterPublic) -> int | Non
         except json.JSONDecodeError:
             return n
         key = public.signing_key(str(entry.get("signer"))) if isinstance(entry, dict) else None
-        if (key is None or entry.get("prev") != prev
-                or not verify(key, _canonical(entry), str(entry.get("signature", "")))):
+        if (
+            key is None
+            or entry.get("prev") != prev
+            or not verify(key, _canonical(entry), str(entry.get("signature", "")))
+        ):
             return n
         prev = _line_hash(raw)
     return None
@@ -170,16 +207,19 @@ def verify_access_log(storage: KodomoStorage, public: CenterPublic) -> int | Non
 def _open_list(storage: KodomoStorage, private: CenterPrivate, month: str):
     path = storage.zone_store("center", month, TABLE)
     if not path.exists():
-        raise ExportError(f"基準月 {month} の確認リストがありません。先に center/review_list を "
-                          f"{month} について実体化してください。")
+        raise ExportError(
+            f"基準月 {month} の確認リストがありません。先に center/review_list を "
+            f"{month} について実体化してください。"
+        )
     try:
         return storage.open_as_center(path, private)
     except (KeyProblem, StoreMissing) as err:
         raise ExportError(f"基準月 {month} の確認リストを開けません: {err}", exit_code=2) from None
 
 
-def export_review_list(storage: KodomoStorage, private: CenterPrivate, month: str, out: Path,
-                       purpose: str) -> ExportResult:
+def export_review_list(
+    storage: KodomoStorage, private: CenterPrivate, month: str, out: Path, purpose: str
+) -> ExportResult:
     """Write the month's review list to `out` (.csv or .xlsx) and log the export."""
     purpose = _check_arguments(month, out, purpose)
     in_force(storage, month)
@@ -190,20 +230,38 @@ def export_review_list(storage: KodomoStorage, private: CenterPrivate, month: st
     except KeyProblem as err:
         raise ExportError(f"確認リストを開けません: {err}", exit_code=2) from None
     exported_at = _now()
-    info = [("内容", f"確認リスト（基準月 {month}）"), ("注意", NOTICE), ("基準月", month),
-            ("書き出し日時", exported_at), ("利用目的", f"{purpose}（{load_purposes()[purpose]}）"),
-            ("件数", f"{len(rows)} 件")]
-    _write_atomic(out, (lambda p: _write_csv(p, rows)) if fmt == "csv"
-                  else (lambda p: _write_xlsx(p, rows, info)),
-                  log=lambda: append_access_log(storage, private, action="export", month=month,
-                                                purpose=purpose, rows=len(rows), format=fmt,
-                                                file=str(out), time=exported_at))
+    info = [
+        ("内容", f"確認リスト（基準月 {month}）"),
+        ("注意", NOTICE),
+        ("基準月", month),
+        ("書き出し日時", exported_at),
+        ("利用目的", f"{purpose}（{load_purposes()[purpose]}）"),
+        ("件数", f"{len(rows)} 件"),
+    ]
+    _write_atomic(
+        out,
+        (lambda p: _write_csv(p, rows)) if fmt == "csv" else (lambda p: _write_xlsx(p, rows, info)),
+        log=lambda: append_access_log(
+            storage,
+            private,
+            action="export",
+            month=month,
+            purpose=purpose,
+            rows=len(rows),
+            format=fmt,
+            file=str(out),
+            time=exported_at,
+        ),
+    )
     notice = f"注意: {NOTICE}（基準月 {month}、書き出し {exported_at}、利用目的: {purpose}）"
     if fmt == "csv":
-        notice += ("\nExcel で開くときは、宛名番号の先頭の 0 が消えないよう「データ」→"
-                   "「テキストまたは CSV から」で宛名番号の列を文字列として読み込んでください。")
-    return ExportResult(month=month, rows=len(rows), format=fmt, path=out,
-                        exported_at=exported_at, notice=notice)
+        notice += (
+            "\nExcel で開くときは、宛名番号の先頭の 0 が消えないよう「データ」→"
+            "「テキストまたは CSV から」で宛名番号の列を文字列として読み込んでください。"
+        )
+    return ExportResult(
+        month=month, rows=len(rows), format=fmt, path=out, exported_at=exported_at, notice=notice
+    )
 
 
 @dataclass
@@ -221,7 +279,9 @@ class Returned:
 
 def _returned_csv(source: Path, month: str) -> tuple[list[Returned], list[tuple[int | str, str]]]:
     found = fb.read_kakunin(source, month)
-    return [Returned(line, atena, m, result) for line, atena, m, result in found.rows], list(found.refused)
+    return [Returned(line, atena, m, result) for line, atena, m, result in found.rows], list(
+        found.refused
+    )
 
 
 def _cell(row: int, header: str) -> str:
@@ -240,13 +300,23 @@ def _returned_xlsx(source: Path, month: str) -> tuple[list[Returned], list[tuple
         about = {r[0]: r[1] for r in book["説明"].iter_rows(values_only=True) if r and r[0]}
         sheet = book[LIST_SHEET]
     except (KeyError, OSError, ValueError):
-        raise ExportError(f"{source.name}: 書き出した確認リストの Excel ファイルとして読めません", exit_code=2) from None
+        raise ExportError(
+            f"{source.name}: 書き出した確認リストの Excel ファイルとして読めません", exit_code=2
+        ) from None
     if about.get("基準月") != month:
-        raise ExportError(f"{source.name}: 基準月 {month} の確認リストではありません（説明シートの基準月）", exit_code=2)
+        raise ExportError(
+            f"{source.name}: 基準月 {month} の確認リストではありません（説明シートの基準月）",
+            exit_code=2,
+        )
     rows = sheet.iter_rows(values_only=True)
-    if list(next(rows, ()))[:len(HEADERS) + 3] != [*HEADERS, *CHECK_HEADERS]:
-        raise ExportError(f"{source.name}: {LIST_SHEET} シートの見出しが書き出したときと違います", exit_code=2)
-    methods, first = load_verification_methods(), datetime.strptime(month + "-01", "%Y-%m-%d").date()
+    if list(next(rows, ()))[: len(HEADERS) + 3] != [*HEADERS, *CHECK_HEADERS]:
+        raise ExportError(
+            f"{source.name}: {LIST_SHEET} シートの見出しが書き出したときと違います", exit_code=2
+        )
+    methods, first = (
+        load_verification_methods(),
+        datetime.strptime(month + "-01", "%Y-%m-%d").date(),
+    )
     today = datetime.now(TOKYO).date()
     out, refused = [], []
     for n, values in enumerate(rows, start=2):
@@ -258,11 +328,18 @@ def _returned_xlsx(source: Path, month: str) -> tuple[list[Returned], list[tuple
         day = day.date() if isinstance(day, datetime) else day
         atena = str(v.get("宛名番号") or "").strip()
         problem = (
-            ("確認結果", "確認結果が 該当・非該当・既知 のいずれでもない") if result not in fb.RESULTS else
-            ("宛名番号", "宛名番号が数字10桁でない") if not re.fullmatch(r"[0-9]{10}", atena) else
-            ("確認日", "確認日が日付でない") if not isinstance(day, date) else
-            ("確認日", f"確認日が処理の期間（{first.isoformat()}〜今日）の外") if not first <= day <= today else
-            ("確認の区分", "確認の区分が一覧にない") if method not in methods else None)
+            ("確認結果", "確認結果が 該当・非該当・既知 のいずれでもない")
+            if result not in fb.RESULTS
+            else ("宛名番号", "宛名番号が数字10桁でない")
+            if not re.fullmatch(r"[0-9]{10}", atena)
+            else ("確認日", "確認日が日付でない")
+            if not isinstance(day, date)
+            else ("確認日", f"確認日が処理の期間（{first.isoformat()}〜今日）の外")
+            if not first <= day <= today
+            else ("確認の区分", "確認の区分が一覧にない")
+            if method not in methods
+            else None
+        )
         if problem:
             refused.append((_cell(n, problem[0]), problem[1]))
             continue
@@ -270,12 +347,15 @@ def _returned_xlsx(source: Path, month: str) -> tuple[list[Returned], list[tuple
             shown = (int(v["順位"]), round(float(v["スコア"]), 3))
         except (TypeError, ValueError):
             shown = (-1, -1.0)
-        out.append(Returned(_cell(n, "宛名番号"), atena, month, result, shown, day.isoformat(), method))
+        out.append(
+            Returned(_cell(n, "宛名番号"), atena, month, result, shown, day.isoformat(), method)
+        )
     return out, refused
 
 
-def import_feedback(storage: KodomoStorage, private: CenterPrivate, month: str,
-                    source: Path) -> ImportResult:
+def import_feedback(
+    storage: KodomoStorage, private: CenterPrivate, month: str, source: Path
+) -> ImportResult:
     """The returned workbook (or kakunin.csv: 宛名番号,基準月,確認結果) -> a signed file of
     pseudonyms in the month's inbox folder. Rows whose child is not on the named month's
     list, or whose rank or score was changed, are refused, with where they were, on this
@@ -284,18 +364,29 @@ def import_feedback(storage: KodomoStorage, private: CenterPrivate, month: str,
         raise ExportError(f"--month は YYYY-MM の形式で指定してください（{month!r}）", exit_code=2)
     in_force(storage, month)
     try:
-        returned, refused = (_returned_xlsx if source.suffix.lower() == ".xlsx" else _returned_csv)(source, month)
+        returned, refused = (_returned_xlsx if source.suffix.lower() == ".xlsx" else _returned_csv)(
+            source, month
+        )
     except (SourceFileError, FileNotFoundError) as err:
         raise ExportError(str(err), exit_code=2) from None
     lists: dict[str, dict[str, dict[str, Any]]] = {}
     for list_month in sorted({r.list_month for r in returned}):
         try:
             with _open_list(storage, private, list_month) as con:
-                lists[list_month] = {row[0]: dict(zip(
-                    ("atena_no", "child_token", "section", "rank", "score", "indicators"), row, strict=True))
+                lists[list_month] = {
+                    row[0]: dict(
+                        zip(
+                            ("atena_no", "child_token", "section", "rank", "score", "indicators"),
+                            row,
+                            strict=True,
+                        )
+                    )
                     for row in con.execute(
                         f"SELECT atena_no, child_token, section, rank, score, coalesce(indicators, []) "
-                        f"FROM {TABLE} ORDER BY section <> ?, rank DESC", [NEW]).fetchall()}
+                        f"FROM {TABLE} ORDER BY section <> ?, rank DESC",
+                        [NEW],
+                    ).fetchall()
+                }
         except ExportError as err:
             if err.exit_code == 2:
                 raise
@@ -311,21 +402,40 @@ def import_feedback(storage: KodomoStorage, private: CenterPrivate, month: str,
         if r.shown is not None and r.shown != (listed["rank"], round(listed["score"], 3)):
             refused.append((r.where, "順位またはスコアが書き出したときと違う"))
             continue
-        rows.append({"child_token": listed["child_token"], "list_month": r.list_month, "result": r.result,
-                     "section": listed["section"], "rank": listed["rank"], "score": listed["score"],
-                     "indicators": list(listed["indicators"]),
-                     **({"checked_on": r.checked_on, "method": r.method} if r.checked_on else {})})
+        rows.append(
+            {
+                "child_token": listed["child_token"],
+                "list_month": r.list_month,
+                "result": r.result,
+                "section": listed["section"],
+                "rank": listed["rank"],
+                "score": listed["score"],
+                "indicators": list(listed["indicators"]),
+                **({"checked_on": r.checked_on, "method": r.method} if r.checked_on else {}),
+            }
+        )
     refused.sort(key=lambda x: (isinstance(x[0], str), x[0]))
     counts: dict[str, int] = {}
     for _, reason in refused:
         counts[reason] = counts.get(reason, 0) + 1
-    doc = fb.signed_document(month, rows, counts, os_account(), _now(), private.signing,
-                             private.public().fingerprint)
+    doc = fb.signed_document(
+        month, rows, counts, os_account(), _now(), private.signing, private.public().fingerprint
+    )
     target = storage.inbox_path / month / fb.FEEDBACK_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(target, lambda p: p.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8"),
-                  log=lambda: append_access_log(storage, private, action="import", month=month, rows=len(rows),
-                                                format=source.suffix.lower().lstrip("."), file=str(source)))
+    _write_atomic(
+        target,
+        lambda p: p.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8"),
+        log=lambda: append_access_log(
+            storage,
+            private,
+            action="import",
+            month=month,
+            rows=len(rows),
+            format=source.suffix.lower().lstrip("."),
+            file=str(source),
+        ),
+    )
     return ImportResult(month=month, rows=len(rows), path=target, refused=refused)
 
 
@@ -346,11 +456,15 @@ def _check_arguments(month: str, out: Path, purpose: str) -> str:
     codes = load_purposes()
     purpose = purpose.strip()
     if purpose not in codes:  # a code, never free text: a sentence can name a person
-        raise ExportError("--purpose には利用目的コード（data/policy/purposes.csv）のいずれかを指定して"
-                          "ください: " + "、".join(codes), exit_code=2)
+        raise ExportError(
+            "--purpose には利用目的コード（data/policy/purposes.csv）のいずれかを指定して"
+            "ください: " + "、".join(codes),
+            exit_code=2,
+        )
     if out.suffix.lower() not in FORMATS:
-        raise ExportError(f"--out の拡張子は .csv か .xlsx にしてください（{out.name}）",
-                          exit_code=2)
+        raise ExportError(
+            f"--out の拡張子は .csv か .xlsx にしてください（{out.name}）", exit_code=2
+        )
     if out.is_dir():
         raise ExportError(f"--out {out} はフォルダです。ファイル名を指定してください", exit_code=2)
     if not out.parent.is_dir():
@@ -360,12 +474,18 @@ def _check_arguments(month: str, out: Path, purpose: str) -> str:
 
 def _rows(con: duckdb.DuckDBPyConnection) -> list[list[Any]]:
     # the new suggestions first, each section in rank order
-    return [list(r) for r in con.execute(f"""
+    return [
+        list(r)
+        for r in con.execute(
+            f"""
         SELECT section, rank, atena_no, round(score, 3), round(prev_score, 3),
                array_to_string(indicators, '{JOIN}'), array_to_string(reasons, '{JOIN}'),
                array_to_string(facts_asof, '{JOIN}'), array_to_string(fact_sources, '{JOIN}'),
                CASE WHEN prev_result IS NOT NULL THEN prev_result || '（' || prev_result_month || '）' END
-        FROM {TABLE} ORDER BY section <> ?, section, rank""", [NEW]).fetchall()]
+        FROM {TABLE} ORDER BY section <> ?, section, rank""",
+            [NEW],
+        ).fetchall()
+    ]
 
 
 def _write_atomic(out: Path, write: Callable[[Path], None], log: Callable[[], object]) -> None:
@@ -432,26 +552,50 @@ def _write_xlsx(path: Path, rows: Sequence[Sequence[Any]], info: Sequence[tuple[
             sheet.cell(sheet.max_row, col).alignment = Alignment(wrap_text=True, vertical="top")
         sheet.cell(sheet.max_row, len(HEADERS) + 2).number_format = "yyyy-mm-dd"
     last = max(sheet.max_row, 2)
-    result, day, method = (f"{chr(ord('A') + len(HEADERS) + i)}2:{chr(ord('A') + len(HEADERS) + i)}{last}"
-                           for i in range(3))
-    checks = [DataValidation(type="list", formula1='"' + ",".join(fb.CHECK_RESULTS) + '"', allow_blank=True,
-                             error="該当・非該当・既知・未確認から選んでください", showErrorMessage=True),
-              DataValidation(type="date", operator="greaterThan", formula1="DATE(2000,1,1)", allow_blank=True,
-                             error="日付を入れてください（自由記述は入れません）", showErrorMessage=True),
-              DataValidation(type="list", formula1='"' + ",".join(load_verification_methods()) + '"',
-                             allow_blank=True, error="確認の区分は一覧から選んでください", showErrorMessage=True)]
+    result, day, method = (
+        f"{chr(ord('A') + len(HEADERS) + i)}2:{chr(ord('A') + len(HEADERS) + i)}{last}"
+        for i in range(3)
+    )
+    checks = [
+        DataValidation(
+            type="list",
+            formula1='"' + ",".join(fb.CHECK_RESULTS) + '"',
+            allow_blank=True,
+            error="該当・非該当・既知・未確認から選んでください",
+            showErrorMessage=True,
+        ),
+        DataValidation(
+            type="date",
+            operator="greaterThan",
+            formula1="DATE(2000,1,1)",
+            allow_blank=True,
+            error="日付を入れてください（自由記述は入れません）",
+            showErrorMessage=True,
+        ),
+        DataValidation(
+            type="list",
+            formula1='"' + ",".join(load_verification_methods()) + '"',
+            allow_blank=True,
+            error="確認の区分は一覧から選んでください",
+            showErrorMessage=True,
+        ),
+    ]
     for check, where in zip(checks, (result, day, method), strict=True):
         sheet.add_data_validation(check)
         check.add(where)
     sheet.freeze_panes = "A2"
     sheet.auto_filter.ref = f"A1:{chr(ord('A') + len(HEADERS) + 2)}{last}"
-    for letter, width in zip("ABCDEFGHIJKLM", (16, 6, 13, 8, 10, 30, 60, 24, 30, 16, 10, 12, 12), strict=True):
+    for letter, width in zip(
+        "ABCDEFGHIJKLM", (16, 6, 13, 8, 10, 30, 60, 24, 30, 16, 10, 12, 12), strict=True
+    ):
         sheet.column_dimensions[letter].width = width
     sheet.page_setup.orientation = "landscape"
     sheet.page_setup.fitToWidth, sheet.page_setup.fitToHeight = 1, 0
     sheet.sheet_properties.pageSetUpPr.fitToPage = True
     sheet.print_title_rows = "1:1"
-    sheet.oddHeader.center.text = "確認リスト（基準月 " + dict(info)["基準月"] + "）　注意: " + NOTICE
+    sheet.oddHeader.center.text = (
+        "確認リスト（基準月 " + dict(info)["基準月"] + "）　注意: " + NOTICE
+    )
     sheet.oddHeader.center.size = 8
     sheet.oddFooter.center.text = "&P / &N ページ　書き出し " + dict(info)["書き出し日時"]
     for ws in wb.worksheets:  # every cell of every sheet: text stays text, never a formula

@@ -43,8 +43,12 @@ FEEDBACK_FILE = "kakunin_signed.json"  # in the month's inbox folder, written by
 # Bands of the calibrated score as the export shows it (3 decimals), so a child lands in
 # the band staff saw. The list is the top 2% of children, so most of it sits in 0.1–0.5;
 # 0.5 is "more likely than not", 0.1 the lower end of what the list usually reaches.
-BANDS = (("0.5以上", 0.5, None), ("0.2以上0.5未満", 0.2, 0.5), ("0.1以上0.2未満", 0.1, 0.2),
-         ("0.1未満", None, 0.1))
+BANDS = (
+    ("0.5以上", 0.5, None),
+    ("0.2以上0.5未満", 0.2, 0.5),
+    ("0.1以上0.2未満", 0.1, 0.2),
+    ("0.1未満", None, 0.1),
+)
 TABLES = ["verification", "ppv_by_indicator", "ppv_by_band", "counts_by_month"]
 
 
@@ -57,7 +61,9 @@ class Kakunin:
     """kakunin.csv, checked: valid rows and refused ones with a reason, by line."""
 
     encoding: str = ""
-    rows: list[tuple[int, str, str, str]] = field(default_factory=list)  # line, atena, month, result
+    rows: list[tuple[int, str, str, str]] = field(
+        default_factory=list
+    )  # line, atena, month, result
     refused: list[tuple[int, str]] = field(default_factory=list)  # line, reason
     blank_lines: int = 0
 
@@ -71,8 +77,11 @@ def read_kakunin(path: Path, month: str) -> Kakunin:
     decoded = read_header(path)  # CP932 / UTF-8 (BOM or not), NFKC headers
     missing = [h for h in HEADER if h not in decoded.headers]
     if missing:
-        raise SourceFileError(path, f"見出し {'・'.join(missing)} がありません"
-                              f"（見出し行は {','.join(HEADER)}）", line=1)
+        raise SourceFileError(
+            path,
+            f"見出し {'・'.join(missing)} がありません（見出し行は {','.join(HEADER)}）",
+            line=1,
+        )
     out = Kakunin(encoding=decoded.encoding)
     keep = [decoded.headers.index(h) for h in HEADER]
     checked: list[tuple[int, str, str, str]] = []
@@ -119,12 +128,15 @@ def _check_row(atena: str, ym: str, result: str, month: str) -> str | tuple[str,
 def _bad_line_reason(reason: str) -> str:
     # decode's reasons carry byte positions and column counts; group them by kind
     if "バイト目が" in reason:
-        return re.sub(r"^\d+ バイト目が (\S+) として読めない", r"\1 として読めない文字がある", reason)
+        return re.sub(
+            r"^\d+ バイト目が (\S+) として読めない", r"\1 として読めない文字がある", reason
+        )
     return reason.split(" (")[0]
 
 
-def _without_duplicates(rows: list[tuple[int, str, str, str]],
-                        refused: list[tuple[int, str]]) -> list[tuple[int, str, str, str]]:
+def _without_duplicates(
+    rows: list[tuple[int, str, str, str]], refused: list[tuple[int, str]]
+) -> list[tuple[int, str, str, str]]:
     """One result per child and list month: repeats of the same result keep the first row,
     conflicting results keep none (a person must decide), and every other row is refused."""
     groups: dict[tuple[str, str], list[tuple[int, str, str, str]]] = defaultdict(list)
@@ -142,16 +154,30 @@ def _without_duplicates(rows: list[tuple[int, str, str, str]],
 
 # --- the signed file ------------------------------------------------------------------------
 
+
 def _canonical(doc: dict[str, Any]) -> bytes:
     body = {k: v for k, v in doc.items() if k != "signature"}
     return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
-def signed_document(month: str, rows: list[dict[str, Any]], refused: dict[str, int],
-                    imported_by: str, created: str, signer: Ed25519PrivateKey, fingerprint: str
-                    ) -> dict[str, Any]:
-    doc = {"format": FORMAT, "month": month, "created": created, "imported_by": imported_by,
-           "signer": fingerprint, "rows": rows, "refused_by_reason": refused}
+def signed_document(
+    month: str,
+    rows: list[dict[str, Any]],
+    refused: dict[str, int],
+    imported_by: str,
+    created: str,
+    signer: Ed25519PrivateKey,
+    fingerprint: str,
+) -> dict[str, Any]:
+    doc = {
+        "format": FORMAT,
+        "month": month,
+        "created": created,
+        "imported_by": imported_by,
+        "signer": fingerprint,
+        "rows": rows,
+        "refused_by_reason": refused,
+    }
     doc["signature"] = sign(signer, _canonical(doc))
     return doc
 
@@ -167,7 +193,9 @@ def verified_document(raw: bytes, public: CenterPublic, month: str) -> dict[str,
         raise SignatureError(f"確認結果ファイルの形式が {FORMAT} ではありません")
     key = public.signing_key(str(doc.get("signer")))
     if key is None or not verify(key, _canonical(doc), str(doc["signature"])):
-        raise SignatureError("確認結果ファイルの署名を検証できません（センターの署名がないか、署名後に変更されています）")
+        raise SignatureError(
+            "確認結果ファイルの署名を検証できません（センターの署名がないか、署名後に変更されています）"
+        )
     if doc.get("month") != month:
         raise SignatureError(f"確認結果ファイルは基準月 {month} のものではありません")
     return doc
@@ -175,19 +203,26 @@ def verified_document(raw: bytes, public: CenterPublic, month: str) -> dict[str,
 
 # --- the pipeline's tables --------------------------------------------------------------------
 
+
 def _band_sql(column: str) -> str:
     whens = []
     for label, low, high in BANDS:
-        cond = " AND ".join([*([f"{column} >= {low}"] if low is not None else []),
-                             *([f"{column} < {high}"] if high is not None else [])])
+        cond = " AND ".join(
+            [
+                *([f"{column} >= {low}"] if low is not None else []),
+                *([f"{column} < {high}"] if high is not None else []),
+            ]
+        )
         whens.append(f"WHEN {cond} THEN '{label}'")
     return f"CASE {' '.join(whens)} END"
 
 
 def _counts() -> str:
-    return (f"count(*) FILTER (result = '{CONFIRMED}')::INTEGER AS confirmed, "
-            f"count(*) FILTER (result = '{NOT_CONFIRMED}')::INTEGER AS not_confirmed, "
-            f"count(*) FILTER (result = '{KNOWN}')::INTEGER AS already_known")
+    return (
+        f"count(*) FILTER (result = '{CONFIRMED}')::INTEGER AS confirmed, "
+        f"count(*) FILTER (result = '{NOT_CONFIRMED}')::INTEGER AS not_confirmed, "
+        f"count(*) FILTER (result = '{KNOWN}')::INTEGER AS already_known"
+    )
 
 
 PPV_SQL = "CASE WHEN confirmed + not_confirmed > 0 THEN confirmed / (confirmed + not_confirmed) END"
@@ -195,19 +230,24 @@ PPV_SQL = "CASE WHEN confirmed + not_confirmed > 0 THEN confirmed / (confirmed +
 
 def build_tables(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
     """The published tables, from the verified rows (pseudonyms, never a 宛名番号)."""
-    con.register("verified_rows", pa.table({
-        "child_token": pa.array([r["child_token"] for r in rows], pa.string()),
-        "list_month": pa.array([r["list_month"] for r in rows], pa.string()),
-        "result": pa.array([r["result"] for r in rows], pa.string()),
-        "section": pa.array([r["section"] for r in rows], pa.string()),
-        "rank": pa.array([r["rank"] for r in rows], pa.int32()),
-        "score": pa.array([r["score"] for r in rows], pa.float64()),
-        "indicators": pa.array([r["indicators"] for r in rows], pa.list_(pa.string())),
-    }))
+    con.register(
+        "verified_rows",
+        pa.table(
+            {
+                "child_token": pa.array([r["child_token"] for r in rows], pa.string()),
+                "list_month": pa.array([r["list_month"] for r in rows], pa.string()),
+                "result": pa.array([r["result"] for r in rows], pa.string()),
+                "section": pa.array([r["section"] for r in rows], pa.string()),
+                "rank": pa.array([r["rank"] for r in rows], pa.int32()),
+                "score": pa.array([r["score"] for r in rows], pa.float64()),
+                "indicators": pa.array([r["indicators"] for r in rows], pa.list_(pa.string())),
+            }
+        ),
+    )
     con.execute(f"""
         CREATE TABLE verification AS
         SELECT child_token, list_month, result, section, rank, round(score, 3) AS score,
-               {_band_sql('round(score, 3)')} AS score_band, coalesce(indicators, []::VARCHAR[]) AS indicators
+               {_band_sql("round(score, 3)")} AS score_band, coalesce(indicators, []::VARCHAR[]) AS indicators
         FROM verified_rows ORDER BY list_month, section, rank""")
     con.unregister("verified_rows")
     # a child counts once for every indicator it had; a child with none under its own row
@@ -217,9 +257,11 @@ def build_tables(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> 
                                               ELSE indicators END) AS indicator FROM verification),
         c AS (SELECT indicator, {_counts()} FROM x GROUP BY indicator)
         SELECT *, {PPV_SQL} AS ppv FROM c ORDER BY confirmed + not_confirmed DESC, indicator""")
-    bands = ", ".join(f"({n}, '{label}', {low if low is not None else 'NULL'}, "
-                      f"{high if high is not None else 'NULL'})"
-                      for n, (label, low, high) in enumerate(BANDS))
+    bands = ", ".join(
+        f"({n}, '{label}', {low if low is not None else 'NULL'}, "
+        f"{high if high is not None else 'NULL'})"
+        for n, (label, low, high) in enumerate(BANDS)
+    )
     con.execute(f"""
         CREATE TABLE ppv_by_band AS
         WITH b(n, score_band, lower_bound, upper_bound) AS (VALUES {bands}),
@@ -241,9 +283,14 @@ def build_tables(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> 
 def _ppv_table(con: duckdb.DuckDBPyConnection, table: str, key: str) -> dict[str, dict]:
     out = {}
     for name, confirmed, not_confirmed, known, ppv in con.execute(
-            f"SELECT {key}, confirmed, not_confirmed, already_known, ppv FROM {table}").fetchall():
-        out[name] = {CONFIRMED: confirmed, NOT_CONFIRMED: not_confirmed, KNOWN: known,
-                     "PPV": None if ppv is None else round(ppv, 3)}
+        f"SELECT {key}, confirmed, not_confirmed, already_known, ppv FROM {table}"
+    ).fetchall():
+        out[name] = {
+            CONFIRMED: confirmed,
+            NOT_CONFIRMED: not_confirmed,
+            KNOWN: known,
+            "PPV": None if ppv is None else round(ppv, 3),
+        }
     return out
 
 
@@ -252,9 +299,12 @@ def summary(con: duckdb.DuckDBPyConnection) -> dict:
     outcomes = dict(con.execute("SELECT result, count(*) FROM verification GROUP BY 1").fetchall())
     outcomes = {k: outcomes.get(k, 0) for k in RESULTS}
     decided = outcomes[CONFIRMED] + outcomes[NOT_CONFIRMED]
-    by_month = {m: {CONFIRMED: c, NOT_CONFIRMED: n, KNOWN: k}
-                for m, c, n, k in con.execute(
-                    "SELECT list_month, confirmed, not_confirmed, already_known FROM counts_by_month").fetchall()}
+    by_month = {
+        m: {CONFIRMED: c, NOT_CONFIRMED: n, KNOWN: k}
+        for m, c, n, k in con.execute(
+            "SELECT list_month, confirmed, not_confirmed, already_known FROM counts_by_month"
+        ).fetchall()
+    }
     return {
         "outcomes": outcomes,
         "ppv": round(outcomes[CONFIRMED] / decided, 3) if decided else None,

@@ -33,9 +33,12 @@ class SourceFileError(Exception):
     """A file that cannot be read at all. The message names file, line and column and what
     was expected, never a value from the file."""
 
-    def __init__(self, file: Path | str, problem: str, line: int | None = None,
-                 column: str | None = None):
-        where = f"{file}" + (f" {line}行目" if line else "") + (f" 列「{column}」" if column else "")
+    def __init__(
+        self, file: Path | str, problem: str, line: int | None = None, column: str | None = None
+    ):
+        where = (
+            f"{file}" + (f" {line}行目" if line else "") + (f" 列「{column}」" if column else "")
+        )
         super().__init__(f"{where}: {problem}")
         self.file, self.line, self.column, self.problem = str(file), line, column, problem
 
@@ -72,7 +75,9 @@ def read_header(path: Path, content: bytes | None = None) -> Decoded:
     if not head:
         raise SourceFileError(path, "0 バイトの空ファイルです (見出し行が必要)", line=1)
     if head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in head:
-        raise SourceFileError(path, f"UTF-16 は受け付けられません: {ALLOWED} で出力してください", line=1)
+        raise SourceFileError(
+            path, f"UTF-16 は受け付けられません: {ALLOWED} で出力してください", line=1
+        )
     bom = head.startswith(b"\xef\xbb\xbf")
     first = head[3:] if bom else head
     for encoding in ["utf-8"] if bom else ["utf-8", "cp932"]:
@@ -88,12 +93,14 @@ def read_header(path: Path, content: bytes | None = None) -> Decoded:
     headers = [h.strip() for h in next(csv.reader([normalise(text).rstrip("\r\n")]), [])]
     if not any(headers):
         raise SourceFileError(path, "見出し行がありません", line=1)
-    return Decoded(encoding="utf-8-sig" if bom else encoding, headers=headers,
-                   header_bytes=len(head))
+    return Decoded(
+        encoding="utf-8-sig" if bom else encoding, headers=headers, header_bytes=len(head)
+    )
 
 
-def iter_blocks(path: Path, decoded: Decoded, keep: Sequence[int],
-                content: bytes | None = None) -> Iterator[pa.Table]:
+def iter_blocks(
+    path: Path, decoded: Decoded, keep: Sequence[int], content: bytes | None = None
+) -> Iterator[pa.Table]:
     """Yield `_line` plus the kept columns (as c<i>), NFKC-normalised, block by block, so
     memory stays bounded by the block size; malformed lines are recorded in `decoded`."""
     line_no = 1
@@ -119,8 +126,9 @@ def iter_blocks(path: Path, decoded: Decoded, keep: Sequence[int],
                 break
 
 
-def _read_block(path: Path, data: bytes, decoded: Decoded, keep: Sequence[int],
-                first_line: int) -> tuple[pa.Table, int]:
+def _read_block(
+    path: Path, data: bytes, decoded: Decoded, keep: Sequence[int], first_line: int
+) -> tuple[pa.Table, int]:
     width = len(decoded.headers)
     buf = np.frombuffer(data, np.uint8)
     ends = np.flatnonzero(buf == _NL)
@@ -132,7 +140,9 @@ def _read_block(path: Path, data: bytes, decoded: Decoded, keep: Sequence[int],
     ok = (quotes % 2 == 0) & (commas == width - 1) & (content_end > starts)
     # A quote next to a space ( "昭島市,コーポ①" ) is not standard CSV: such lines take the
     # slow path and are rewritten in canonical CSV, or pyarrow would split the field.
-    near = np.concatenate([buf[np.maximum(quote_pos - 1, 0)], buf[np.minimum(quote_pos + 1, len(buf) - 1)]])
+    near = np.concatenate(
+        [buf[np.maximum(quote_pos - 1, 0)], buf[np.minimum(quote_pos + 1, len(buf) - 1)]]
+    )
     spaced = np.unique(np.searchsorted(ends, np.tile(quote_pos, 2)[(near == 32) | (near == 9)]))
     ok[spaced] = False
     # A lone CR (one not right before the LF) ends a row for pyarrow: slow path, set aside.
@@ -141,7 +151,7 @@ def _read_block(path: Path, data: bytes, decoded: Decoded, keep: Sequence[int],
     codec = decoded.encoding.replace("-sig", "")
     fixed: dict[int, bytes] = {}
     for i in np.flatnonzero(~ok):
-        raw = data[starts[i]:content_end[i]]
+        raw = data[starts[i] : content_end[i]]
         line = _check_line(raw, codec, width, decoded, first_line + i)
         ok[i] = line is not None
         if line is not None and _SPACED_QUOTE.search(raw):
@@ -155,7 +165,8 @@ def _read_block(path: Path, data: bytes, decoded: Decoded, keep: Sequence[int],
         for i, pos in _undecodable(data, starts, content_end, ok, codec):
             ok[i] = False
             decoded.bad_lines.append(
-                BadLine(first_line + i, f"{pos} バイト目が {decoded.encoding} として読めない"))
+                BadLine(first_line + i, f"{pos} バイト目が {decoded.encoding} として読めない")
+            )
         if not ok.any():  # every line of the block was undecodable: all quarantined
             return pa.table({}), len(ends)
         table = _parse_or_none(data, starts, ends, ok, fixed, codec, width, keep)
@@ -166,21 +177,26 @@ def _read_block(path: Path, data: bytes, decoded: Decoded, keep: Sequence[int],
     if table is None or table.num_rows != len(kept_lines):
         raise SourceFileError(path, f"{first_line}行目以降の区間を CSV として解析できません")
     columns = [_nfkc(table.column(f"c{i}")) for i in keep]
-    return pa.table([pa.array(kept_lines + first_line, pa.int64()), *columns],
-                    names=["_line", *(f"c{i}" for i in keep)]), len(ends)
+    return pa.table(
+        [pa.array(kept_lines + first_line, pa.int64()), *columns],
+        names=["_line", *(f"c{i}" for i in keep)],
+    ), len(ends)
 
 
 def _nfkc(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """NFKC, skipped for a column whose bytes are all ASCII (already normal): most ID,
     code and count columns, which would otherwise cost as much as the names."""
-    if all(c.buffers()[2] is None or not (np.frombuffer(c.buffers()[2], np.uint8) & 0x80).any()
-           for c in column.chunks):
+    if all(
+        c.buffers()[2] is None or not (np.frombuffer(c.buffers()[2], np.uint8) & 0x80).any()
+        for c in column.chunks
+    ):
         return column
     return pc.utf8_normalize(column, form="NFKC")
 
 
-def _field_separators(buf: np.ndarray, quote_pos: np.ndarray, starts: np.ndarray,
-                      ends: np.ndarray) -> np.ndarray:
+def _field_separators(
+    buf: np.ndarray, quote_pos: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> np.ndarray:
     """Commas outside quotes, per line. Every comma is counted by binary search; only the
     few lines that hold quotes are corrected, by the parity of the quotes before each of
     their commas relative to the line's start, so an unbalanced line does not disturb the
@@ -193,33 +209,53 @@ def _field_separators(buf: np.ndarray, quote_pos: np.ndarray, starts: np.ndarray
     lo = np.searchsorted(comma_pos, starts[quoted])
     counts = per_line[quoted]
     owner = np.repeat(np.arange(len(quoted)), counts)
-    index = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(lo, counts)
-    quotes_before = np.searchsorted(quote_pos, comma_pos[index]) - np.searchsorted(quote_pos, starts[quoted])[owner]
-    per_line[quoted] -= np.bincount(owner, weights=quotes_before & 1, minlength=len(quoted)).astype(per_line.dtype)
+    index = (
+        np.arange(counts.sum())
+        - np.repeat(np.cumsum(counts) - counts, counts)
+        + np.repeat(lo, counts)
+    )
+    quotes_before = (
+        np.searchsorted(quote_pos, comma_pos[index])
+        - np.searchsorted(quote_pos, starts[quoted])[owner]
+    )
+    per_line[quoted] -= np.bincount(owner, weights=quotes_before & 1, minlength=len(quoted)).astype(
+        per_line.dtype
+    )
     return per_line
 
 
-def _parse(data: bytes, starts: np.ndarray, ends: np.ndarray, ok: np.ndarray,
-           fixed: dict[int, bytes], codec: str, width: int, keep: Sequence[int]) -> pa.Table:
+def _parse(
+    data: bytes,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    ok: np.ndarray,
+    fixed: dict[int, bytes],
+    codec: str,
+    width: int,
+    keep: Sequence[int],
+) -> pa.Table:
     kept_lines = np.flatnonzero(ok)
     if fixed:
-        data = b"".join(fixed.get(i) or data[starts[i]:ends[i] + 1] for i in kept_lines.tolist())
+        data = b"".join(fixed.get(i) or data[starts[i] : ends[i] + 1] for i in kept_lines.tolist())
     elif len(kept_lines) < len(ends):
         runs = np.split(kept_lines, np.flatnonzero(np.diff(kept_lines) != 1) + 1)
-        data = b"".join(data[starts[r[0]]:ends[r[-1]] + 1] for r in runs if len(r))
+        data = b"".join(data[starts[r[0]] : ends[r[-1]] + 1] for r in runs if len(r))
     if codec != "utf-8":
         # Python's own codec, then UTF-8 for pyarrow: twice as fast as pyarrow's transcoding
         # stream (which calls the same codec in small pieces), and the mapping is the same
         data = data.decode(codec).encode("utf-8")
     return pacsv.read_csv(
         io.BytesIO(data),
-        read_options=pacsv.ReadOptions(column_names=[f"c{i}" for i in range(width)],
-                                       block_size=1 << 24),
+        read_options=pacsv.ReadOptions(
+            column_names=[f"c{i}" for i in range(width)], block_size=1 << 24
+        ),
         parse_options=pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False),
         convert_options=pacsv.ConvertOptions(
             include_columns=[f"c{i}" for i in keep],
             column_types={f"c{i}": pa.string() for i in keep},
-            strings_can_be_null=False, quoted_strings_can_be_null=False),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
     )
 
 
@@ -240,24 +276,29 @@ def _check_line(raw: bytes, codec: str, width: int, decoded: Decoded, line: int)
         decoded.bad_lines.append(BadLine(line, "行の途中に改行文字 (CR) がある行"))
         return None
     if raw.count(b'"') % 2:
-        decoded.bad_lines.append(BadLine(line, "引用符 \" の対応が取れていない行"))
+        decoded.bad_lines.append(BadLine(line, '引用符 " の対応が取れていない行'))
         return None
     try:
         text = raw.decode(codec)
     except UnicodeDecodeError as err:
-        decoded.bad_lines.append(BadLine(line, f"{err.start + 1} バイト目が {decoded.encoding} として読めない"))
+        decoded.bad_lines.append(
+            BadLine(line, f"{err.start + 1} バイト目が {decoded.encoding} として読めない")
+        )
         return None
     fields = next(csv.reader([text], skipinitialspace=True))
     if len(fields) != width:
-        decoded.bad_lines.append(BadLine(line, f"列数が見出しと異なる ({len(fields)} 列、見出しは {width} 列)"))
+        decoded.bad_lines.append(
+            BadLine(line, f"列数が見出しと異なる ({len(fields)} 列、見出しは {width} 列)")
+        )
         return None
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow(fields)
     return out.getvalue().encode(codec)
 
 
-def _undecodable(data: bytes, starts: np.ndarray, ends: np.ndarray, ok: np.ndarray,
-                 codec: str) -> list[tuple[int, int]]:
+def _undecodable(
+    data: bytes, starts: np.ndarray, ends: np.ndarray, ok: np.ndarray, codec: str
+) -> list[tuple[int, int]]:
     """(line index, 1-based byte column) of kept lines the codec cannot decode."""
     try:
         data.decode(codec)
@@ -267,7 +308,7 @@ def _undecodable(data: bytes, starts: np.ndarray, ends: np.ndarray, ok: np.ndarr
     bad = []
     for i in np.flatnonzero(ok):
         try:
-            data[starts[i]:ends[i]].decode(codec)
+            data[starts[i] : ends[i]].decode(codec)
         except UnicodeDecodeError as err:
             bad.append((int(i), err.start + 1))
     return bad

@@ -8,8 +8,16 @@ from kodomo_assets.lib.registry import Column
 
 MARKER = "****("  # a masked value (＊＊＊＊（…）) as the reader sees it, after NFKC
 
-SQL_TYPES = {"id": "VARCHAR", "text": "VARCHAR", "kana": "VARCHAR", "date": "DATE",
-             "year_month": "VARCHAR", "int": "BIGINT", "enum": "VARCHAR", "enum_list": "VARCHAR[]"}
+SQL_TYPES = {
+    "id": "VARCHAR",
+    "text": "VARCHAR",
+    "kana": "VARCHAR",
+    "date": "DATE",
+    "year_month": "VARCHAR",
+    "int": "BIGINT",
+    "enum": "VARCHAR",
+    "enum_list": "VARCHAR[]",
+}
 PARSED_TYPES = ("date", "year_month")  # parsed in Python, once per distinct value
 _HIRAGANA = "".join(chr(c) for c in range(0x3041, 0x3097))
 _KATAKANA = "".join(chr(c + 0x60) for c in range(0x3041, 0x3097))
@@ -33,21 +41,29 @@ def typed_value(col: Column, v: str) -> tuple[str, str | None]:
     if col.type == "id":
         digits = f"replace({v}, ' ', '')"
         if col.width:
-            return (f"CASE WHEN length({digits}) < {col.width} THEN lpad({digits}, {col.width}, '0') "
-                    f"ELSE {digits} END"), f"NOT regexp_full_match({digits}, '[0-9]+')"
+            return (
+                f"CASE WHEN length({digits}) < {col.width} THEN lpad({digits}, {col.width}, '0') "
+                f"ELSE {digits} END"
+            ), f"NOT regexp_full_match({digits}, '[0-9]+')"
         return digits, f"NOT regexp_full_match({digits}, '[0-9]+')"
     if col.type in ("text", "kana"):
-        value = f"CASE WHEN contains({v}, '  ') THEN regexp_replace({v}, ' +', ' ', 'g') ELSE {v} END"
+        value = (
+            f"CASE WHEN contains({v}, '  ') THEN regexp_replace({v}, ' +', ' ', 'g') ELSE {v} END"
+        )
         if col.type == "kana":
             # translate() is slow; most kana fields hold no hiragana at all
-            value = (f"CASE WHEN regexp_matches({v}, '[ぁ-ゖ]') "
-                     f"THEN translate({value}, {q(_HIRAGANA)}, {q(_KATAKANA)}) ELSE {value} END")
+            value = (
+                f"CASE WHEN regexp_matches({v}, '[ぁ-ゖ]') "
+                f"THEN translate({value}, {q(_HIRAGANA)}, {q(_KATAKANA)}) ELSE {value} END"
+            )
         return value, None
     if col.type in PARSED_TYPES:
         return f"lk_{col.name}.value", f"lk_{col.name}.error IS NOT NULL"
     if col.type == "int":
-        return (f"CASE WHEN TRY_CAST({v} AS BIGINT) <= {col.max} THEN TRY_CAST({v} AS BIGINT) END",
-                f"NOT regexp_full_match({v}, '[0-9]{{1,18}}') AND NOT starts_with({v}, '{MARKER}')")
+        return (
+            f"CASE WHEN TRY_CAST({v} AS BIGINT) <= {col.max} THEN TRY_CAST({v} AS BIGINT) END",
+            f"NOT regexp_full_match({v}, '[0-9]{{1,18}}') AND NOT starts_with({v}, '{MARKER}')",
+        )
     if col.type == "enum":
         return enum_case(col, v), f"{enum_case(col, v)} IS NULL"
     if col.type == "enum_list":
@@ -66,12 +82,16 @@ def suspicion(col: Column, v: str) -> str | None:
     if col.scanned:
         found = label_sql(f"content_hit({v})")
     elif col.type == "int":
-        found = (f"coalesce({label_sql(f'content_hit({v})')}, CASE WHEN regexp_full_match({v}, '[0-9]+') "
-                 f"AND (length({v}) > 18 OR TRY_CAST({v} AS BIGINT) > {col.max}) "
-                 f"THEN {q(f'範囲外の値（0-{col.max}）')} END)")
+        found = (
+            f"coalesce({label_sql(f'content_hit({v})')}, CASE WHEN regexp_full_match({v}, '[0-9]+') "
+            f"AND (length({v}) > 18 OR TRY_CAST({v} AS BIGINT) > {col.max}) "
+            f"THEN {q(f'範囲外の値（0-{col.max}）')} END)"
+        )
     else:
         return None
-    again = f"replace(replace(regexp_extract({v}, '^[*]{{4}}[(](.*)[)]$', 1), '(', '（'), ')', '）')"
+    again = (
+        f"replace(replace(regexp_extract({v}, '^[*]{{4}}[(](.*)[)]$', 1), '(', '（'), ')', '）')"
+    )
     return f"CASE WHEN starts_with({v}, '{MARKER}') THEN {again} ELSE {found} END"
 
 
@@ -83,5 +103,7 @@ def reasons(col: Column, v: str, invalid: str | None) -> list[str]:
         out.append(f"CASE WHEN {invalid} THEN {q(col.header + ': ')} || lk_{col.name}.error END")
     elif invalid:
         reason = {"id": "数字以外を含む", "int": "0以上の整数でない"}.get(col.type, "定義外の値")
-        out.append(f"CASE WHEN {v} IS NOT NULL AND ({invalid}) THEN {q(col.header + ': ' + reason)} END")
+        out.append(
+            f"CASE WHEN {v} IS NOT NULL AND ({invalid}) THEN {q(col.header + ': ' + reason)} END"
+        )
     return out

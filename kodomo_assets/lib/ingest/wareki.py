@@ -35,7 +35,10 @@ _DATE_FORMS = (
     ("western", re.compile(rf"(\d{{4}}){_SEP}(\d{{1,2}}){_SEP}(\d{{1,2}})")),
     ("western", re.compile(r"(\d{4})(\d{2})(\d{2})")),
     ("era", re.compile(r"([1-5])(\d{2})(\d{2})(\d{2})")),
-    ("era", re.compile(rf"({_ERA_NAMES})\s*(元|\d{{1,2}})\s*年\s*(\d{{1,2}})\s*月\s*(\d{{1,2}})\s*日")),
+    (
+        "era",
+        re.compile(rf"({_ERA_NAMES})\s*(元|\d{{1,2}})\s*年\s*(\d{{1,2}})\s*月\s*(\d{{1,2}})\s*日"),
+    ),
     ("era", re.compile(rf"([MTSHRmtshr])\s*(元|\d{{1,2}}){_SEP}(\d{{1,2}}){_SEP}(\d{{1,2}})")),
 )
 _MONTH_FORMS = (
@@ -133,7 +136,9 @@ def _groups(pattern: str, s: str = "s") -> tuple[str, ...]:
 
 def _era_call(era: str, groups: tuple[str, ...]) -> str:
     y, m, d = groups[1:]
-    return f"wareki_era_date({era}, {_YEAR.format(y=y)}, CAST({m} AS INTEGER), CAST({d} AS INTEGER))"
+    return (
+        f"wareki_era_date({era}, {_YEAR.format(y=y)}, CAST({m} AS INTEGER), CAST({d} AS INTEGER))"
+    )
 
 
 DATE_MACROS = [

@@ -9,7 +9,8 @@ MATCH_FIELDS = ("name_kana", "birth_date", "sex", "address")
 def restricted(approval: MonthApproval, dataset: str, alias: str) -> str:
     """The dataset's columns that the approval allows for matching; NULL for the rest."""
     allowed = approval.columns(dataset, "match")
-    keys = [c for c in ("pupil_no", "atena_no", "household_no")
-            if approval.allows(dataset, c, "key")]
+    keys = [
+        c for c in ("pupil_no", "atena_no", "household_no") if approval.allows(dataset, c, "key")
+    ]
     cols = keys + [c if c in allowed else f"NULL AS {c}" for c in MATCH_FIELDS]
     return f"(SELECT {', '.join(cols)} FROM {alias}.{dataset})"

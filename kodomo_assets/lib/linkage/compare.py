@@ -39,8 +39,10 @@ def char_map(expr: str, src: str, dst: str) -> str:
 # then kana a hand or a scan confuses by shape read alike (シ/ツ, ソ/ン, ク/ケ/タ …). A slip
 # on a kana before a long vowel (ソウタ/ンウタ) escapes the key; the edit-distance level has it.
 # Each map is (from, to) for char_map.
-PLAIN = ("ヴヲァィゥェォャュョッヮガギグゲゴザジズゼゾダヂヅデドバビブベボパピプペポ",
-         "フオアイウエオヤユヨツワカキクケコサシスセソタシステトハヒフヘホハヒフヘホ")  # ヂ=ジ, ヅ=ズ
+PLAIN = (
+    "ヴヲァィゥェォャュョッヮガギグゲゴザジズゼゾダヂヅデドバビブベボパピプペポ",
+    "フオアイウエオヤユヨツワカキクケコサシスセソタシステトハヒフヘホハヒフヘホ",
+)  # ヂ=ジ, ヅ=ズ
 assert len(PLAIN[0]) == len(PLAIN[1])
 SHAPE = ("シソケタウレテメスユロム", "ツンククワルチナヌココマ")
 _VU = (("ヴァ", "バ"), ("ヴィ", "ビ"), ("ヴェ", "ベ"), ("ヴォ", "ボ"))
@@ -64,8 +66,10 @@ def ascii_kana(expr: str) -> str:
 
 def address_key(expr: str) -> str:
     """SQL: 丁目・番地・番・号 and hyphens read alike (3丁目12番5号 = 3-12-5 = 3丁目12番地5)."""
-    return (f"rtrim(regexp_replace(regexp_replace({expr}, '(丁目|番地|番|号|の|[-‐－ー―])', '-', 'g'), "
-            f"'-+', '-', 'g'), '-')")
+    return (
+        f"rtrim(regexp_replace(regexp_replace({expr}, '(丁目|番地|番|号|の|[-‐－ー―])', '-', 'g'), "
+        f"'-+', '-', 'g'), '-')"
+    )
 
 
 def columns(fields: frozenset[str], prefix: str) -> str:
@@ -76,19 +80,26 @@ def columns(fields: frozenset[str], prefix: str) -> str:
         sur = f"nullif(split_part({kana}, ' ', 1), '')"
         giv = f"nullif(substr({kana}, length(split_part({kana}, ' ', 1)) + 2), '')"
         whole = f"replace({kana}, ' ', '')"
-        cols += [f"{ascii_kana(sur)} AS surname_kana", f"{ascii_kana(giv)} AS given_kana",
-                 f"{ascii_kana(kana_key(sur))} AS surname_key", f"{ascii_kana(kana_key(giv))} AS given_key",
-                 f"{ascii_kana(kana_key(whole))} AS name_key"]
+        cols += [
+            f"{ascii_kana(sur)} AS surname_kana",
+            f"{ascii_kana(giv)} AS given_kana",
+            f"{ascii_kana(kana_key(sur))} AS surname_key",
+            f"{ascii_kana(kana_key(giv))} AS given_key",
+            f"{ascii_kana(kana_key(whole))} AS name_key",
+        ]
     if "birth_date" in fields:
         cols += [f"{prefix}.birth_date", f"year({prefix}.birth_date) AS birth_year"]
     if "sex" in fields:
         cols.append(f"{prefix}.sex")
     if "address" in fields:
         street = f"nullif(split_part({prefix}.address, ' ', 1), '')"
-        cols += [f"{prefix}.address", f"{street} AS address_street",
-                 f"{address_key(street)} || coalesce(' ' || nullif(substr({prefix}.address, "
-                 f"length({street}) + 2), ''), '') AS address_key",
-                 f"{address_key(street)} AS street_key"]
+        cols += [
+            f"{prefix}.address",
+            f"{street} AS address_street",
+            f"{address_key(street)} || coalesce(' ' || nullif(substr({prefix}.address, "
+            f"length({street}) + 2), ''), '') AS address_key",
+            f"{address_key(street)} AS street_key",
+        ]
     return ", ".join(cols)
 
 
@@ -107,46 +118,86 @@ def _name_levels(col: str, other: str, tf: bool) -> list:
         exact = exact.configure(tf_adjustment_column=col)
     key = col.replace("_kana", "_key")
     levels = [
-        cll.NullLevel(col), exact,
+        cll.NullLevel(col),
+        exact,
         cll.CustomLevel(f'"{col}_l" = "{other}_r" AND "{other}_l" = "{col}_r"', "氏と名が逆"),
-        cll.ExactMatchLevel(key).configure(label_for_charts="読みが同じ（長音・濁点・小書き・字形の似た字）"),
+        cll.ExactMatchLevel(key).configure(
+            label_for_charts="読みが同じ（長音・濁点・小書き・字形の似た字）"
+        ),
     ]
     if col == "given_kana":  # a middle name the other side drops (グエン ヴァン ミン / グエン ミン)
-        levels.append(cll.CustomLevel(
-            "ends_with(given_kana_l, ' ' || given_kana_r) OR ends_with(given_kana_r, ' ' || given_kana_l) OR "
-            "starts_with(given_kana_l, given_kana_r || ' ') OR starts_with(given_kana_r, given_kana_l || ' ')",
-            "ミドルネームの有無"))
+        levels.append(
+            cll.CustomLevel(
+                "ends_with(given_kana_l, ' ' || given_kana_r) OR ends_with(given_kana_r, ' ' || given_kana_l) OR "
+                "starts_with(given_kana_l, given_kana_r || ' ') OR starts_with(given_kana_r, given_kana_l || ' ')",
+                "ミドルネームの有無",
+            )
+        )
     else:  # the same number of levels on both sides
         levels.append(cll.CustomLevel("false", "（該当なし）"))
-    levels += [cll.DamerauLevenshteinLevel(col, 1), cll.JaroWinklerLevel(col, 0.88), cll.JaroWinklerLevel(col, 0.7), cll.ElseLevel()]
+    levels += [
+        cll.DamerauLevenshteinLevel(col, 1),
+        cll.JaroWinklerLevel(col, 0.88),
+        cll.JaroWinklerLevel(col, 0.7),
+        cll.ElseLevel(),
+    ]
     return levels
 
 
 def comparisons(fields: frozenset[str]) -> list:
     comps = []
     if "name_kana" in fields:
-        comps += [cl.CustomComparison(_name_levels("surname_kana", "given_kana", tf=True),
-                                      output_column_name="surname_kana"),
-                  cl.CustomComparison(_name_levels("given_kana", "surname_kana", tf=False),
-                                      output_column_name="given_kana")]
+        comps += [
+            cl.CustomComparison(
+                _name_levels("surname_kana", "given_kana", tf=True),
+                output_column_name="surname_kana",
+            ),
+            cl.CustomComparison(
+                _name_levels("given_kana", "surname_kana", tf=False),
+                output_column_name="given_kana",
+            ),
+        ]
     if "birth_date" in fields:
-        parts = " + ".join(f"CAST({f}(birth_date_l) = {f}(birth_date_r) AS INTEGER)"
-                           for f in ("year", "month", "day"))
-        comps.append(cl.CustomComparison([
-            cll.NullLevel("birth_date"), cll.ExactMatchLevel("birth_date"),
-            cll.CustomLevel("year(birth_date_l) = year(birth_date_r) AND month(birth_date_l) = day(birth_date_r) "
-                            "AND day(birth_date_l) = month(birth_date_r)", "月と日が入れ替わり"),
-            cll.CustomLevel(f"{parts} = 2", "年・月・日のうち一つだけ違う"), cll.ElseLevel(),
-        ], output_column_name="birth_date"))
+        parts = " + ".join(
+            f"CAST({f}(birth_date_l) = {f}(birth_date_r) AS INTEGER)"
+            for f in ("year", "month", "day")
+        )
+        comps.append(
+            cl.CustomComparison(
+                [
+                    cll.NullLevel("birth_date"),
+                    cll.ExactMatchLevel("birth_date"),
+                    cll.CustomLevel(
+                        "year(birth_date_l) = year(birth_date_r) AND month(birth_date_l) = day(birth_date_r) "
+                        "AND day(birth_date_l) = month(birth_date_r)",
+                        "月と日が入れ替わり",
+                    ),
+                    cll.CustomLevel(f"{parts} = 2", "年・月・日のうち一つだけ違う"),
+                    cll.ElseLevel(),
+                ],
+                output_column_name="birth_date",
+            )
+        )
     if "sex" in fields:
         comps.append(cl.ExactMatch("sex"))
     if "address" in fields:
-        comps.append(cl.CustomComparison([
-            cll.NullLevel("address"), cll.ExactMatchLevel("address"),
-            cll.ExactMatchLevel("address_key").configure(label_for_charts="番地の表記だけが違う"),
-            cll.ExactMatchLevel("street_key").configure(label_for_charts="建物・部屋番号以外が一致"),
-            cll.JaroWinklerLevel("address", 0.95), cll.ElseLevel(),
-        ], output_column_name="address"))
+        comps.append(
+            cl.CustomComparison(
+                [
+                    cll.NullLevel("address"),
+                    cll.ExactMatchLevel("address"),
+                    cll.ExactMatchLevel("address_key").configure(
+                        label_for_charts="番地の表記だけが違う"
+                    ),
+                    cll.ExactMatchLevel("street_key").configure(
+                        label_for_charts="建物・部屋番号以外が一致"
+                    ),
+                    cll.JaroWinklerLevel("address", 0.95),
+                    cll.ElseLevel(),
+                ],
+                output_column_name="address",
+            )
+        )
     return comps
 
 
@@ -155,7 +206,9 @@ def blocking(fields: frozenset[str]) -> list:
     if "birth_date" in fields:
         rules.append(block_on("birth_date"))
     if "name_kana" in fields:
-        rules.append(block_on("name_key", "birth_year") if "birth_date" in fields else block_on("name_key"))
+        rules.append(
+            block_on("name_key", "birth_year") if "birth_date" in fields else block_on("name_key")
+        )
     if "address" in fields:
         rules.append(block_on("street_key", "sex") if "sex" in fields else block_on("street_key"))
     return rules

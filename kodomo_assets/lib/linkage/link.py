@@ -64,7 +64,9 @@ SELECT CAST(pupil_no AS VARCHAR) AS pupil_no, nullif(trim(CAST(atena_no AS VARCH
        {address} AS address
 FROM {gakurei};
 """
-KANA_SQL = r"nullif(trim(regexp_replace(CAST(name_kana AS VARCHAR), '[\s\x{3000}]+', ' ', 'g')), '')"
+KANA_SQL = (
+    r"nullif(trim(regexp_replace(CAST(name_kana AS VARCHAR), '[\s\x{3000}]+', ' ', 'g')), '')"
+)
 ADDRESS_SQL = "nullif(trim(CAST(address AS VARCHAR)), '')"
 TABLE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*){0,2}")
 
@@ -92,12 +94,20 @@ def prepare_inputs(con: duckdb.DuckDBPyConnection, jumin: str, gakurei: str) -> 
     for name in (jumin, gakurei):
         if not TABLE_NAME.fullmatch(name):
             raise ValueError(f"not a table name: {name!r}")
-    con.execute(PREPARE_SQL.format(jumin=jumin, gakurei=gakurei, kana=KANA_SQL, address=ADDRESS_SQL))
+    con.execute(
+        PREPARE_SQL.format(jumin=jumin, gakurei=gakurei, kana=KANA_SQL, address=ADDRESS_SQL)
+    )
 
 
-def link_pupils(con: duckdb.DuckDBPyConnection, *, seed: int, holdout_share: float = 0.1,
-                fields: frozenset[str] = ALL_FIELDS,
-                lower: float = 0.80, upper: float = 0.99) -> LinkageResult:
+def link_pupils(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    seed: int,
+    holdout_share: float = 0.1,
+    fields: frozenset[str] = ALL_FIELDS,
+    lower: float = 0.80,
+    upper: float = 0.99,
+) -> LinkageResult:
     """Create `pupil_link` and `link_review` in `con` from its `residents` and `pupils`
     (see the module docstring). Blank pupils are scored only when at least two of the
     matching fields are approved and there are 宛名番号 links to learn m from."""
@@ -118,12 +128,21 @@ def link_pupils(con: duckdb.DuckDBPyConnection, *, seed: int, holdout_share: flo
         _write_outputs(con)
         return _result(con, m_probabilities, time.perf_counter() - started)
     finally:
-        for table in ("_lk_pup", "_lk_res", "_lk_det", "_lk_holdout", "_lk_train", "_lk_cand",
-                      "_lk_scored", "_lk_decided"):
+        for table in (
+            "_lk_pup",
+            "_lk_res",
+            "_lk_det",
+            "_lk_holdout",
+            "_lk_train",
+            "_lk_cand",
+            "_lk_scored",
+            "_lk_decided",
+        ):
             con.execute(f"DROP TABLE IF EXISTS temp.{table}")  # never a table of the caller's
 
 
 # --- deterministic ---------------------------------------------------------------------
+
 
 def _snapshot(con: duckdb.DuckDBPyConnection) -> None:
     """Read the inputs once: every pupil, and the residents that can matter - those of
@@ -154,11 +173,17 @@ def _deterministic(con: duckdb.DuckDBPyConnection, fields: frozenset[str]) -> No
     only approved fields; with neither kana nor birth date approved the number stands alone.
     A pupil whose kana or birth date disagrees is not refused for that: when no one else
     names the resident, the probabilistic pass weighs the pair like any other."""
-    kana = ("replace(p.name_kana, ' ', '') = replace(r.name_kana, ' ', '')"
-            if "name_kana" in fields else "NULL::BOOLEAN")
+    kana = (
+        "replace(p.name_kana, ' ', '') = replace(r.name_kana, ' ', '')"
+        if "name_kana" in fields
+        else "NULL::BOOLEAN"
+    )
     birth = "p.birth_date = r.birth_date" if "birth_date" in fields else "NULL::BOOLEAN"
-    agrees = ("coalesce(kana_ok, birth_ok) AND coalesce(birth_ok, kana_ok)"
-              if fields & {"name_kana", "birth_date"} else "true")
+    agrees = (
+        "coalesce(kana_ok, birth_ok) AND coalesce(birth_ok, kana_ok)"
+        if fields & {"name_kana", "birth_date"}
+        else "true"
+    )
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _lk_det AS
         WITH joined AS (
@@ -185,22 +210,28 @@ def _deterministic(con: duckdb.DuckDBPyConnection, fields: frozenset[str]) -> No
 def _holdout(con: duckdb.DuckDBPyConnection, seed: int, share: float) -> None:
     """A seeded, exact share of the 宛名番号 pupils that name their resident alone, chosen
     by a hash of pupil_no: those whose records disagree too, so variants are measured."""
-    con.execute("""
+    con.execute(
+        """
         CREATE OR REPLACE TEMP TABLE _lk_holdout AS
         SELECT pupil_no, atena_no FROM _lk_det WHERE linked OR checked
         QUALIFY row_number() OVER (ORDER BY md5(?::VARCHAR || ':' || pupil_no), pupil_no)
                 <= round(?::DOUBLE * count(*) OVER ())
-    """, [seed, max(0.0, min(1.0, share))])
+    """,
+        [seed, max(0.0, min(1.0, share))],
+    )
 
 
 def _training(con: duckdb.DuckDBPyConnection, seed: int) -> None:
     """The labelled pairs for m: 宛名番号 pupils outside the holdout (a seeded sample at
     most), disagreeing ones included, so the variants' levels are learnt, not floored."""
-    con.execute(f"""
+    con.execute(
+        f"""
         CREATE OR REPLACE TEMP TABLE _lk_train AS
         SELECT d.pupil_no, d.atena_no FROM _lk_det d ANTI JOIN _lk_holdout h USING (pupil_no)
         WHERE d.linked OR d.checked ORDER BY md5(?::VARCHAR || ':' || d.pupil_no), d.pupil_no LIMIT {TRAIN_PAIRS}
-    """, [seed])
+    """,
+        [seed],
+    )
 
 
 def _candidates(con: duckdb.DuckDBPyConnection) -> None:
@@ -214,6 +245,7 @@ def _candidates(con: duckdb.DuckDBPyConnection) -> None:
 
 
 # --- probabilistic ---------------------------------------------------------------------
+
 
 def _inputs(con: duckdb.DuckDBPyConnection, fields: frozenset[str]) -> dict[str, pa.Table]:
     cols_p, cols_r = columns(fields, "p"), columns(fields, "r")
@@ -252,26 +284,36 @@ def _floor_m(model: dict) -> dict[str, list[float]]:
     return out
 
 
-def _score(con: duckdb.DuckDBPyConnection, fields: frozenset[str], seed: int,
-           lower: float) -> dict[str, list[float]]:
+def _score(
+    con: duckdb.DuckDBPyConnection, fields: frozenset[str], seed: int, lower: float
+) -> dict[str, list[float]]:
     """Score blank and held-out pupils against the candidates into `_lk_scored`."""
     frames = _inputs(con, fields)
-    if not (frames["score_pupils"].num_rows and frames["score_residents"].num_rows
-            and frames["labels"].num_rows):
+    if not (
+        frames["score_pupils"].num_rows
+        and frames["score_residents"].num_rows
+        and frames["labels"].num_rows
+    ):
         _no_scores(con)
         return {}
     splink_con = duckdb.connect()
     try:
         splink_con.execute("SET enable_progress_bar = false")
         db = DuckDBAPI(connection=splink_con)
-        sdf = {name: db.register(table, table_name=name,
-                                 dataset_display_name=name.split("_")[-1])
-               for name, table in frames.items() if name != "labels"}
+        sdf = {
+            name: db.register(table, table_name=name, dataset_display_name=name.split("_")[-1])
+            for name, table in frames.items()
+            if name != "labels"
+        }
         labels = db.register(frames["labels"], table_name="labels")
         settings = SettingsCreator(
-            link_type="link_only", unique_id_column_name="unique_id",
-            comparisons=comparisons(fields), blocking_rules_to_generate_predictions=blocking(fields),
-            retain_matching_columns=True, retain_intermediate_calculation_columns=False)
+            link_type="link_only",
+            unique_id_column_name="unique_id",
+            comparisons=comparisons(fields),
+            blocking_rules_to_generate_predictions=blocking(fields),
+            retain_matching_columns=True,
+            retain_intermediate_calculation_columns=False,
+        )
         trainer = Linker([sdf["train_pupils"], sdf["train_residents"]], settings, log_level=None)
         trainer.training.estimate_m_from_pairwise_labels(labels)
         model = trainer.misc.save_model_to_json()
@@ -283,8 +325,9 @@ def _score(con: duckdb.DuckDBPyConnection, fields: frozenset[str], seed: int,
         floor = min(_weight(lower), 0.0) - MARGIN - 1  # low enough to see every close runner-up
         # a level the u sample never saw (say, same building but another room) keeps
         # Splink's u = 1e-6, about one in the pairs sampled: no warning needed for that
-        scored = linker.inference.predict(threshold_match_weight=floor,
-                                          warning_mode="never").as_pyarrow_table()
+        scored = linker.inference.predict(
+            threshold_match_weight=floor, warning_mode="never"
+        ).as_pyarrow_table()
     finally:
         splink_con.close()
     _store_scores(con, scored)
@@ -319,6 +362,7 @@ def _store_scores(con: duckdb.DuckDBPyConnection, scored: pa.Table) -> None:
 
 
 # --- decisions and outputs -------------------------------------------------------------
+
 
 def _decide(con: duckdb.DuckDBPyConnection, lower: float, upper: float) -> None:
     """Each scored pupil's best pair at probability >= lower, and what to do with it.
@@ -409,11 +453,19 @@ def _result(con: duckdb.DuckDBPyConnection, m_probabilities: dict, seconds: floa
         WHERE d.decision = 'link'
     """).fetchone()
     return LinkageResult(
-        pupils=pupils, deterministic=deterministic, checked=checked, probabilistic=probabilistic,
-        review=review, unlinked=pupils - deterministic - checked - probabilistic, holdout_pairs=holdout,
+        pupils=pupils,
+        deterministic=deterministic,
+        checked=checked,
+        probabilistic=probabilistic,
+        review=review,
+        unlinked=pupils - deterministic - checked - probabilistic,
+        holdout_pairs=holdout,
         holdout_disagreeing=holdout_checked,
         recall_disagreeing=correct_checked / holdout_checked if holdout_checked else None,
         # precision is undefined when nothing held out was auto-linked
         precision=correct / linked if linked else None,
         recall=correct / holdout if holdout else None,
-        twins_cross_linked=twins, m_probabilities=m_probabilities, seconds=round(seconds, 3))
+        twins_cross_linked=twins,
+        m_probabilities=m_probabilities,
+        seconds=round(seconds, 3),
+    )

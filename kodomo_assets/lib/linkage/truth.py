@@ -49,10 +49,20 @@ def linkage_against_truth(con: duckdb.DuckDBPyConnection, truth: Path) -> dict |
     rows = con.execute(SQL.format(none=NO_VARIANT), [str(persons), str(variants)]).fetchall()
     by_kind = {}
     for kind, blank_res, blank_linked, blank_right, residents, linked, hit in rows:
-        by_kind[kind] = {"blank_pupils": blank_res, "blank_recall": _rate(blank_right, blank_res),
-                         "blank_precision": _rate(blank_right, blank_linked),
-                         "pupils": residents, "recall": _rate(hit, residents), "precision": _rate(hit, linked)}
+        by_kind[kind] = {
+            "blank_pupils": blank_res,
+            "blank_recall": _rate(blank_right, blank_res),
+            "blank_precision": _rate(blank_right, blank_linked),
+            "pupils": residents,
+            "recall": _rate(hit, residents),
+            "precision": _rate(hit, linked),
+        }
     totals = [sum(r[i] for r in rows) for i in range(1, 4)]
-    blank = {"pupils": totals[0], "linked": totals[1], "right": totals[2],
-             "precision": _rate(totals[2], totals[1]), "recall": _rate(totals[2], totals[0])}
+    blank = {
+        "pupils": totals[0],
+        "linked": totals[1],
+        "right": totals[2],
+        "precision": _rate(totals[2], totals[1]),
+        "recall": _rate(totals[2], totals[0]),
+    }
     return {"blank": blank, "by_kind": by_kind}

@@ -16,8 +16,12 @@ GENESIS = "0" * 64
 
 
 def _canonical(entry: dict[str, Any]) -> bytes:
-    return json.dumps({k: v for k, v in entry.items() if k != "mac"}, ensure_ascii=False,
-                      sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(
+        {k: v for k, v in entry.items() if k != "mac"},
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
 
 
 class ChainedLog:
@@ -33,8 +37,11 @@ class ChainedLog:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             lines = [ln for ln in self.path.read_bytes().split(b"\n") if ln.strip()]
-            entry = {**record, "seq": len(lines) + 1,
-                     "prev": hashlib.sha256(lines[-1]).hexdigest() if lines else GENESIS}
+            entry = {
+                **record,
+                "seq": len(lines) + 1,
+                "prev": hashlib.sha256(lines[-1]).hexdigest() if lines else GENESIS,
+            }
             entry["mac"] = self._mac(entry)
             os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
             os.fsync(fd)
@@ -60,8 +67,12 @@ class ChainedLog:
                 entry = json.loads(raw)
             except json.JSONDecodeError:
                 return n
-            if (not isinstance(entry, dict) or entry.get("prev") != prev or entry.get("seq") != n
-                    or not hmac.compare_digest(str(entry.get("mac", "")), self._mac(entry))):
+            if (
+                not isinstance(entry, dict)
+                or entry.get("prev") != prev
+                or entry.get("seq") != n
+                or not hmac.compare_digest(str(entry.get("mac", "")), self._mac(entry))
+            ):
                 return n
             prev = hashlib.sha256(raw).hexdigest()
         return None

@@ -68,6 +68,7 @@ def unwrap(kek: bytes, wrapped: str, context: str) -> bytes:
 
 # --- sealed files -----------------------------------------------------------------------
 
+
 def _nonce(prefix: bytes, index: int) -> bytes:
     return prefix + struct.pack(">I", index)
 
@@ -89,17 +90,24 @@ def seal_chunks(data_key: bytes, chunks: Iterator[bytes], context: str) -> Itera
 def open_sealed(data_key: bytes, blob: bytes, context: str) -> bytes:
     if not blob.startswith(MAGIC):
         raise DecryptionError(f"暗号化されたファイルではありません（{context}）")
-    aes, prefix = AESGCM(data_key), blob[len(MAGIC):len(MAGIC) + 8]
+    aes, prefix = AESGCM(data_key), blob[len(MAGIC) : len(MAGIC) + 8]
     pos, index, out = len(MAGIC) + 8, 0, []
     while pos < len(blob):
-        (size,) = struct.unpack(">Q", blob[pos:pos + 8])
+        (size,) = struct.unpack(">Q", blob[pos : pos + 8])
         pos += 8
         last = pos + size >= len(blob)
         try:
-            out.append(aes.decrypt(_nonce(prefix, index), blob[pos:pos + size],
-                                   f"{context}|{index}|{int(last)}".encode()))
+            out.append(
+                aes.decrypt(
+                    _nonce(prefix, index),
+                    blob[pos : pos + size],
+                    f"{context}|{index}|{int(last)}".encode(),
+                )
+            )
         except InvalidTag:
-            raise DecryptionError(f"復号できません（鍵が違うか、ファイルが改変されています: {context}）") from None
+            raise DecryptionError(
+                f"復号できません（鍵が違うか、ファイルが改変されています: {context}）"
+            ) from None
         pos, index = pos + size, index + 1
     if index == 0:
         raise DecryptionError(f"暗号化されたファイルが空です（{context}）")
@@ -107,7 +115,7 @@ def open_sealed(data_key: bytes, blob: bytes, context: str) -> bytes:
 
 
 def chunked(data: bytes) -> Iterator[bytes]:
-    yield from (data[i:i + CHUNK] for i in range(0, max(len(data), 1), CHUNK))
+    yield from (data[i : i + CHUNK] for i in range(0, max(len(data), 1), CHUNK))
 
 
 def file_chunks(path: Path) -> Iterator[bytes]:
@@ -119,6 +127,7 @@ def file_chunks(path: Path) -> Iterator[bytes]:
 
 
 # --- the center's key pairs ---------------------------------------------------------------
+
 
 def public_raw(key: X25519PublicKey | Ed25519PublicKey) -> bytes:
     return key.public_bytes(*_RAW)
@@ -133,16 +142,26 @@ def wrap_to_public(public: X25519PublicKey, data_key: bytes, context: str) -> di
     key-encryption key; the pipeline keeps nothing that could unwrap it again."""
     ephemeral = X25519PrivateKey.generate()
     shared = ephemeral.exchange(public)
-    kek = HKDF(SHA256(), 32, salt=public_raw(ephemeral.public_key()),
-               info=f"kodomo:center-wrap:{context}".encode()).derive(shared)
-    return {"alg": "X25519-HKDF-SHA256-AES256GCM", "recipient": fingerprint(public_raw(public)),
-            "ephemeral": b64(public_raw(ephemeral.public_key())), "wrapped": wrap(kek, data_key, context)}
+    kek = HKDF(
+        SHA256(),
+        32,
+        salt=public_raw(ephemeral.public_key()),
+        info=f"kodomo:center-wrap:{context}".encode(),
+    ).derive(shared)
+    return {
+        "alg": "X25519-HKDF-SHA256-AES256GCM",
+        "recipient": fingerprint(public_raw(public)),
+        "ephemeral": b64(public_raw(ephemeral.public_key())),
+        "wrapped": wrap(kek, data_key, context),
+    }
 
 
 def unwrap_with_private(private: X25519PrivateKey, envelope: dict[str, str], context: str) -> bytes:
     ephemeral = unb64(envelope["ephemeral"])
     shared = private.exchange(X25519PublicKey.from_public_bytes(ephemeral))
-    kek = HKDF(SHA256(), 32, salt=ephemeral, info=f"kodomo:center-wrap:{context}".encode()).derive(shared)
+    kek = HKDF(SHA256(), 32, salt=ephemeral, info=f"kodomo:center-wrap:{context}".encode()).derive(
+        shared
+    )
     return unwrap(kek, envelope["wrapped"], context)
 
 

@@ -25,7 +25,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from kodomo_assets.lib.platform.crypto import b64, fingerprint, public_raw, unb64
 
-ENCRYPTION_FILE, SIGNING_FILE, PUBLIC_FILE = "center_encryption.pem", "center_signing.pem", "center_public.json"
+ENCRYPTION_FILE, SIGNING_FILE, PUBLIC_FILE = (
+    "center_encryption.pem",
+    "center_signing.pem",
+    "center_public.json",
+)
 PASSPHRASE_ENV = "KODOMO_CENTER_PASSPHRASE"
 
 
@@ -35,7 +39,9 @@ class KeyProblem(RuntimeError):
 
 def _private_file_check(path: Path, label: str, home: Path | None) -> None:
     if home is not None and path.resolve().is_relative_to(home.resolve()):
-        raise KeyProblem(f"{label} {path} がデータと同じ場所 ({home}) にあります。鍵はデータの外に置いてください。")
+        raise KeyProblem(
+            f"{label} {path} がデータと同じ場所 ({home}) にあります。鍵はデータの外に置いてください。"
+        )
     if not path.is_file():
         raise KeyProblem(f"{label} {path} がありません。")
     if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -75,6 +81,7 @@ def create_secret(path: Path) -> bool:
 
 # --- the center's keys ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class CenterPublic:
     encryption: X25519PublicKey
@@ -103,27 +110,42 @@ class CenterPrivate:
         return CenterPublic(self.encryption.public_key(), self.signing.public_key())
 
 
-def center_keygen(folder: Path, passphrase: str | None, previous: Path | None = None) -> dict[str, Path]:
+def center_keygen(
+    folder: Path, passphrase: str | None, previous: Path | None = None
+) -> dict[str, Path]:
     """Two key pairs for the center: X25519 (the review list is encrypted to it) and Ed25519
     (the center signs exports, imports and verification results). Refuses to overwrite.
     `previous`: the public file of the pair being replaced, whose signing keys are kept."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     enc, sig = X25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    protect = (serialization.BestAvailableEncryption(passphrase.encode()) if passphrase
-               else serialization.NoEncryption())
+    protect = (
+        serialization.BestAvailableEncryption(passphrase.encode())
+        if passphrase
+        else serialization.NoEncryption()
+    )
     out = {}
     for name, key in ((ENCRYPTION_FILE, enc), (SIGNING_FILE, sig)):
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, protect)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, protect
+        )
         if not _write_new(folder / name, pem):
-            raise KeyProblem(f"{folder / name} は既にあります（上書きしません。鍵の更新は README を参照）")
+            raise KeyProblem(
+                f"{folder / name} は既にあります（上書きしません。鍵の更新は README を参照）"
+            )
         out[name] = folder / name
-    public = {"encryption": b64(public_raw(enc.public_key())), "signing": b64(public_raw(sig.public_key())),
-              "fingerprint": fingerprint(public_raw(enc.public_key())),
-              "created": datetime.now(UTC).isoformat(timespec="seconds"), "previous": []}
+    public = {
+        "encryption": b64(public_raw(enc.public_key())),
+        "signing": b64(public_raw(sig.public_key())),
+        "fingerprint": fingerprint(public_raw(enc.public_key())),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "previous": [],
+    }
     if previous is not None:
         old = json.loads(previous.read_text(encoding="utf-8"))
-        public["previous"] = [*old.get("previous", []),
-                              {"fingerprint": old["fingerprint"], "signing": old["signing"]}]
+        public["previous"] = [
+            *old.get("previous", []),
+            {"fingerprint": old["fingerprint"], "signing": old["signing"]},
+        ]
     _write_new(folder / PUBLIC_FILE, (json.dumps(public, indent=2) + "\n").encode())
     out[PUBLIC_FILE] = folder / PUBLIC_FILE
     return out
@@ -132,12 +154,18 @@ def center_keygen(folder: Path, passphrase: str | None, previous: Path | None = 
 def read_center_public(path: Path) -> CenterPublic:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        return CenterPublic(X25519PublicKey.from_public_bytes(unb64(doc["encryption"])),
-                            Ed25519PublicKey.from_public_bytes(unb64(doc["signing"])),
-                            tuple((p["fingerprint"], Ed25519PublicKey.from_public_bytes(unb64(p["signing"])))
-                                  for p in doc.get("previous", [])))
+        return CenterPublic(
+            X25519PublicKey.from_public_bytes(unb64(doc["encryption"])),
+            Ed25519PublicKey.from_public_bytes(unb64(doc["signing"])),
+            tuple(
+                (p["fingerprint"], Ed25519PublicKey.from_public_bytes(unb64(p["signing"])))
+                for p in doc.get("previous", [])
+            ),
+        )
     except FileNotFoundError:
-        raise KeyProblem(f"センターの公開鍵 {path} がありません（kodomo center-keygen で作成）") from None
+        raise KeyProblem(
+            f"センターの公開鍵 {path} がありません（kodomo center-keygen で作成）"
+        ) from None
     except (ValueError, KeyError, TypeError):
         raise KeyProblem(f"センターの公開鍵 {path} を読めません") from None
 
@@ -147,7 +175,9 @@ def _passphrase(path: Path) -> bytes:
     if text is None and sys.stdin.isatty():
         text = getpass.getpass(f"センター秘密鍵 {path.name} のパスフレーズ: ")
     if not text:
-        raise KeyProblem(f"センター秘密鍵 {path} はパスフレーズで保護されています（{PASSPHRASE_ENV}）")
+        raise KeyProblem(
+            f"センター秘密鍵 {path} はパスフレーズで保護されています（{PASSPHRASE_ENV}）"
+        )
     return text.encode()
 
 
@@ -158,12 +188,17 @@ def _load_private(path: Path, home: Path | None):
     try:
         return serialization.load_pem_private_key(pem, _passphrase(path) if encrypted else None)
     except (ValueError, TypeError):
-        raise KeyProblem(f"センター秘密鍵 {path} を開けません（パスフレーズが違うか、壊れています）") from None
+        raise KeyProblem(
+            f"センター秘密鍵 {path} を開けません（パスフレーズが違うか、壊れています）"
+        ) from None
 
 
 def read_center_private(folder: Path, home: Path | None = None) -> CenterPrivate:
     """Only the center's own commands call this; the pipeline never does."""
-    enc, sig = _load_private(folder / ENCRYPTION_FILE, home), _load_private(folder / SIGNING_FILE, home)
+    enc, sig = (
+        _load_private(folder / ENCRYPTION_FILE, home),
+        _load_private(folder / SIGNING_FILE, home),
+    )
     if not isinstance(enc, X25519PrivateKey) or not isinstance(sig, Ed25519PrivateKey):
         raise KeyProblem(f"{folder} の鍵の種類が違います（X25519 と Ed25519）")
     return CenterPrivate(enc, sig)

@@ -17,29 +17,49 @@ from kodomo_assets.lib.platform.storage import KodomoStorage
 INPUTS = "inputs"
 # file patterns under KODOMO_HOME, {m} the month
 PATTERNS = {
-    "scores": ("zones/analysis/{m}/risk_scores.duckdb*", "zones/analysis/{m}/model*",
-               "zones/analysis/{m}/evaluation.duckdb*", "zones/analysis/{m}/fairness_audit.duckdb*",
-               "zones/analysis/{m}/item_worth.duckdb*"),
+    "scores": (
+        "zones/analysis/{m}/risk_scores.duckdb*",
+        "zones/analysis/{m}/model*",
+        "zones/analysis/{m}/evaluation.duckdb*",
+        "zones/analysis/{m}/fairness_audit.duckdb*",
+        "zones/analysis/{m}/item_worth.duckdb*",
+    ),
     "review_list": ("zones/center/{m}/*",),
-    "verification": ("zones/analysis/{m}/verification_feedback.duckdb*", "stores/*/raw/{m}/kakunin*"),
+    "verification": (
+        "zones/analysis/{m}/verification_feedback.duckdb*",
+        "stores/*/raw/{m}/kakunin*",
+    ),
     "link_decisions": ("zones/linkage/{m}/*",),
     "reports": ("reports/{m}/*",),
 }
-LABELS = {INPUTS: "受信データ・部署別ストア・連携テーブル", "scores": "リスクスコア",
-          "review_list": "確認リスト", "verification": "確認結果", "link_decisions": "照合の判断",
-          "reports": "委員会報告書"}
+LABELS = {
+    INPUTS: "受信データ・部署別ストア・連携テーブル",
+    "scores": "リスクスコア",
+    "review_list": "確認リスト",
+    "verification": "確認結果",
+    "link_decisions": "照合の判断",
+    "reports": "委員会報告書",
+}
 
 
 def _files(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
-        out += sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p] if p.exists() else []
+        out += (
+            sorted(q for q in p.rglob("*") if q.is_file())
+            if p.is_dir()
+            else [p]
+            if p.exists()
+            else []
+        )
     return out
 
 
 def _prune(folder: Path, home: Path) -> None:
     """Remove folders the deletion left empty, up to KODOMO_HOME's top folders."""
-    while folder != home and folder.parent != home and folder.is_dir() and not any(folder.iterdir()):
+    while (
+        folder != home and folder.parent != home and folder.is_dir() and not any(folder.iterdir())
+    ):
         folder.rmdir()
         folder = folder.parent
 
@@ -47,11 +67,16 @@ def _prune(folder: Path, home: Path) -> None:
 def month_kinds(storage: KodomoStorage, month: str) -> dict[str, list[Path]]:
     """Every file of the month, by kind; whatever no output kind claims is an input."""
     home = storage.home_path
-    kinds = {kind: sorted({Path(f) for pat in pats for f in glob.glob(str(home / pat.format(m=month)))})
-             for kind, pats in PATTERNS.items()}
+    kinds = {
+        kind: sorted({Path(f) for pat in pats for f in glob.glob(str(home / pat.format(m=month)))})
+        for kind, pats in PATTERNS.items()
+    }
     claimed = {f for fs in kinds.values() for f in fs}
     every = _files(storage.month_files(month))
-    return {INPUTS: [f for f in every if f not in claimed], **{k: _files(v) for k, v in kinds.items()}}
+    return {
+        INPUTS: [f for f in every if f not in claimed],
+        **{k: _files(v) for k, v in kinds.items()},
+    }
 
 
 def forget_kinds(storage: KodomoStorage, month: str, kinds: set[str]) -> dict[str, object]:
@@ -66,7 +91,11 @@ def forget_kinds(storage: KodomoStorage, month: str, kinds: set[str]) -> dict[st
             shutil.rmtree(report)
         return done
     chosen = [f for k in sorted(kinds) for f in files[k]]
-    names = {storage.relative(f).as_posix() for f in chosen if f.resolve().is_relative_to(storage.home_path)}
+    names = {
+        storage.relative(f).as_posix()
+        for f in chosen
+        if f.resolve().is_relative_to(storage.home_path)
+    }
     keys = storage.keytable.forget_entries(month, names)
     if not storage.keytable.entries(month):
         storage.keytable.forget(month)  # nothing of the month is left under a key

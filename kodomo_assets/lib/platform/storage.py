@@ -68,7 +68,9 @@ def load_crypto(con: duckdb.DuckDBPyConnection) -> None:
     folder = Path(duckdb_extension_httpfs.__file__).parent / "extensions"
     ext = next(folder.glob(f"v{duckdb.__version__}/httpfs.duckdb_extension"), None)
     if ext is None:
-        raise RuntimeError(f"duckdb-extension-httpfs が duckdb {duckdb.__version__} 用ではありません")
+        raise RuntimeError(
+            f"duckdb-extension-httpfs が duckdb {duckdb.__version__} 用ではありません"
+        )
     con.execute(f"LOAD '{ext}'")
 
 
@@ -194,9 +196,13 @@ class KodomoStorage(ConfigurableResource):
         try:
             key = self.keytable.key(self.relative(path), create=create)
         except crypto.DecryptionError:
-            raise KeyProblem(f"{self.relative(path)} の鍵を開けません（保存用の鍵が、鍵表を作った鍵と違います）") from None
+            raise KeyProblem(
+                f"{self.relative(path)} の鍵を開けません（保存用の鍵が、鍵表を作った鍵と違います）"
+            ) from None
         if key is None:
-            raise StoreMissing(f"{self.relative(path)} の鍵がありません（未作成か、保存期間を過ぎて消去済み）")
+            raise StoreMissing(
+                f"{self.relative(path)} の鍵がありません（未作成か、保存期間を過ぎて消去済み）"
+            )
         return key
 
     # --- DuckDB ---------------------------------------------------------------------------
@@ -211,20 +217,25 @@ class KodomoStorage(ConfigurableResource):
         con.execute("SET temp_file_encryption = true")
         return con
 
-    def _attach(self, con: duckdb.DuckDBPyConnection, alias: str, path: Path, key: bytes,
-                read_only: bool) -> None:
+    def _attach(
+        self, con: duckdb.DuckDBPyConnection, alias: str, path: Path, key: bytes, read_only: bool
+    ) -> None:
         mode = ", READ_ONLY" if read_only else ""
         try:
             con.execute(f"ATTACH '{path}' AS {alias} (ENCRYPTION_KEY '{key.hex()}'{mode})")
         except duckdb.Error as err:
             # DuckDB's message names the file, never the key; ours says what to do
-            raise KeyProblem(f"{self.relative(path)} を開けません（鍵が違うか、ファイルが壊れています）: "
-                             f"{type(err).__name__}") from None
+            raise KeyProblem(
+                f"{self.relative(path)} を開けません（鍵が違うか、ファイルが壊れています）: "
+                f"{type(err).__name__}"
+            ) from None
 
     def attach(self, con: duckdb.DuckDBPyConnection, alias: str, path: Path) -> None:
         """Another store or zone file, read-only, beside a connection's own databases."""
         if not path.exists():
-            raise StoreMissing(f"{self.relative(path)} がありません（先に上流の資産を実体化してください）")
+            raise StoreMissing(
+                f"{self.relative(path)} がありません（先に上流の資産を実体化してください）"
+            )
         self._attach(con, alias, path, self._data_key(path, create=False), read_only=True)
 
     @contextmanager
@@ -232,19 +243,24 @@ class KodomoStorage(ConfigurableResource):
         """One store or zone file as the connection's default database (writing only for
         the department stores, whose datasets are replaced in one transaction each)."""
         if not write and not path.exists():
-            raise StoreMissing(f"{self.relative(path)} がありません（先に上流の資産を実体化してください）")
+            raise StoreMissing(
+                f"{self.relative(path)} がありません（先に上流の資産を実体化してください）"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         con = self.connect()
         try:
-            self._attach(con, "store", path, self._data_key(path, create=write), read_only=not write)
+            self._attach(
+                con, "store", path, self._data_key(path, create=write), read_only=not write
+            )
             con.execute("USE store")
             yield con
         finally:
             con.close()
 
     @contextmanager
-    def staged(self, final: Path, key: bytes | None = None
-               ) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
+    def staged(
+        self, final: Path, key: bytes | None = None
+    ) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
         """A fresh encrypted staging file beside `final`; `promote` renames it into place once
         it passes the gate, so readers see the last good file or the new one. A crash or a
         refusal leaves only the staging file, which is removed."""
@@ -254,7 +270,9 @@ class KodomoStorage(ConfigurableResource):
         _sweep_dead(final)
         con = self.connect()
         try:
-            self._attach(con, "zone", stage, key or self._data_key(final, create=True), read_only=False)
+            self._attach(
+                con, "zone", stage, key or self._data_key(final, create=True), read_only=False
+            )
             con.execute("USE zone")
             yield con, stage
         finally:
@@ -265,8 +283,10 @@ class KodomoStorage(ConfigurableResource):
     def promote(con: duckdb.DuckDBPyConnection, stage: Path, final: Path) -> None:
         con.execute("CHECKPOINT")
         con.execute("USE memory")
-        for (alias,) in con.execute("SELECT database_name FROM duckdb_databases() WHERE NOT internal "
-                                    "AND database_name <> 'memory'").fetchall():
+        for (alias,) in con.execute(
+            "SELECT database_name FROM duckdb_databases() WHERE NOT internal "
+            "AND database_name <> 'memory'"
+        ).fetchall():
             con.execute(f"DETACH {alias}")
         con.close()
         os.replace(stage, final)
@@ -282,21 +302,31 @@ class KodomoStorage(ConfigurableResource):
         with self.staged(final, key=data_key) as (con, stage):
             yield con, stage
             if not stage.exists():  # promoted: record the envelope, forget the key
-                envelope = crypto.wrap_to_public(public.encryption, data_key, self.relative(final).as_posix())
+                envelope = crypto.wrap_to_public(
+                    public.encryption, data_key, self.relative(final).as_posix()
+                )
                 self.keytable.put_envelope(self.relative(final), envelope)
 
     @contextmanager
-    def open_as_center(self, path: Path, private: CenterPrivate) -> Iterator[duckdb.DuckDBPyConnection]:
+    def open_as_center(
+        self, path: Path, private: CenterPrivate
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         """The center's own commands: unwrap the file's key with the private key."""
         if not path.exists():
             raise StoreMissing(f"{self.relative(path)} がありません")
         envelope = self.keytable.envelope(self.relative(path))
         if envelope is None:
-            raise StoreMissing(f"{self.relative(path)} の鍵がありません（保存期間を過ぎて消去済みか、未作成）")
+            raise StoreMissing(
+                f"{self.relative(path)} の鍵がありません（保存期間を過ぎて消去済みか、未作成）"
+            )
         try:
-            key = crypto.unwrap_with_private(private.encryption, envelope, self.relative(path).as_posix())
+            key = crypto.unwrap_with_private(
+                private.encryption, envelope, self.relative(path).as_posix()
+            )
         except crypto.DecryptionError:
-            raise KeyProblem("センターの秘密鍵が、このファイルを暗号化した公開鍵と対になっていません") from None
+            raise KeyProblem(
+                "センターの秘密鍵が、このファイルを暗号化した公開鍵と対になっていません"
+            ) from None
         con = self.connect()
         try:
             self._attach(con, "center", path, key, read_only=True)
@@ -324,8 +354,9 @@ class KodomoStorage(ConfigurableResource):
     def unseal(self, path: Path) -> bytes:
         if not path.exists():
             raise StoreMissing(f"{self.relative(path)} がありません")
-        return crypto.open_sealed(self._data_key(path, create=False), path.read_bytes(),
-                                  self.relative(path).as_posix())
+        return crypto.open_sealed(
+            self._data_key(path, create=False), path.read_bytes(), self.relative(path).as_posix()
+        )
 
     # --- forgetting --------------------------------------------------------------------------
 
@@ -335,8 +366,12 @@ class KodomoStorage(ConfigurableResource):
         it. Committee reports (aggregates) are kept."""
         home = self.home_path
         found: list[Path] = []
-        for pattern in (f"stores/*/{month}.duckdb*", f"stores/*/.{month}.*", f"stores/*/raw/{month}",
-                        f"zones/*/{month}"):
+        for pattern in (
+            f"stores/*/{month}.duckdb*",
+            f"stores/*/.{month}.*",
+            f"stores/*/raw/{month}",
+            f"zones/*/{month}",
+        ):
             found += [Path(p) for p in glob.glob(str(home / pattern))]
         inbox = self.inbox_path / month
         return sorted(found) + ([inbox] if inbox.is_dir() else [])
@@ -357,8 +392,11 @@ class KodomoStorage(ConfigurableResource):
         keys = self.keytable.forget(month)
         removed = []
         for path in files:
-            removed += [self.label(p) for p in path.rglob("*") if p.is_file()] if path.is_dir() \
+            removed += (
+                [self.label(p) for p in path.rglob("*") if p.is_file()]
+                if path.is_dir()
                 else [self.label(path)]
+            )
             if path.is_dir():
                 shutil.rmtree(path)
             else:
@@ -383,9 +421,14 @@ class KodomoStorage(ConfigurableResource):
             return f"{self.drop_group_prefix}{department} 以外のアカウントが置いたファイルです（受け取りません）"
         return None
 
-    def archive_export(self, department: str, month: str, source: Path,
-                       read: os.stat_result | None = None,
-                       redact: Callable[[bytes], bytes] | None = None) -> bool:
+    def archive_export(
+        self,
+        department: str,
+        month: str,
+        source: Path,
+        read: os.stat_result | None = None,
+        redact: Callable[[bytes], bytes] | None = None,
+    ) -> bool:
         """After a successful ingest the plaintext export leaves the inbox: sealed into the
         department's raw archive (which reruns read and the purge forgets), then deleted.
         `read` is the file as it was read: the export is first renamed away (atomic, so a
@@ -395,15 +438,20 @@ class KodomoStorage(ConfigurableResource):
         os.rename(source, taken)
         now = taken.stat()
         if read is not None and (now.st_ino, now.st_size, now.st_mtime_ns) != (
-                read.st_ino, read.st_size, read.st_mtime_ns):
+            read.st_ino,
+            read.st_size,
+            read.st_mtime_ns,
+        ):
             if not source.exists():
                 os.rename(taken, source)  # delivered again after it was read: not ours to seal
             else:
                 taken.unlink()  # an intermediate delivery, superseded by the one in place
             return False
         # cells the content scan hit are masked in the sealed copy too: no store keeps them
-        self.seal(self.raw_archive(department, month, source.name),
-                  redact(taken.read_bytes()) if redact else taken)
+        self.seal(
+            self.raw_archive(department, month, source.name),
+            redact(taken.read_bytes()) if redact else taken,
+        )
         taken.unlink()
         return True
 
@@ -416,9 +464,10 @@ def keep_only(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> None:
     """Drop every view and working table of the staging file but the published ones."""
     keep = set(tables)
     for name, kind in con.execute(
-            "SELECT table_name, 'TABLE' FROM duckdb_tables() WHERE database_name = current_database() "
-            "UNION ALL SELECT view_name, 'VIEW' FROM duckdb_views() "
-            "WHERE database_name = current_database() AND NOT internal").fetchall():
+        "SELECT table_name, 'TABLE' FROM duckdb_tables() WHERE database_name = current_database() "
+        "UNION ALL SELECT view_name, 'VIEW' FROM duckdb_views() "
+        "WHERE database_name = current_database() AND NOT internal"
+    ).fetchall():
         if name not in keep:
             con.execute(f'DROP {kind} IF EXISTS "{name}"')
 
@@ -436,7 +485,7 @@ def _sweep_dead(final: Path) -> None:
     removed only once that process is gone, so a concurrent writer keeps its own."""
     prefix = f".{final.stem}."
     for p in final.parent.glob(f"{glob.escape(prefix)}{STAGING}"):
-        pid = p.name[len(prefix):].split(".", 1)[0]
+        pid = p.name[len(prefix) :].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             p.unlink(missing_ok=True)
 

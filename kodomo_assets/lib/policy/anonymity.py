@@ -48,23 +48,35 @@ class AttackResult:
         return self.unique_share <= MAX_UNIQUE_SHARE and self.below_k_share <= MAX_BELOW_K_SHARE
 
     def message(self) -> str:
-        return (f"連結攻撃（住民基本台帳から導ける列 {len(self.columns)} 列で照合）: 一人に特定される児童 "
-                f"{self.unique_share:.2%}（上限 {MAX_UNIQUE_SHARE:.0%}）、{K} 人未満に絞られる児童 "
-                f"{self.below_k_share:.2%}（上限 {MAX_BELOW_K_SHARE:.0%}）、最小の k = {self.min_k}")
+        return (
+            f"連結攻撃（住民基本台帳から導ける列 {len(self.columns)} 列で照合）: 一人に特定される児童 "
+            f"{self.unique_share:.2%}（上限 {MAX_UNIQUE_SHARE:.0%}）、{K} 人未満に絞られる児童 "
+            f"{self.below_k_share:.2%}（上限 {MAX_BELOW_K_SHARE:.0%}）、最小の k = {self.min_k}"
+        )
 
 
 def _partition(columns: Sequence[str]) -> str:
     return ", ".join(f'"{c}"' for c in columns)
 
 
-def _fit(con: duckdb.DuckDBPyConnection, published: str, register: str, columns: Sequence[str],
-         fixed: Sequence[str]) -> None:
+def _fit(
+    con: duckdb.DuckDBPyConnection,
+    published: str,
+    register: str,
+    columns: Sequence[str],
+    fixed: Sequence[str],
+) -> None:
     """TEMP TABLE _fit: each distinct published pattern, its children (n) and the residents
     it fits (k). A published unknown fits any value; `fixed` columns are never suppressed,
     so they are matched exactly (a hash join, which keeps this fast at city scale)."""
     cols = _partition(columns)
-    fits = " AND ".join([f'p."{c}" IS NOT DISTINCT FROM r."{c}"' for c in fixed]
-                        + [f'(p."{c}" IS NULL OR p."{c}" = r."{c}")' for c in columns if c not in fixed]) or "true"
+    fits = (
+        " AND ".join(
+            [f'p."{c}" IS NOT DISTINCT FROM r."{c}"' for c in fixed]
+            + [f'(p."{c}" IS NULL OR p."{c}" = r."{c}")' for c in columns if c not in fixed]
+        )
+        or "true"
+    )
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _fit AS
         WITH p AS (SELECT row_number() OVER () AS pattern, *
@@ -75,8 +87,14 @@ def _fit(con: duckdb.DuckDBPyConnection, published: str, register: str, columns:
         SELECT p.*, k.k FROM p JOIN k USING (pattern)""")
 
 
-def enforce_k(con: duckdb.DuckDBPyConnection, table: str, register: str, columns: Sequence[str],
-              order: Sequence[Sequence[str]], k: int = K) -> dict[str, int]:
+def enforce_k(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    register: str,
+    columns: Sequence[str],
+    order: Sequence[Sequence[str]],
+    k: int = K,
+) -> dict[str, int]:
     """Set quasi-identifiers to unknown, group by group in `order`, for every row that the
     attack below would narrow to fewer than k residents. Returns the rows suppressed per
     group (counts only)."""
@@ -89,14 +107,22 @@ def enforce_k(con: duckdb.DuckDBPyConnection, table: str, register: str, columns
         if n == 0:
             break
         sets = ", ".join(f'"{c}" = NULL' for c in group)
-        con.execute(f"UPDATE {table} t SET {sets} FROM (SELECT * FROM _fit WHERE k < {k}) f WHERE {same}")
+        con.execute(
+            f"UPDATE {table} t SET {sets} FROM (SELECT * FROM _fit WHERE k < {k}) f WHERE {same}"
+        )
         suppressed["・".join(group)] = int(n)
     con.execute("DROP TABLE IF EXISTS _fit")
     return suppressed
 
 
-def linkage_attack(con: duckdb.DuckDBPyConnection, published: str, register: str,
-                   columns: Sequence[str], fixed: Sequence[str] = (), k: int = K) -> AttackResult:
+def linkage_attack(
+    con: duckdb.DuckDBPyConnection,
+    published: str,
+    register: str,
+    columns: Sequence[str],
+    fixed: Sequence[str] = (),
+    k: int = K,
+) -> AttackResult:
     """Join the published rows to the register's rows on `columns`: how many residents
     does each child's published row fit? Computed over distinct patterns, so it stays
     cheap at city scale. `fixed`: columns the table never suppresses."""
@@ -106,5 +132,10 @@ def linkage_attack(con: duckdb.DuckDBPyConnection, published: str, register: str
                coalesce(sum(n) FILTER (k BETWEEN 1 AND {k - 1}), 0), min(k) FILTER (k > 0)
         FROM _fit""").fetchone()
     con.execute("DROP TABLE IF EXISTS _fit")
-    return AttackResult(children=int(row[0]), unique=int(row[1]), below_k=int(row[2]),
-                        min_k=None if row[3] is None else int(row[3]), columns=tuple(columns))
+    return AttackResult(
+        children=int(row[0]),
+        unique=int(row[1]),
+        below_k=int(row[2]),
+        min_k=None if row[3] is None else int(row[3]),
+        columns=tuple(columns),
+    )

@@ -21,12 +21,34 @@ from kodomo_assets.lib.paths import DATA_DIR
 from kodomo_assets.lib.policy.statutory import denial_basis, is_direct_identifier
 from kodomo_assets.lib.registry import Registry, load_registry
 
-HEADER = ("番号", "保有課", "情報名", "ファイル", "項目", "要配慮", "目的外利用", "提供", "利用区分",
-          "利用目的", "根拠", "承認期間開始", "承認期間終了", "保存期間（月）")
+HEADER = (
+    "番号",
+    "保有課",
+    "情報名",
+    "ファイル",
+    "項目",
+    "要配慮",
+    "目的外利用",
+    "提供",
+    "利用区分",
+    "利用目的",
+    "根拠",
+    "承認期間開始",
+    "承認期間終了",
+    "保存期間（月）",
+)
 USES = {"連携キー": "key", "照合": "match", "分析": "analysis"}
 MARKS = {"○": True, "": False}
-_CODED = {"番号", "要配慮", "目的外利用", "提供", "利用区分", "承認期間開始", "承認期間終了",
-          "保存期間（月）"}
+_CODED = {
+    "番号",
+    "要配慮",
+    "目的外利用",
+    "提供",
+    "利用区分",
+    "承認期間開始",
+    "承認期間終了",
+    "保存期間（月）",
+}
 
 
 class PolicyError(ValueError):
@@ -41,8 +63,13 @@ class ApprovalPeriodError(PermissionError):
 DEMO_MARK = "デモ用・架空の承認"
 # Rows for what the project itself produces: how long each kind of output may be kept.
 OUTPUT_FILE = "（本事業の出力）"
-OUTPUT_KINDS = {"リスクスコア": "scores", "確認リスト": "review_list", "確認結果": "verification",
-                "照合の判断": "link_decisions", "委員会報告書": "reports"}
+OUTPUT_KINDS = {
+    "リスクスコア": "scores",
+    "確認リスト": "review_list",
+    "確認結果": "verification",
+    "照合の判断": "link_decisions",
+    "委員会報告書": "reports",
+}
 
 
 @dataclass(frozen=True)
@@ -132,7 +159,9 @@ class MonthApproval:
     def retention_months(self) -> int:
         """The shortest retention among the month's approved items: results built from
         all of them may be kept no longer than the strictest allows."""
-        return min((i.retention_months for i in self.items if i.retention_months is not None), default=0)
+        return min(
+            (i.retention_months for i in self.items if i.retention_months is not None), default=0
+        )
 
 
 @dataclass(frozen=True)
@@ -155,8 +184,12 @@ class Approval:
         return next((o.retention_months for o in self.outputs if o.kind == kind), None)
 
     def standing(self, month: str, today: date) -> Standing:
-        return Standing(month, today, tuple(p for p in self.periods if p.covers(month)),
-                        tuple(p for p in self.periods if p.covers_day(today)))
+        return Standing(
+            month,
+            today,
+            tuple(p for p in self.periods if p.covers(month)),
+            tuple(p for p in self.periods if p.covers_day(today)),
+        )
 
     def as_recorded(self, month: str) -> MonthApproval:
         """The month's approval whatever today's date: an aggregate report is re-rendered
@@ -204,11 +237,18 @@ def _date(text: str, where: str) -> date:
 
 def _output(row: dict[str, str], where: str) -> OutputRetention:
     if row["項目"] not in OUTPUT_KINDS:
-        raise PolicyError(f"{where}: 出力の種類は {'・'.join(OUTPUT_KINDS)} のいずれかです（{row['項目']!r}）")
+        raise PolicyError(
+            f"{where}: 出力の種類は {'・'.join(OUTPUT_KINDS)} のいずれかです（{row['項目']!r}）"
+        )
     if not row["保存期間（月）"].isdigit() or not row["根拠"]:
         raise PolicyError(f"{where}: 出力の行には根拠と保存期間（月、整数）が必要です")
-    return OutputRetention(no=int(row["番号"]), kind=OUTPUT_KINDS[row["項目"]], label=row["項目"],
-                           retention_months=int(row["保存期間（月）"]), basis=row["根拠"])
+    return OutputRetention(
+        no=int(row["番号"]),
+        kind=OUTPUT_KINDS[row["項目"]],
+        label=row["項目"],
+        retention_months=int(row["保存期間（月）"]),
+        basis=row["根拠"],
+    )
 
 
 def _item(row: dict[str, str], registry: Registry, where: str) -> Item:
@@ -224,21 +264,35 @@ def _item(row: dict[str, str], registry: Registry, where: str) -> Item:
         marks[name] = MARKS[row[name]]
     uses = frozenset(USES[u] for u in row["利用区分"].split("・") if u in USES)
     if len(uses) != len([u for u in row["利用区分"].split("・") if u]):
-        raise PolicyError(f"{where}: 利用区分は 連携キー・照合・分析 の組合せです（{row['利用区分']!r}）")
+        raise PolicyError(
+            f"{where}: 利用区分は 連携キー・照合・分析 の組合せです（{row['利用区分']!r}）"
+        )
     item = Item(
-        no=int(row["番号"]), department=row["保有課"], info=row["情報名"], dataset=ds.name,
-        column=col.name, header=header, sensitive=marks["要配慮"], out_of_purpose=marks["目的外利用"],
-        provision=marks["提供"], uses=uses, purpose=row["利用目的"], period=None,
+        no=int(row["番号"]),
+        department=row["保有課"],
+        info=row["情報名"],
+        dataset=ds.name,
+        column=col.name,
+        header=header,
+        sensitive=marks["要配慮"],
+        out_of_purpose=marks["目的外利用"],
+        provision=marks["提供"],
+        uses=uses,
+        purpose=row["利用目的"],
+        period=None,
     )
     if not item.approved:
         return item
     label = f"{where}（{file} の {header}）"
     law = denial_basis(header) or (col.basis if col.forbidden else None)
     if law:
-        raise PolicyError(f"{label}: この項目は{law}により利用できないため、承認できません。"
-                          "○ を外してください。")
+        raise PolicyError(
+            f"{label}: この項目は{law}により利用できないため、承認できません。○ を外してください。"
+        )
     if (col.marker == "id" or is_direct_identifier(header)) and uses - {"match"}:
-        raise PolicyError(f"{label}: 直接識別子は照合にのみ使えます。連携キー・分析には承認できません。")
+        raise PolicyError(
+            f"{label}: 直接識別子は照合にのみ使えます。連携キー・分析には承認できません。"
+        )
     if "key" in uses and col.type != "id":
         raise PolicyError(f"{label}: 連携キーにできるのは番号の項目だけです")
     if not uses or not row["根拠"] or not row["承認期間開始"] or not row["承認期間終了"]:
@@ -248,8 +302,13 @@ def _item(row: dict[str, str], registry: Registry, where: str) -> Item:
     start, end = _date(row["承認期間開始"], label), _date(row["承認期間終了"], label)
     if end < start:
         raise PolicyError(f"{label}: 承認期間の終了が開始より前です")
-    return Item(**{**item.__dict__, "period": Period(start, end, row["根拠"]),
-                   "retention_months": int(row["保存期間（月）"])})
+    return Item(
+        **{
+            **item.__dict__,
+            "period": Period(start, end, row["根拠"]),
+            "retention_months": int(row["保存期間（月）"]),
+        }
+    )
 
 
 def parse_policy(path: Path, registry: Registry | None = None) -> Approval:
@@ -261,8 +320,14 @@ def parse_policy(path: Path, registry: Registry | None = None) -> Approval:
         items, outputs = [], []
         for line, raw in enumerate(reader, start=2):
             # Marks and dates are normalised (〇 and full-width digits); wording is kept as written.
-            row = {k: (unicodedata.normalize("NFKC", v or "").replace("〇", "○") if k in _CODED
-                       else v or "").strip() for k, v in raw.items()}
+            row = {
+                k: (
+                    unicodedata.normalize("NFKC", v or "").replace("〇", "○")
+                    if k in _CODED
+                    else v or ""
+                ).strip()
+                for k, v in raw.items()
+            }
             where = f"{path.name} {line}行目（番号 {row['番号']}）"
             if row["ファイル"] == OUTPUT_FILE:
                 outputs.append(_output(row, where))
@@ -278,8 +343,10 @@ def parse_policy(path: Path, registry: Registry | None = None) -> Approval:
         raise PolicyError(f"{path.name}: {DEMO_MARK} の行と実際の承認の行が混在しています")
     missing = sorted(set(OUTPUT_KINDS.values()) - {o.kind for o in outputs})
     if len(outputs) != len({o.kind for o in outputs}) or missing:
-        raise PolicyError(f"{path.name}: 出力（{'・'.join(OUTPUT_KINDS)}）の保存期間の行は種類ごとに"
-                          "ちょうど1行必要です")
+        raise PolicyError(
+            f"{path.name}: 出力（{'・'.join(OUTPUT_KINDS)}）の保存期間の行は種類ごとに"
+            "ちょうど1行必要です"
+        )
     return Approval(items=tuple(items), path=str(path), outputs=tuple(outputs))
 
 
@@ -318,8 +385,10 @@ def clock_problem(mode: str, clock: str, approval: Approval) -> str | None:
     if mode not in MODES:
         return f"mode は {'・'.join(MODES)} のいずれかです（{mode!r}）"
     if clock and mode == "production":
-        return ("本番では処理日を変えられません（clock の指定は試験用です）: 承認期間の判定は"
-                "実際の日付で行います")
+        return (
+            "本番では処理日を変えられません（clock の指定は試験用です）: 承認期間の判定は"
+            "実際の日付で行います"
+        )
     if clock:
         try:
             date.fromisoformat(clock)
@@ -353,7 +422,11 @@ def load_verification_methods() -> dict[str, str]:
     """確認の区分 -> 名称: how staff checked a child (a code, never free text)."""
     path = DATA_DIR / "policy" / "verification_methods.csv"
     with open(path, encoding="utf-8-sig", newline="") as fh:
-        codes = {r["コード"].strip(): r["名称"].strip() for r in csv.DictReader(fh) if r.get("コード", "").strip()}
+        codes = {
+            r["コード"].strip(): r["名称"].strip()
+            for r in csv.DictReader(fh)
+            if r.get("コード", "").strip()
+        }
     if not codes:
         raise PolicyError(f"{path.name}: 確認の区分がありません")
     return codes

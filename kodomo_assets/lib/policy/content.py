@@ -17,8 +17,12 @@ import unicodedata
 
 import duckdb
 
-KINDS = {"my_number": "個人番号", "phone": "電話番号", "number": "宛名番号など10桁以上の番号",
-         "money": "金額"}
+KINDS = {
+    "my_number": "個人番号",
+    "phone": "電話番号",
+    "number": "宛名番号など10桁以上の番号",
+    "money": "金額",
+}
 _DIGIT = "[0-9〇零一二三四五六七八九]"
 _SEPARATOR = r"[\s\-‐‑–—―−ー.,，、・･()（）+]"
 # cheap first pass: ten digits with only separators between them, or money
@@ -92,4 +96,6 @@ def detect(value: str | None) -> str | None:
     if con is None:
         con = _local.con = duckdb.connect()
         install(con)
-    return con.execute("SELECT content_hit(?)", [unicodedata.normalize("NFKC", value)]).fetchone()[0]
+    return con.execute("SELECT content_hit(?)", [unicodedata.normalize("NFKC", value)]).fetchone()[
+        0
+    ]

@@ -25,7 +25,7 @@ CHECKS = {
     "approved_columns": "列の集合が承認された列の集合と完全に一致する（ExpectTableColumnsToMatchSet, exact_match）",
     "no_denied_columns": "法令上利用できない列・直接識別子・生の番号の列がない",
     "content_scan": "文字列の列に個人番号（検査用数字が合う12桁）・電話番号・10桁以上の番号・金額がない"
-                    "（受信時と同じ検出器で値ごとに）。仮名の列は仮名の形だけ",
+    "（受信時と同じ検出器で値ごとに）。仮名の列は仮名の形だけ",
 }
 
 
@@ -82,8 +82,12 @@ def _deny_expectation() -> type:
         success_keys = ("denied",)
         args_keys = ("denied",)
 
-        def _validate(self, metrics: dict, runtime_configuration: dict | None = None,
-                      execution_engine: object = None) -> dict:
+        def _validate(
+            self,
+            metrics: dict,
+            runtime_configuration: dict | None = None,
+            execution_engine: object = None,
+        ) -> dict:
             found = [c for c in metrics["table.columns"] if _is_denied(c, set(self.denied))]
             return {"success": not found, "result": {"observed_value": found}}
 
@@ -99,10 +103,12 @@ def warm_up() -> None:
     import and first context. Once per process; the gate waits for it."""
     global _warm_up
     if _warm_up is None:
+
         def run() -> None:
             # a failure here is raised again, in place, by the real gate
             with contextlib.suppress(Exception):
                 _gx_column_checks(["x"], ["x"], set())
+
         _warm_up = threading.Thread(target=run, name="gx-warm-up", daemon=True)
         _warm_up.start()
 
@@ -113,7 +119,9 @@ def _column_checks(columns: list[str], approved: list[str], denied: set[str]) ->
     return _gx_column_checks(columns, approved, denied)
 
 
-def _gx_column_checks(columns: list[str], approved: list[str], denied: set[str]) -> list[CheckOutcome]:
+def _gx_column_checks(
+    columns: list[str], approved: list[str], denied: set[str]
+) -> list[CheckOutcome]:
     """The two column-set expectations, run by Great Expectations on a zero-row frame."""
     import great_expectations as gx  # 3 s and 220 MB: only when a gate runs
     import pandas as pd
@@ -124,66 +132,96 @@ def _gx_column_checks(columns: list[str], approved: list[str], denied: set[str])
     )
 
     # Offline: no usage statistics, and no temporary docs site left behind on each run.
-    ctx = gx.get_context(mode="ephemeral", project_config=DataContextConfig(
-        analytics_enabled=False,
-        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False)))
+    ctx = gx.get_context(
+        mode="ephemeral",
+        project_config=DataContextConfig(
+            analytics_enabled=False,
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        ),
+    )
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     frame = pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
-    batch = (ctx.data_sources.add_pandas("gate").add_dataframe_asset("table")
-             .add_batch_definition_whole_dataframe("zero_rows")
-             .get_batch(batch_parameters={"dataframe": frame}))
-    exact = batch.validate(gx.expectations.ExpectTableColumnsToMatchSet(column_set=approved,
-                                                                        exact_match=True))
+    batch = (
+        ctx.data_sources.add_pandas("gate")
+        .add_dataframe_asset("table")
+        .add_batch_definition_whole_dataframe("zero_rows")
+        .get_batch(batch_parameters={"dataframe": frame})
+    )
+    exact = batch.validate(
+        gx.expectations.ExpectTableColumnsToMatchSet(column_set=approved, exact_match=True)
+    )
     extra = sorted(set(columns) - set(approved))
     missing = sorted(set(approved) - set(columns))
     deny = batch.validate(_deny_expectation()(denied=sorted(denied)))
     found = deny.result.get("observed_value") or []
     return [
-        CheckOutcome("approved_columns", bool(exact.success),
-                     ([f"承認されていない列 {', '.join(extra)}"] if extra else [])
-                     + ([f"承認された列の欠落 {', '.join(missing)}"] if missing else []),
-                     {"extra": len(extra), "missing": len(missing)}),
-        CheckOutcome("no_denied_columns", bool(deny.success),
-                     [f"利用できない列 {', '.join(found)}"] if found else [], {"denied": len(found)}),
+        CheckOutcome(
+            "approved_columns",
+            bool(exact.success),
+            ([f"承認されていない列 {', '.join(extra)}"] if extra else [])
+            + ([f"承認された列の欠落 {', '.join(missing)}"] if missing else []),
+            {"extra": len(extra), "missing": len(missing)},
+        ),
+        CheckOutcome(
+            "no_denied_columns",
+            bool(deny.success),
+            [f"利用できない列 {', '.join(found)}"] if found else [],
+            {"denied": len(found)},
+        ),
     ]
 
 
-def _content_scan(con: duckdb.DuckDBPyConnection, table: str, text_columns: list[str],
-                  token_columns: list[str]) -> CheckOutcome:
+def _content_scan(
+    con: duckdb.DuckDBPyConnection, table: str, text_columns: list[str], token_columns: list[str]
+) -> CheckOutcome:
     """The door's detector again (lib/policy/content.py), value by value: counts per column and
     kind, never a value."""
     content.install(con)
     problems: list[str] = []
     counts = dict.fromkeys([*content.KINDS, "not_token"], 0)
     for col in text_columns:
-        for kind, n in con.execute(f'SELECT k, count(*) FROM (SELECT content_hit("{col}") AS k FROM {table}) '
-                                   "WHERE k IS NOT NULL GROUP BY k ORDER BY k").fetchall():
+        for kind, n in con.execute(
+            f'SELECT k, count(*) FROM (SELECT content_hit("{col}") AS k FROM {table}) '
+            "WHERE k IS NOT NULL GROUP BY k ORDER BY k"
+        ).fetchall():
             counts[kind] += n
             problems.append(f"列 {col} に{content.label(kind)}がある値 {n} 件")
     for col in token_columns:
-        (n,) = con.execute(f'SELECT count(*) FROM {table} WHERE NOT regexp_full_match("{col}", ?)',
-                           [TOKEN_PATTERN]).fetchone()
+        (n,) = con.execute(
+            f'SELECT count(*) FROM {table} WHERE NOT regexp_full_match("{col}", ?)', [TOKEN_PATTERN]
+        ).fetchone()
         if n:
             counts["not_token"] += n
             problems.append(f"仮名の列 {col} に仮名の形でない値 {n} 件")
     return CheckOutcome("content_scan", not problems, problems, counts)
 
 
-def inspect_table(con: duckdb.DuckDBPyConnection, table: str, *, approved: list[str],
-                  token_columns: Iterable[str] = (), id_columns: Iterable[str] = ()) -> GateReport:
+def inspect_table(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    *,
+    approved: list[str],
+    token_columns: Iterable[str] = (),
+    id_columns: Iterable[str] = (),
+) -> GateReport:
     """Check a staged table against its approved column set and scan its text content.
     `id_columns` are raw identifiers this zone is approved to hold (the linkage zone)."""
     schema = con.execute(f"DESCRIBE {table}").fetchall()
     columns = [r[0] for r in schema]
     tokens, ids = set(token_columns), set(id_columns)
-    text = [name for name, typ, *_ in schema
-            if typ.startswith("VARCHAR") and name not in tokens and name not in ids]
+    text = [
+        name
+        for name, typ, *_ in schema
+        if typ.startswith("VARCHAR") and name not in tokens and name not in ids
+    ]
     outcomes = _column_checks(columns, approved, denied_column_names(ids))
     # list columns are scanned as their joined text
     scan = table
     if any(typ.endswith("[]") for _, typ, *_ in schema):
-        cols = ", ".join(f"array_to_string(\"{n}\", ',') AS \"{n}\"" if t.endswith("[]") else f'"{n}"'
-                         for n, t, *_ in schema)
+        cols = ", ".join(
+            f'array_to_string("{n}", \',\') AS "{n}"' if t.endswith("[]") else f'"{n}"'
+            for n, t, *_ in schema
+        )
         scan = f"(SELECT {cols} FROM {table})"
     outcomes.append(_content_scan(con, scan, text, [c for c in columns if c in tokens]))
     return GateReport(table=table, outcomes=outcomes)

@@ -26,15 +26,22 @@ def _prefix(purpose: str) -> bytes:
 
 def token(key: bytes, purpose: str, value: str) -> str:
     # hmac.digest is OpenSSL's one-shot HMAC: the same bytes as hmac.new(...).digest()
-    return hmac.digest(key, _prefix(purpose) + value.encode(), "sha256")[:TOKEN_HEX // 2].hex()
+    return hmac.digest(key, _prefix(purpose) + value.encode(), "sha256")[: TOKEN_HEX // 2].hex()
 
 
 def register_udfs(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
     """pseudonym_child(id) and pseudonym_household(id) in SQL. The key stays in Python:
     it never appears in SQL text, which DuckDB may echo in an error."""
     for purpose in PURPOSES:
-        con.create_function(f"pseudonym_{purpose}", _vectorised(key, purpose), ["VARCHAR"], "VARCHAR",
-                            type="arrow", null_handling="special", side_effects=False)
+        con.create_function(
+            f"pseudonym_{purpose}",
+            _vectorised(key, purpose),
+            ["VARCHAR"],
+            "VARCHAR",
+            type="arrow",
+            null_handling="special",
+            side_effects=False,
+        )
 
 
 def _vectorised(key: bytes, purpose: str):
@@ -56,4 +63,5 @@ def _vectorised(key: bytes, purpose: str):
 
     def fn(values: pa.Array) -> pa.Array:
         return pa.array([None if v is None else one(v) for v in values.to_pylist()], pa.string())
+
     return fn

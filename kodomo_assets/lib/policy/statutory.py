@@ -12,19 +12,24 @@ import unicodedata
 
 # CJK radical forms that NFKC leaves alone (a ⺠ in 住⺠税 reads as 民), and the traditional
 # variants of the characters tax words are made of.
-_RADICALS = dict(zip(
-    "⺁⺄⺅⺆⺇⺉⺊⺌⺍⺎⺐⺒⺓⺖⺘⺙⺛⺜⺝⺠⺡⺢⺣⺤⺥⺦⺧⺨⺩⺪⺫⺬⺭⺮⺯⺰⺲⺵⺶⺷⺹⺺⺻⺼⺽⺾⺿⻀"
-    "⻁⻂⻃⻄⻅⻆⻈⻉⻊⻋⻌⻍⻎⻏⻐⻑⻓⻔⻕⻖⻗⻘⻙⻚⻛⻜⻝⻟⻠⻢⻣⻤⻥⻦⻧⻨⻩⻪⻫⻬⻭⻮⻯⻰⻱⻲⻳",
-    "厂乙亻冂几刂卜小小兀尢巳幺忄扌攵旡日月民氵氺灬爫爫丬牛犭王疋目示礻竹糸纟罒网羊羊耂肀聿月臼艹艹艹"
-    "虎衤覀西见角讠贝足车辶辶辶阝钅長长门阜阝雨青韦页风飞食飠饣马骨鬼鱼鸟卤麦黄黾斉齐歯齿竜龙龜亀龟",
-    strict=True))
+_RADICALS = dict(
+    zip(
+        "⺁⺄⺅⺆⺇⺉⺊⺌⺍⺎⺐⺒⺓⺖⺘⺙⺛⺜⺝⺠⺡⺢⺣⺤⺥⺦⺧⺨⺩⺪⺫⺬⺭⺮⺯⺰⺲⺵⺶⺷⺹⺺⺻⺼⺽⺾⺿⻀"
+        "⻁⻂⻃⻄⻅⻆⻈⻉⻊⻋⻌⻍⻎⻏⻐⻑⻓⻔⻕⻖⻗⻘⻙⻚⻛⻜⻝⻟⻠⻢⻣⻤⻥⻦⻧⻨⻩⻪⻫⻬⻭⻮⻯⻰⻱⻲⻳",
+        "厂乙亻冂几刂卜小小兀尢巳幺忄扌攵旡日月民氵氺灬爫爫丬牛犭王疋目示礻竹糸纟罒网羊羊耂肀聿月臼艹艹艹"
+        "虎衤覀西见角讠贝足车辶辶辶阝钅長长门阜阝雨青韦页风飞食飠饣马骨鬼鱼鸟卤麦黄黾斉齐歯齿竜龙龜亀龟",
+        strict=True,
+    )
+)
 _VARIANTS = {"稅": "税", "徵": "徴", "收": "収", "縣": "県"}
 
 # Local tax data, by meaning, in file names and headers (地方税法第22条): refused outright,
 # whatever a registry or policy file says.
 TAX_PATTERN = re.compile(
     r"市民税|都民税|道府県民税|府民税|県民税|道民税|住民税|均等割|所得割|特別徴収|普通徴収|課税|税額"
-    r"|zei|tax|(tokubetsu|futsuu?)[\s_\-]*(ch|ty)ou?s(h|y)uu?", re.IGNORECASE)
+    r"|zei|tax|(tokubetsu|futsuu?)[\s_\-]*(ch|ty)ou?s(h|y)uu?",
+    re.IGNORECASE,
+)
 
 
 def fold(text: str) -> str:
@@ -32,12 +37,18 @@ def fold(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     return "".join(_VARIANTS.get(ch, _RADICALS.get(ch, ch)) for ch in text).lower()
 
+
 # Headers that are never read past ingestion, whatever a data file says, with the law.
 _DENIED = (
     (re.compile(r"個人番号|マイナンバー|my_?number", re.IGNORECASE), "番号法"),
     (re.compile(r"所得|課税|住民税|税額|income|tax", re.IGNORECASE), "地方税法第22条"),
-    (re.compile(r"相談内容|病名|所見|欠席理由|備考|メモ|自由記述|notes|diagnosis|findings",
-                re.IGNORECASE), "自由記述"),
+    (
+        re.compile(
+            r"相談内容|病名|所見|欠席理由|備考|メモ|自由記述|notes|diagnosis|findings",
+            re.IGNORECASE,
+        ),
+        "自由記述",
+    ),
 )
 DENIED_HEADER_PATTERN = re.compile("|".join(p.pattern for p, _ in _DENIED), re.IGNORECASE)
 

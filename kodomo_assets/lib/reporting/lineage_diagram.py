@@ -29,15 +29,28 @@ class Diagram:
 
 
 def _box(ax, x: float, y: float, text: str, color: str, width: float = 2.2, size: int = 8) -> None:
-    ax.text(x, y, text, ha="center", va="center", fontsize=size,
-            bbox={"boxstyle": "round,pad=0.3", "fc": color, "ec": "#555555", "lw": 0.6},
-            wrap=False, clip_on=False)
+    ax.text(
+        x,
+        y,
+        text,
+        ha="center",
+        va="center",
+        fontsize=size,
+        bbox={"boxstyle": "round,pad=0.3", "fc": color, "ec": "#555555", "lw": 0.6},
+        wrap=False,
+        clip_on=False,
+    )
 
 
-def _edge(ax, a: tuple[float, float], b: tuple[float, float], color: str = "#888888",
-          lw: float = 0.6) -> None:
-    ax.annotate("", xy=b, xytext=a, arrowprops={"arrowstyle": "->", "color": color, "lw": lw,
-                                                "shrinkA": 18, "shrinkB": 18})
+def _edge(
+    ax, a: tuple[float, float], b: tuple[float, float], color: str = "#888888", lw: float = 0.6
+) -> None:
+    ax.annotate(
+        "",
+        xy=b,
+        xytext=a,
+        arrowprops={"arrowstyle": "->", "color": color, "lw": lw, "shrinkA": 18, "shrinkB": 18},
+    )
 
 
 def draw(registry: Registry, approval: MonthApproval, plan: Plan) -> Diagram:
@@ -46,8 +59,11 @@ def draw(registry: Registry, approval: MonthApproval, plan: Plan) -> Diagram:
     rows: list[tuple[str, str, str | None]] = []  # (dataset, label, sensitive column)
     for ds in registry.datasets.values():
         rows.append((ds.name, f"{ds.label}（{ds.file}）", None))
-        rows += [(ds.name, f"要配慮: {sensitive[(ds.name, c.name)]}", c.name)
-                 for c in ds.columns if (ds.name, c.name) in sensitive]
+        rows += [
+            (ds.name, f"要配慮: {sensitive[(ds.name, c.name)]}", c.name)
+            for c in ds.columns
+            if (ds.name, c.name) in sensitive
+        ]
     derived = [n for n in plan.columns if any(k in sensitive for k in plan.lineage[n])]
     height = max(len(rows), len(derived)) * 0.32 + 1.5
     fig, ax = plt.subplots(figsize=(16, height))
@@ -95,17 +111,22 @@ def draw(registry: Registry, approval: MonthApproval, plan: Plan) -> Diagram:
         for src in plan.lineage[name]:
             if src in col_y:
                 _edge(ax, (4.9, col_y[src]), (11.8, yy), color="#d9822b", lw=0.5)
-    for x, text, color in ((13.3, "分析領域:\nリスクスコア", "#d5f0dd"),
-                           (14.5, "センター領域:\n確認リスト", "#f6d5d5"),
-                           (15.5, "委員会\n報告書", "#eeeeee")):
+    for x, text, color in (
+        (13.3, "分析領域:\nリスクスコア", "#d5f0dd"),
+        (14.5, "センター領域:\n確認リスト", "#f6d5d5"),
+        (15.5, "委員会\n報告書", "#eeeeee"),
+    ):
         _box(ax, x, mid - 2, text, color, size=8)
         labels.append(text)
     _edge(ax, (9.6, mid), (13.3, mid - 2))
     _edge(ax, (13.3, mid - 2), (14.5, mid - 2))
     _edge(ax, (14.5, mid - 2), (15.5, mid - 2))
     labels.append(table)
-    ax.set_title(f"データの流れ（{approval.month}）: 部署 → 部署別ストア → 連携テーブル → スコア → "
-                 "確認リスト → 報告書。橙は要配慮個人情報の列", fontsize=10)
+    ax.set_title(
+        f"データの流れ（{approval.month}）: 部署 → 部署別ストア → 連携テーブル → スコア → "
+        "確認リスト → 報告書。橙は要配慮個人情報の列",
+        fontsize=10,
+    )
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)

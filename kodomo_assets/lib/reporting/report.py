@@ -56,8 +56,9 @@ def count_text(v: int, hidden: bool) -> str:
     return MASK if hidden else f"{int(v):,}"
 
 
-def suppressed_column(labels: list[str], values: list[int], total_label: str = "合計",
-                      wholes: list[int] | None = None) -> list[list[str]]:
+def suppressed_column(
+    labels: list[str], values: list[int], total_label: str = "合計", wholes: list[int] | None = None
+) -> list[list[str]]:
     """One additive column with its total: primary and secondary suppression. `wholes`: each
     row's whole (children of the district) when the column counts a part of it: a part whose
     rest is 1–9 is hidden too, so no subtraction between columns gives a small count."""
@@ -65,17 +66,23 @@ def suppressed_column(labels: list[str], values: list[int], total_label: str = "
     extra = None
     if wholes is not None:
         whole = with_totals(np.array(wholes, dtype="int64").reshape(-1, 1))
-        extra = np.array([[not visible(v, w)] * 2 for v, w in zip(grid[:, 0], whole[:, 0], strict=True)])
+        extra = np.array(
+            [[not visible(v, w)] * 2 for v, w in zip(grid[:, 0], whole[:, 0], strict=True)]
+        )
     hidden = protect(grid, hidden=extra)
-    return [[label, count_text(grid[i, 0], hidden[i, 0])]
-            for i, label in enumerate([*labels, total_label])]
+    return [
+        [label, count_text(grid[i, 0], hidden[i, 0])]
+        for i, label in enumerate([*labels, total_label])
+    ]
 
 
 def suppressed_grid(row_labels: list[str], col_labels: list[str], values: np.ndarray) -> Table:
     grid = with_totals(values)
     hidden = protect(grid)
-    rows = [[label, *(count_text(v, h) for v, h in zip(grid[i], hidden[i], strict=True))]
-            for i, label in enumerate([*row_labels, "合計"])]
+    rows = [
+        [label, *(count_text(v, h) for v, h in zip(grid[i], hidden[i], strict=True))]
+        for i, label in enumerate([*row_labels, "合計"])
+    ]
     return Table("", ["", *col_labels, "合計"], rows, counts=set(range(1, len(col_labels) + 2)))
 
 
@@ -101,7 +108,8 @@ def image(src: str, alt: str) -> str:
     return f'<img src="{src}" alt="{escape(alt)}">'
 
 
-TEMPLATE = jinja2.Template("""<!DOCTYPE html>
+TEMPLATE = jinja2.Template(
+    """<!DOCTYPE html>
 <html lang="ja"><head><meta charset="utf-8">
 <title>個人情報保護運営審議会 月次報告 {{ r.month }}</title>
 <style>
@@ -134,7 +142,9 @@ caption { text-align: left; font-weight: bold; padding: 4px 0; }
 {% endfor %}
 {% endfor %}
 </body></html>
-""", autoescape=True)
+""",
+    autoescape=True,
+)
 
 
 def paragraph(text: str) -> str:
@@ -143,7 +153,9 @@ def paragraph(text: str) -> str:
 
 def paragraph_list(items: list[str]) -> str:
     """Conclusions as a list, each escaped and masked like a paragraph."""
-    return '<ul class="lead">' + "".join(f"<li>{escape(mask_text(t))}</li>" for t in items) + "</ul>"
+    return (
+        '<ul class="lead">' + "".join(f"<li>{escape(mask_text(t))}</li>" for t in items) + "</ul>"
+    )
 
 
 def embedded_font(text: str) -> str:
@@ -153,8 +165,9 @@ def embedded_font(text: str) -> str:
 
     from fontTools import subset
 
-    font = subset.load_font(str(Path(matplotlib_fontja.__file__).parent / "fonts" / "ipaexg.ttf"),
-                            subset.Options())
+    font = subset.load_font(
+        str(Path(matplotlib_fontja.__file__).parent / "fonts" / "ipaexg.ttf"), subset.Options()
+    )
     sub = subset.Subsetter(subset.Options())
     sub.populate(text="".join(sorted(set(text))))
     sub.subset(font)
@@ -167,30 +180,43 @@ def _masked(part: Table | str) -> Table | str:
     """Text cells of a table get the sentence rule too: "今月 3 件" in an answer is a count."""
     if not isinstance(part, Table):
         return part
-    rows = [[v if i in part.counts else mask_text(str(v)) for i, v in enumerate(r)] for r in part.rows]
+    rows = [
+        [v if i in part.counts else mask_text(str(v)) for i, v in enumerate(r)] for r in part.rows
+    ]
     return Table(part.caption, part.header, rows, part.counts, mask_text(part.note))
 
 
 def render(report: Report) -> str:
-    report = Report(report.month, report.generated_at, report.standing,
-                    [(h, [_masked(p) for p in parts]) for h, parts in report.sections], report.demo)
+    report = Report(
+        report.month,
+        report.generated_at,
+        report.standing,
+        [(h, [_masked(p) for p in parts]) for h, parts in report.sections],
+        report.demo,
+    )
     html = TEMPLATE.render(r=report, font="")
     return TEMPLATE.render(r=report, font=embedded_font(html))
 
 
 def standing_lines(standing: Standing) -> list[tuple[str, bool]]:
     """The data month and the date of processing, each against the approval's periods."""
+
     def against(periods: tuple[Period, ...]) -> str:
         return "、".join(p.label() for p in periods)
 
-    month = (f"基準月 {standing.month} は承認期間内（{against(standing.month_periods)}）"
-             if standing.month_covered else f"基準月 {standing.month} はどの承認期間にも含まれない")
+    month = (
+        f"基準月 {standing.month} は承認期間内（{against(standing.month_periods)}）"
+        if standing.month_covered
+        else f"基準月 {standing.month} はどの承認期間にも含まれない"
+    )
     covering = [p for p in standing.month_periods if p.covers_day(standing.today)]
     if covering:
         today = f"処理日 {standing.today.isoformat()} は承認期間内（{against(tuple(covering))}）"
     else:
         ended = [p for p in standing.month_periods if p.end < standing.today]
-        today = (f"処理日 {standing.today.isoformat()} は承認期間外"
-                 + (f"（{against(tuple(ended))} は終了）" if ended else "")
-                 + "。この月の処理・書き出し・確認結果の取込は行わない（集計の報告書の再作成のみ）")
+        today = (
+            f"処理日 {standing.today.isoformat()} は承認期間外"
+            + (f"（{against(tuple(ended))} は終了）" if ended else "")
+            + "。この月の処理・書き出し・確認結果の取込は行わない（集計の報告書の再作成のみ）"
+        )
     return [(month, standing.month_covered), (today, bool(covering))]

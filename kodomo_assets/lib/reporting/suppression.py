@@ -30,7 +30,9 @@ def share_text(num: int, den: int, fmt: str = "{:.1%}") -> str:
     return fmt.format(num / den) if den and visible(num, den) else MASK
 
 
-def protect(counts: np.ndarray, threshold: int = THRESHOLD, hidden: np.ndarray | None = None) -> np.ndarray:
+def protect(
+    counts: np.ndarray, threshold: int = THRESHOLD, hidden: np.ndarray | None = None
+) -> np.ndarray:
     """Boolean mask of the cells to hide in a table with a totals row and column. `hidden`:
     cells that must be hidden for another reason (a share that would give a count back)."""
     c = np.asarray(counts, dtype="int64")
@@ -40,7 +42,9 @@ def protect(counts: np.ndarray, threshold: int = THRESHOLD, hidden: np.ndarray |
     changed = True
     while changed:
         changed = False
-        lines = [(i, slice(None)) for i in range(c.shape[0])] + [(slice(None), j) for j in range(c.shape[1])]
+        lines = [(i, slice(None)) for i in range(c.shape[0])] + [
+            (slice(None), j) for j in range(c.shape[1])
+        ]
         for line in lines:
             cells, mask = c[line], hidden[line]
             if mask.sum() == 1:
@@ -70,8 +74,10 @@ def with_totals(table: np.ndarray) -> np.ndarray:
 
 
 def render(counts: np.ndarray, hidden: np.ndarray) -> list[list[str]]:
-    return [[MASK if h else f"{v:,}" for v, h in zip(row, hrow, strict=True)]
-            for row, hrow in zip(np.asarray(counts), hidden, strict=True)]
+    return [
+        [MASK if h else f"{v:,}" for v, h in zip(row, hrow, strict=True)]
+        for row, hrow in zip(np.asarray(counts), hidden, strict=True)
+    ]
 
 
 def recoverable(counts: np.ndarray, hidden: np.ndarray) -> bool:

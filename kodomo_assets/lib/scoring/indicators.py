@@ -37,12 +37,17 @@ def load_indicators(path: Path | None = None) -> tuple[Indicator, ...]:
     for raw in doc["indicators"]:
         fields = {k: raw[k] for k in ("rule", "reason", "asof")}
         try:
-            fields = {k: v.replace("{asof}", "{_asof}").format(**params, _asof="{asof}")
-                      for k, v in fields.items()}
+            fields = {
+                k: v.replace("{asof}", "{_asof}").format(**params, _asof="{asof}")
+                for k, v in fields.items()
+            }
         except KeyError as err:
             raise ValueError(f"indicators.yaml の {raw['name']}: 未定義のしきい値 {err}") from None
-        out.append(Indicator(name=raw["name"], label=raw["label"], description=raw["description"],
-                             **fields))
+        out.append(
+            Indicator(
+                name=raw["name"], label=raw["label"], description=raw["description"], **fields
+            )
+        )
     if len({i.name for i in out}) != len(out):
         raise ValueError("indicators.yaml: 指標名が重複しています")
     return tuple(out)
@@ -57,12 +62,19 @@ def compile_sql(indicators: tuple[Indicator, ...], source: str, asof: str) -> st
     dates = {i.name: i.asof.format(asof=asof) for i in indicators}
     cols = [f"{fired[i.name]} AS ind_{i.name}" for i in indicators]
     cols.append(_names(indicators, fired))
-    cols.append("list_filter([" + ", ".join(
-        f"CASE WHEN {fired[i.name]} THEN {reasons[i.name]} END" for i in indicators)
-        + "], v -> v IS NOT NULL) AS indicator_reasons")
-    cols.append("list_filter([" + ", ".join(
-        f"CASE WHEN {fired[i.name]} THEN {q(i.label + ': ')} || strftime(({dates[i.name]})::DATE, '%Y-%m-%d') END"
-        for i in indicators) + "], v -> v IS NOT NULL) AS indicator_asof")
+    cols.append(
+        "list_filter(["
+        + ", ".join(f"CASE WHEN {fired[i.name]} THEN {reasons[i.name]} END" for i in indicators)
+        + "], v -> v IS NOT NULL) AS indicator_reasons"
+    )
+    cols.append(
+        "list_filter(["
+        + ", ".join(
+            f"CASE WHEN {fired[i.name]} THEN {q(i.label + ': ')} || strftime(({dates[i.name]})::DATE, '%Y-%m-%d') END"
+            for i in indicators
+        )
+        + "], v -> v IS NOT NULL) AS indicator_asof"
+    )
     return f"SELECT child_token, {', '.join(cols)} FROM {source}"
 
 
@@ -76,6 +88,10 @@ def sources(indicator: Indicator, lineage: dict[str, list[tuple[str, str]]]) -> 
     whom center staff ask when they verify it. `lineage`: the linked table's column lineage."""
     registry = load_registry()
     text = indicator.rule + " " + indicator.reason
-    datasets = {ds for column, deps in lineage.items() if re.search(rf"\b{re.escape(column)}\b", text)
-                for ds, _ in deps}
+    datasets = {
+        ds
+        for column, deps in lineage.items()
+        if re.search(rf"\b{re.escape(column)}\b", text)
+        for ds, _ in deps
+    }
     return sorted({registry.datasets[ds].department.label for ds in datasets})

@@ -57,11 +57,21 @@ BASE_NOTE = "児童と世帯の特定（連携テーブルの基礎）に使う�
 
 # the published table (item_worth), in order
 SCHEMA = {
-    "level": "VARCHAR", "department": "VARCHAR", "dataset": "VARCHAR", "item": "VARCHAR",
-    "columns_removed": "VARCHAR[]", "indicators_removed": "VARCHAR[]", "auc": "DOUBLE",
-    "auc_drop": "DOUBLE", "precision_at_k": "DOUBLE", "precision_drop": "DOUBLE",
-    "verified_outcomes": "INTEGER", "ppv_verified": "DOUBLE", "verdict": "VARCHAR",
-    "harm_rank": "INTEGER", "note": "VARCHAR",
+    "level": "VARCHAR",
+    "department": "VARCHAR",
+    "dataset": "VARCHAR",
+    "item": "VARCHAR",
+    "columns_removed": "VARCHAR[]",
+    "indicators_removed": "VARCHAR[]",
+    "auc": "DOUBLE",
+    "auc_drop": "DOUBLE",
+    "precision_at_k": "DOUBLE",
+    "precision_drop": "DOUBLE",
+    "verified_outcomes": "INTEGER",
+    "ppv_verified": "DOUBLE",
+    "verdict": "VARCHAR",
+    "harm_rank": "INTEGER",
+    "note": "VARCHAR",
 }
 
 
@@ -111,8 +121,11 @@ def units(p: Plan, approval: MonthApproval) -> list[Unit]:
         analysed = [(i.dataset, i.column) for i in items if "analysis" in i.uses]
         # the base register defines the children: only its analysed items go; any other
         # dataset goes with every column that reads it, its presence included (在籍 …)
-        cols = _reads(p, analysed) if ds == base else \
-            [c for c in p.columns if c not in TOKENS and any(d == ds for d, _ in p.lineage[c])]
+        cols = (
+            _reads(p, analysed)
+            if ds == base
+            else [c for c in p.columns if c not in TOKENS and any(d == ds for d, _ in p.lineage[c])]
+        )
         if ds == scoring.LABEL_DATASET:
             out.append(Unit(DATASET, ds, None, tuple(cols), LABEL))
         elif cols:
@@ -133,8 +146,9 @@ def units(p: Plan, approval: MonthApproval) -> list[Unit]:
     return out
 
 
-def indicators_without(indicators: tuple[Indicator, ...], types: dict[str, str],
-                       removed: Iterable[str], asof_sql: str) -> set[str]:
+def indicators_without(
+    indicators: tuple[Indicator, ...], types: dict[str, str], removed: Iterable[str], asof_sql: str
+) -> set[str]:
     """Names of the indicators that no longer compile once `removed` leave the view of
     `types` (column -> DuckDB type): as analysis/risk_scores omits them."""
     removed = set(removed) & set(types)
@@ -160,19 +174,26 @@ def precision_at_k(score: np.ndarray, y: np.ndarray, weight: np.ndarray, k: int)
     negatives it stands for (its weight), so k is k children of the whole population."""
     order = np.argsort(-score, kind="stable")
     cum = np.cumsum(weight[order])
-    top = order[:max(1, int(np.searchsorted(cum, k, side="right")))]
+    top = order[: max(1, int(np.searchsorted(cum, k, side="right")))]
     return float((weight[top] * y[top]).sum() / weight[top].sum())
 
 
-def cross_validate(x: np.ndarray, y: np.ndarray, weight: np.ndarray, k: int, seed: int,
-                   folds: int = FOLDS) -> tuple[float, float]:
+def cross_validate(
+    x: np.ndarray, y: np.ndarray, weight: np.ndarray, k: int, seed: int, folds: int = FOLDS
+) -> tuple[float, float]:
     """(AUC, precision@k) of out-of-fold log-odds, with the score's model settings."""
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     # one OpenMP thread: the fits are small and many, and on a busy 2-core machine the
     # threads' barriers made one CV 80× slower (156 s instead of 1.9 s, same figures)
     with threadpool_limits(1, user_api="openmp"):
-        oof = cross_val_predict(scoring._base(seed), x, y, cv=cv, method="decision_function",
-                                params={"sample_weight": weight})
+        oof = cross_val_predict(
+            scoring._base(seed),
+            x,
+            y,
+            cv=cv,
+            method="decision_function",
+            params={"sample_weight": weight},
+        )
     return float(roc_auc_score(y, oof, sample_weight=weight)), precision_at_k(oof, y, weight, k)
 
 
@@ -181,7 +202,9 @@ def ppv(verified: pd.DataFrame | None, labels: set[str]) -> tuple[int, float | N
     `labels` (all of them when `labels` is None); PPV only from MIN_OUTCOMES outcomes."""
     if verified is None or verified.empty or not labels:
         return 0, None
-    hit = verified["indicators"].map(lambda xs: bool(labels.intersection(xs if xs is not None else ())))
+    hit = verified["indicators"].map(
+        lambda xs: bool(labels.intersection(xs if xs is not None else ()))
+    )
     decided = verified.loc[hit & verified["result"].isin([CONFIRMED, NOT_CONFIRMED]), "result"]
     n = len(decided)
     return n, (float((decided == CONFIRMED).mean()) if n >= MIN_OUTCOMES else None)
@@ -192,13 +215,16 @@ def verdict(auc_drop: float, precision_drop: float, noise: tuple[float, float]) 
     column of pure noise moves the figure by (`noise`: AUC, precision); else 保留."""
     if auc_drop < AUC_THRESHOLD and precision_drop < PRECISION_THRESHOLD:
         return DROP
-    if auc_drop > max(AUC_THRESHOLD, noise[0]) or precision_drop > max(PRECISION_THRESHOLD, noise[1]):
+    if auc_drop > max(AUC_THRESHOLD, noise[0]) or precision_drop > max(
+        PRECISION_THRESHOLD, noise[1]
+    ):
         return NEEDED
     return UNSURE
 
 
-def item_worth(inputs: Inputs, seed: int, verified: pd.DataFrame | None = None,
-               folds: int = FOLDS) -> pd.DataFrame:
+def item_worth(
+    inputs: Inputs, seed: int, verified: pd.DataFrame | None = None, folds: int = FOLDS
+) -> pd.DataFrame:
     """The table (SCHEMA): the full model, the noise controls, then per dataset and item.
     `verified`: the center's outcomes (result, indicators as labels), or None."""
     p, registry = inputs.plan, load_registry()
@@ -217,36 +243,77 @@ def item_worth(inputs: Inputs, seed: int, verified: pd.DataFrame | None = None,
         return done[removed_terms]
 
     def blank(level: str, item: str | None, verdict_: str | None) -> dict:
-        return {"level": level, "department": None, "dataset": None, "item": item,
-                "columns_removed": [], "indicators_removed": [], "auc": None, "auc_drop": None,
-                "precision_at_k": None, "precision_drop": None, "verified_outcomes": 0,
-                "ppv_verified": None, "verdict": verdict_, "harm_rank": None, "note": None}
+        return {
+            "level": level,
+            "department": None,
+            "dataset": None,
+            "item": item,
+            "columns_removed": [],
+            "indicators_removed": [],
+            "auc": None,
+            "auc_drop": None,
+            "precision_at_k": None,
+            "precision_drop": None,
+            "verified_outcomes": 0,
+            "ppv_verified": None,
+            "verdict": verdict_,
+            "harm_rank": None,
+            "note": None,
+        }
 
     full_auc, full_precision = figures(frozenset())
-    rows = [blank(FULL, None, BASELINE) | {"auc": full_auc, "auc_drop": 0.0,
-                                           "precision_at_k": full_precision, "precision_drop": 0.0}]
+    rows = [
+        blank(FULL, None, BASELINE)
+        | {
+            "auc": full_auc,
+            "auc_drop": 0.0,
+            "precision_at_k": full_precision,
+            "precision_drop": 0.0,
+        }
+    ]
     rows[0]["verified_outcomes"], rows[0]["ppv_verified"] = ppv(verified, set(label_of.values()))
     # the noise floor: the same refit with one column that carries no information added
     for n in range(1, NOISE_DRAWS + 1):
         noise = np.random.default_rng([seed, n]).random(len(y))
         auc, precision = cross_validate(np.c_[x, noise], y, weight, k, seed, folds)
-        rows.append(blank(CONTROL, f"乱数の列 {n}", CONTROL_VERDICT) | {
-            "auc": auc, "auc_drop": full_auc - auc, "precision_at_k": precision,
-            "precision_drop": full_precision - precision, "note": CONTROL_NOTE})
-    floor = (max(abs(r["auc_drop"]) for r in rows[1:]), max(abs(r["precision_drop"]) for r in rows[1:]))
+        rows.append(
+            blank(CONTROL, f"乱数の列 {n}", CONTROL_VERDICT)
+            | {
+                "auc": auc,
+                "auc_drop": full_auc - auc,
+                "precision_at_k": precision,
+                "precision_drop": full_precision - precision,
+                "note": CONTROL_NOTE,
+            }
+        )
+    floor = (
+        max(abs(r["auc_drop"]) for r in rows[1:]),
+        max(abs(r["precision_drop"]) for r in rows[1:]),
+    )
     for u in units(p, inputs.approval):
-        row = blank(u.level, u.item, u.verdict) | {"columns_removed": list(u.columns), "note": u.note or None}
+        row = blank(u.level, u.item, u.verdict) | {
+            "columns_removed": list(u.columns),
+            "note": u.note or None,
+        }
         ds = registry.datasets[u.dataset]
         row |= {"department": ds.department.label, "dataset": ds.label, "item": u.item or WHOLE}
         if u.verdict is None:
             gone = indicators_without(inputs.indicators, types, u.columns, inputs.asof_sql)
-            removed = frozenset(j for j, t in enumerate(design.terms)
-                                if t.name in u.columns or t.name.removeprefix("ind_") in gone)
+            removed = frozenset(
+                j
+                for j, t in enumerate(design.terms)
+                if t.name in u.columns or t.name.removeprefix("ind_") in gone
+            )
             auc, precision = figures(removed)
             labels = {label_of[n] for n in gone}
-            row |= {"indicators_removed": sorted(labels), "auc": auc, "auc_drop": full_auc - auc,
-                    "precision_at_k": precision, "precision_drop": full_precision - precision,
-                    "verdict": verdict(full_auc - auc, full_precision - precision, floor)}
+            row |= {
+                "indicators_removed": sorted(labels),
+                "auc": auc,
+                "auc_drop": full_auc - auc,
+                "precision_at_k": precision,
+                "precision_drop": full_precision - precision,
+                "verdict": verdict(full_auc - auc, full_precision - precision, floor),
+            }
             row["verified_outcomes"], row["ppv_verified"] = ppv(verified, labels)
             if u.note:  # the register's items that define the children: never dropped
                 row["verdict"] = NEEDED
@@ -254,7 +321,9 @@ def item_worth(inputs: Inputs, seed: int, verified: pd.DataFrame | None = None,
     out = pd.DataFrame(rows, columns=list(SCHEMA))
     for level in (DATASET, ITEM):  # 1 = its removal hurts most
         refit = (out["level"] == level) & out["auc"].notna()
-        order = out[refit].sort_values(["auc_drop", "precision_drop"], ascending=False, kind="stable")
+        order = out[refit].sort_values(
+            ["auc_drop", "precision_drop"], ascending=False, kind="stable"
+        )
         out.loc[order.index, "harm_rank"] = range(1, len(order) + 1)
     out["harm_rank"] = out["harm_rank"].astype("Int32")
     out["verified_outcomes"] = out["verified_outcomes"].astype("int32")
@@ -283,6 +352,8 @@ def hurts_most(table: pd.DataFrame, n: int = 10) -> str:
     """The n items whose removal hurts most, as a Markdown table."""
     items = table[(table["level"] == ITEM) & table["harm_rank"].notna()].sort_values("harm_rank")
     lines = ["| 順位 | 項目 | AUC の低下 | 適合率の低下 | 判定 |", "|---|---|---|---|---|"]
-    lines += [f"| {r.harm_rank} | {r.dataset}: {r.item} | {r.auc_drop:.4f} | {r.precision_drop:.4f} | {r.verdict} |"
-              for r in items.head(n).itertuples()]
+    lines += [
+        f"| {r.harm_rank} | {r.dataset}: {r.item} | {r.auc_drop:.4f} | {r.precision_drop:.4f} | {r.verdict} |"
+        for r in items.head(n).itertuples()
+    ]
     return "\n".join(lines)

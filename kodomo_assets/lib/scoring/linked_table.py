@@ -19,11 +19,26 @@ from kodomo_assets.lib.paths import DATA_DIR
 from kodomo_assets.lib.policy.approval import MonthApproval
 from kodomo_assets.lib.registry import load_registry
 
-TOKENS = {"child_token": ("jumin", "atena_no", "児童の仮名（HMAC-SHA256、用途: child）"),
-          "household_token": ("jumin", "household_no", "世帯の仮名（HMAC-SHA256、用途: household）")}
+TOKENS = {
+    "child_token": ("jumin", "atena_no", "児童の仮名（HMAC-SHA256、用途: child）"),
+    "household_token": ("jumin", "household_no", "世帯の仮名（HMAC-SHA256、用途: household）"),
+}
 SCOPES = {"child", "household", "others", "derived"}
-KEYS = {"name", "label", "type", "scope", "dataset", "inputs", "expr", "default", "from", "audit_only",
-        "model", "register", "suppress"}
+KEYS = {
+    "name",
+    "label",
+    "type",
+    "scope",
+    "dataset",
+    "inputs",
+    "expr",
+    "default",
+    "from",
+    "audit_only",
+    "model",
+    "register",
+    "suppress",
+}
 
 
 class LinkedTableError(ValueError):
@@ -84,7 +99,9 @@ class Plan:
 
     def suppression_order(self) -> list[list[str]]:
         """Groups of quasi-identifiers, in the order they are set to unknown."""
-        ranks = sorted({f.suppress for f in self.published if f.register and f.suppress is not None})
+        ranks = sorted(
+            {f.suppress for f in self.published if f.register and f.suppress is not None}
+        )
         return [[f.name for f in self.published if f.register and f.suppress == r] for r in ranks]
 
     def subset(self, names: set[str]) -> Plan:
@@ -93,8 +110,12 @@ class Plan:
         lacking = {d for f in chosen for d in f.derived_from} - names
         if lacking:
             raise LinkedTableError(f"列 {sorted(lacking)} がないと作れない列があります")
-        return Plan(spec=self.spec, features=chosen, omitted={},
-                    lineage={n: v for n, v in self.lineage.items() if n in names or n in TOKENS})
+        return Plan(
+            spec=self.spec,
+            features=chosen,
+            omitted={},
+            lineage={n: v for n, v in self.lineage.items() if n in names or n in TOKENS},
+        )
 
     @property
     def audit(self) -> Plan:
@@ -117,12 +138,24 @@ def load_spec(path: Path | None = None) -> Spec:
     for raw in doc["columns"]:
         unknown_keys = set(raw) - KEYS
         if unknown_keys:  # e.g. a label with an unquoted comma, split by YAML into two keys
-            raise LinkedTableError(f"linked_table.yaml の列 {raw.get('name')}: 不明な項目 {sorted(map(str, unknown_keys))}")
-        f = Feature(name=raw["name"], label=raw["label"], type=raw["type"], scope=raw["scope"],
-                    expr=raw["expr"], dataset=raw.get("dataset"), inputs=tuple(raw.get("inputs", ())),
-                    default=raw.get("default"), derived_from=tuple(raw.get("from", ())),
-                    audit_only=bool(raw.get("audit_only", False)), model=bool(raw.get("model", True)),
-                    register=bool(raw.get("register", False)), suppress=raw.get("suppress"))
+            raise LinkedTableError(
+                f"linked_table.yaml の列 {raw.get('name')}: 不明な項目 {sorted(map(str, unknown_keys))}"
+            )
+        f = Feature(
+            name=raw["name"],
+            label=raw["label"],
+            type=raw["type"],
+            scope=raw["scope"],
+            expr=raw["expr"],
+            dataset=raw.get("dataset"),
+            inputs=tuple(raw.get("inputs", ())),
+            default=raw.get("default"),
+            derived_from=tuple(raw.get("from", ())),
+            audit_only=bool(raw.get("audit_only", False)),
+            model=bool(raw.get("model", True)),
+            register=bool(raw.get("register", False)),
+            suppress=raw.get("suppress"),
+        )
         where = f"linked_table.yaml の列 {f.name}"
         if f.scope not in SCOPES:
             raise LinkedTableError(f"{where}: scope は {sorted(SCOPES)} のいずれかです")
@@ -139,8 +172,10 @@ def load_spec(path: Path | None = None) -> Spec:
         if f.suppress is not None and not f.register:
             raise LinkedTableError(f"{where}: suppress は register の列にだけ指定できます")
         by_name = {g.name: g for g in features}
-        if f.register and not (f.dataset == doc["base"]["dataset"]
-                               or (f.scope == "derived" and all(by_name[d].register for d in f.derived_from))):
+        if f.register and not (
+            f.dataset == doc["base"]["dataset"]
+            or (f.scope == "derived" and all(by_name[d].register for d in f.derived_from))
+        ):
             # the linkage attack reads these columns as the register gives them
             raise LinkedTableError(f"{where}: register の列は住民基本台帳だけから作ります")
         features.append(f)
@@ -148,8 +183,13 @@ def load_spec(path: Path | None = None) -> Spec:
     if len(set(names)) != len(names):
         raise LinkedTableError("linked_table.yaml: 列名が重複しています")
     sources = {k: (v["person"], v.get("via")) for k, v in doc["sources"].items()}
-    return Spec(base_dataset=doc["base"]["dataset"], base_inputs=tuple(doc["base"]["inputs"]),
-                max_age=int(doc["base"]["max_age"]), sources=sources, features=tuple(features))
+    return Spec(
+        base_dataset=doc["base"]["dataset"],
+        base_inputs=tuple(doc["base"]["inputs"]),
+        max_age=int(doc["base"]["max_age"]),
+        sources=sources,
+        features=tuple(features),
+    )
 
 
 def _header(dataset: str, column: str) -> str:
@@ -160,11 +200,13 @@ def _header(dataset: str, column: str) -> str:
 def plan(spec: Spec, approval: MonthApproval) -> Plan:
     base, keys = spec.base_dataset, ("atena_no", "household_no")
     missing = [c for c in keys if not approval.allows(base, c, "key")] + [
-        c for c in spec.base_inputs if c not in keys and not approval.allows(base, c, "analysis")]
+        c for c in spec.base_inputs if c not in keys and not approval.allows(base, c, "analysis")
+    ]
     if missing:
         raise LinkedTableError(
             "連携テーブルの基礎（児童と世帯の特定）に必要な項目が承認されていません: "
-            + "、".join(_header(base, c) for c in missing))
+            + "、".join(_header(base, c) for c in missing)
+        )
     out = Plan(spec=spec, features=[])
     for name, (ds, col, _) in TOKENS.items():
         out.lineage[name] = [(ds, col)]
@@ -178,14 +220,20 @@ def plan(spec: Spec, approval: MonthApproval) -> Plan:
             out.features.append(f)
             continue
         person, via = spec.sources[f.dataset]
-        need_keys = [(f.dataset, person)] + ([("gakurei", "pupil_no"), ("gakurei", "atena_no")] if via else [])
+        need_keys = [(f.dataset, person)] + (
+            [("gakurei", "pupil_no"), ("gakurei", "atena_no")] if via else []
+        )
         unapproved = [_header(d, c) for d, c in need_keys if not approval.allows(d, c, "key")]
-        unapproved += [_header(f.dataset, c) for c in f.inputs if not approval.allows(f.dataset, c, "analysis")]
+        unapproved += [
+            _header(f.dataset, c) for c in f.inputs if not approval.allows(f.dataset, c, "analysis")
+        ]
         if unapproved:
             out.omitted[f.name] = "未承認の項目: " + "、".join(unapproved)
             continue
         typed = load_registry().datasets[f.dataset]
-        free = [_header(f.dataset, c) for c in f.inputs if typed.column(c).scanned and not f.audit_only]
+        free = [
+            _header(f.dataset, c) for c in f.inputs if typed.column(c).scanned and not f.audit_only
+        ]
         if free:  # no free text passes into the analysis zone, approved or not
             out.omitted[f.name] = "自由記述の項目（値の定義域がない）: " + "、".join(free)
             continue
@@ -199,13 +247,23 @@ def plan(spec: Spec, approval: MonthApproval) -> Plan:
 
 def month_sql(month: str) -> dict[str, str]:
     y, m = (int(x) for x in month.split("-"))
-    return {"asof": f"(DATE '{y + m // 12}-{m % 12 + 1:02d}-01' - INTERVAL 1 DAY)::DATE",
-            "month_start": f"DATE '{y}-{m:02d}-01'"}
+    return {
+        "asof": f"(DATE '{y + m // 12}-{m % 12 + 1:02d}-01' - INTERVAL 1 DAY)::DATE",
+        "month_start": f"DATE '{y}-{m:02d}-01'",
+    }
 
 
-def compile_sql(p: Plan, month: str, tables: dict[str, str], link: str, *,
-                table: str = "linked_children", tokens: Sequence[str] = ("child", "household"),
-                temp: bool = False, audit: bool = False) -> list[str]:
+def compile_sql(
+    p: Plan,
+    month: str,
+    tables: dict[str, str],
+    link: str,
+    *,
+    table: str = "linked_children",
+    tokens: Sequence[str] = ("child", "household"),
+    temp: bool = False,
+    audit: bool = False,
+) -> list[str]:
     """Statements that create TEMP tables child (and member, when a column reads the
     household) and the table `table` (by default the published columns; `audit=True`: the
     audit-only ones). `tables` maps each dataset to its qualified table (e.g.
@@ -216,8 +274,11 @@ def compile_sql(p: Plan, month: str, tables: dict[str, str], link: str, *,
     base = tables[p.spec.base_dataset]
     features = [f for f in p.features if f.audit_only == audit]
     token_sql = ", ".join(
-        f"pseudonym_{kind}({col}) AS {kind}_token" if kind in tokens else f"NULL::VARCHAR AS {kind}_token"
-        for kind, col in (("child", "atena_no"), ("household", "household_no")))
+        f"pseudonym_{kind}({col}) AS {kind}_token"
+        if kind in tokens
+        else f"NULL::VARCHAR AS {kind}_token"
+        for kind, col in (("child", "atena_no"), ("household", "household_no"))
+    )
     stmts = [
         f"CREATE OR REPLACE TEMP MACRO months_ago(ym) AS "
         f"(year({asof}) * 12 + month({asof})) - (CAST(substr(ym, 1, 4) AS INTEGER) * 12 "
@@ -229,9 +290,11 @@ def compile_sql(p: Plan, month: str, tables: dict[str, str], link: str, *,
         f"WHERE birth_date <= {asof} AND date_sub('year', birth_date, {asof}) <= {p.spec.max_age}",
     ]
     if any(f.scope in ("household", "others") for f in features):
-        stmts.append(f"CREATE OR REPLACE TEMP TABLE member AS SELECT atena_no, household_no, "
-                     f"date_sub('year', birth_date, {asof}) AS age FROM {base} "
-                     f"WHERE household_no IN (SELECT household_no FROM child)")
+        stmts.append(
+            f"CREATE OR REPLACE TEMP TABLE member AS SELECT atena_no, household_no, "
+            f"date_sub('year', birth_date, {asof}) AS age FROM {base} "
+            f"WHERE household_no IN (SELECT household_no FROM child)"
+        )
     groups: dict[tuple[str, str], list[Feature]] = {}
     for f in features:
         if f.scope != "derived":
@@ -242,9 +305,14 @@ def compile_sql(p: Plan, month: str, tables: dict[str, str], link: str, *,
         cols = sorted({person, *(c for f in feats for c in f.inputs)})
         src = f"(SELECT {', '.join(cols)} FROM {tables[ds]}) x"
         who = "c" if scope == "child" else "m"
-        frm = "child c" if scope == "child" else (
-            "child c JOIN member m ON m.household_no = c.household_no"
-            + (" AND m.atena_no <> c.atena_no" if scope == "others" else ""))
+        frm = (
+            "child c"
+            if scope == "child"
+            else (
+                "child c JOIN member m ON m.household_no = c.household_no"
+                + (" AND m.atena_no <> c.atena_no" if scope == "others" else "")
+            )
+        )
         if via:
             frm += f" JOIN {link} l ON l.atena_no = {who}.atena_no JOIN {src} ON x.{person} = l.pupil_no"
         else:
@@ -252,10 +320,16 @@ def compile_sql(p: Plan, month: str, tables: dict[str, str], link: str, *,
         aggs = ", ".join(f"{f.expr.format(**ph)} AS {f.name}" for f in feats)
         ctes.append(f"g{i} AS (SELECT c.atena_no AS _child, {aggs} FROM {frm} GROUP BY c.atena_no)")
         joins.append(f"LEFT JOIN g{i} ON g{i}._child = c.atena_no")
-    cols = [f"CAST({f'coalesce({f.name}, {f.default})' if f.default else f.name} AS {f.type}) AS {f.name}"
-            for f in features if f.scope != "derived"]
-    inner = ("SELECT c.child_token, c.household_token"
-             + "".join(f", {c}" for c in cols) + f" FROM child c {' '.join(joins)}")
+    cols = [
+        f"CAST({f'coalesce({f.name}, {f.default})' if f.default else f.name} AS {f.type}) AS {f.name}"
+        for f in features
+        if f.scope != "derived"
+    ]
+    inner = (
+        "SELECT c.child_token, c.household_token"
+        + "".join(f", {c}" for c in cols)
+        + f" FROM child c {' '.join(joins)}"
+    )
     if ctes:
         inner = "WITH " + ", ".join(ctes) + " " + inner
     for f in features:  # each derived column one layer out, so later ones can use it
@@ -263,15 +337,23 @@ def compile_sql(p: Plan, month: str, tables: dict[str, str], link: str, *,
             inner = f"SELECT *, CAST({f.expr.format(**ph)} AS {f.type}) AS {f.name} FROM ({inner})"
     names = [*TOKENS, *(f.name for f in features)]
     kind = "TEMP TABLE" if temp else "TABLE"
-    stmts.append(f"CREATE OR REPLACE {kind} {table} AS SELECT {', '.join(names)} "
-                 f"FROM ({inner}) ORDER BY child_token")
+    stmts.append(
+        f"CREATE OR REPLACE {kind} {table} AS SELECT {', '.join(names)} "
+        f"FROM ({inner}) ORDER BY child_token"
+    )
     return stmts
 
 
 def describe(p: Plan) -> dict[str, str]:
     """Japanese description of each column with its sources, for the catalogue and report."""
     reg = load_registry()
-    return {name: p.labels()[name] + "（元: " + "、".join(
-        f"{reg.datasets[d].label}.{reg.datasets[d].column(c).header}" for d, c in p.lineage[name]) + "）"
-        for name in p.columns}
-
+    return {
+        name: p.labels()[name]
+        + "（元: "
+        + "、".join(
+            f"{reg.datasets[d].label}.{reg.datasets[d].column(c).header}"
+            for d, c in p.lineage[name]
+        )
+        + "）"
+        for name in p.columns
+    }

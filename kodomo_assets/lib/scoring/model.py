@@ -72,17 +72,27 @@ class Card:
 def label_columns(plan: Plan) -> set[str]:
     """The linked-table columns built from the center's records: the label, never a feature
     and never read by an indicator."""
-    return {name for name, deps in plan.lineage.items() if any(ds == LABEL_DATASET for ds, _ in deps)}
+    return {
+        name for name, deps in plan.lineage.items() if any(ds == LABEL_DATASET for ds, _ in deps)
+    }
 
 
 def model_features(plan: Plan) -> list[Feature]:
     label_cols = label_columns(plan)
-    return [f for f in plan.published
-            if f.model and not f.audit_only and f.name not in label_cols and not f.type.endswith("[]")]
+    return [
+        f
+        for f in plan.published
+        if f.model and not f.audit_only and f.name not in label_cols and not f.type.endswith("[]")
+    ]
 
 
-def design(frame: pd.DataFrame, features: list[Feature], indicators: tuple[Indicator, ...],
-           asof: pd.Timestamp, categories: dict[str, list[str]] | None = None) -> tuple[Design, dict]:
+def design(
+    frame: pd.DataFrame,
+    features: list[Feature],
+    indicators: tuple[Indicator, ...],
+    asof: pd.Timestamp,
+    categories: dict[str, list[str]] | None = None,
+) -> tuple[Design, dict]:
     """Numeric matrix (NaN for unknown) and its terms. Categories are fixed from the
     training frame so a later month gets the same columns."""
     cats = dict(categories or {})
@@ -120,7 +130,9 @@ class Model:
     # out-of-fold scores: a child's list position never rests on its own label
     fitted_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     fitted_scores: np.ndarray = field(default_factory=lambda: np.empty(0))
-    fitted_weights: np.ndarray = field(default_factory=lambda: np.empty(0))  # inverse sampling rates
+    fitted_weights: np.ndarray = field(
+        default_factory=lambda: np.empty(0)
+    )  # inverse sampling rates
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return self.platt.predict_proba(self.base.decision_function(x).reshape(-1, 1))
@@ -134,12 +146,19 @@ class Model:
 
 
 def _base(seed: int) -> HistGradientBoostingClassifier:
-    return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
-                                          min_samples_leaf=20, l2_regularization=1.0, random_state=seed)
+    return HistGradientBoostingClassifier(
+        max_iter=200,
+        learning_rate=0.05,
+        max_leaf_nodes=15,
+        min_samples_leaf=20,
+        l2_regularization=1.0,
+        random_state=seed,
+    )
 
 
-def training_sample(y: np.ndarray, seed: int, ratio: int = NEGATIVES_PER_POSITIVE
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def training_sample(
+    y: np.ndarray, seed: int, ratio: int = NEGATIVES_PER_POSITIVE
+) -> tuple[np.ndarray, np.ndarray]:
     """All positives and a seeded share of negatives, weighted back to the population so
     the calibrated probabilities stay honest: at city scale the label is rare (≈1.4%) and
     the extra negatives only cost time."""
@@ -172,8 +191,9 @@ def _without_empty_columns(xs: np.ndarray, trains: list[np.ndarray]) -> np.ndarr
     return out
 
 
-def train(x: np.ndarray, y: np.ndarray, seed: int, month: str, terms: list[Term]
-          ) -> tuple[Model, Card]:
+def train(
+    x: np.ndarray, y: np.ndarray, seed: int, month: str, terms: list[Term]
+) -> tuple[Model, Card]:
     """Platt calibration as CalibratedClassifierCV(method="sigmoid", ensemble=False) does
     it: out-of-fold log-odds over 5 seeded folds, a sigmoid fitted on them, then one base
     model on all sampled rows, so the model that is explained is the model that scores.
@@ -184,18 +204,31 @@ def train(x: np.ndarray, y: np.ndarray, seed: int, month: str, terms: list[Term]
     xs, ys = x[keep], y[keep]
     folds = StratifiedKFold(n_folds(len(keep)), shuffle=True, random_state=seed)
     xs = _without_empty_columns(xs, [train for train, _ in folds.split(xs, ys)])
-    oof = cross_val_predict(_base(seed), xs, ys, cv=folds, method="decision_function",
-                            params={"sample_weight": weight}).reshape(-1, 1)
+    oof = cross_val_predict(
+        _base(seed), xs, ys, cv=folds, method="decision_function", params={"sample_weight": weight}
+    ).reshape(-1, 1)
     platt = LogisticRegression(C=np.inf).fit(oof, ys, sample_weight=weight)
-    model = Model(_base(seed).fit(xs, ys, sample_weight=weight), platt, keep, platt.predict_proba(oof)[:, 1],
-                  weight)
-    card = Card(month=month, features=[_term_name(t) for t in terms], training_rows=len(keep),
-                positives=int(ys.sum()), cv_auc=float(roc_auc_score(ys, oof[:, 0], sample_weight=weight)),
-                cv_brier=float(brier_score_loss(ys, platt.predict_proba(oof)[:, 1], sample_weight=weight)),
-                seed=seed,
-                params={k: v for k, v in _base(seed).get_params().items() if k != "random_state"}
-                | {"calibration": f"sigmoid (Platt) on {folds.n_splits}-fold out-of-fold log-odds",
-                   "negatives_sampled": f"{len(keep) - int(ys.sum())} of {int((y == 0).sum())}"})
+    model = Model(
+        _base(seed).fit(xs, ys, sample_weight=weight),
+        platt,
+        keep,
+        platt.predict_proba(oof)[:, 1],
+        weight,
+    )
+    card = Card(
+        month=month,
+        features=[_term_name(t) for t in terms],
+        training_rows=len(keep),
+        positives=int(ys.sum()),
+        cv_auc=float(roc_auc_score(ys, oof[:, 0], sample_weight=weight)),
+        cv_brier=float(brier_score_loss(ys, platt.predict_proba(oof)[:, 1], sample_weight=weight)),
+        seed=seed,
+        params={k: v for k, v in _base(seed).get_params().items() if k != "random_state"}
+        | {
+            "calibration": f"sigmoid (Platt) on {folds.n_splits}-fold out-of-fold log-odds",
+            "negatives_sampled": f"{len(keep) - int(ys.sum())} of {int((y == 0).sum())}",
+        },
+    )
     return model, card
 
 
@@ -232,12 +265,17 @@ def say(t: Term, v: float, asof: pd.Timestamp) -> str | None:
     return f"{t.label}: {int(v) if float(v).is_integer() else round(v, 2)}"
 
 
-def reasons(indicator_reasons: list[list[str]], shap_values: np.ndarray, x: np.ndarray,
-            terms: list[Term], asof: pd.Timestamp) -> list[list[str]]:
+def reasons(
+    indicator_reasons: list[list[str]],
+    shap_values: np.ndarray,
+    x: np.ndarray,
+    terms: list[Term],
+    asof: pd.Timestamp,
+) -> list[list[str]]:
     """Per child: the fired indicators' reasons, then the largest positive contributions
     not already said, up to MAX_REASONS; at least the single largest contribution.
     Each (term, value) is said once and reused: at city scale most values repeat."""
-    order = np.argsort(-shap_values, axis=1)[:, :MAX_REASONS * 2]
+    order = np.argsort(-shap_values, axis=1)[:, : MAX_REASONS * 2]
     top_shap = np.take_along_axis(shap_values, order, axis=1).tolist()
     top_x = np.take_along_axis(x, order, axis=1).tolist()
     skip = [t.kind == "indicator" for t in terms]  # a fired indicator already says itself
@@ -259,8 +297,9 @@ def reasons(indicator_reasons: list[list[str]], shap_values: np.ndarray, x: np.n
     return out
 
 
-def past_consultation_shares(priority: np.ndarray, known_before: np.ndarray, eligible: np.ndarray,
-                             k: int) -> tuple[float, float]:
+def past_consultation_shares(
+    priority: np.ndarray, known_before: np.ndarray, eligible: np.ndarray, k: int
+) -> tuple[float, float]:
     """The share of children with a past consultation among the eligible children, and among
     the k the list takes (highest priority first, ties in row order, as the list breaks them)."""
     order = np.argsort(-np.where(eligible, priority, -np.inf), kind="stable")[:k]

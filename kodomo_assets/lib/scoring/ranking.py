@@ -59,18 +59,32 @@ class Choice:
         times the list's length would give back a small count of known children."""
         basis = f"センターが把握している児童 {self.positives} 人を正解とした交差検証で、"
         if figures:
-            basis += "上位の適合率は " + "、".join(f"{short(m)} {self.precision[m]:.3f}" for m in MODES) + "。"
+            basis += (
+                "上位の適合率は "
+                + "、".join(f"{short(m)} {self.precision[m]:.3f}" for m in MODES)
+                + "。"
+            )
         step = f"{short(BLEND)}が{short(INDICATORS)}を {N_BOOT} 回の再標本化の {self.wins[BLEND]:.0%} で上回り"
         if self.mode == INDICATORS:
-            return basis + f"{step}、基準の {WIN_SHARE:.0%} に届かないため{short(INDICATORS)}とした。"
+            return (
+                basis + f"{step}、基準の {WIN_SHARE:.0%} に届かないため{short(INDICATORS)}とした。"
+            )
         model = f"{short(MODEL)}のみが合成を {self.wins[MODEL]:.0%} で上回った"
         if self.mode == BLEND:
-            return basis + f"{step}（基準 {WIN_SHARE:.0%}）、{model}が基準に届かないため、合成を採用した。"
-        return basis + f"{step}、{model}（基準 {WIN_SHARE:.0%}）ため、{short(MODEL)}のみを採用した。"
+            return (
+                basis
+                + f"{step}（基準 {WIN_SHARE:.0%}）、{model}が基準に届かないため、合成を採用した。"
+            )
+        return (
+            basis + f"{step}、{model}（基準 {WIN_SHARE:.0%}）ため、{short(MODEL)}のみを採用した。"
+        )
 
     def as_dict(self) -> dict:
-        return asdict(self) | {"label": LABELS[self.mode], "reason": self.reason(),
-                               "reason_for_committee": self.reason(figures=False)}
+        return asdict(self) | {
+            "label": LABELS[self.mode],
+            "reason": self.reason(),
+            "reason_for_committee": self.reason(figures=False),
+        }
 
 
 def short(mode: str) -> str:
@@ -82,8 +96,14 @@ def _logit(score: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def priority(mode: str, count: np.ndarray, score: np.ndarray, blend_weight: float = 0.0,
-             center: float = 0.0, scale: float = 1.0) -> np.ndarray:
+def priority(
+    mode: str,
+    count: np.ndarray,
+    score: np.ndarray,
+    blend_weight: float = 0.0,
+    center: float = 0.0,
+    scale: float = 1.0,
+) -> np.ndarray:
     count = np.asarray(count, dtype="float64")
     score = np.asarray(score, dtype="float64")
     if mode == INDICATORS:
@@ -110,8 +130,14 @@ def top_share(key: np.ndarray, weight: np.ndarray, share: float) -> np.ndarray:
     return chosen
 
 
-def choose(count: np.ndarray, oof_score: np.ndarray, y: np.ndarray, weight: np.ndarray,
-           share: float, seed: int = BOOT_SEED) -> Choice:
+def choose(
+    count: np.ndarray,
+    oof_score: np.ndarray,
+    y: np.ndarray,
+    weight: np.ndarray,
+    share: float,
+    seed: int = BOOT_SEED,
+) -> Choice:
     """Pick the mode on the training rows: `oof_score` is each row's out-of-fold score, `y`
     the center's label, `weight` the inverse sampling rate of the row."""
     y = np.asarray(y, dtype=bool)
@@ -120,7 +146,9 @@ def choose(count: np.ndarray, oof_score: np.ndarray, y: np.ndarray, weight: np.n
     center = float(np.average(logits, weights=weight))
     scale = float(np.sqrt(np.average((logits - center) ** 2, weights=weight))) or 1.0
     w = blend_weight(int(y.sum()))
-    tops = {m: top_share(priority(m, count, oof_score, w, center, scale), weight, share) for m in MODES}
+    tops = {
+        m: top_share(priority(m, count, oof_score, w, center, scale), weight, share) for m in MODES
+    }
     # the bootstrap needs only the rows some mode lists: Poisson(1) replicate weights on them
     rows = np.flatnonzero(np.logical_or.reduce(list(tops.values())))
     draws = np.random.default_rng(seed).poisson(1.0, size=(N_BOOT, len(rows))) * weight[rows]
@@ -130,8 +158,10 @@ def choose(count: np.ndarray, oof_score: np.ndarray, y: np.ndarray, weight: np.n
         inside = top[rows]
         precision[m] = float((weight[rows] * y[rows])[inside].sum() / weight[rows][inside].sum())
         replicate[m] = hits[:, inside].sum(axis=1) / np.maximum(draws[:, inside].sum(axis=1), 1e-12)
-    wins = {BLEND: float(np.mean(replicate[BLEND] > replicate[INDICATORS])),
-            MODEL: float(np.mean(replicate[MODEL] > replicate[BLEND]))}
+    wins = {
+        BLEND: float(np.mean(replicate[BLEND] > replicate[INDICATORS])),
+        MODEL: float(np.mean(replicate[MODEL] > replicate[BLEND])),
+    }
     mode = INDICATORS
     if wins[BLEND] >= WIN_SHARE and precision[BLEND] > precision[INDICATORS]:
         mode = BLEND

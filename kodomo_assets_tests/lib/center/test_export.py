@@ -35,10 +35,29 @@ MONTH = "2022-10"
 PURPOSE = "ケース会議"  # a 利用目的コード (data/policy/purposes.csv)
 YOUNG_CARER, POVERTY = "ヤングケアラー（高齢者の介護）", "経済的困窮と支援の狭間"
 ROWS = [  # section, rank, atena_no, child_token, score, prev_score, indicators, reasons, facts_asof
-    (NEW, 1, "0000001234", "t1", 0.61234, None, [YOUNG_CARER, POVERTY],
-     ["同居家族 要介護5・居宅サービスなし", "生活保護受給世帯・就学援助なし"], ["2022-08-01", "2022-10-31"]),
+    (
+        NEW,
+        1,
+        "0000001234",
+        "t1",
+        0.61234,
+        None,
+        [YOUNG_CARER, POVERTY],
+        ["同居家族 要介護5・居宅サービスなし", "生活保護受給世帯・就学援助なし"],
+        ["2022-08-01", "2022-10-31"],
+    ),
     (RISEN, 1, "0012345678", "t3", 0.15, 0.0804, [], ["=1+1 と書かれた理由"], ["2022-10-31"]),
-    (NEW, 2, "0000000007", "t2", 0.2, 0.1, [POVERTY], ["児童扶養手当受給・就学援助なし"], ["2022-10-31"]),
+    (
+        NEW,
+        2,
+        "0000000007",
+        "t2",
+        0.2,
+        0.1,
+        [POVERTY],
+        ["児童扶養手当受給・就学援助なし"],
+        ["2022-10-31"],
+    ),
 ]
 ATENA = ["0000001234", "0000000007", "0012345678"]  # exported order: new suggestions first
 
@@ -48,11 +67,15 @@ def make_review_list(storage: KodomoStorage, month: str, rows: Sequence[tuple]) 
     fresh data key wrapped to the center's public key, which the pipeline cannot unwrap."""
     path = storage.zone_store("center", month, "review_list")
     with storage.staged_for_center(path) as (con, stage):
-        con.execute("CREATE TABLE review_list (section VARCHAR, rank INTEGER, atena_no VARCHAR, "
-                    "child_token VARCHAR, score DOUBLE, prev_score DOUBLE, indicators VARCHAR[], "
-                    "reasons VARCHAR[], facts_asof VARCHAR[], fact_sources VARCHAR[], prev_result VARCHAR, "
-                    "prev_result_month VARCHAR)")
-        con.executemany("INSERT INTO review_list VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)", rows)
+        con.execute(
+            "CREATE TABLE review_list (section VARCHAR, rank INTEGER, atena_no VARCHAR, "
+            "child_token VARCHAR, score DOUBLE, prev_score DOUBLE, indicators VARCHAR[], "
+            "reasons VARCHAR[], facts_asof VARCHAR[], fact_sources VARCHAR[], prev_result VARCHAR, "
+            "prev_result_month VARCHAR)"
+        )
+        con.executemany(
+            "INSERT INTO review_list VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)", rows
+        )
         storage.promote(con, stage, path)
     return path
 
@@ -106,7 +129,9 @@ def test_xlsx_round_trip(center_zone: Path, tmp_path: Path) -> None:
     assert about["書き出し日時"].endswith("+09:00")
     sheet = wb["確認リスト"]
     rows = list(sheet.iter_rows(values_only=True))
-    assert list(rows[0]) == [*HEADERS, "確認結果", "確認日", "確認の区分"] and len(rows) == 1 + len(ROWS)
+    assert list(rows[0]) == [*HEADERS, "確認結果", "確認日", "確認の区分"] and len(rows) == 1 + len(
+        ROWS
+    )
     assert all(r[-3:] == (None, None, None) for r in rows[1:])  # for staff to fill in
     # a filter on the header, frozen panes, wrapped reasons, and pages staff can print
     first = chr(ord("A") + len(HEADERS))  # the three verification columns follow the list's
@@ -117,7 +142,10 @@ def test_xlsx_round_trip(center_zone: Path, tmp_path: Path) -> None:
     assert sheet.print_title_rows == "$1:$1" and "示唆" in sheet.oddHeader.center.text
     lists = {str(v.sqref): v.formula1 for v in sheet.data_validations.dataValidation}
     assert lists[f"{first}2:{first}4"] == '"該当,非該当,既知,未確認"'
-    assert "家庭訪問" in lists[f"{third}2:{third}4"] and f"{chr(ord(first) + 1)}2:{chr(ord(first) + 1)}4" in lists
+    assert (
+        "家庭訪問" in lists[f"{third}2:{third}4"]
+        and f"{chr(ord(first) + 1)}2:{chr(ord(first) + 1)}4" in lists
+    )
     assert [r[2] for r in rows[1:]] == ATENA  # text, leading zeros kept
     assert all(sheet.cell(i, 3).number_format == "@" for i in range(2, 5))
     assert rows[1][3] == 0.612 and rows[1][4] is None
@@ -126,8 +154,9 @@ def test_xlsx_round_trip(center_zone: Path, tmp_path: Path) -> None:
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
 
 
-def test_every_export_is_logged_without_row_content(center_zone: Path, storage: KodomoStorage,
-                                                    tmp_path: Path) -> None:
+def test_every_export_is_logged_without_row_content(
+    center_zone: Path, storage: KodomoStorage, tmp_path: Path
+) -> None:
     assert export(tmp_path / "a.csv") == 0
     assert export(tmp_path / "b.xlsx", purpose=" 訪問前確認 ") == 0
     log = read_access_log(storage)
@@ -147,8 +176,9 @@ def test_every_export_is_logged_without_row_content(center_zone: Path, storage: 
     assert not any(a in text for a in ATENA)
 
 
-def test_the_access_log_is_signed_and_chained(center_zone: Path, storage: KodomoStorage,
-                                              center: CenterPrivate, tmp_path: Path) -> None:
+def test_the_access_log_is_signed_and_chained(
+    center_zone: Path, storage: KodomoStorage, center: CenterPrivate, tmp_path: Path
+) -> None:
     assert export(tmp_path / "a.csv") == 0
     assert export(tmp_path / "b.csv", purpose="訪問前確認") == 0
     public = center.public()
@@ -176,8 +206,9 @@ def test_the_access_log_is_signed_and_chained(center_zone: Path, storage: Kodomo
     assert verify_access_log(storage, read_center_private(tmp_path / "other").public()) == 1
 
 
-def test_the_pipelines_storage_alone_cannot_open_the_list(center_zone: Path,
-                                                          storage: KodomoStorage) -> None:
+def test_the_pipelines_storage_alone_cannot_open_the_list(
+    center_zone: Path, storage: KodomoStorage
+) -> None:
     assert storage.storage_key_file and storage.center_public_key_file  # every pipeline key
     with pytest.raises((KeyProblem, StoreMissing)), storage.open(center_zone):
         pass
@@ -188,8 +219,9 @@ def test_the_pipelines_storage_alone_cannot_open_the_list(center_zone: Path,
     assert stat.S_IMODE(center_zone.stat().st_mode) == 0o600
 
 
-def test_a_wrong_center_key_is_refused(center_zone: Path, storage: KodomoStorage, tmp_path: Path,
-                                       monkeypatch, capsys) -> None:
+def test_a_wrong_center_key_is_refused(
+    center_zone: Path, storage: KodomoStorage, tmp_path: Path, monkeypatch, capsys
+) -> None:
     center_keygen(tmp_path / "other", None)
     monkeypatch.setenv("KODOMO_CENTER_KEY_DIR", str(tmp_path / "other"))
     out = tmp_path / "list.csv"
@@ -200,24 +232,28 @@ def test_a_wrong_center_key_is_refused(center_zone: Path, storage: KodomoStorage
     assert list(tmp_path.glob(".list.csv*")) == []
 
 
-def test_a_missing_center_key_is_a_clear_error(center_zone: Path, storage: KodomoStorage,
-                                               tmp_path: Path, monkeypatch, capsys) -> None:
+def test_a_missing_center_key_is_a_clear_error(
+    center_zone: Path, storage: KodomoStorage, tmp_path: Path, monkeypatch, capsys
+) -> None:
     empty = tmp_path / "no-keys"
     empty.mkdir()
     monkeypatch.setenv("KODOMO_CENTER_KEY_DIR", str(empty))
     assert export(tmp_path / "list.csv") == 2
     err = capsys.readouterr().err
-    assert "センターの秘密鍵を読めません" in err and "がありません" in err and "Traceback" not in err
+    assert (
+        "センターの秘密鍵を読めません" in err and "がありません" in err and "Traceback" not in err
+    )
     assert not (tmp_path / "list.csv").exists() and read_access_log(storage) == []
 
 
-def test_a_purpose_is_required(center_zone: Path, storage: KodomoStorage, tmp_path: Path,
-                               capsys) -> None:
+def test_a_purpose_is_required(
+    center_zone: Path, storage: KodomoStorage, tmp_path: Path, capsys
+) -> None:
     with pytest.raises(SystemExit) as stopped:
         main(["review-list", "--month", MONTH, "--out", str(tmp_path / "list.csv")])
     assert stopped.value.code == 2 and "--purpose" in capsys.readouterr().err
     # free text is refused: a sentence can name a person or hold a phone number
-    for typed in (" 　\t", "山田さん宅 090-1234-5678 の訪問前に確認", "=HYPERLINK(\"x\")"):
+    for typed in (" 　\t", "山田さん宅 090-1234-5678 の訪問前に確認", '=HYPERLINK("x")'):
         assert export(tmp_path / "list.csv", purpose=typed) == 2
         err = capsys.readouterr().err
         assert "利用目的コード" in err and "個別確認" in err and "090" not in err
@@ -229,21 +265,25 @@ def test_no_cell_of_any_sheet_is_a_formula(center_zone: Path, tmp_path: Path) ->
     assert export(tmp_path / "list.xlsx") == 0 and export(tmp_path / "list.csv") == 0
     book = openpyxl.load_workbook(tmp_path / "list.xlsx")
     for ws in book.worksheets:
-        assert not [c.coordinate for row in ws.iter_rows() for c in row if c.data_type == "f"], ws.title
+        assert not [c.coordinate for row in ws.iter_rows() for c in row if c.data_type == "f"], (
+            ws.title
+        )
     rows = list(csv.reader((tmp_path / "list.csv").read_text(encoding="utf-8-sig").splitlines()))
     assert not [v for r in rows for v in r if v.startswith(("=", "+", "-", "@"))]
     assert any(v == "'=1+1 と書かれた理由" for r in rows for v in r)
 
 
-def test_an_unknown_extension_is_refused(center_zone: Path, storage: KodomoStorage, tmp_path: Path,
-                                         capsys) -> None:
+def test_an_unknown_extension_is_refused(
+    center_zone: Path, storage: KodomoStorage, tmp_path: Path, capsys
+) -> None:
     assert export(tmp_path / "list.txt") == 2
     assert ".csv か .xlsx" in capsys.readouterr().err
     assert not (tmp_path / "list.txt").exists() and read_access_log(storage) == []
 
 
-def test_a_month_without_a_list_says_what_to_materialize(center_zone: Path, storage: KodomoStorage,
-                                                         tmp_path: Path, capsys) -> None:
+def test_a_month_without_a_list_says_what_to_materialize(
+    center_zone: Path, storage: KodomoStorage, tmp_path: Path, capsys
+) -> None:
     assert export(tmp_path / "list.csv", month="2022-09") == 1
     err = capsys.readouterr().err
     assert "2022-09" in err and "center/review_list" in err and "実体化" in err
@@ -260,8 +300,9 @@ def test_an_existing_file_is_replaced_whole(center_zone: Path, tmp_path: Path) -
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
 
 
-def test_the_center_cannot_export_or_import_after_the_approval_ended(center_zone: Path, storage: KodomoStorage,
-                                                                     tmp_path: Path, monkeypatch, capsys) -> None:
+def test_the_center_cannot_export_or_import_after_the_approval_ended(
+    center_zone: Path, storage: KodomoStorage, tmp_path: Path, monkeypatch, capsys
+) -> None:
     """Under the council's FY2022 list (ended 2023-03-31), today's export and import are
     refused before the list is opened, naming the period, its basis and the date."""
     monkeypatch.delenv("KODOMO_POLICY")

@@ -9,7 +9,9 @@ def test_only_the_hit_cells_change_and_every_other_byte_is_kept() -> None:
     text = '宛名番号,氏名,備考\r\n0000000001,"山田, 花子",090-1234-5678\r\n0000000002,佐藤,なし\r\n'
     data = text.encode("cp932")
     got = redact(data, "cp932", {2: {2: MASK}}).decode("cp932")
-    assert got == f'宛名番号,氏名,備考\r\n0000000001,"山田, 花子",{MASK}\r\n0000000002,佐藤,なし\r\n'
+    assert (
+        got == f'宛名番号,氏名,備考\r\n0000000001,"山田, 花子",{MASK}\r\n0000000002,佐藤,なし\r\n'
+    )
 
 
 def test_lines_anywhere_in_the_file_including_a_last_line_without_its_end() -> None:

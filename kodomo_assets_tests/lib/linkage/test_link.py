@@ -61,8 +61,10 @@ def connect(city: Path, path: Path) -> duckdb.DuckDBPyConnection:
     con.execute(f"ATTACH '{city / 'jumin.duckdb'}' AS shimin (READ_ONLY)")
     con.execute(f"ATTACH '{city / 'gakurei.duckdb'}' AS gakumu (READ_ONLY)")
     prepare_inputs(con, "shimin.jumin", "gakumu.gakurei")
-    con.execute(f"CREATE TEMP VIEW persons AS SELECT * FROM "
-                f"read_parquet('{city / 'inbox' / '_truth' / 'persons.parquet'}')")
+    con.execute(
+        f"CREATE TEMP VIEW persons AS SELECT * FROM "
+        f"read_parquet('{city / 'inbox' / '_truth' / 'persons.parquet'}')"
+    )
     con.execute("CREATE TEMP VIEW truth AS SELECT * FROM persons WHERE pupil_no <> ''")
     return con
 
@@ -73,7 +75,9 @@ def edit_inputs(con: duckdb.DuckDBPyConnection, pupils: str = "", residents: str
     con.execute("CREATE TEMP TABLE base_pupils AS SELECT * FROM pupils")
     con.execute("CREATE TEMP TABLE base_residents AS SELECT * FROM residents")
     con.execute(f"CREATE OR REPLACE TEMP VIEW pupils AS {pupils or 'SELECT * FROM base_pupils'}")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW residents AS {residents or 'SELECT * FROM base_residents'}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW residents AS {residents or 'SELECT * FROM base_residents'}"
+    )
 
 
 def scalar(con: duckdb.DuckDBPyConnection, sql: str):
@@ -81,7 +85,9 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str):
 
 
 @pytest.fixture(scope="module")
-def linked(city: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[duckdb.DuckDBPyConnection, LinkageResult]:
+def linked(
+    city: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[duckdb.DuckDBPyConnection, LinkageResult]:
     con = connect(city, tmp_path_factory.mktemp("run") / "link.duckdb")
     return con, link_pupils(con, seed=SEED)
 
@@ -113,15 +119,26 @@ def test_holdout_precision_and_recall(linked) -> None:
     assert result.precision is not None and result.precision >= 0.995
     assert result.recall is not None and result.recall >= 0.98
     assert result.twins_cross_linked == 0
-    assert set(result.m_probabilities) == {"surname_kana", "given_kana", "birth_date", "sex", "address"}
+    assert set(result.m_probabilities) == {
+        "surname_kana",
+        "given_kana",
+        "birth_date",
+        "sex",
+        "address",
+    }
     for ms in result.m_probabilities.values():
-        assert all(isinstance(m, float) and 0 < m < 1 for m in ms) and sum(ms) == pytest.approx(1, abs=1e-4)
+        assert all(isinstance(m, float) and 0 < m < 1 for m in ms) and sum(ms) == pytest.approx(
+            1, abs=1e-4
+        )
 
 
 def test_blank_pupils_link_to_the_right_resident(linked) -> None:
     con, result = linked
-    blank_resident = scalar(con, "SELECT count(*) FROM pupils p JOIN truth t USING (pupil_no) "
-                                 "WHERE p.atena_no IS NULL AND t.atena_no <> ''")
+    blank_resident = scalar(
+        con,
+        "SELECT count(*) FROM pupils p JOIN truth t USING (pupil_no) "
+        "WHERE p.atena_no IS NULL AND t.atena_no <> ''",
+    )
     links, correct = con.execute(f"""
         SELECT count(*), count(*) FILTER (WHERE l.atena_no = t.atena_no)
         FROM pupil_link l JOIN truth t USING (pupil_no) WHERE l.method = '{METHOD_SPLINK}'
@@ -130,39 +147,68 @@ def test_blank_pupils_link_to_the_right_resident(linked) -> None:
     assert blank_resident > 100 and links >= 0.9 * blank_resident
     assert correct / links >= 0.995
     # 住登外 pupils are in no register: never linked
-    assert scalar(con, "SELECT count(*) FROM pupil_link JOIN truth t USING (pupil_no) WHERE t.atena_no = ''") == 0
-    assert scalar(con, f"SELECT min(match_probability) FROM pupil_link WHERE method = '{METHOD_SPLINK}'") >= 0.99
+    assert (
+        scalar(
+            con,
+            "SELECT count(*) FROM pupil_link JOIN truth t USING (pupil_no) WHERE t.atena_no = ''",
+        )
+        == 0
+    )
+    assert (
+        scalar(
+            con, f"SELECT min(match_probability) FROM pupil_link WHERE method = '{METHOD_SPLINK}'"
+        )
+        >= 0.99
+    )
 
 
 def test_atena_links_are_the_known_ones_and_counts_add_up(linked) -> None:
     con, result = linked
-    wrong = scalar(con, f"SELECT count(*) FROM pupil_link l JOIN truth t USING (pupil_no) "
-                        f"WHERE l.method IN ('{METHOD_ATENA}', '{METHOD_ATENA_CHECKED}') AND l.atena_no <> t.atena_no")
+    wrong = scalar(
+        con,
+        f"SELECT count(*) FROM pupil_link l JOIN truth t USING (pupil_no) "
+        f"WHERE l.method IN ('{METHOD_ATENA}', '{METHOD_ATENA_CHECKED}') AND l.atena_no <> t.atena_no",
+    )
     assert wrong == 0
     # every number found in the register is linked, directly or on the evidence, or reviewed
     found = scalar(con, "SELECT count(*) FROM pupils p JOIN residents r USING (atena_no)")
     disagree = scalar(con, f"SELECT count(*) FROM link_review WHERE reason = '{REASON_DISAGREE}'")
     assert result.deterministic + result.checked + disagree == found and result.checked > 100
     assert result.pupils == scalar(con, "SELECT count(*) FROM pupils")
-    assert result.pupils == result.deterministic + result.checked + result.probabilistic + result.unlinked
+    assert (
+        result.pupils
+        == result.deterministic + result.checked + result.probabilistic + result.unlinked
+    )
     assert result.review == scalar(con, "SELECT count(*) FROM link_review")
     # atena numbers missing from the register are for a steward
-    not_found = scalar(con, "SELECT count(*) FROM pupils p ANTI JOIN residents r USING (atena_no) "
-                            "WHERE p.atena_no IS NOT NULL")
-    assert not_found == scalar(con, f"SELECT count(*) FROM link_review WHERE reason = '{REASON_NOT_FOUND}'")
+    not_found = scalar(
+        con,
+        "SELECT count(*) FROM pupils p ANTI JOIN residents r USING (atena_no) "
+        "WHERE p.atena_no IS NOT NULL",
+    )
+    assert not_found == scalar(
+        con, f"SELECT count(*) FROM link_review WHERE reason = '{REASON_NOT_FOUND}'"
+    )
 
 
 def test_links_are_one_to_one_and_never_also_in_review(linked) -> None:
     con, _ = linked
     rows, pupils, residents = con.execute(
-        "SELECT count(*), count(DISTINCT pupil_no), count(DISTINCT atena_no) FROM pupil_link").fetchone()
+        "SELECT count(*), count(DISTINCT pupil_no), count(DISTINCT atena_no) FROM pupil_link"
+    ).fetchone()
     assert rows == pupils == residents > 0
     assert scalar(con, "SELECT count(*) FROM pupil_link JOIN link_review USING (pupil_no)") == 0
     assert scalar(con, "SELECT count(*) FROM pupil_link ANTI JOIN residents USING (atena_no)") == 0
     methods = {r[0] for r in con.execute("SELECT DISTINCT method FROM pupil_link").fetchall()}
     assert methods == {METHOD_ATENA, METHOD_ATENA_CHECKED, METHOD_SPLINK}
-    assert scalar(con, f"SELECT count(*) FROM pupil_link WHERE method = '{METHOD_ATENA}' "
-                       "AND (match_weight IS NOT NULL OR match_probability IS NOT NULL)") == 0
+    assert (
+        scalar(
+            con,
+            f"SELECT count(*) FROM pupil_link WHERE method = '{METHOD_ATENA}' "
+            "AND (match_weight IS NOT NULL OR match_probability IS NOT NULL)",
+        )
+        == 0
+    )
 
 
 def test_no_twin_is_linked_to_its_twin(linked) -> None:
@@ -178,23 +224,41 @@ NO_NAMES = frozenset({"birth_date", "sex", "address"})
 # is a perfect match for a but for the given name; identical names are left out then
 NOBODY = "SELECT NULL WHERE false"
 TWIN_CASES = {
-    "a_unregistered": ("SELECT pupil_a FROM twins UNION SELECT pupil_b FROM twins", NOBODY,
-                       "SELECT atena_a FROM twins", NOBODY),
+    "a_unregistered": (
+        "SELECT pupil_a FROM twins UNION SELECT pupil_b FROM twins",
+        NOBODY,
+        "SELECT atena_a FROM twins",
+        NOBODY,
+    ),
     "b_off_roll": ("SELECT pupil_a FROM twins", "SELECT pupil_b FROM twins", NOBODY, NOBODY),
-    "a_unregistered_b_off_roll": ("SELECT pupil_a FROM twins WHERE named_apart",
-                                  "SELECT pupil_b FROM twins WHERE named_apart",
-                                  "SELECT atena_a FROM twins WHERE named_apart", NOBODY),
+    "a_unregistered_b_off_roll": (
+        "SELECT pupil_a FROM twins WHERE named_apart",
+        "SELECT pupil_b FROM twins WHERE named_apart",
+        "SELECT atena_a FROM twins WHERE named_apart",
+        NOBODY,
+    ),
     # a's resident is claimed by a's first record, so only b's is left for the copy
-    "a_twice_b_off_roll": (NOBODY, "SELECT pupil_b FROM twins WHERE named_apart", NOBODY,
-                           "SELECT pupil_a FROM twins WHERE named_apart"),
+    "a_twice_b_off_roll": (
+        NOBODY,
+        "SELECT pupil_b FROM twins WHERE named_apart",
+        NOBODY,
+        "SELECT pupil_a FROM twins WHERE named_apart",
+    ),
 }
 
 
-@pytest.mark.parametrize(("case", "fields"), [
-    ("a_unregistered", ALL_FIELDS), ("a_unregistered", NO_NAMES), ("b_off_roll", ALL_FIELDS),
-    ("b_off_roll", NO_NAMES), ("a_unregistered_b_off_roll", ALL_FIELDS),
-    ("a_twice_b_off_roll", ALL_FIELDS), ("a_twice_b_off_roll", NO_NAMES),
-])
+@pytest.mark.parametrize(
+    ("case", "fields"),
+    [
+        ("a_unregistered", ALL_FIELDS),
+        ("a_unregistered", NO_NAMES),
+        ("b_off_roll", ALL_FIELDS),
+        ("b_off_roll", NO_NAMES),
+        ("a_unregistered_b_off_roll", ALL_FIELDS),
+        ("a_twice_b_off_roll", ALL_FIELDS),
+        ("a_twice_b_off_roll", NO_NAMES),
+    ],
+)
 def test_twins_are_never_cross_linked(city, tmp_path, case, fields) -> None:
     con = connect(city, tmp_path / "link.duckdb")
     con.execute(f"CREATE TEMP TABLE twins AS {TWINS_SQL}")
@@ -202,10 +266,11 @@ def test_twins_are_never_cross_linked(city, tmp_path, case, fields) -> None:
     edit_inputs(
         con,
         pupils=f"SELECT * REPLACE (CASE WHEN pupil_no IN ({blank}) THEN NULL ELSE atena_no END AS atena_no) "
-               f"FROM base_pupils WHERE pupil_no NOT IN ({off_roll}) UNION ALL "
-               f"SELECT * REPLACE ('X' || pupil_no AS pupil_no, NULL AS atena_no) "
-               f"FROM base_pupils WHERE pupil_no IN ({copied})",
-        residents=f"SELECT * FROM base_residents WHERE atena_no NOT IN ({unregistered})")
+        f"FROM base_pupils WHERE pupil_no NOT IN ({off_roll}) UNION ALL "
+        f"SELECT * REPLACE ('X' || pupil_no AS pupil_no, NULL AS atena_no) "
+        f"FROM base_pupils WHERE pupil_no IN ({copied})",
+        residents=f"SELECT * FROM base_residents WHERE atena_no NOT IN ({unregistered})",
+    )
     link_pupils(con, seed=SEED, fields=fields)
     assert scalar(con, CROSS_LINKS_SQL) == 0
 
@@ -217,11 +282,17 @@ def test_twins_are_never_cross_linked(city, tmp_path, case, fields) -> None:
         # identical twins tie for the remaining resident: a coin flip is never a link
         assert count_links("l.pupil_no = t.pupil_b AND NOT t.named_apart") == 0
         if fields == ALL_FIELDS:  # the twin still in the register is found by name
-            assert count_links("l.pupil_no = t.pupil_b AND l.atena_no = t.atena_b") == \
-                scalar(con, "SELECT count(*) FROM twins WHERE named_apart") > 0
+            assert (
+                count_links("l.pupil_no = t.pupil_b AND l.atena_no = t.atena_b")
+                == scalar(con, "SELECT count(*) FROM twins WHERE named_apart")
+                > 0
+            )
     elif case == "b_off_roll" and fields == ALL_FIELDS:
-        assert count_links("l.pupil_no = t.pupil_a AND l.atena_no = t.atena_a") == \
-            scalar(con, "SELECT count(*) FROM twins WHERE named_apart") > 0
+        assert (
+            count_links("l.pupil_no = t.pupil_a AND l.atena_no = t.atena_a")
+            == scalar(con, "SELECT count(*) FROM twins WHERE named_apart")
+            > 0
+        )
     elif case == "a_unregistered_b_off_roll":
         assert count_links("l.pupil_no = t.pupil_a AND t.named_apart") == 0
     elif case == "a_twice_b_off_roll":
@@ -231,29 +302,49 @@ def test_twins_are_never_cross_linked(city, tmp_path, case, fields) -> None:
 def test_equally_good_candidates_go_to_review(city, tmp_path, linked) -> None:
     """A resident registered twice (same details, two numbers), and a pupil on the roll
     twice (two pupil numbers): each is a tie, for a steward to settle."""
-    first, second = [r[0] for r in linked[0].execute(
-        f"SELECT pupil_no FROM pupil_link WHERE method = '{METHOD_SPLINK}' ORDER BY pupil_no LIMIT 2").fetchall()]
+    first, second = [
+        r[0]
+        for r in linked[0]
+        .execute(
+            f"SELECT pupil_no FROM pupil_link WHERE method = '{METHOD_SPLINK}' ORDER BY pupil_no LIMIT 2"
+        )
+        .fetchall()
+    ]
     resident = scalar(linked[0], f"SELECT atena_no FROM pupil_link WHERE pupil_no = '{first}'")
     con = connect(city, tmp_path / "link.duckdb")
     edit_inputs(
         con,
         pupils=f"SELECT * FROM base_pupils UNION ALL "
-               f"SELECT * REPLACE ('X' || pupil_no AS pupil_no) FROM base_pupils WHERE pupil_no = '{second}'",
+        f"SELECT * REPLACE ('X' || pupil_no AS pupil_no) FROM base_pupils WHERE pupil_no = '{second}'",
         residents=f"SELECT * FROM base_residents UNION ALL "
-                  f"SELECT * REPLACE ('X' || atena_no AS atena_no) FROM base_residents WHERE atena_no = '{resident}'")
+        f"SELECT * REPLACE ('X' || atena_no AS atena_no) FROM base_residents WHERE atena_no = '{resident}'",
+    )
     link_pupils(con, seed=SEED)
-    review = {r[0] for r in con.execute(f"SELECT pupil_no FROM link_review WHERE match_weight IS NOT NULL "
-                                        f"AND pupil_no IN ('{first}', '{second}', 'X{second}')").fetchall()}
+    review = {
+        r[0]
+        for r in con.execute(
+            f"SELECT pupil_no FROM link_review WHERE match_weight IS NOT NULL "
+            f"AND pupil_no IN ('{first}', '{second}', 'X{second}')"
+        ).fetchall()
+    }
     assert review == {first, second, f"X{second}"}
-    assert scalar(con, f"SELECT count(*) FROM pupil_link WHERE pupil_no IN ('{first}', '{second}', 'X{second}')") == 0
+    assert (
+        scalar(
+            con,
+            f"SELECT count(*) FROM pupil_link WHERE pupil_no IN ('{first}', '{second}', 'X{second}')",
+        )
+        == 0
+    )
 
 
 def test_pairs_below_upper_are_reviewed_not_linked(city, tmp_path, linked) -> None:
     con = connect(city, tmp_path / "link.duckdb")
     result = link_pupils(con, seed=SEED, upper=1.0)  # no probability reaches 1
     assert result.probabilistic == 0 and result.recall == 0 and result.precision is None
-    uncertain = con.execute(f"SELECT count(*), min(match_probability) FROM link_review "
-                            f"WHERE reason = '{REASON_UNCERTAIN}'").fetchone()
+    uncertain = con.execute(
+        f"SELECT count(*), min(match_probability) FROM link_review "
+        f"WHERE reason = '{REASON_UNCERTAIN}'"
+    ).fetchone()
     assert uncertain[0] >= linked[1].probabilistic and uncertain[1] >= 0.8
 
 
@@ -271,7 +362,9 @@ def test_an_atena_whose_kana_and_birth_date_disagree_goes_to_review(city, tmp_pa
         CREATE TEMP TABLE adult AS
         SELECT atena_no FROM residents WHERE birth_date < DATE '1980-01-01' ORDER BY atena_no LIMIT 1
     """)
-    edit_inputs(con, pupils="""SELECT * REPLACE (
+    edit_inputs(
+        con,
+        pupils="""SELECT * REPLACE (
         CASE WHEN pupil_no = (SELECT pupil_no FROM picked WHERE k = 1) THEN (SELECT atena_no FROM adult)
              ELSE atena_no END AS atena_no,
         CASE WHEN pupil_no = (SELECT pupil_no FROM picked WHERE k = 2) THEN 'ダレ カ'
@@ -279,18 +372,37 @@ def test_an_atena_whose_kana_and_birth_date_disagree_goes_to_review(city, tmp_pa
         CASE WHEN pupil_no = (SELECT pupil_no FROM picked WHERE k = 3) THEN NULL
              ELSE birth_date END AS birth_date) FROM base_pupils
         UNION ALL SELECT * REPLACE ('X' || pupil_no AS pupil_no) FROM base_pupils
-        WHERE pupil_no = (SELECT pupil_no FROM picked WHERE k = 4)""")
+        WHERE pupil_no = (SELECT pupil_no FROM picked WHERE k = 4)""",
+    )
     link_pupils(con, seed=SEED)
-    wrong, bad_kana, no_birth, twice = (scalar(con, f"SELECT pupil_no FROM picked WHERE k = {k}")
-                                        for k in (1, 2, 3, 4))
-    review = dict(con.execute(f"SELECT pupil_no, reason FROM link_review WHERE pupil_no IN "
-                              f"(SELECT pupil_no FROM picked UNION SELECT 'X{twice}')").fetchall())
-    assert review == {wrong: REASON_DISAGREE, bad_kana: REASON_DISAGREE, twice: REASON_DUPLICATE,
-                      f"X{twice}": REASON_DUPLICATE}
-    links = dict(con.execute("SELECT pupil_no, method FROM pupil_link "
-                             "WHERE pupil_no IN (SELECT pupil_no FROM picked)").fetchall())
+    wrong, bad_kana, no_birth, twice = (
+        scalar(con, f"SELECT pupil_no FROM picked WHERE k = {k}") for k in (1, 2, 3, 4)
+    )
+    review = dict(
+        con.execute(
+            f"SELECT pupil_no, reason FROM link_review WHERE pupil_no IN "
+            f"(SELECT pupil_no FROM picked UNION SELECT 'X{twice}')"
+        ).fetchall()
+    )
+    assert review == {
+        wrong: REASON_DISAGREE,
+        bad_kana: REASON_DISAGREE,
+        twice: REASON_DUPLICATE,
+        f"X{twice}": REASON_DUPLICATE,
+    }
+    links = dict(
+        con.execute(
+            "SELECT pupil_no, method FROM pupil_link "
+            "WHERE pupil_no IN (SELECT pupil_no FROM picked)"
+        ).fetchall()
+    )
     assert links == {no_birth: METHOD_ATENA}
-    assert scalar(con, "SELECT count(*) FROM pupil_link WHERE atena_no IN (SELECT atena_no FROM adult)") == 0
+    assert (
+        scalar(
+            con, "SELECT count(*) FROM pupil_link WHERE atena_no IN (SELECT atena_no FROM adult)"
+        )
+        == 0
+    )
 
 
 def test_same_seed_same_output_and_no_log_output(city, tmp_path, caplog, capfd) -> None:
@@ -300,7 +412,10 @@ def test_same_seed_same_output_and_no_log_output(city, tmp_path, caplog, capfd) 
     runs = []
     for _ in range(2):
         result = link_pupils(con, seed=SEED)
-        tables = [con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in ("pupil_link", "link_review")]
+        tables = [
+            con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+            for t in ("pupil_link", "link_review")
+        ]
         runs.append(({k: v for k, v in asdict(result).items() if k != "seconds"}, tables))
     assert runs[0] == runs[1]
     assert runs[0][0]["probabilistic"] > 0
@@ -318,9 +433,16 @@ def test_a_single_field_means_no_probabilistic_linkage(city, tmp_path, linked) -
     assert scalar(con, f"SELECT count(*) FROM pupil_link WHERE method <> '{METHOD_ATENA}'") == 0
     assert scalar(con, "SELECT count(*) FROM link_review WHERE match_probability IS NOT NULL") == 0
     # without kana, pupils whose kana alone disagreed now agree
-    assert linked[1].deterministic < result.deterministic <= linked[1].deterministic + linked[1].checked
+    assert (
+        linked[1].deterministic
+        < result.deterministic
+        <= linked[1].deterministic + linked[1].checked
+    )
     # approved columns that are not matching fields do not count
-    assert link_pupils(con, seed=SEED, fields=frozenset({"birth_date", "household_no"})).probabilistic == 0
+    assert (
+        link_pupils(con, seed=SEED, fields=frozenset({"birth_date", "household_no"})).probabilistic
+        == 0
+    )
 
 
 def test_prepare_inputs_normalises_whitespace() -> None:
@@ -334,9 +456,11 @@ def test_prepare_inputs_normalises_whitespace() -> None:
         '東京都昭島市 1丁目' AS address, 'x' AS school""")
     prepare_inputs(con, "s.jumin", "s.gakurei")
     assert con.execute("SELECT * FROM residents").fetchall() == [
-        ("0000000001", "0000000009", "ヤマダ タロウ", date(2012, 5, 1), "1", "東京都昭島市 1丁目")]
+        ("0000000001", "0000000009", "ヤマダ タロウ", date(2012, 5, 1), "1", "東京都昭島市 1丁目")
+    ]
     assert con.execute("SELECT atena_no, name_kana, address FROM pupils").fetchall() == [
-        (None, "ヤマダ タロウ", "東京都昭島市 1丁目")]
+        (None, "ヤマダ タロウ", "東京都昭島市 1丁目")
+    ]
     with pytest.raises(ValueError):
         prepare_inputs(con, "s.jumin; DROP TABLE s.jumin", "s.gakurei")
 
@@ -349,8 +473,11 @@ VARIANTS_SQL = "SELECT * FROM read_csv('{}', all_varchar = true)"
 def test_the_generator_plants_every_variant_kind(city) -> None:
     """From the truth: each kind is planted, and the 学齢簿 as ingested shows it."""
     con = connect(city, city / "variants.duckdb")
-    con.execute(f"CREATE TEMP VIEW variants AS {VARIANTS_SQL.format(city / 'inbox' / '_truth' / VARIANTS)}")
-    rows = dict(con.execute("""
+    con.execute(
+        f"CREATE TEMP VIEW variants AS {VARIANTS_SQL.format(city / 'inbox' / '_truth' / VARIANTS)}"
+    )
+    rows = dict(
+        con.execute("""
         SELECT v.kind, count(*) FILTER (WHERE CASE v.kind
                 WHEN 'date_swap' THEN month(p.birth_date) = day(t.birth_date) AND day(p.birth_date) = month(t.birth_date)
                     AND p.birth_date <> t.birth_date
@@ -358,22 +485,42 @@ def test_the_generator_plants_every_variant_kind(city) -> None:
                 WHEN 'middle_name' THEN length(r.name_kana) > length(p.name_kana)
                 ELSE p.name_kana <> r.name_kana AND p.birth_date = r.birth_date END)
         FROM variants v JOIN pupils p USING (pupil_no) JOIN truth t USING (pupil_no)
-        JOIN residents r ON r.atena_no = t.atena_no GROUP BY ALL""").fetchall())
+        JOIN residents r ON r.atena_no = t.atena_no GROUP BY ALL""").fetchall()
+    )
     assert set(rows) == set(KINDS) and min(rows.values()) >= 15, rows
 
 
-@pytest.mark.parametrize(("a", "b"), [
-    ("ユウト", "ユート"), ("サトウ", "サトオ"), ("オオタ", "オータ"), ("キョウコ", "キヨウコ"), ("ハットリ", "ハツトリ"),
-    ("モチヅキ", "モチズキ"), ("ヂ", "ジ"), ("ヴァン", "バン"), ("カヲル", "カオル"), ("ヤマザキ", "ヤマサキ"),
-    ("ツバサ", "シバサ"), ("ソラ", "ンラ"), ("ケンタ", "クンタ"),
-])
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("ユウト", "ユート"),
+        ("サトウ", "サトオ"),
+        ("オオタ", "オータ"),
+        ("キョウコ", "キヨウコ"),
+        ("ハットリ", "ハツトリ"),
+        ("モチヅキ", "モチズキ"),
+        ("ヂ", "ジ"),
+        ("ヴァン", "バン"),
+        ("カヲル", "カオル"),
+        ("ヤマザキ", "ヤマサキ"),
+        ("ツバサ", "シバサ"),
+        ("ソラ", "ンラ"),
+        ("ケンタ", "クンタ"),
+    ],
+)
 def test_variants_share_a_phonetic_key(a: str, b: str) -> None:
-    assert duckdb.sql(f"SELECT {kana_key('$1')} = {kana_key('$2')}", params=[a, b]).fetchone() == (True,)
+    assert duckdb.sql(f"SELECT {kana_key('$1')} = {kana_key('$2')}", params=[a, b]).fetchone() == (
+        True,
+    )
 
 
-@pytest.mark.parametrize(("a", "b"), [("ユウト", "ユウマ"), ("ハルト", "ハルキ"), ("サトウ", "カトウ")])
+@pytest.mark.parametrize(
+    ("a", "b"), [("ユウト", "ユウマ"), ("ハルト", "ハルキ"), ("サトウ", "カトウ")]
+)
 def test_different_names_keep_different_keys(a: str, b: str) -> None:
-    assert duckdb.sql(f"SELECT {kana_key('$1')} = {kana_key('$2')}", params=[a, b]).fetchone() == (False,)
+    assert duckdb.sql(f"SELECT {kana_key('$1')} = {kana_key('$2')}", params=[a, b]).fetchone() == (
+        False,
+    )
 
 
 def test_kana_become_one_ascii_character_each_and_stay_distinct() -> None:
@@ -385,25 +532,54 @@ def test_kana_become_one_ascii_character_each_and_stay_distinct() -> None:
     mixed = "ヤマダ 1号・"
     want = "".join(mapped[katakana.index(k)] if k in katakana else k for k in mixed)
     assert duckdb.sql(f"SELECT {ascii_kana('$1')}", params=[mixed]).fetchone()[0] == want
-    assert duckdb.sql(f"SELECT {ascii_kana('$1')}, {ascii_kana('$2')}", params=[None, ""]).fetchone() == (None, "")
+    assert duckdb.sql(
+        f"SELECT {ascii_kana('$1')}, {ascii_kana('$2')}", params=[None, ""]
+    ).fetchone() == (None, "")
 
 
 def test_the_phonetic_key_maps_characters_as_translate_would() -> None:
-    names = ["ヴァイオレット", "ガッコウ", "ジュンペイ", "ヂヅヲ", "シソケタ", "パーク ジョンウ", "", "abc"]
-    want = [duckdb.sql(f"SELECT translate($1, '{src}', '{dst}')", params=[n]).fetchone()[0]
-            for n in names for src, dst in (PLAIN, SHAPE)]
-    got = [duckdb.sql(f"SELECT {char_map('$1', src, dst)}", params=[n]).fetchone()[0]
-           for n in names for src, dst in (PLAIN, SHAPE)]
+    names = [
+        "ヴァイオレット",
+        "ガッコウ",
+        "ジュンペイ",
+        "ヂヅヲ",
+        "シソケタ",
+        "パーク ジョンウ",
+        "",
+        "abc",
+    ]
+    want = [
+        duckdb.sql(f"SELECT translate($1, '{src}', '{dst}')", params=[n]).fetchone()[0]
+        for n in names
+        for src, dst in (PLAIN, SHAPE)
+    ]
+    got = [
+        duckdb.sql(f"SELECT {char_map('$1', src, dst)}", params=[n]).fetchone()[0]
+        for n in names
+        for src, dst in (PLAIN, SHAPE)
+    ]
     assert got == want
 
 
 def test_address_forms_read_alike() -> None:
-    forms = ["東京都昭島市東町3丁目12番5号", "東京都昭島市東町3-12-5", "東京都昭島市東町3丁目12番地5"]
+    forms = [
+        "東京都昭島市東町3丁目12番5号",
+        "東京都昭島市東町3-12-5",
+        "東京都昭島市東町3丁目12番地5",
+    ]
     keys = {duckdb.sql(f"SELECT {address_key('$1')}", params=[f]).fetchone()[0] for f in forms}
-    other = duckdb.sql(f"SELECT {address_key('$1')}", params=["東京都昭島市東町3丁目12番6号"]).fetchone()[0]
+    other = duckdb.sql(
+        f"SELECT {address_key('$1')}", params=["東京都昭島市東町3丁目12番6号"]
+    ).fetchone()[0]
     assert len(keys) == 1 and other not in keys
-    banchi = {duckdb.sql(f"SELECT {address_key('$1')}", params=[f]).fetchone()[0]
-              for f in ["東京都昭島市拝島町123番地5", "東京都昭島市拝島町123-5", "東京都昭島市拝島町123番5号"]}
+    banchi = {
+        duckdb.sql(f"SELECT {address_key('$1')}", params=[f]).fetchone()[0]
+        for f in [
+            "東京都昭島市拝島町123番地5",
+            "東京都昭島市拝島町123-5",
+            "東京都昭島市拝島町123番5号",
+        ]
+    }
     assert len(banchi) == 1
 
 
@@ -412,8 +588,11 @@ def test_every_variant_kind_links_when_its_id_is_blank(city, tmp_path) -> None:
     probabilistic pass alone, judged by the truth."""
     con = connect(city, tmp_path / "link.duckdb")
     variants = VARIANTS_SQL.format(city / "inbox" / "_truth" / VARIANTS)
-    edit_inputs(con, pupils=f"""SELECT * REPLACE (CASE WHEN pupil_no IN (SELECT pupil_no FROM ({variants}))
-        THEN NULL ELSE atena_no END AS atena_no) FROM base_pupils""")
+    edit_inputs(
+        con,
+        pupils=f"""SELECT * REPLACE (CASE WHEN pupil_no IN (SELECT pupil_no FROM ({variants}))
+        THEN NULL ELSE atena_no END AS atena_no) FROM base_pupils""",
+    )
     result = link_pupils(con, seed=SEED)
     truth = linkage_against_truth(con, city / "inbox" / "_truth")
     assert truth is not None and result.twins_cross_linked == 0

@@ -18,7 +18,9 @@ MONTH = "2022-10"
 
 def write_table(storage: KodomoStorage, path: Path, rows: int = 3) -> None:
     with storage.staged(path) as (con, stage):
-        con.execute(f"CREATE TABLE t AS SELECT range AS id, 'secret-' || range AS name FROM range({rows})")
+        con.execute(
+            f"CREATE TABLE t AS SELECT range AS id, 'secret-' || range AS name FROM range({rows})"
+        )
         storage.promote(con, stage, path)
 
 
@@ -32,7 +34,9 @@ def test_files_and_folders_are_private_from_creation(storage: KodomoStorage) -> 
         assert mode == (0o700 if p.is_dir() else 0o600), (p, oct(mode))
 
 
-def test_a_store_opens_only_with_its_own_key(storage: KodomoStorage, keys: Path, tmp_path: Path) -> None:
+def test_a_store_opens_only_with_its_own_key(
+    storage: KodomoStorage, keys: Path, tmp_path: Path
+) -> None:
     path = storage.zone_store("analysis", MONTH, "x")
     write_table(storage, path)
     with storage.open(path) as con:
@@ -61,8 +65,13 @@ def test_every_file_has_its_own_data_key(storage: KodomoStorage) -> None:
         storage.open(b).__enter__()
 
 
-def test_forgetting_a_month_makes_its_backups_unreadable(storage: KodomoStorage, tmp_path: Path) -> None:
-    old, kept = storage.zone_store("analysis", "2022-04", "x"), storage.zone_store("analysis", MONTH, "x")
+def test_forgetting_a_month_makes_its_backups_unreadable(
+    storage: KodomoStorage, tmp_path: Path
+) -> None:
+    old, kept = (
+        storage.zone_store("analysis", "2022-04", "x"),
+        storage.zone_store("analysis", MONTH, "x"),
+    )
     write_table(storage, old)
     write_table(storage, kept)
     raw = storage.raw_archive("shimin", "2022-04", "jumin.csv")
@@ -99,7 +108,8 @@ def test_a_sealed_file_detects_tampering_and_the_wrong_name(storage: KodomoStora
 
 
 def test_the_review_list_is_written_by_the_pipeline_and_read_only_by_the_center(
-        storage: KodomoStorage, keys: Path, tmp_path: Path) -> None:
+    storage: KodomoStorage, keys: Path, tmp_path: Path
+) -> None:
     path = storage.zone_store("center", MONTH, "review_list")
     with storage.staged_for_center(path) as (con, stage):
         con.execute("CREATE TABLE review_list AS SELECT '0000001234' AS atena_no")
@@ -115,19 +125,24 @@ def test_the_review_list_is_written_by_the_pipeline_and_read_only_by_the_center(
         storage.open_as_center(path, read_center_private(tmp_path / "impostor")).__enter__()
 
 
-def test_keys_beside_the_data_or_open_to_others_are_refused(storage: KodomoStorage, keys: Path) -> None:
+def test_keys_beside_the_data_or_open_to_others_are_refused(
+    storage: KodomoStorage, keys: Path
+) -> None:
     inside = storage.home_path / "storage.key"
     inside.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(keys / "storage.key", inside)
     with pytest.raises(KeyProblem, match="データと同じ場所"):
         make_storage(storage.home_path, storage.inbox_path, keys).model_copy(
-            update={"storage_key_file": str(inside)}).keytable.key(Path("x"), create=True)
+            update={"storage_key_file": str(inside)}
+        ).keytable.key(Path("x"), create=True)
     os.chmod(keys / "pseudonym.key", 0o644)
     with pytest.raises(KeyProblem, match="chmod 600"):
         storage.pseudonym_key()
 
 
-def test_rotating_the_storage_key_keeps_every_file_readable(storage: KodomoStorage, tmp_path: Path) -> None:
+def test_rotating_the_storage_key_keeps_every_file_readable(
+    storage: KodomoStorage, tmp_path: Path
+) -> None:
     from kodomo_assets.lib.platform.keys import create_secret, read_secret
 
     path = storage.zone_store("analysis", MONTH, "x")
@@ -140,12 +155,16 @@ def test_rotating_the_storage_key_keeps_every_file_readable(storage: KodomoStora
     rotated = storage.model_copy(update={"storage_key_file": str(tmp_path / "new.key")})
     with rotated.open(path) as con:
         assert con.execute("SELECT count(*) FROM t").fetchone() == (3,)
-    stale = make_storage(storage.home_path, storage.inbox_path, Path(storage.storage_key_file).parent)
+    stale = make_storage(
+        storage.home_path, storage.inbox_path, Path(storage.storage_key_file).parent
+    )
     with pytest.raises(KeyProblem, match="保存用の鍵"):  # the old key no longer opens anything
         stale.open(path).__enter__()
 
 
-def test_an_export_delivered_again_while_it_was_read_stays_for_the_next_run(storage: KodomoStorage) -> None:
+def test_an_export_delivered_again_while_it_was_read_stays_for_the_next_run(
+    storage: KodomoStorage,
+) -> None:
     folder = storage.inbox_path / MONTH
     folder.mkdir(parents=True)
     drop = folder / "jumin.csv"

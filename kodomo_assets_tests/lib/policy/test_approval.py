@@ -45,8 +45,14 @@ def _edited(tmp_path: Path, header: str, file: str, **changes: str) -> Path:
     return _write(tmp_path / "approval.csv", rows)
 
 
-APPROVE = {"目的外利用": "○", "利用区分": "分析", "根拠": FY2022,
-           "承認期間開始": "2022-04-01", "承認期間終了": "2023-03-31", "保存期間（月）": "12"}
+APPROVE = {
+    "目的外利用": "○",
+    "利用区分": "分析",
+    "根拠": FY2022,
+    "承認期間開始": "2022-04-01",
+    "承認期間終了": "2023-03-31",
+    "保存期間（月）": "12",
+}
 
 
 def test_the_committee_file_lists_every_registry_column_once() -> None:
@@ -73,17 +79,23 @@ def test_fy2022_approval_matches_the_minutes() -> None:
     assert a.columns("teate", "analysis") >= {"allowance_kind", "payment_status"}
     assert "facility" not in a.columns("hoiku", "analysis")  # 施設名: not approved by default
     board = {i.dataset for i in a.items if i.provision}
-    assert board == {"gakurei", "shukketsu"} and not any(i.provision for i in a.items if i.out_of_purpose)
+    assert board == {"gakurei", "shukketsu"} and not any(
+        i.provision for i in a.items if i.out_of_purpose
+    )
 
 
-@pytest.mark.parametrize(("file", "header", "law"), [
-    ("teate.csv", "所得額", "地方税法第22条"),
-    ("jumin.csv", "個人番号", "番号法"),
-    ("soudan.csv", "相談内容", "自由記述"),
-    ("shukketsu.csv", "欠席理由", "自由記述"),
-])
+@pytest.mark.parametrize(
+    ("file", "header", "law"),
+    [
+        ("teate.csv", "所得額", "地方税法第22条"),
+        ("jumin.csv", "個人番号", "番号法"),
+        ("soudan.csv", "相談内容", "自由記述"),
+        ("shukketsu.csv", "欠席理由", "自由記述"),
+    ],
+)
 def test_a_policy_approving_a_statutorily_forbidden_item_fails_naming_the_row(
-        tmp_path: Path, file: str, header: str, law: str) -> None:
+    tmp_path: Path, file: str, header: str, law: str
+) -> None:
     path = _edited(tmp_path, header, file, **APPROVE)
     with pytest.raises(PolicyError) as err:
         parse_policy(path)
@@ -124,9 +136,16 @@ def test_a_month_outside_every_period_names_the_periods_and_their_basis() -> Non
 def test_a_later_period_recorded_under_the_act_opens_its_months(tmp_path: Path) -> None:
     later = "個人情報保護法第69条第2項第2号・第3号"
     rows = _rows()
-    extra = [{**r, "番号": str(len(rows) + i + 1), "根拠": later, "承認期間開始": "2023-04-01",
-              "承認期間終了": "2024-03-31"}
-             for i, r in enumerate(r for r in rows if r["ファイル"] == "jumin.csv" and r["根拠"])]
+    extra = [
+        {
+            **r,
+            "番号": str(len(rows) + i + 1),
+            "根拠": later,
+            "承認期間開始": "2023-04-01",
+            "承認期間終了": "2024-03-31",
+        }
+        for i, r in enumerate(r for r in rows if r["ファイル"] == "jumin.csv" and r["根拠"])
+    ]
     approval = parse_policy(_write(tmp_path / "approval.csv", rows + extra))
     may = approval.for_month("2023-05")
     assert [p.basis for p in may.periods] == [later]
@@ -158,7 +177,10 @@ def test_every_kind_of_output_has_its_retention_row(tmp_path: Path) -> None:
     without = [r for r in rows if not (r["ファイル"] == OUTPUT_FILE and r["項目"] == "確認リスト")]
     with pytest.raises(PolicyError, match="種類ごとにちょうど1行"):
         parse_policy(_write(tmp_path / "a.csv", without))
-    odd = [{**r, "項目": "メモ"} if r["ファイル"] == OUTPUT_FILE and r["項目"] == "確認リスト" else r for r in rows]
+    odd = [
+        {**r, "項目": "メモ"} if r["ファイル"] == OUTPUT_FILE and r["項目"] == "確認リスト" else r
+        for r in rows
+    ]
     with pytest.raises(PolicyError, match="出力の種類"):
         parse_policy(_write(tmp_path / "b.csv", odd))
 
@@ -172,7 +194,9 @@ def test_the_demo_approval_says_so_on_every_row_and_approves_the_same_items() ->
     same = lambda a: [(i.dataset, i.column, i.uses, i.approved) for i in a.items]  # noqa: E731
     assert same(demo) == same(real)
     # the demo's months and today lie inside its period, and inside its retention
-    assert demo.in_force("2022-04", date(2026, 11, 29)) and demo.in_force("2022-10", date(2026, 11, 29))
+    assert demo.in_force("2022-04", date(2026, 11, 29)) and demo.in_force(
+        "2022-10", date(2026, 11, 29)
+    )
     assert demo.for_month("2022-04").retention_months >= 12 * (2026 - 2022) + 8
     assert min(o.retention_months for o in demo.outputs) >= 12 * (2026 - 2022) + 8
 
@@ -190,6 +214,9 @@ def test_production_refuses_a_clock_override_and_a_demo_list() -> None:
     assert DEMO_MARK in clock_problem("production", "", demo)
     assert "デモでは" in clock_problem("demo", "", real)
     assert clock_problem("production", "", real) is None
-    assert clock_problem("demo", "", demo) is None and clock_problem("test", "2022-11-02", real) is None
+    assert (
+        clock_problem("demo", "", demo) is None
+        and clock_problem("test", "2022-11-02", real) is None
+    )
     assert "YYYY-MM-DD" in clock_problem("test", "11/02", real)
     assert "mode" in clock_problem("prod", "", real)

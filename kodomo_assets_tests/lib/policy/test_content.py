@@ -35,8 +35,20 @@ FORMS = [
     ("¥3,280,000", "money"),
     ("年収 三百万 円", "money"),
 ]
-CLEAN = ["昭島市立東小学校", "東京都昭島市東町1丁目10番20号 コーポ101", "昭島市東町1-10-20", "ヤマダ タロウ",
-         "山田 太郎", "2022年10月11日", "第一保育園", "R4.10.11", "要介護5", "コーポ昭島 1001号", "", None]
+CLEAN = [
+    "昭島市立東小学校",
+    "東京都昭島市東町1丁目10番20号 コーポ101",
+    "昭島市東町1-10-20",
+    "ヤマダ タロウ",
+    "山田 太郎",
+    "2022年10月11日",
+    "第一保育園",
+    "R4.10.11",
+    "要介護5",
+    "コーポ昭島 1001号",
+    "",
+    None,
+]
 
 
 @pytest.mark.parametrize(("value", "kind"), FORMS)
@@ -54,7 +66,10 @@ def test_the_sql_check_digit_agrees_with_the_law_on_random_numbers() -> None:
     numbers = [f"{rng.randrange(10**12):012d}" for _ in range(2000)]
     con = duckdb.connect()
     content.install(con)
-    got = [r[0] for r in con.execute("SELECT my_number_ok(n) FROM unnest(?) t(n)", [numbers]).fetchall()]
+    got = [
+        r[0]
+        for r in con.execute("SELECT my_number_ok(n) FROM unnest(?) t(n)", [numbers]).fetchall()
+    ]
     assert got == [is_my_number(n) for n in numbers]
     assert 150 < sum(got) < 250  # about one in ten has a valid check digit
 
@@ -64,4 +79,6 @@ def test_values_are_scanned_one_by_one_never_joined() -> None:
     assert detect("12345") is None and detect("67890") is None
     con = duckdb.connect()
     content.install(con)
-    assert con.execute("SELECT count(content_hit(v)) FROM unnest(['12345', '67890', '12']) t(v)").fetchone() == (0,)
+    assert con.execute(
+        "SELECT count(content_hit(v)) FROM unnest(['12345', '67890', '12']) t(v)"
+    ).fetchone() == (0,)

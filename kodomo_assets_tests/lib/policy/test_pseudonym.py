@@ -20,8 +20,15 @@ LABEL = "仮名化鍵"
 
 
 def with_pseudonym_key(storage: KodomoStorage, path: Path) -> KodomoStorage:
-    return KodomoStorage(home=storage.home, inbox=storage.inbox, storage_key_file=storage.storage_key_file,
-                         pseudonym_key_file=str(path), center_public_key_file=storage.center_public_key_file, mode=storage.mode, clock=storage.clock)
+    return KodomoStorage(
+        home=storage.home,
+        inbox=storage.inbox,
+        storage_key_file=storage.storage_key_file,
+        pseudonym_key_file=str(path),
+        center_public_key_file=storage.center_public_key_file,
+        mode=storage.mode,
+        clock=storage.clock,
+    )
 
 
 def test_tokens_are_keyed_hmac_with_separate_purposes() -> None:
@@ -45,9 +52,16 @@ def test_the_sql_function_is_hmac_for_every_key_length(size: int) -> None:
     con = duckdb.connect()
     register_udfs(con, key)
     for purpose in ("child", "household"):
-        got = [r[0] for r in con.execute(f"SELECT pseudonym_{purpose}(v) FROM unnest(?) t(v)", [values]).fetchall()]
-        assert got == [hmac.new(key, purpose.encode() + b"\x1f" + v.encode(), sha256).hexdigest()[:32]
-                       for v in values]
+        got = [
+            r[0]
+            for r in con.execute(
+                f"SELECT pseudonym_{purpose}(v) FROM unnest(?) t(v)", [values]
+            ).fetchall()
+        ]
+        assert got == [
+            hmac.new(key, purpose.encode() + b"\x1f" + v.encode(), sha256).hexdigest()[:32]
+            for v in values
+        ]
 
 
 def test_a_created_key_is_private_and_never_recreated(tmp_path: Path) -> None:
@@ -63,7 +77,9 @@ def test_a_created_key_is_private_and_never_recreated(tmp_path: Path) -> None:
 def test_the_storage_resource_reads_its_configured_key(storage: KodomoStorage, keys: Path) -> None:
     expected = bytes.fromhex((keys / "pseudonym.key").read_text().strip())
     assert storage.pseudonym_key() == expected
-    assert token(storage.pseudonym_key(), "child", "0001234567") == token(expected, "child", "0001234567")
+    assert token(storage.pseudonym_key(), "child", "0001234567") == token(
+        expected, "child", "0001234567"
+    )
 
 
 def test_a_missing_key_is_an_error_and_is_never_created(kodomo_env, keys: Path) -> None:

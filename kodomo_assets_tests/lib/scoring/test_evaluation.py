@@ -17,6 +17,7 @@ def tokens(n: int) -> np.ndarray:
 
 # -- k and the lists -------------------------------------------------------------------------
 
+
 def test_k_mirrors_the_review_list() -> None:
     assert ev.review_k(16337) == 327
     assert ev.review_k(0) == ev.review_k(10) == 1
@@ -54,8 +55,9 @@ def test_a_rule_lists_all_it_flags_or_k_of_them_in_token_order() -> None:
 def test_the_best_rule_has_the_highest_recall_then_precision() -> None:
     need = np.array([1, 1, 1, 0, 0, 0, 0, 0], dtype=bool)
     fired = [["A", "B"], ["A", "C"], ["C"], ["A"], ["A"], ["B"], [], ["D"]]
-    rules, lists = ev.rule_figures([("a", "A"), ("b", "B"), ("c", "C"), ("d", "D"), ("e", "E")],
-                                   fired, tokens(8), need, k=3)
+    rules, lists = ev.rule_figures(
+        [("a", "A"), ("b", "B"), ("c", "C"), ("d", "D"), ("e", "E")], fired, tokens(8), need, k=3
+    )
     r = rules.set_index("indicator")
     # A flags 4 > k: the first three tokens (children 0, 1, 3) → 2 found of 3
     assert r.loc["a", ["flagged", "selected", "found"]].tolist() == [4, 3, 2]
@@ -67,8 +69,14 @@ def test_the_best_rule_has_the_highest_recall_then_precision() -> None:
 
 
 def test_recall_per_need_kind() -> None:
-    chosen = {"model": np.array([1, 1, 0, 0, 1], dtype=bool), "baseline": np.array([0, 0, 1, 1, 0], dtype=bool)}
-    kinds = {"neglect": np.array([1, 0, 1, 0, 0], dtype=bool), "poverty_gap": np.array([0, 1, 0, 1, 1], dtype=bool)}
+    chosen = {
+        "model": np.array([1, 1, 0, 0, 1], dtype=bool),
+        "baseline": np.array([0, 0, 1, 1, 0], dtype=bool),
+    }
+    kinds = {
+        "neglect": np.array([1, 0, 1, 0, 0], dtype=bool),
+        "poverty_gap": np.array([0, 1, 0, 1, 1], dtype=bool),
+    }
     t = ev.recall_by_kind(chosen, kinds).set_index("kind")
     assert t.loc["neglect", "label"] == "ネグレクト"
     assert t.loc["neglect", ["positives", "model_found", "baseline_found"]].tolist() == [2, 1, 1]
@@ -94,15 +102,33 @@ def test_evaluate_uses_only_children_the_center_does_not_know() -> None:
     score = np.linspace(1, 0, n)
     known = np.zeros(n, bool)
     known[0] = True  # the top score is known: not on the list
-    scores = pd.DataFrame({"child_token": tok, "score": score, "rank": np.arange(1, n + 1), "known_to_center": known,
-                           "center_known": known,
-                           "indicators": [["R"] if i in (50, 60) else [] for i in range(n)]})
-    planted = pd.DataFrame({"child_token": tok[[0, 1, 50, 99]], "kind": ["neglect", "neglect", "poverty_gap", "neglect"]})
+    scores = pd.DataFrame(
+        {
+            "child_token": tok,
+            "score": score,
+            "rank": np.arange(1, n + 1),
+            "known_to_center": known,
+            "center_known": known,
+            "indicators": [["R"] if i in (50, 60) else [] for i in range(n)],
+        }
+    )
+    planted = pd.DataFrame(
+        {
+            "child_token": tok[[0, 1, 50, 99]],
+            "kind": ["neglect", "neglect", "poverty_gap", "neglect"],
+        }
+    )
     e = ev.evaluate(scores, planted, [("r", "R")])
     m = e.metrics.set_index("metric")
-    assert e.k == 2 and e.counts["planted_needs_unknown"] == 3 and e.counts["planted_needs_known"] == 1
-    assert m.at["precision_at_k", "model"] == 0.5 and m.at["recall_at_k", "model"] == pytest.approx(1 / 3)
-    assert m.at["precision_at_k", "baseline"] == 0.5 and m.at["recall_at_k", "baseline"] == pytest.approx(1 / 3)
+    assert (
+        e.k == 2 and e.counts["planted_needs_unknown"] == 3 and e.counts["planted_needs_known"] == 1
+    )
+    assert m.at["precision_at_k", "model"] == 0.5 and m.at["recall_at_k", "model"] == pytest.approx(
+        1 / 3
+    )
+    assert m.at["precision_at_k", "baseline"] == 0.5 and m.at[
+        "recall_at_k", "baseline"
+    ] == pytest.approx(1 / 3)
     assert e.best_rule == "R"
     by_kind = e.by_kind.set_index("kind")
     assert by_kind.loc["neglect", ["positives", "model_found"]].tolist() == [2, 1]
@@ -120,8 +146,16 @@ def test_the_list_is_measured_in_risk_scores_rank_beside_both_pure_orders() -> N
     fired = [["R"] if i in (50, 98) else [] for i in range(n)]
     order = np.empty(n, dtype=int)  # rows 50 and 98 first, then the score's order
     order[np.r_[50, 98, np.arange(0, 50), np.arange(51, 98), 99]] = np.arange(1, n + 1)
-    scores = pd.DataFrame({"child_token": tok, "score": score, "rank": order, "known_to_center": False,
-                           "center_known": False, "indicators": fired})
+    scores = pd.DataFrame(
+        {
+            "child_token": tok,
+            "score": score,
+            "rank": order,
+            "known_to_center": False,
+            "center_known": False,
+            "indicators": fired,
+        }
+    )
     planted = pd.DataFrame({"child_token": tok[[50, 98, 97]], "kind": ["neglect"] * 3})
     m = ev.evaluate(scores, planted, [("r", "R")]).metrics.set_index("metric")
     assert m.at["found", "model"] == 2 and m.at["found", "indicators_first"] == 2
@@ -130,6 +164,7 @@ def test_the_list_is_measured_in_risk_scores_rank_beside_both_pure_orders() -> N
 
 
 # -- the truth -----------------------------------------------------------------------------
+
 
 def test_the_truth_applies_to_the_newest_generated_month_only(tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
@@ -142,7 +177,8 @@ def test_the_truth_applies_to_the_newest_generated_month_only(tmp_path: Path) ->
     (inbox / "_truth" / "needs.csv").write_text(
         "atena_no,pupil_no,kind,onset_month,known_to_center,confounder\n"
         "0000000001,,neglect,2022-07,0,0\n0000000002,,chronic_absence,2022-07,0,1\n"
-        "0000000001,,poverty_gap,2022-01,1,0\n")
+        "0000000001,,poverty_gap,2022-01,1,0\n"
+    )
     assert ev.newest_month(inbox) == "2022-10"  # without counts.json: the newest month folder
     # the generator's counts.json names the months it made: a later folder (the center's
     # signed results for 2022-11, say) does not move the truth's month
@@ -155,16 +191,25 @@ def test_the_truth_applies_to_the_newest_generated_month_only(tmp_path: Path) ->
     path, status = ev.truth_for(inbox, "2022-09")
     assert path is None and ev.NO_TRUTH in status and "2022-10" in status
     planted = ev.planted_needs(inbox / "_truth" / "needs.csv", lambda a: "t" + a)
-    assert planted.to_dict("list") == {"child_token": ["t0000000001", "t0000000001"],
-                                       "kind": ["neglect", "poverty_gap"]}
+    assert planted.to_dict("list") == {
+        "child_token": ["t0000000001", "t0000000001"],
+        "kind": ["neglect", "poverty_gap"],
+    }
 
 
 # -- fairness ------------------------------------------------------------------------------
 
+
 def test_groups_of_each_attribute() -> None:
-    linked = pd.DataFrame({"single_parent": [True, False, None], "foreign_resident": [False, False, True],
-                           "district_code": ["0011", None, "0012"], "welfare": [False, True, False],
-                           "child_rearing_allowance": [True, False, False]})
+    linked = pd.DataFrame(
+        {
+            "single_parent": [True, False, None],
+            "foreign_resident": [False, False, True],
+            "district_code": ["0011", None, "0012"],
+            "welfare": [False, True, False],
+            "child_rearing_allowance": [True, False, False],
+        }
+    )
     g = ev.attribute_groups(linked)
     assert g["single_parent"].tolist() == ["ひとり親世帯", "ひとり親世帯以外", ev.UNKNOWN_GROUP]
     assert g["district_code"].tolist() == ["0011", ev.UNKNOWN_GROUP, "0012"]
@@ -172,7 +217,9 @@ def test_groups_of_each_attribute() -> None:
     assert ev.attribute_groups(linked.drop(columns="welfare"))["on_aid"] is None
 
 
-def _children(spec: dict[str, tuple[int, int, int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _children(
+    spec: dict[str, tuple[int, int, int, int]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """group → (tn, fp, fn, tp) as child-level arrays."""
     g, y, p = [], [], []
     for group, counts in spec.items():
@@ -196,9 +243,16 @@ def test_metric_frame_over_cells_equals_fairlearn_over_children() -> None:
     c = ev.cells(g, y, p)
     assert c["count"].sum() == len(g)
     mine = ev.metric_frame(c)
-    theirs = MetricFrame(metrics={"selection_rate": selection_rate, "tpr": true_positive_rate,
-                                  "fpr": false_positive_rate}, y_true=y, y_pred=p,
-                         sensitive_features=pd.Series(g, name="group")).by_group
+    theirs = MetricFrame(
+        metrics={
+            "selection_rate": selection_rate,
+            "tpr": true_positive_rate,
+            "fpr": false_positive_rate,
+        },
+        y_true=y,
+        y_pred=p,
+        sensitive_features=pd.Series(g, name="group"),
+    ).by_group
     assert np.allclose(mine.loc[["a", "b"]].to_numpy(), theirs.loc[["a", "b"]].to_numpy())
     assert theirs.loc["c", "tpr"] == 0 and math.isnan(mine.loc["c", "tpr"])  # no need: undefined
     assert mine.loc["c", "selection_rate"] == pytest.approx(1 / 31)
@@ -216,14 +270,22 @@ def test_bootstrap_intervals_match_fairlearns_bootstrap() -> None:
 
     g, y, p = _children({"a": (400, 40, 20, 40), "b": (300, 10, 30, 20)})
     ours = ev.bootstrap_rates(ev.cells(g, y, p), n_boot=4000, seed=1)
-    mf = MetricFrame(metrics={"selection_rate": selection_rate, "tpr": true_positive_rate},
-                     y_true=y, y_pred=p, sensitive_features=pd.Series(g, name="group"),
-                     n_boot=300, ci_quantiles=list(ev.CI_QUANTILES), random_state=1)
+    mf = MetricFrame(
+        metrics={"selection_rate": selection_rate, "tpr": true_positive_rate},
+        y_true=y,
+        y_pred=p,
+        sensitive_features=pd.Series(g, name="group"),
+        n_boot=300,
+        ci_quantiles=list(ev.CI_QUANTILES),
+        random_state=1,
+    )
     lo, hi = mf.by_group_ci
     for m in ("selection_rate", "tpr"):
         assert np.allclose(ours[f"{m}_ci_low"], lo[m], atol=0.03)
         assert np.allclose(ours[f"{m}_ci_high"], hi[m], atol=0.03)
-    assert (ours["tpr_ci_low"] < [40 / 60, 20 / 50]).all() and (ours["tpr_ci_high"] > [40 / 60, 20 / 50]).all()
+    assert (ours["tpr_ci_low"] < [40 / 60, 20 / 50]).all() and (
+        ours["tpr_ci_high"] > [40 / 60, 20 / 50]
+    ).all()
     again = ev.bootstrap_rates(ev.cells(g, y, p), n_boot=4000, seed=1)
     pd.testing.assert_frame_equal(ours, again)  # a fixed seed: the same intervals every month rerun
 
@@ -235,7 +297,10 @@ def test_small_groups_are_suppressed_with_a_second_group_when_one_alone_would_sh
     g, y, p = _children({"big": (300, 10, 10, 15), "mid": (150, 4, 4, 6), "tiny": (6, 1, 1, 1)})
     by_group, gaps = ev.audit({"district_code": pd.Series(g)}, y, p, n_boot=200)
     view = {r["group"]: r for r in ev.suppressed_view(by_group)}
-    assert view["tiny"]["n"] == view["tiny"]["positives"] == ev.SUPPRESSED and view["tiny"]["tpr"] is None
+    assert (
+        view["tiny"]["n"] == view["tiny"]["positives"] == ev.SUPPRESSED
+        and view["tiny"]["tpr"] is None
+    )
     assert view["mid"]["n"] == ev.SUPPRESSED  # else n(tiny) = children − big − mid
     assert view["big"]["n"] == 335 and view["big"]["tpr"] == pytest.approx(0.6)
     # 10 listed without a need among 310: the FPR would give 10 back, and it may (≥ 10)
@@ -243,16 +308,24 @@ def test_small_groups_are_suppressed_with_a_second_group_when_one_alone_would_sh
     g2, y2, p2 = _children({"big": (300, 10, 5, 15), "other": (300, 10, 10, 20)})
     other, _ = ev.audit({"district_code": pd.Series(g2)}, y2, p2, n_boot=50)
     assert {r["group"]: r for r in ev.suppressed_view(other)}["big"]["tpr"] is None  # the 5 missed
-    assert by_group.set_index("group")["suppressed"].to_dict() == {"big": False, "mid": True, "tiny": True}
+    assert by_group.set_index("group")["suppressed"].to_dict() == {
+        "big": False,
+        "mid": True,
+        "tiny": True,
+    }
     assert gaps.loc[0, "groups_compared"] == 1 and math.isnan(gaps.loc[0, "equalized_odds_gap"])
     assert "計算できない" in gaps.loc[0, "explanation"]
 
 
 def test_a_missing_attribute_is_reported_not_audited() -> None:
     g, y, p = _children({"a": (50, 5, 3, 7), "b": (80, 2, 6, 4)})
-    by_group, gaps = ev.audit({"single_parent": pd.Series(g), "foreign_resident": None}, y, p, n_boot=50)
+    by_group, gaps = ev.audit(
+        {"single_parent": pd.Series(g), "foreign_resident": None}, y, p, n_boot=50
+    )
     assert gaps["attribute"].tolist() == ["single_parent", "foreign_resident"]
-    assert "未承認" in gaps.loc[1, "explanation"] and set(by_group["attribute"]) == {"single_parent"}
+    assert "未承認" in gaps.loc[1, "explanation"] and set(by_group["attribute"]) == {
+        "single_parent"
+    }
 
 
 def _gap_text(spec: dict[str, tuple[int, int, int, int]]) -> tuple[float, str]:

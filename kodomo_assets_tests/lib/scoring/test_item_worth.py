@@ -47,9 +47,19 @@ def test_each_approved_item_is_classified_from_the_lineage() -> None:
 def test_an_item_left_unread_by_an_edited_approval_is_reported(tmp_path: Path) -> None:
     """Without 手当種別 no allowance column can be built: 支給状況 and 認定年月日 stay
     approved but nothing reads them."""
-    approval = parse_policy(_edited(tmp_path, "手当種別", "teate.csv", 目的外利用="", 利用区分="",
-                                    根拠="", 承認期間開始="", 承認期間終了="", **{"保存期間（月）": ""})
-                            ).for_month(MONTH)
+    approval = parse_policy(
+        _edited(
+            tmp_path,
+            "手当種別",
+            "teate.csv",
+            目的外利用="",
+            利用区分="",
+            根拠="",
+            承認期間開始="",
+            承認期間終了="",
+            **{"保存期間（月）": ""},
+        )
+    ).for_month(MONTH)
     units = _by_item(approval)
     assert ("teate", "手当種別") not in units
     assert units[("teate", "支給状況")].verdict == iw.UNREAD
@@ -74,10 +84,13 @@ def test_precision_at_k_counts_a_sampled_negative_for_those_it_stands_for() -> N
 
 
 def test_ppv_needs_ten_outcomes() -> None:
-    verified = pd.DataFrame({"result": ["該当"] * 6 + ["非該当"] * 3 + ["既知"] * 4,
-                             "indicators": [["指標A"]] * 13})
+    verified = pd.DataFrame(
+        {"result": ["該当"] * 6 + ["非該当"] * 3 + ["既知"] * 4, "indicators": [["指標A"]] * 13}
+    )
     assert iw.ppv(verified, {"指標A"}) == (9, None)
-    more = pd.concat([verified, pd.DataFrame({"result": ["非該当"], "indicators": [["指標A", "指標B"]]})])
+    more = pd.concat(
+        [verified, pd.DataFrame({"result": ["非該当"], "indicators": [["指標A", "指標B"]]})]
+    )
     assert iw.ppv(more, {"指標B", "指標A"}) == (10, 0.6)
     assert iw.ppv(more, {"指標C"}) == (0, None)
     assert iw.ppv(None, {"指標A"}) == (0, None)
@@ -90,15 +103,23 @@ def _synthetic_month(n: int = 1500, seed: int = 3) -> iw.Inputs:
     """The register, the center, allowances and welfare only; the label follows welfare,
     and 扶助種別 feeds a column that never varies."""
     whole = load_policy().for_month(MONTH)
-    approval = MonthApproval(MONTH, whole.periods, tuple(
-        i for i in whole.items if i.dataset in ("jumin", "soudan", "teate", "seiho")))
+    approval = MonthApproval(
+        MONTH,
+        whole.periods,
+        tuple(i for i in whole.items if i.dataset in ("jumin", "soudan", "teate", "seiho")),
+    )
     p = plan(load_spec(), approval)
     rng = np.random.default_rng(seed)
-    make = {"INTEGER": lambda: rng.integers(0, 5, n), "DOUBLE": lambda: rng.random(n),
-            "BOOLEAN": lambda: rng.random(n) < 0.2, "VARCHAR": lambda: rng.choice(["甲", "乙", "丙"], n),
-            "DATE": lambda: pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 900, n), "D")}
-    frame = pd.DataFrame({c: make[t]() if t in make else None for c, t in p.types().items()
-                          if c in p.columns})
+    make = {
+        "INTEGER": lambda: rng.integers(0, 5, n),
+        "DOUBLE": lambda: rng.random(n),
+        "BOOLEAN": lambda: rng.random(n) < 0.2,
+        "VARCHAR": lambda: rng.choice(["甲", "乙", "丙"], n),
+        "DATE": lambda: pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 900, n), "D"),
+    }
+    frame = pd.DataFrame(
+        {c: make[t]() if t in make else None for c, t in p.types().items() if c in p.columns}
+    )
     frame["child_token"] = [f"t{i:05d}" for i in range(n)]
     welfare = rng.random(n) < 0.12
     frame["welfare"], frame["welfare_education_aid"] = welfare, False
@@ -108,15 +129,25 @@ def _synthetic_month(n: int = 1500, seed: int = 3) -> iw.Inputs:
     frame["ind_on_welfare"] = welfare
     hidden = iw.label_columns(p)
     y = ((frame["consultations_total"] > 0) | frame["council_registered"]).to_numpy(int)
-    return iw.Inputs(frame=frame, features=scoring.model_features(p), indicators=(WELFARE,),
-                     asof=pd.Timestamp("2022-10-31"), asof_sql=ASOF_SQL, y=y, plan=p, approval=approval,
-                     shown=[c for c in p.columns if c not in hidden])
+    return iw.Inputs(
+        frame=frame,
+        features=scoring.model_features(p),
+        indicators=(WELFARE,),
+        asof=pd.Timestamp("2022-10-31"),
+        asof_sql=ASOF_SQL,
+        y=y,
+        plan=p,
+        approval=approval,
+        shown=[c for c in p.columns if c not in hidden],
+    )
 
 
 @pytest.fixture(scope="module")
 def synthetic() -> tuple[iw.Inputs, pd.DataFrame]:
     inputs = _synthetic_month()
-    verified = pd.DataFrame({"result": ["該当"] * 9 + ["非該当"] * 3, "indicators": [["生活保護の指標"]] * 12})
+    verified = pd.DataFrame(
+        {"result": ["該当"] * 9 + ["非該当"] * 3, "indicators": [["生活保護の指標"]] * 12}
+    )
     return inputs, iw.item_worth(inputs, seed=11, verified=verified, folds=3)
 
 
@@ -128,7 +159,11 @@ def test_an_item_the_label_follows_is_needed_and_a_constant_one_can_go(synthetic
     assert welfare["indicators_removed"] == ["生活保護の指標"]
     assert welfare["verified_outcomes"] == 12 and welfare["ppv_verified"] == 0.75
     constant = items.loc["扶助種別"]  # its one column never varies: nothing lost
-    assert constant["verdict"] == iw.DROP and constant["auc_drop"] == 0 and constant["precision_drop"] == 0
+    assert (
+        constant["verdict"] == iw.DROP
+        and constant["auc_drop"] == 0
+        and constant["precision_drop"] == 0
+    )
     assert np.isnan(constant["ppv_verified"]) and constant["verified_outcomes"] == 0
     # the register's base inputs are never candidates, whatever they cost
     assert items.loc["生年月日", "verdict"] == iw.NEEDED
@@ -144,6 +179,8 @@ def test_an_item_the_label_follows_is_needed_and_a_constant_one_can_go(synthetic
 
 def test_the_same_seed_gives_the_same_figures(synthetic) -> None:
     inputs, table = synthetic
-    verified = pd.DataFrame({"result": ["該当"] * 9 + ["非該当"] * 3, "indicators": [["生活保護の指標"]] * 12})
+    verified = pd.DataFrame(
+        {"result": ["該当"] * 9 + ["非該当"] * 3, "indicators": [["生活保護の指標"]] * 12}
+    )
     again = iw.item_worth(inputs, seed=11, verified=verified, folds=3)
     pd.testing.assert_frame_equal(table, again)

@@ -13,28 +13,46 @@ ASOF = pd.Timestamp("2022-10-31")
 
 
 def test_features_exclude_the_label_and_the_audit_attributes() -> None:
-    names = {f.name for f in scoring.model_features(plan(load_spec(), load_policy().for_month("2022-10")))}
+    names = {
+        f.name
+        for f in scoring.model_features(plan(load_spec(), load_policy().for_month("2022-10")))
+    }
     assert {"absence_rate_3m", "household_heavy_care_no_service", "welfare"} <= names
-    assert not names & {"district_code", "foreign_resident", "center_known", "council_registered",
-                        "consultations_total", "last_consultation_date", "school", "child_token"}
+    assert not names & {
+        "district_code",
+        "foreign_resident",
+        "center_known",
+        "council_registered",
+        "consultations_total",
+        "last_consultation_date",
+        "school",
+        "child_token",
+    }
 
 
 def _synthetic(n: int = 6000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
     carer = rng.random(n) < 0.03
     absences = rng.poisson(1 + 6 * carer)
-    frame = pd.DataFrame({
-        "heavy": carer & (rng.random(n) < 0.8), "absent": absences.astype(float),
-        "since": pd.to_datetime("2022-01-01") + pd.to_timedelta(rng.integers(0, 300, n), "D"),
-        "aid": np.where(rng.random(n) < 0.5, "なし", "要保護"), "ind_x": carer & (absences > 4)})
+    frame = pd.DataFrame(
+        {
+            "heavy": carer & (rng.random(n) < 0.8),
+            "absent": absences.astype(float),
+            "since": pd.to_datetime("2022-01-01") + pd.to_timedelta(rng.integers(0, 300, n), "D"),
+            "aid": np.where(rng.random(n) < 0.5, "なし", "要保護"),
+            "ind_x": carer & (absences > 4),
+        }
+    )
     y = (carer & (rng.random(n) < 0.6)) | (rng.random(n) < 0.01)
     return frame, y.astype(int)
 
 
-FEATURES = [Feature("heavy", "同居家族 要介護4・5", "BOOLEAN", "others", ""),
-            Feature("absent", "直近3か月の欠席日数", "INTEGER", "child", ""),
-            Feature("since", "認定開始日", "DATE", "others", ""),
-            Feature("aid", "就学援助区分", "VARCHAR", "child", "")]
+FEATURES = [
+    Feature("heavy", "同居家族 要介護4・5", "BOOLEAN", "others", ""),
+    Feature("absent", "直近3か月の欠席日数", "INTEGER", "child", ""),
+    Feature("since", "認定開始日", "DATE", "others", ""),
+    Feature("aid", "就学援助区分", "VARCHAR", "child", ""),
+]
 IND = (Indicator("x", "指標X", "説明", "true", "'x'", "{asof}"),)
 
 
@@ -86,8 +104,8 @@ def test_reasons_lead_with_indicators_then_positive_contributions() -> None:
     x = d.matrix.copy()
     x[:, 0], x[:, 1] = [1, 0, np.nan], [9, 0, np.nan]
     shap = np.zeros_like(x)
-    shap[0, :2] = [0.8, 0.5]   # heavy care and absences push child 0 up
-    shap[1, 1] = -0.3          # child 1: nothing positive
+    shap[0, :2] = [0.8, 0.5]  # heavy care and absences push child 0 up
+    shap[1, 1] = -0.3  # child 1: nothing positive
     out = scoring.reasons([["指標Xの事実"], [], []], shap, x, d.terms, ASOF)
     assert out[0] == ["指標Xの事実", "同居家族 要介護4・5", "直近3か月の欠席日数: 9"]
     assert len(out[1]) == 1  # still the single largest contribution, never empty
@@ -131,15 +149,23 @@ def test_a_training_childs_score_is_its_out_of_fold_prediction() -> None:
     keep, weight = scoring.training_sample(y, 5)
     assert np.array_equal(model.fitted_rows, keep) and y[keep].sum() == y.sum()  # every positive
     folds = StratifiedKFold(5, shuffle=True, random_state=5)
-    oof = cross_val_predict(scoring._base(5), x[keep], y[keep], cv=folds, method="decision_function",
-                            params={"sample_weight": weight})
+    oof = cross_val_predict(
+        scoring._base(5),
+        x[keep],
+        y[keep],
+        cv=folds,
+        method="decision_function",
+        params={"sample_weight": weight},
+    )
     honest = model.honest_scores(x)
     assert np.allclose(honest[keep], model.platt.predict_proba(oof.reshape(-1, 1))[:, 1])
     rest = np.setdiff1d(np.arange(n), keep)
     assert len(rest) > 0
     assert np.allclose(honest[rest], model.predict_proba(x[rest])[:, 1])
     # in-sample scores would have put the positives higher than their honest ones
-    assert model.predict_proba(x[keep])[:, 1][y[keep] == 1].mean() > honest[keep][y[keep] == 1].mean()
+    assert (
+        model.predict_proba(x[keep])[:, 1][y[keep] == 1].mean() > honest[keep][y[keep] == 1].mean()
+    )
 
 
 def test_the_listed_share_of_past_consultations_counts_the_top_k_of_eligible_children() -> None:
