@@ -39,6 +39,7 @@ from kodomo_assets.lib.center.export import (
 )
 from kodomo_assets.lib.linkage.review import review_log
 from kodomo_assets.lib.platform.accounts import os_account
+from kodomo_assets.lib.platform.rows import one_row
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy.approval import Approval, MonthApproval, load_purposes
 from kodomo_assets.lib.registry import load_registry
@@ -197,18 +198,20 @@ def _figures_section(
     if scores.exists():
         with storage.connect() as con:
             storage.attach(con, "s", scores)
-            (n_children,) = con.execute("SELECT count(*) FROM s.risk_scores").fetchone()
+            (n_children,) = one_row(con.execute("SELECT count(*) FROM s.risk_scores"))
             k = max(1, round(0.02 * n_children))
             con.execute(f"""CREATE TEMP TABLE t AS SELECT s.*,
                 (NOT s.center_known AND row_number() OVER (PARTITION BY s.center_known
                  ORDER BY s.rank) <= {k}) AS listed FROM s.risk_scores s""")
             rows = []
             for i in load_indicators():
-                fired, listed = con.execute(
-                    "SELECT count(*) FILTER (list_contains(indicators, ?)), "
-                    "count(*) FILTER (listed AND list_contains(indicators, ?)) FROM t",
-                    [i.label, i.label],
-                ).fetchone()
+                fired, listed = one_row(
+                    con.execute(
+                        "SELECT count(*) FILTER (list_contains(indicators, ?)), "
+                        "count(*) FILTER (listed AND list_contains(indicators, ?)) FROM t",
+                        [i.label, i.label],
+                    )
+                )
                 # 該当 − うち掲載 is a count too: both parts 0 or ≥ 10, or the part is hidden
                 rows.append(
                     [i.label, R.small(fired), R.small(listed) if visible(listed, fired) else R.MASK]
@@ -428,10 +431,12 @@ def _trend_section(storage: KodomoStorage) -> list:
     for j, m in enumerate(months):
         with storage.open(folder / m / "risk_scores.duckdb") as con:
             for i, label in enumerate(labels):
-                (n,) = con.execute(
-                    "SELECT count(*) FILTER (list_contains(indicators, ?)) FROM risk_scores",
-                    [label],
-                ).fetchone()
+                (n,) = one_row(
+                    con.execute(
+                        "SELECT count(*) FILTER (list_contains(indicators, ?)) FROM risk_scores",
+                        [label],
+                    )
+                )
                 series[i, j] = n if n >= 10 or n == 0 else np.nan  # small counts left out
     fig, ax = plt.subplots(figsize=(8, 4))
     for i, label in enumerate(labels):

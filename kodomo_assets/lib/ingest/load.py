@@ -31,6 +31,7 @@ from kodomo_assets.lib.ingest.wareki import (
     parse_date,
     parse_year_month,
 )
+from kodomo_assets.lib.platform.rows import one_row
 from kodomo_assets.lib.policy import content as scan
 from kodomo_assets.lib.policy.statutory import is_denied_header, is_tax_like
 from kodomo_assets.lib.registry import Dataset
@@ -401,9 +402,9 @@ class _Loader:
             encoding=decoded.encoding,
             rows_received=decoded.data_lines + len(decoded.bad_lines),
             blank_lines=decoded.blank_lines,
-            duplicates_removed=con.execute("SELECT count(*) FROM duplicates").fetchone()[0],
-            stored_rows=con.execute(f"SELECT count(*) FROM {ds.name}").fetchone()[0],
-            quarantined=con.execute(f"SELECT count(*) FROM {ds.name}_quarantine").fetchone()[0],
+            duplicates_removed=one_row(con.execute("SELECT count(*) FROM duplicates"))[0],
+            stored_rows=one_row(con.execute(f"SELECT count(*) FROM {ds.name}"))[0],
+            quarantined=one_row(con.execute(f"SELECT count(*) FROM {ds.name}_quarantine"))[0],
             quarantine_by_reason=dict(by_reason),
             ignored_columns=ignored,
             dropped_forbidden_columns=dropped,

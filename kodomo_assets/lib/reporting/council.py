@@ -19,6 +19,7 @@ import duckdb
 import numpy as np
 
 from kodomo_assets.lib.center.feedback import CONFIRMED, KNOWN, NOT_CONFIRMED
+from kodomo_assets.lib.platform.rows import one_row
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy.content import detect, label
 from kodomo_assets.lib.reporting import report as R
@@ -145,9 +146,11 @@ def by_month(con: duckdb.DuckDBPyConnection, listed: dict[str, int]) -> R.Table:
 
 def checked_totals(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
     """Across all months: checked (any result), 該当, 非該当, for the new suggestions."""
-    return con.execute(f"""SELECT count(*), count(*) FILTER (result = '{CONFIRMED}'),
+    return one_row(
+        con.execute(f"""SELECT count(*), count(*) FILTER (result = '{CONFIRMED}'),
                            count(*) FILTER (result = '{NOT_CONFIRMED}') FROM verified
-                           WHERE section = '{NEW}'""").fetchone()
+                           WHERE section = '{NEW}'""")
+    )
 
 
 def _ppv_rows(rows: list[tuple[str, int, int]]) -> list[list[str]]:
