@@ -61,6 +61,7 @@ def _meta(instance: DagsterInstance, key: AssetKey, month: str) -> dict:
     if not records:
         return {}
     mat = records[0].event_log_entry.asset_materialization
+    assert mat is not None  # the records are materializations
     return {k: v.value for k, v in mat.metadata.items()}
 
 
@@ -410,7 +411,9 @@ def _model_section(
         counts, edges = np.histogram(figures["scores"], bins=20, range=(0, 1))
         heights = np.where(counts >= 10, counts, 0)  # bins of 1–9 children are not drawn
         ax.bar(edges[:-1], heights, width=0.05, align="edge", color="#669")
-        ax.set_yscale("symlog"), ax.set_xlabel("較正済みスコア"), ax.set_ylabel("児童数")
+        ax.set_yscale("symlog")
+        ax.set_xlabel("較正済みスコア")
+        ax.set_ylabel("児童数")
         ax.set_title("スコアの分布（10人未満の区分は表示しない）")
         parts.append(R.image(R.png(fig), "スコアの分布"))
     return parts
@@ -499,7 +502,7 @@ def _history_section(storage: KodomoStorage, instance: DagsterInstance, month: s
         ]
         for r in runs
     ]
-    assets = []
+    assets: list[list[object]] = []
     for key in (
         *(source_key(d) for d in load_registry().datasets),
         LINK_KEY,
@@ -515,7 +518,9 @@ def _history_section(storage: KodomoStorage, instance: DagsterInstance, month: s
         if not recs:
             assets.append(["/".join(key.path), "—", "—", "—"])
             continue
-        meta = recs[0].event_log_entry.asset_materialization.metadata
+        mat = recs[0].event_log_entry.asset_materialization
+        assert mat is not None  # the records are materializations
+        meta = mat.metadata
         by = meta["materialized_by"].value if "materialized_by" in meta else "—"
         when = datetime.fromtimestamp(recs[0].timestamp, TOKYO).isoformat(timespec="seconds")
         assets.append(["/".join(key.path), when, recs[0].run_id[:8], by])
@@ -568,7 +573,7 @@ def _link_records_table(storage: KodomoStorage, month: str, purposes: dict[str, 
         [
             e.get("time"),
             e.get("user"),
-            names.get(e.get("action"), "不明"),
+            names.get(e.get("action", ""), "不明"),
             f"{e['purpose']}（{purposes.get(e['purpose'], '不明なコード')}）"
             if e.get("purpose")
             else "—",
