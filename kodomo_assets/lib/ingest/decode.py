@@ -150,7 +150,7 @@ def _read_block(
     ok[np.searchsorted(ends, cr_pos[buf[cr_pos + 1] != _NL])] = False
     codec = decoded.encoding.replace("-sig", "")
     fixed: dict[int, bytes] = {}
-    for i in np.flatnonzero(~ok):
+    for i in np.flatnonzero(~ok).tolist():  # Python ints: line numbers are int
         raw = data[starts[i] : content_end[i]]
         line = _check_line(raw, codec, width, decoded, first_line + i)
         ok[i] = line is not None
