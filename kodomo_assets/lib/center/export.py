@@ -318,7 +318,8 @@ def _returned_xlsx(source: Path, month: str) -> tuple[list[Returned], list[tuple
         datetime.strptime(month + "-01", "%Y-%m-%d").date(),
     )
     today = datetime.now(TOKYO).date()
-    out, refused = [], []
+    out: list[Returned] = []
+    refused: list[tuple[int | str, str]] = []
     for n, values in enumerate(rows, start=2):
         v = dict(zip([*HEADERS, *CHECK_HEADERS], values, strict=False))
         result = str(v.get("確認結果") or "").strip()
@@ -347,6 +348,7 @@ def _returned_xlsx(source: Path, month: str) -> tuple[list[Returned], list[tuple
             shown = (int(v["順位"]), round(float(v["スコア"]), 3))
         except (TypeError, ValueError):
             shown = (-1, -1.0)
+        assert isinstance(day, date)  # a row without a date has a problem above
         out.append(
             Returned(_cell(n, "宛名番号"), atena, month, result, shown, day.isoformat(), method)
         )
@@ -488,7 +490,7 @@ def _rows(con: duckdb.DuckDBPyConnection) -> list[list[Any]]:
     ]
 
 
-def _write_atomic(out: Path, write: Callable[[Path], None], log: Callable[[], object]) -> None:
+def _write_atomic(out: Path, write: Callable[[Path], object], log: Callable[[], object]) -> None:
     """Temp file (0600) in the target folder, logged, then renamed: a reader sees no half
     file, and no export becomes visible without its log line."""
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")

@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -133,7 +134,7 @@ def center_keygen(
                 f"{folder / name} は既にあります（上書きしません。鍵の更新は README を参照）"
             )
         out[name] = folder / name
-    public = {
+    public: dict[str, Any] = {
         "encryption": b64(public_raw(enc.public_key())),
         "signing": b64(public_raw(sig.public_key())),
         "fingerprint": fingerprint(public_raw(enc.public_key())),

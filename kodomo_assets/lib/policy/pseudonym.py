@@ -12,6 +12,7 @@ import hmac
 
 import duckdb
 import pyarrow as pa
+from duckdb.func import FunctionNullHandling, PythonUDFType
 
 PURPOSES = ("child", "household")
 TOKEN_HEX = 32  # 128 bits of the HMAC: collisions are negligible at city scale
@@ -38,8 +39,8 @@ def register_udfs(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
             _vectorised(key, purpose),
             ["VARCHAR"],
             "VARCHAR",
-            type="arrow",
-            null_handling="special",
+            type=PythonUDFType.ARROW,
+            null_handling=FunctionNullHandling.SPECIAL,
             side_effects=False,
         )
 
