@@ -533,7 +533,7 @@ def attribute_groups(linked: pd.DataFrame) -> dict[str, pd.Series | None]:
         inputs = ON_AID_INPUTS if attr == "on_aid" else (attr,)
         if not all(c in linked for c in inputs):
             out[attr] = None
-        elif yes is None:
+        elif yes is None or no is None:
             out[attr] = linked[attr].astype("string").fillna(UNKNOWN_GROUP).astype(str)
         else:
             flags = [linked[c].astype("boolean") for c in inputs]
