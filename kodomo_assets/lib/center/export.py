@@ -18,6 +18,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -204,7 +205,9 @@ def verify_access_log(storage: KodomoStorage, public: CenterPublic) -> int | Non
     return None
 
 
-def _open_list(storage: KodomoStorage, private: CenterPrivate, month: str):
+def _open_list(
+    storage: KodomoStorage, private: CenterPrivate, month: str
+) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
     path = storage.zone_store("center", month, TABLE)
     if not path.exists():
         raise ExportError(

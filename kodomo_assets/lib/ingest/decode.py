@@ -17,6 +17,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -259,7 +260,7 @@ def _parse(
     )
 
 
-def _parse_or_none(*args) -> pa.Table | None:
+def _parse_or_none(*args: Any) -> pa.Table | None:
     try:
         return _parse(*args)
     except (pa.ArrowInvalid, UnicodeDecodeError):

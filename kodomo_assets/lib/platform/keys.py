@@ -22,6 +22,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from kodomo_assets.lib.platform.crypto import b64, fingerprint, public_raw, unb64
@@ -182,7 +183,7 @@ def _passphrase(path: Path) -> bytes:
     return text.encode()
 
 
-def _load_private(path: Path, home: Path | None):
+def _load_private(path: Path, home: Path | None) -> PrivateKeyTypes:
     _private_file_check(path, "センター秘密鍵", home)
     pem = path.read_bytes()
     encrypted = b"ENCRYPTED" in pem.split(b"\n", 1)[0]

@@ -14,6 +14,7 @@ import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -24,6 +25,9 @@ from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy.content import detect, label
 from kodomo_assets.lib.reporting import report as R
 from kodomo_assets.lib.reporting.suppression import MASK, share_text, visible
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FEEDBACK_STORE = "verification_feedback"
 NEW = "新規の示唆"
@@ -432,7 +436,7 @@ def read_notes(path: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
 # -- 必要最小限 --------------------------------------------------------------------------------
 
 
-def worth_tables(frame, month: str) -> list:
+def worth_tables(frame: pd.DataFrame, month: str) -> list:
     """The item-worth review as the council reads it: items the model could drop at a cost
     under the threshold (candidates for next year's 別紙), approved items no column reads,
     and the items whose removal hurts most. Figures are model scores and PPVs of at least
@@ -446,7 +450,7 @@ def worth_tables(frame, month: str) -> list:
     full = frame[frame["level"] == iw.FULL].iloc[0]
     auc_noise, precision_noise = iw.noise_floor(frame)
 
-    def rows(part) -> list[list[str]]:
+    def rows(part: pd.DataFrame) -> list[list[str]]:
         return [
             [
                 r.department,
