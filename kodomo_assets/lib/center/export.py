@@ -324,7 +324,7 @@ def _returned_xlsx(source: Path, month: str) -> tuple[list[Returned], list[tuple
     out: list[Returned] = []
     refused: list[tuple[int | str, str]] = []
     for n, values in enumerate(rows, start=2):
-        v = dict(zip([*HEADERS, *CHECK_HEADERS], values, strict=False))
+        v: dict[str, Any] = dict(zip([*HEADERS, *CHECK_HEADERS], values, strict=False))
         result = str(v.get("確認結果") or "").strip()
         if result in ("", fb.UNCHECKED):
             continue
@@ -534,9 +534,11 @@ def _write_xlsx(path: Path, rows: Sequence[Sequence[Any]], info: Sequence[tuple[
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font
     from openpyxl.worksheet.datavalidation import DataValidation
+    from openpyxl.worksheet.worksheet import Worksheet
 
     wb = Workbook()
     about = wb.active
+    assert isinstance(about, Worksheet)  # a new workbook's one sheet
     about.title = "説明"
     for label, value in info:
         about.append([label, value])
