@@ -14,6 +14,7 @@ export DAGSTER_HOME="$(mktemp -d)"
 cp dagster_home/dagster.yaml "$DAGSTER_HOME/"
 .venv/bin/ruff format --check kodomo_assets kodomo_assets_tests scripts
 .venv/bin/ruff check kodomo_assets kodomo_assets_tests scripts
+.venv/bin/mypy
 .venv/bin/dagster definitions validate -m kodomo_assets
 set +e
 .venv/bin/pytest "$@"

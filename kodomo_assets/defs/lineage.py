@@ -1,14 +1,14 @@
 """Provenance for the committee: column lineage of assets that cross a zone
 (`dagster/column_lineage`, which the OSS UI stores and the report draws), and who ran a step."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from dagster import AssetKey, TableColumnDep, TableColumnLineage
 
 from kodomo_assets.lib.platform.accounts import os_account
 
 
-def column_lineage(deps: dict[str, Iterable[tuple[AssetKey, str]]]) -> TableColumnLineage:
+def column_lineage(deps: Mapping[str, Iterable[tuple[AssetKey, str]]]) -> TableColumnLineage:
     return TableColumnLineage(
         deps_by_column={
             column: [

@@ -4,6 +4,7 @@ purge of every store and zone, and a check that an approval is in force."""
 import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from dagster import (
     AssetKey,
@@ -182,7 +183,12 @@ def purge_job_for(asset_keys: Sequence[AssetKey]):
         now = storage.today()
         expires = _due(storage, config.months, now)
         log, account = purge_log(storage), os_account()
-        summary = {"months": [], "files": 0, "keys_destroyed": 0, "dry_run": config.dry_run}
+        summary: dict[str, Any] = {
+            "months": [],
+            "files": 0,
+            "keys_destroyed": 0,
+            "dry_run": config.dry_run,
+        }
         for month, last_days in expires.items():
             on_disk = month_kinds(storage, month)
             present = {k for k, fs in on_disk.items() if fs} or set(LABELS)

@@ -335,7 +335,9 @@ def boshi(w: World) -> pd.DataFrame:
     birth, start = p["birth"], p["arrived"]
     young = np.flatnonzero((birth > pop.month_end[0] - 7 * 366) & p["resident"])
     b, s = birth[young], start[young]
-    status, visible, day = [], [], []
+    statuses: list[np.ndarray] = []
+    visibles: list[np.ndarray] = []
+    days: list[np.ndarray] = []
     for i, (lo, hi) in enumerate(CHECKUP_WINDOW):
         w0, w1 = D.add_months(b, lo), D.add_months(b, hi)
         missed = (ch.checkup_skip_after[young] <= w1) | (ch.checkup_u[young, i] < CHECKUP_MISS[i])
@@ -345,10 +347,10 @@ def boshi(w: World) -> pd.DataFrame:
             ch.checkup_day_u[young, i] * np.maximum(w1 - open_from - 1, 0)
         ).astype("int64")
         st = np.where(outside, 2, np.where(missed, 1, 0))
-        status.append(st)
-        visible.append(np.where(st == 2, s, np.where(st == 1, w1, attend)))
-        day.append(np.where(st == 0, attend, D.NONE))
-    status, visible, day = np.stack(status), np.stack(visible), np.stack(day)
+        statuses.append(st)
+        visibles.append(np.where(st == 2, s, np.where(st == 1, w1, attend)))
+        days.append(np.where(st == 0, attend, D.NONE))
+    status, visible, day = np.stack(statuses), np.stack(visibles), np.stack(days)
     for m in range(len(w.months)):
         am, me, pres = w.month(m)
         under6 = me < D.add_months(b, 72)

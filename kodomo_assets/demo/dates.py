@@ -60,7 +60,7 @@ def ymd(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     inside = (days >= _BASE) & (days <= _LAST)
     if inside.all():
         i = days - _BASE
-        return tuple(a.take(i) for a in _ymd_table())  # type: ignore[return-value]
+        return tuple(a.take(i) for a in _ymd_table())
     d = days.astype("M8[D]")
     y = d.astype("M8[Y]").astype(int) + 1970
     m = d.astype("M8[M]").astype(int) % 12 + 1

@@ -9,6 +9,7 @@ statistics.md, U). Signals show only through the exports and build up after the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,7 +120,7 @@ def plant(
         int
     )
     rows: list[dict] = []
-    planters = {
+    planters: dict[str, Callable[..., list]] = {
         "young_carer_elder": _young_carer_elder,
         "isolated_parenting": _isolated_parenting,
         "neglect": _neglect,
@@ -225,8 +226,8 @@ def _carer_disability(rng, ctx: _Ctx, k: int, cards: Cards, **_) -> list:
         _attendance(ctx, pid, onset, 0.03, 0.04, 0.3, late=0.6, early=0.3, notes=2)
         out.append((pid, onset))
     if new:
-        pid, kind, grade, onset = (np.array(c) for c in zip(*new, strict=True))
-        _append_cards(cards, pid, kind, grade, onset)
+        pids, kinds, grades, onsets = (np.array(c) for c in zip(*new, strict=True))
+        _append_cards(cards, pids, kinds, grades, onsets)
     return out
 
 
@@ -465,20 +466,20 @@ def _cases(
         women, min(len(women), max(1, round(kids.sum() * 0.0008))), replace=False
     ):
         rows.append((pid, me - int(rng.integers(10, 200)), C.HEALTH, 2, NEVER))
-    pid, received, kind, council, closed = (
+    pid, received_on, kind, council, closed_on = (
         np.array(c, dtype="int64") for c in zip(*rows, strict=True)
     )
-    order = np.argsort(received, kind="stable")
-    fy = D.fiscal_year(D.abs_month(received[order]))
+    order = np.argsort(received_on, kind="stable")
+    fy = D.fiscal_year(D.abs_month(received_on[order]))
     number = np.empty(len(order), "int64")
     number[order] = fy * 1_000_000 + np.arange(1, len(order) + 1)
     return Cases(
         pid=pid,
         number=number,
-        received=received,
+        received=received_on,
         kind=kind,
         council=council,
-        closed=closed,
+        closed=closed_on,
         note=rng.integers(0, len(C.CONSULT_NOTES), len(pid)),
     )
 

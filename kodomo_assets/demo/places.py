@@ -33,7 +33,8 @@ def make_places(rng: np.random.Generator, residents: int) -> Places:
     scale = residents / _SCALE
     n_districts = max(6, round(60 * scale))
     towns = [p + t for p in N.TOWN_PREFIXES for t in N.TOWNS]
-    codes, labels = [], []
+    codes: list[str] = []
+    labels: list[str] = []
     t = 0
     while len(codes) < n_districts:
         chome = int(rng.integers(0, 6))  # 0: a town without 丁目 (番地 addresses)

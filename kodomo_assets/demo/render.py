@@ -59,6 +59,12 @@ class _Plan:
     fw: np.ndarray | None = None  # full-width digits
     space: np.ndarray | None = None  # -1 none, 0 before, 1 after, 2 both
 
+    def styles(self, rows: slice | np.ndarray) -> np.ndarray:
+        """The style of some rows, for a kind that has one (date, month, kana)."""
+        if self.style is None:
+            raise ValueError("this column's plan has no style")
+        return self.style[rows]
+
 
 class Renderer:
     """Renders the records of one dataset; `vis` holds, per month, the visible row indices."""
@@ -139,10 +145,10 @@ class Renderer:
         return forms
 
     # -- strings -------------------------------------------------------------------------
-    def _strings(self, col: Col, plan: _Plan, rows: slice) -> np.ndarray:
+    def _strings(self, col: Col, plan: _Plan, rows: slice | np.ndarray) -> np.ndarray:
         f, k = self.frame, col.kind
         if k == "kana" and isinstance(col.src, str):  # whole spellings (the 学齢簿's own)
-            out = _spelled(f[col.src].to_numpy()[rows], plan.style[rows])
+            out = _spelled(f[col.src].to_numpy()[rows], plan.styles(rows))
         elif k in ("name", "kana"):
             sur, giv = (f[c].to_numpy()[rows] for c in col.src)
             out = self._names(sur, giv, k, None if plan.style is None else plan.style[rows])
@@ -163,7 +169,7 @@ class Renderer:
             out[sel] = [quote(v) for v in out[sel]]
         return out
 
-    def _values(self, v: np.ndarray, col: Col, plan: _Plan, rows: slice) -> np.ndarray:
+    def _values(self, v: np.ndarray, col: Col, plan: _Plan, rows: slice | np.ndarray) -> np.ndarray:
         k = col.kind
         if k == "id":
             return _digits(v, col.width)
@@ -175,16 +181,16 @@ class Renderer:
         if k == "addr":  # a household, or the address as spelt (the 学齢簿's own)
             return v.copy() if v.dtype == object else self.addresses[v]
         if k == "month":
-            style = plan.style[rows]
-            table = {
+            style = plan.styles(rows)
+            spelt = {
                 (am, s): D.render_month(int(am), int(s)) for am in np.unique(v) for s in range(4)
             }
             return np.array(
-                [table[(a, s)] for a, s in zip(v.tolist(), style.tolist(), strict=True)],
+                [spelt[(a, s)] for a, s in zip(v.tolist(), style.tolist(), strict=True)],
                 dtype=object,
             )
         if k == "date":
-            return D.render_days(v, plan.style[rows])
+            return D.render_days(v, plan.styles(rows))
         raise ValueError(k)
 
     @staticmethod

@@ -7,7 +7,7 @@ non-attenders below are most of those; planted needs and noise add the rest.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,6 +24,7 @@ CHRONIC = (0.009, 0.04)  # elementary, junior high: stable high absence from Apr
 BLANK_ATENA = 0.024  # resident pupils whose 宛名番号 was never entered (plus 住登外 below)
 NOT_REGISTERED = 0.006  # 住登外 pupils (区域外就学, DV evacuees) as a share of pupils
 NEIGHBOURS = ("東京都立川市", "東京都福生市", "東京都八王子市")
+_UNSIMULATED = np.zeros((0, 0), "int64")
 
 
 @dataclass
@@ -45,14 +46,14 @@ class School:
     add_nurse: np.ndarray
     bully: np.ndarray  # forced bullying recognition
     notes: np.ndarray  # which absence-notes set applies
-    # filled by simulate()
-    days: np.ndarray | None = None
-    absent: np.ndarray | None = None
-    late: np.ndarray | None = None
-    early: np.ndarray | None = None
-    nurse: np.ndarray | None = None
-    bullied: np.ndarray | None = None
-    note: np.ndarray | None = None
+    # filled by simulate(), (pupils, grid); empty until then
+    days: np.ndarray = field(default_factory=lambda: _UNSIMULATED.copy())
+    absent: np.ndarray = field(default_factory=lambda: _UNSIMULATED.copy())
+    late: np.ndarray = field(default_factory=lambda: _UNSIMULATED.copy())
+    early: np.ndarray = field(default_factory=lambda: _UNSIMULATED.copy())
+    nurse: np.ndarray = field(default_factory=lambda: _UNSIMULATED.copy())
+    bullied: np.ndarray = field(default_factory=lambda: _UNSIMULATED.copy())
+    note: np.ndarray = field(default_factory=lambda: _UNSIMULATED.copy())
 
     def index(self, pids: np.ndarray) -> np.ndarray:
         """Row of each pid in the pupil arrays (-1 when not a pupil)."""
@@ -147,7 +148,7 @@ def simulate(rng: np.random.Generator, s: School, months: list[int], n_schools: 
     scale = s.days / 20
 
     def counts(mean: float, shape: float, add: np.ndarray) -> np.ndarray:
-        lam = rng.gamma(shape, mean / shape, n)[:, None] * scale + add * (s.days > 0)
+        lam = rng.gamma(shape, mean / shape, int(n))[:, None] * scale + add * (s.days > 0)
         return np.minimum(rng.poisson(np.maximum(lam, 0)), at_school)
 
     s.late = counts(0.35, 0.4, s.add_late)

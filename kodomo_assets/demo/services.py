@@ -184,11 +184,11 @@ def base_cards(rng: np.random.Generator, pop: Population, ref: int) -> Cards:
         welfare = rng.random(len(pid)) < np.where(child, 0.15, (0.25, 0.6, 0.4)[kind])
         child_svc = child & (rng.random(len(pid)) < 0.7)
         rows.append((pid, np.full(len(pid), kind), grade, welfare, child_svc))
-    pid, kind, grade, welfare, child_svc = (np.concatenate(c) for c in zip(*rows, strict=True))
+    pid, kinds, grade, welfare, child_svc = (np.concatenate(c) for c in zip(*rows, strict=True))
     m = len(pid)
     return Cards(
         pid=pid,
-        kind=kind,
+        kind=kinds,
         grade=grade,
         welfare=welfare,
         child_svc=child_svc,

@@ -52,6 +52,7 @@ def write_persons(path: Path, pop: PO.Population, school: SC.School, places: Pla
         writer = writer or pq.ParquetWriter(path, schema, compression="snappy")
         writer.write_table(pa.Table.from_arrays(columns, schema=schema))
         del columns
+    assert writer is not None  # the loop above runs at least once
     writer.close()
 
 

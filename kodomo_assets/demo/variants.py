@@ -199,6 +199,8 @@ def _change(kind: str, s: str, rng: np.random.Generator) -> str | None:
     )
     if kind == "dakuten":
         table = {**VOICED, **UNVOICED}
+    if table is None:
+        raise ValueError(f"unknown kind of variant: {kind}")
     spots = [
         i
         for i, c in enumerate(s)

@@ -12,7 +12,7 @@ import csv
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -147,7 +147,7 @@ def _inject(
         by_reason["conflicting_key"] = 2 * len(conf)
     for pos, line in sorted(extra, key=lambda t: t[0]):
         st.after.setdefault(int(rows[pos]), []).append(line)
-    counts = {
+    counts: dict[str, Any] = {
         "rows_written": n + len(extra),
         "exact_duplicates": int(len(dup)),
         "bad_rows": int(len(bad) + 2 * len(conf)),

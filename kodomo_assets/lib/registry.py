@@ -41,6 +41,13 @@ class Column:
     def forbidden(self) -> bool:
         return self.marker == "forbidden"
 
+    @property
+    def stored_type(self) -> str:
+        """The type of a stored column: only a 禁止 column has none (the registry checks)."""
+        if self.type is None:
+            raise RegistryError(f"列 {self.name} には type がない（禁止の列は保存しない）")
+        return self.type
+
 
 @dataclass(frozen=True)
 class Check:

@@ -23,6 +23,7 @@ from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
 from kodomo_assets.lib.paths import DATA_DIR
 from kodomo_assets.lib.platform.keys import KeyProblem
+from kodomo_assets.lib.platform.rows import one_row
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.policy.anonymity import (
     MAX_BELOW_K_SHARE,
@@ -199,7 +200,7 @@ def linked_children(context: AssetExecutionContext, storage: KodomoStorage):
                 ),
                 allow_retries=False,
             )
-        (rows,) = con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()
+        (rows,) = one_row(con.execute(f"SELECT count(*) FROM {TABLE}"))
         keep_only(con, [TABLE])
         storage.promote(con, stage, final)
     context.log.info(attack.message())

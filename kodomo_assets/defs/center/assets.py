@@ -22,6 +22,7 @@ from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
 from kodomo_assets.lib.center.review_list import NEW, RISEN, TABLE
 from kodomo_assets.lib.platform.keys import KeyProblem
+from kodomo_assets.lib.platform.rows import one_row
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.policy.gate import inspect_table
 from kodomo_assets.lib.policy.pseudonym import register_udfs
@@ -138,7 +139,7 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig, storag
             if prev.exists()
             else "(SELECT NULL::VARCHAR AS child_token, NULL::DOUBLE AS score WHERE false)"
         )
-        (n_children,) = con.execute(f"SELECT count(*) FROM scores.{SCORES_TABLE}").fetchone()
+        (n_children,) = one_row(con.execute(f"SELECT count(*) FROM scores.{SCORES_TABLE}"))
         k = config.k or max(1, round(config.share * n_children))
         verified = verified_before(storage, con, month, config.relist_after)
         # re-identification: only the listed tokens are mapped back, through the register
@@ -168,9 +169,9 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig, storag
                                 WHERE birth_date > {month_sql(month)["asof"]} - INTERVAL 19 YEAR) j USING (child_token)
             ORDER BY l.section <> '{NEW}', l.section_rank
         """)
-        (listed, joined) = con.execute(
-            f"SELECT (SELECT count(*) FROM listed), (SELECT count(*) FROM {TABLE})"
-        ).fetchone()
+        (listed, joined) = one_row(
+            con.execute(f"SELECT (SELECT count(*) FROM listed), (SELECT count(*) FROM {TABLE})")
+        )
         if listed != joined:
             raise Failure(
                 description=f"{month}: {listed - joined} 人を宛名番号に戻せませんでした"
@@ -185,13 +186,13 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig, storag
             yield from results
             raise Failure(description=report.message(), allow_retries=False)
         counts = dict(con.execute(f"SELECT section, count(*) FROM {TABLE} GROUP BY 1").fetchall())
-        (held_back,) = con.execute(f"""
+        (held_back,) = one_row(
+            con.execute(f"""
             SELECT count(*) FROM scores.{SCORES_TABLE} s JOIN {verified} v USING (child_token)
             WHERE NOT s.center_known AND v.result = '{NOT_CONFIRMED}' AND list_has_all(v.indicators, s.indicators)
-              AND s.rank <= (SELECT coalesce(max(rank), 0) FROM listed WHERE section = '{NEW}')""").fetchone()
-        (no_reason,) = con.execute(
-            f"SELECT count(*) FROM {TABLE} WHERE len(reasons) = 0"
-        ).fetchone()
+              AND s.rank <= (SELECT coalesce(max(rank), 0) FROM listed WHERE section = '{NEW}')""")
+        )
+        (no_reason,) = one_row(con.execute(f"SELECT count(*) FROM {TABLE} WHERE len(reasons) = 0"))
         keep_only(con, [TABLE])
         storage.promote(con, stage, final)
     yield MaterializeResult(

@@ -39,6 +39,7 @@ from kodomo_assets.lib.center.export import (
 )
 from kodomo_assets.lib.linkage.review import review_log
 from kodomo_assets.lib.platform.accounts import os_account
+from kodomo_assets.lib.platform.rows import one_row
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy.approval import Approval, MonthApproval, load_purposes
 from kodomo_assets.lib.registry import load_registry
@@ -60,6 +61,7 @@ def _meta(instance: DagsterInstance, key: AssetKey, month: str) -> dict:
     if not records:
         return {}
     mat = records[0].event_log_entry.asset_materialization
+    assert mat is not None  # the records are materializations
     return {k: v.value for k, v in mat.metadata.items()}
 
 
@@ -197,18 +199,20 @@ def _figures_section(
     if scores.exists():
         with storage.connect() as con:
             storage.attach(con, "s", scores)
-            (n_children,) = con.execute("SELECT count(*) FROM s.risk_scores").fetchone()
+            (n_children,) = one_row(con.execute("SELECT count(*) FROM s.risk_scores"))
             k = max(1, round(0.02 * n_children))
             con.execute(f"""CREATE TEMP TABLE t AS SELECT s.*,
                 (NOT s.center_known AND row_number() OVER (PARTITION BY s.center_known
                  ORDER BY s.rank) <= {k}) AS listed FROM s.risk_scores s""")
             rows = []
             for i in load_indicators():
-                fired, listed = con.execute(
-                    "SELECT count(*) FILTER (list_contains(indicators, ?)), "
-                    "count(*) FILTER (listed AND list_contains(indicators, ?)) FROM t",
-                    [i.label, i.label],
-                ).fetchone()
+                fired, listed = one_row(
+                    con.execute(
+                        "SELECT count(*) FILTER (list_contains(indicators, ?)), "
+                        "count(*) FILTER (listed AND list_contains(indicators, ?)) FROM t",
+                        [i.label, i.label],
+                    )
+                )
                 # 該当 − うち掲載 is a count too: both parts 0 or ≥ 10, or the part is hidden
                 rows.append(
                     [i.label, R.small(fired), R.small(listed) if visible(listed, fired) else R.MASK]
@@ -407,7 +411,9 @@ def _model_section(
         counts, edges = np.histogram(figures["scores"], bins=20, range=(0, 1))
         heights = np.where(counts >= 10, counts, 0)  # bins of 1–9 children are not drawn
         ax.bar(edges[:-1], heights, width=0.05, align="edge", color="#669")
-        ax.set_yscale("symlog"), ax.set_xlabel("較正済みスコア"), ax.set_ylabel("児童数")
+        ax.set_yscale("symlog")
+        ax.set_xlabel("較正済みスコア")
+        ax.set_ylabel("児童数")
         ax.set_title("スコアの分布（10人未満の区分は表示しない）")
         parts.append(R.image(R.png(fig), "スコアの分布"))
     return parts
@@ -428,10 +434,12 @@ def _trend_section(storage: KodomoStorage) -> list:
     for j, m in enumerate(months):
         with storage.open(folder / m / "risk_scores.duckdb") as con:
             for i, label in enumerate(labels):
-                (n,) = con.execute(
-                    "SELECT count(*) FILTER (list_contains(indicators, ?)) FROM risk_scores",
-                    [label],
-                ).fetchone()
+                (n,) = one_row(
+                    con.execute(
+                        "SELECT count(*) FILTER (list_contains(indicators, ?)) FROM risk_scores",
+                        [label],
+                    )
+                )
                 series[i, j] = n if n >= 10 or n == 0 else np.nan  # small counts left out
     fig, ax = plt.subplots(figsize=(8, 4))
     for i, label in enumerate(labels):
@@ -494,7 +502,7 @@ def _history_section(storage: KodomoStorage, instance: DagsterInstance, month: s
         ]
         for r in runs
     ]
-    assets = []
+    assets: list[list[object]] = []
     for key in (
         *(source_key(d) for d in load_registry().datasets),
         LINK_KEY,
@@ -510,7 +518,9 @@ def _history_section(storage: KodomoStorage, instance: DagsterInstance, month: s
         if not recs:
             assets.append(["/".join(key.path), "—", "—", "—"])
             continue
-        meta = recs[0].event_log_entry.asset_materialization.metadata
+        mat = recs[0].event_log_entry.asset_materialization
+        assert mat is not None  # the records are materializations
+        meta = mat.metadata
         by = meta["materialized_by"].value if "materialized_by" in meta else "—"
         when = datetime.fromtimestamp(recs[0].timestamp, TOKYO).isoformat(timespec="seconds")
         assets.append(["/".join(key.path), when, recs[0].run_id[:8], by])
@@ -563,7 +573,7 @@ def _link_records_table(storage: KodomoStorage, month: str, purposes: dict[str, 
         [
             e.get("time"),
             e.get("user"),
-            names.get(e.get("action"), "不明"),
+            names.get(e.get("action", ""), "不明"),
             f"{e['purpose']}（{purposes.get(e['purpose'], '不明なコード')}）"
             if e.get("purpose")
             else "—",

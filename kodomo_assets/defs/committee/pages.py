@@ -5,6 +5,7 @@ recorded is read here; the tables themselves are built in lib/reporting/council.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, RunsFilter
 
@@ -32,9 +33,9 @@ def meta(instance: DagsterInstance, key: AssetKey, month: str) -> dict:
     ).records
     if not records:
         return {}
-    return {
-        k: v.value for k, v in records[0].event_log_entry.asset_materialization.metadata.items()
-    }
+    mat = records[0].event_log_entry.asset_materialization
+    assert mat is not None  # the records are materializations
+    return {k: v.value for k, v in mat.metadata.items()}
 
 
 def failed_checks(instance: DagsterInstance, month: str) -> dict[str, int]:
@@ -45,7 +46,7 @@ def failed_checks(instance: DagsterInstance, month: str) -> dict[str, int]:
         for entry in instance.all_logs(
             record.dagster_run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
         ):
-            evaluation = entry.dagster_event.event_specific_data
+            evaluation = entry.get_dagster_event().asset_check_evaluation_data
             if not evaluation.passed:
                 name = f"{evaluation.asset_key.to_user_string()} の {evaluation.check_name}"
                 out[name] = out.get(name, 0) + 1
@@ -60,8 +61,10 @@ def late_files(instance: DagsterInstance, month: str) -> list[str]:
     ).records
     late: set[str] = set()
     for record in records[1:]:  # newest first: every receipt before the latest
-        missing = record.event_log_entry.asset_materialization.metadata.get("missing")
-        late |= set(missing.value if missing is not None else [])
+        mat = record.event_log_entry.asset_materialization
+        assert mat is not None  # the records are materializations
+        missing = mat.metadata.get("missing")
+        late |= set(cast("list[str]", missing.value) if missing is not None else [])
     return sorted(late)
 
 

@@ -334,6 +334,7 @@ def fairness_audit(context: AssetExecutionContext, storage: KodomoStorage):
     if gaps is None:
         context.log.info(f"{month}: {status}")
     else:
+        assert by_group is not None  # the audit gives both
         for r in gaps.itertuples():
             if r.disclosable is True:  # a gap from small counts would give a count back
                 metadata |= _figures(

@@ -23,6 +23,7 @@ from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import column_lineage, materialized_by
 from kodomo_assets.defs.zone import publish_gated, zone_asset
 from kodomo_assets.lib.paths import REGISTRY, content_version
+from kodomo_assets.lib.platform.rows import one_row
 from kodomo_assets.lib.platform.storage import KodomoStorage, write_json
 from kodomo_assets.lib.policy.gate import inspect_table
 from kodomo_assets.lib.scoring import model as scoring
@@ -80,7 +81,7 @@ def month_input(
     """Attach the month's linked table, fire the indicators on a view without the label's
     columns, and read the frame and the label; refuse a month with too few of either class."""
     asof_sql = month_sql(month)["asof"]
-    asof = pd.Timestamp(duckdb.sql(f"SELECT {asof_sql}").fetchone()[0])
+    asof = pd.Timestamp(one_row(duckdb.sql(f"SELECT {asof_sql}"))[0])
     storage.attach(con, "linked", storage.zone_store("analysis", month, LINKED_TABLE))
     hidden = scoring.label_columns(p)
     shown = [c for c in p.columns if c not in hidden]

@@ -115,7 +115,7 @@ def item_worth(context: AssetExecutionContext, config: ItemWorthConfig, storage:
         report = inspect_table(con, TABLE, approved=list(iw.SCHEMA))
         results = yield from publish_gated(storage, con, stage, final, report, [TABLE])
     full, floor = table.iloc[0], iw.noise_floor(table)
-    metadata = {
+    metadata: dict = {
         "dagster/row_count": len(table),
         "verdicts": MetadataValue.json(iw.summary(table)),
         "auc_threshold": MetadataValue.float(iw.AUC_THRESHOLD),

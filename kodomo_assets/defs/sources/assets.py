@@ -41,7 +41,7 @@ def column_schema(ds: Dataset) -> TableSchema:
         columns=[
             TableColumn(
                 name=c.name,
-                type=SQL_TYPES[c.type],
+                type=SQL_TYPES[c.stored_type],
                 description=c.header + ("（直接識別子: 所管課内のみ）" if c.marker == "id" else ""),
             )
             for c in ds.stored_columns

@@ -18,6 +18,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -204,7 +205,9 @@ def verify_access_log(storage: KodomoStorage, public: CenterPublic) -> int | Non
     return None
 
 
-def _open_list(storage: KodomoStorage, private: CenterPrivate, month: str):
+def _open_list(
+    storage: KodomoStorage, private: CenterPrivate, month: str
+) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
     path = storage.zone_store("center", month, TABLE)
     if not path.exists():
         raise ExportError(
@@ -318,9 +321,10 @@ def _returned_xlsx(source: Path, month: str) -> tuple[list[Returned], list[tuple
         datetime.strptime(month + "-01", "%Y-%m-%d").date(),
     )
     today = datetime.now(TOKYO).date()
-    out, refused = [], []
+    out: list[Returned] = []
+    refused: list[tuple[int | str, str]] = []
     for n, values in enumerate(rows, start=2):
-        v = dict(zip([*HEADERS, *CHECK_HEADERS], values, strict=False))
+        v: dict[str, Any] = dict(zip([*HEADERS, *CHECK_HEADERS], values, strict=False))
         result = str(v.get("確認結果") or "").strip()
         if result in ("", fb.UNCHECKED):
             continue
@@ -347,6 +351,7 @@ def _returned_xlsx(source: Path, month: str) -> tuple[list[Returned], list[tuple
             shown = (int(v["順位"]), round(float(v["スコア"]), 3))
         except (TypeError, ValueError):
             shown = (-1, -1.0)
+        assert isinstance(day, date)  # a row without a date has a problem above
         out.append(
             Returned(_cell(n, "宛名番号"), atena, month, result, shown, day.isoformat(), method)
         )
@@ -488,7 +493,7 @@ def _rows(con: duckdb.DuckDBPyConnection) -> list[list[Any]]:
     ]
 
 
-def _write_atomic(out: Path, write: Callable[[Path], None], log: Callable[[], object]) -> None:
+def _write_atomic(out: Path, write: Callable[[Path], object], log: Callable[[], object]) -> None:
     """Temp file (0600) in the target folder, logged, then renamed: a reader sees no half
     file, and no export becomes visible without its log line."""
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
@@ -529,9 +534,11 @@ def _write_xlsx(path: Path, rows: Sequence[Sequence[Any]], info: Sequence[tuple[
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font
     from openpyxl.worksheet.datavalidation import DataValidation
+    from openpyxl.worksheet.worksheet import Worksheet
 
     wb = Workbook()
     about = wb.active
+    assert isinstance(about, Worksheet)  # a new workbook's one sheet
     about.title = "説明"
     for label, value in info:
         about.append([label, value])

@@ -17,6 +17,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -150,7 +151,7 @@ def _read_block(
     ok[np.searchsorted(ends, cr_pos[buf[cr_pos + 1] != _NL])] = False
     codec = decoded.encoding.replace("-sig", "")
     fixed: dict[int, bytes] = {}
-    for i in np.flatnonzero(~ok):
+    for i in np.flatnonzero(~ok).tolist():  # Python ints: line numbers are int
         raw = data[starts[i] : content_end[i]]
         line = _check_line(raw, codec, width, decoded, first_line + i)
         ok[i] = line is not None
@@ -259,7 +260,7 @@ def _parse(
     )
 
 
-def _parse_or_none(*args) -> pa.Table | None:
+def _parse_or_none(*args: Any) -> pa.Table | None:
     try:
         return _parse(*args)
     except (pa.ArrowInvalid, UnicodeDecodeError):

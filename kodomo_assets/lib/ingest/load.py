@@ -31,6 +31,7 @@ from kodomo_assets.lib.ingest.wareki import (
     parse_date,
     parse_year_month,
 )
+from kodomo_assets.lib.platform.rows import one_row
 from kodomo_assets.lib.policy import content as scan
 from kodomo_assets.lib.policy.statutory import is_denied_header, is_tax_like
 from kodomo_assets.lib.registry import Dataset
@@ -71,7 +72,8 @@ def map_headers(
     only ever named by `describe` (its position and a keyed hash), never quoted."""
     by_header = {nfkc(c.header): c for c in ds.columns}
     positions: dict[str, int] = {}
-    ignored, dropped = [], []
+    ignored: list[str] = []
+    dropped: list[str] = []
     for i, header in enumerate(decoded.headers):
         col = by_header.get(header)
         if is_tax_like(header):
@@ -178,7 +180,7 @@ class _Loader:
         self.parsed = [c for c in self.cols if c.type in PARSED_TYPES]
         for c in self.parsed:
             con.execute(
-                f"CREATE TEMP TABLE lk_{c.name} (raw VARCHAR, value {SQL_TYPES[c.type]}, error VARCHAR)"
+                f"CREATE TEMP TABLE lk_{c.name} (raw VARCHAR, value {SQL_TYPES[c.stored_type]}, error VARCHAR)"
             )
         text = ", ".join(f"{c.name} VARCHAR" for c in self.cols)
         con.execute(
@@ -200,7 +202,7 @@ class _Loader:
         values, why = [], []
         for c in self.cols:
             value, invalid = typed_value(c, f"t.v_{c.name}")
-            values.append(f"CAST({value} AS {SQL_TYPES[c.type]}) AS {c.name}")
+            values.append(f"CAST({value} AS {SQL_TYPES[c.stored_type]}) AS {c.name}")
             why += reasons(c, f"t.v_{c.name}", invalid)
             # the content scan, value by value: a hit quarantines the row, and the
             # quarantine keeps what kind of value it was, never the value
@@ -270,7 +272,7 @@ class _Loader:
 
         def work() -> None:
             for c in self.parsed:
-                self._extend_lookup(c.name, c.type)
+                self._extend_lookup(c.name, c.stored_type)
             con.execute(f"INSERT INTO typed {self.typed_sql}")
             con.execute(self.quarantine_sql, {"first": block.column("_line")[0].as_py()})
 
@@ -290,7 +292,8 @@ class _Loader:
             r[0] for r in con.execute("SELECT raw FROM lk_new WHERE value IS NULL").fetchall()
         ]
         if values:
-            parsed, errors = [], []
+            parsed: list[object] = []
+            errors: list[str | None] = []
             for v in values:
                 try:
                     parsed.append(PARSERS[kind](v))
@@ -401,9 +404,9 @@ class _Loader:
             encoding=decoded.encoding,
             rows_received=decoded.data_lines + len(decoded.bad_lines),
             blank_lines=decoded.blank_lines,
-            duplicates_removed=con.execute("SELECT count(*) FROM duplicates").fetchone()[0],
-            stored_rows=con.execute(f"SELECT count(*) FROM {ds.name}").fetchone()[0],
-            quarantined=con.execute(f"SELECT count(*) FROM {ds.name}_quarantine").fetchone()[0],
+            duplicates_removed=one_row(con.execute("SELECT count(*) FROM duplicates"))[0],
+            stored_rows=one_row(con.execute(f"SELECT count(*) FROM {ds.name}"))[0],
+            quarantined=one_row(con.execute(f"SELECT count(*) FROM {ds.name}_quarantine"))[0],
             quarantine_by_reason=dict(by_reason),
             ignored_columns=ignored,
             dropped_forbidden_columns=dropped,

@@ -102,7 +102,9 @@ def reasons(col: Column, v: str, invalid: str | None) -> list[str]:
     if col.type in PARSED_TYPES:
         out.append(f"CASE WHEN {invalid} THEN {q(col.header + ': ')} || lk_{col.name}.error END")
     elif invalid:
-        reason = {"id": "数字以外を含む", "int": "0以上の整数でない"}.get(col.type, "定義外の値")
+        reason = {"id": "数字以外を含む", "int": "0以上の整数でない"}.get(
+            col.stored_type, "定義外の値"
+        )
         out.append(
             f"CASE WHEN {v} IS NOT NULL AND ({invalid}) THEN {q(col.header + ': ' + reason)} END"
         )

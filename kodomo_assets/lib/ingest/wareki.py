@@ -62,7 +62,9 @@ def _era_year(era_key: str, year: str) -> tuple[Era, int]:
     return era, era.start.year + n - 1
 
 
-def _match(text: str | None, forms, what: str) -> tuple[str, re.Match] | None:
+def _match(
+    text: str | None, forms: tuple[tuple[str, re.Pattern[str]], ...], what: str
+) -> tuple[str, re.Match] | None:
     """The first listed form that matches the whole value; None for a blank."""
     value = (text or "").strip()
     if not value:

@@ -113,9 +113,8 @@ BIRTH_EXACT = 3
 
 
 def _name_levels(col: str, other: str, tf: bool) -> list:
-    exact = cll.ExactMatchLevel(col)
-    if tf:
-        exact = exact.configure(tf_adjustment_column=col)
+    plain = cll.ExactMatchLevel(col)
+    exact = plain.configure(tf_adjustment_column=col) if tf else plain
     key = col.replace("_kana", "_key")
     levels = [
         cll.NullLevel(col),
@@ -145,7 +144,7 @@ def _name_levels(col: str, other: str, tf: bool) -> list:
 
 
 def comparisons(fields: frozenset[str]) -> list:
-    comps = []
+    comps: list = []
     if "name_kana" in fields:
         comps += [
             cl.CustomComparison(

@@ -27,6 +27,7 @@ from kodomo_assets.lib.linkage.link import (
     METHOD_SPLINK,
     LinkageResult,
 )
+from kodomo_assets.lib.platform.rows import one_row
 from kodomo_assets.lib.platform.storage import KodomoStorage
 
 SAME, DIFFERENT = "同一", "別人"
@@ -75,8 +76,8 @@ class Applied:
         self, r: LinkageResult, con: duckdb.DuckDBPyConnection, removed: dict[str, int]
     ) -> LinkageResult:
         """The linkage's counts after the decisions: review and unlinked recounted."""
-        (review,) = con.execute("SELECT count(*) FROM link_review").fetchone()
-        (links,) = con.execute("SELECT count(*) FROM pupil_link").fetchone()
+        (review,) = one_row(con.execute("SELECT count(*) FROM link_review"))
+        (links,) = one_row(con.execute("SELECT count(*) FROM pupil_link"))
         return replace(
             r,
             review=review,
@@ -221,8 +222,10 @@ def apply_decisions(
         con.execute(f"""DELETE FROM link_review l USING _ld d WHERE d.decision = '{DIFFERENT}'
                         AND d.pupil_no = l.pupil_no AND d.atena_no = l.atena_no""")
         # a 同一 whose resident another pupil holds this month waits for review
-        (blocked,) = con.execute(f"""SELECT count(*) FROM _ld d JOIN pupil_link l USING (atena_no)
-            WHERE d.decision = '{SAME}' AND l.pupil_no <> d.pupil_no""").fetchone()
+        (blocked,) = one_row(
+            con.execute(f"""SELECT count(*) FROM _ld d JOIN pupil_link l USING (atena_no)
+            WHERE d.decision = '{SAME}' AND l.pupil_no <> d.pupil_no""")
+        )
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _ld_new AS
             SELECT d.pupil_no, d.atena_no, r.match_weight, r.match_probability
             FROM _ld d LEFT JOIN link_review r USING (pupil_no, atena_no)
@@ -239,9 +242,9 @@ def apply_decisions(
         con.execute(
             "CREATE OR REPLACE TABLE pupil_link AS SELECT * FROM pupil_link ORDER BY pupil_no"
         )
-        (linked,) = con.execute(
-            f"SELECT count(*) FROM pupil_link WHERE method = '{METHOD_CONFIRMED}'"
-        ).fetchone()
+        (linked,) = one_row(
+            con.execute(f"SELECT count(*) FROM pupil_link WHERE method = '{METHOD_CONFIRMED}'")
+        )
     finally:
         con.execute("DROP TABLE IF EXISTS temp._ld")
         con.execute("DROP TABLE IF EXISTS temp._ld_new")

@@ -33,6 +33,7 @@ from kodomo_assets.lib.linkage.compare import (
     columns,
     comparisons,
 )
+from kodomo_assets.lib.platform.rows import one_row
 
 METHOD_ATENA = "宛名番号"
 METHOD_ATENA_CHECKED = "宛名番号（確率的照合で確認）"
@@ -430,17 +431,22 @@ def _write_outputs(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _result(con: duckdb.DuckDBPyConnection, m_probabilities: dict, seconds: float) -> LinkageResult:
-    (pupils,) = con.execute("SELECT count(*) FROM _lk_pup").fetchone()
-    deterministic, checked, probabilistic = con.execute(f"""
+    (pupils,) = one_row(con.execute("SELECT count(*) FROM _lk_pup"))
+    deterministic, checked, probabilistic = one_row(
+        con.execute(f"""
         SELECT count(*) FILTER (WHERE method = '{METHOD_ATENA}'),
                count(*) FILTER (WHERE method = '{METHOD_ATENA_CHECKED}'),
-               count(*) FILTER (WHERE method = '{METHOD_SPLINK}') FROM pupil_link""").fetchone()
-    (review,) = con.execute("SELECT count(*) FROM link_review").fetchone()
-    holdout_checked, correct_checked = con.execute("""
+               count(*) FILTER (WHERE method = '{METHOD_SPLINK}') FROM pupil_link""")
+    )
+    (review,) = one_row(con.execute("SELECT count(*) FROM link_review"))
+    holdout_checked, correct_checked = one_row(
+        con.execute("""
         SELECT count(*), count(*) FILTER (WHERE x.atena_no = h.atena_no AND x.decision = 'link')
         FROM _lk_holdout h JOIN _lk_det d USING (pupil_no) LEFT JOIN _lk_decided x USING (pupil_no)
-        WHERE d.checked""").fetchone()
-    holdout, linked, correct, twins = con.execute("""
+        WHERE d.checked""")
+    )
+    holdout, linked, correct, twins = one_row(
+        con.execute("""
         SELECT (SELECT count(*) FROM _lk_holdout),
                count(d.pupil_no),
                count(*) FILTER (WHERE d.atena_no = h.atena_no),
@@ -451,7 +457,8 @@ def _result(con: duckdb.DuckDBPyConnection, m_probabilities: dict, seconds: floa
         LEFT JOIN _lk_res got ON got.atena_no = d.atena_no
         LEFT JOIN _lk_res truth ON truth.atena_no = h.atena_no
         WHERE d.decision = 'link'
-    """).fetchone()
+    """)
+    )
     return LinkageResult(
         pupils=pupils,
         deterministic=deterministic,

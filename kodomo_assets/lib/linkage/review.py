@@ -299,7 +299,10 @@ def read_decisions_file(
     def where(n: int, name: str) -> str:
         return f"{source.name} {n}行目 {col[name] + 1}列（{name}）"
 
-    problems, seen, same_pupil, same_resident = [], {}, {}, {}
+    problems: list[str] = []
+    seen: dict[tuple[str, str], tuple[str, int]] = {}  # (pupil, atena) -> (decision, line)
+    same_pupil: dict[str, tuple[str, int]] = {}  # pupil -> (atena, line)
+    same_resident: dict[str, tuple[str, int]] = {}  # atena -> (pupil, line)
     for n, row in enumerate(rows[1:], start=2):
         cell = {h: _norm(row[i]) if i < len(row) else "" for h, i in col.items()}
         decision = cell[DECISION]

@@ -18,9 +18,11 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from kodomo_assets.lib.platform.crypto import b64, fingerprint, public_raw, unb64
@@ -133,7 +135,7 @@ def center_keygen(
                 f"{folder / name} は既にあります（上書きしません。鍵の更新は README を参照）"
             )
         out[name] = folder / name
-    public = {
+    public: dict[str, Any] = {
         "encryption": b64(public_raw(enc.public_key())),
         "signing": b64(public_raw(sig.public_key())),
         "fingerprint": fingerprint(public_raw(enc.public_key())),
@@ -181,7 +183,7 @@ def _passphrase(path: Path) -> bytes:
     return text.encode()
 
 
-def _load_private(path: Path, home: Path | None):
+def _load_private(path: Path, home: Path | None) -> PrivateKeyTypes:
     _private_file_check(path, "センター秘密鍵", home)
     pem = path.read_bytes()
     encrypted = b"ENCRYPTED" in pem.split(b"\n", 1)[0]

@@ -12,7 +12,7 @@ import glob
 import shutil
 from pathlib import Path
 
-from kodomo_assets.lib.platform.storage import KodomoStorage
+from kodomo_assets.lib.platform.storage import Forgotten, KodomoStorage
 
 INPUTS = "inputs"
 # file patterns under KODOMO_HOME, {m} the month
@@ -79,7 +79,7 @@ def month_kinds(storage: KodomoStorage, month: str) -> dict[str, list[Path]]:
     }
 
 
-def forget_kinds(storage: KodomoStorage, month: str, kinds: set[str]) -> dict[str, object]:
+def forget_kinds(storage: KodomoStorage, month: str, kinds: set[str]) -> Forgotten:
     """Forget some kinds of a month's files: keys first, then the files. All kinds at once
     is the whole month: its key table goes (storage.forget_month) and the report folder."""
     files = month_kinds(storage, month)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import TypedDict
 
 import duckdb
 from dagster import ConfigurableResource, InitResourceContext
@@ -52,6 +53,14 @@ STAGING = "*.staging.duckdb*"
 
 class StoreMissing(FileNotFoundError):
     """An upstream file is not there yet (its asset has not been materialized)."""
+
+
+class Forgotten(TypedDict):
+    """What forgetting (a month, or some kinds of its files) did: counts and paths only."""
+
+    month: str
+    keys_destroyed: int
+    removed: list[str]
 
 
 def restrict_umask() -> None:
@@ -385,12 +394,12 @@ class KodomoStorage(ConfigurableResource):
                 months.add(p.name)
         return sorted(m for m in months if MONTH.fullmatch(m))
 
-    def forget_month(self, month: str) -> dict[str, object]:
+    def forget_month(self, month: str) -> Forgotten:
         """Destroy the month's data keys first (crypto-shredding: copies and backups become
         unreadable), then delete its files. Returns what was done, counts and paths only."""
         files = self.month_files(month)
         keys = self.keytable.forget(month)
-        removed = []
+        removed: list[str] = []
         for path in files:
             removed += (
                 [self.label(p) for p in path.rglob("*") if p.is_file()]

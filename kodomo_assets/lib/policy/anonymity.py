@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import duckdb
 
+from kodomo_assets.lib.platform.rows import one_row
+
 K = 5
 MAX_UNIQUE_SHARE = 0.01
 MAX_BELOW_K_SHARE = 0.05
@@ -103,7 +105,7 @@ def enforce_k(
     fixed = [c for c in columns if not any(c in g for g in order)]
     for group in order:
         _fit(con, table, register, columns, fixed)
-        (n,) = con.execute(f"SELECT coalesce(sum(n), 0) FROM _fit WHERE k < {k}").fetchone()
+        (n,) = one_row(con.execute(f"SELECT coalesce(sum(n), 0) FROM _fit WHERE k < {k}"))
         if n == 0:
             break
         sets = ", ".join(f'"{c}" = NULL' for c in group)
@@ -127,10 +129,12 @@ def linkage_attack(
     does each child's published row fit? Computed over distinct patterns, so it stays
     cheap at city scale. `fixed`: columns the table never suppresses."""
     _fit(con, published, register, columns, fixed)
-    row = con.execute(f"""
+    row = one_row(
+        con.execute(f"""
         SELECT coalesce(sum(n), 0), coalesce(sum(n) FILTER (k = 1), 0),
                coalesce(sum(n) FILTER (k BETWEEN 1 AND {k - 1}), 0), min(k) FILTER (k > 0)
-        FROM _fit""").fetchone()
+        FROM _fit""")
+    )
     con.execute("DROP TABLE IF EXISTS _fit")
     return AttackResult(
         children=int(row[0]),

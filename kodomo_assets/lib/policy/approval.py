@@ -255,7 +255,7 @@ def _item(row: dict[str, str], registry: Registry, where: str) -> Item:
     file, header = row["ファイル"], row["項目"]
     ds = next((d for d in registry.datasets.values() if d.file == file), None)
     col = next((c for c in ds.columns if c.header == header), None) if ds else None
-    if col is None:
+    if ds is None or col is None:
         raise PolicyError(f"{where}: {file} の項目 {header} はデータセット台帳にありません")
     marks = {}
     for name in ("要配慮", "目的外利用", "提供"):

@@ -17,6 +17,8 @@ import unicodedata
 
 import duckdb
 
+from kodomo_assets.lib.platform.rows import one_row
+
 KINDS = {
     "my_number": "個人番号",
     "phone": "電話番号",
@@ -96,6 +98,4 @@ def detect(value: str | None) -> str | None:
     if con is None:
         con = _local.con = duckdb.connect()
         install(con)
-    return con.execute("SELECT content_hit(?)", [unicodedata.normalize("NFKC", value)]).fetchone()[
-        0
-    ]
+    return one_row(con.execute("SELECT content_hit(?)", [unicodedata.normalize("NFKC", value)]))[0]

@@ -16,6 +16,7 @@ from functools import cache
 
 import duckdb
 
+from kodomo_assets.lib.platform.rows import one_row
 from kodomo_assets.lib.policy import content
 from kodomo_assets.lib.policy.pseudonym import TOKEN_PATTERN
 from kodomo_assets.lib.policy.statutory import DENIED_HEADER_PATTERN, is_direct_identifier
@@ -187,9 +188,12 @@ def _content_scan(
             counts[kind] += n
             problems.append(f"列 {col} に{content.label(kind)}がある値 {n} 件")
     for col in token_columns:
-        (n,) = con.execute(
-            f'SELECT count(*) FROM {table} WHERE NOT regexp_full_match("{col}", ?)', [TOKEN_PATTERN]
-        ).fetchone()
+        (n,) = one_row(
+            con.execute(
+                f'SELECT count(*) FROM {table} WHERE NOT regexp_full_match("{col}", ?)',
+                [TOKEN_PATTERN],
+            )
+        )
         if n:
             counts["not_token"] += n
             problems.append(f"仮名の列 {col} に仮名の形でない値 {n} 件")

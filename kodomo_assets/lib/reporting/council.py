@@ -14,15 +14,20 @@ import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
 
 from kodomo_assets.lib.center.feedback import CONFIRMED, KNOWN, NOT_CONFIRMED
+from kodomo_assets.lib.platform.rows import one_row
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy.content import detect, label
 from kodomo_assets.lib.reporting import report as R
 from kodomo_assets.lib.reporting.suppression import MASK, share_text, visible
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FEEDBACK_STORE = "verification_feedback"
 NEW = "新規の示唆"
@@ -145,9 +150,11 @@ def by_month(con: duckdb.DuckDBPyConnection, listed: dict[str, int]) -> R.Table:
 
 def checked_totals(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
     """Across all months: checked (any result), 該当, 非該当, for the new suggestions."""
-    return con.execute(f"""SELECT count(*), count(*) FILTER (result = '{CONFIRMED}'),
+    return one_row(
+        con.execute(f"""SELECT count(*), count(*) FILTER (result = '{CONFIRMED}'),
                            count(*) FILTER (result = '{NOT_CONFIRMED}') FROM verified
-                           WHERE section = '{NEW}'""").fetchone()
+                           WHERE section = '{NEW}'""")
+    )
 
 
 def _ppv_rows(rows: list[tuple[str, int, int]]) -> list[list[str]]:
@@ -429,7 +436,7 @@ def read_notes(path: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
 # -- 必要最小限 --------------------------------------------------------------------------------
 
 
-def worth_tables(frame, month: str) -> list:
+def worth_tables(frame: pd.DataFrame, month: str) -> list:
     """The item-worth review as the council reads it: items the model could drop at a cost
     under the threshold (candidates for next year's 別紙), approved items no column reads,
     and the items whose removal hurts most. Figures are model scores and PPVs of at least
@@ -443,7 +450,7 @@ def worth_tables(frame, month: str) -> list:
     full = frame[frame["level"] == iw.FULL].iloc[0]
     auc_noise, precision_noise = iw.noise_floor(frame)
 
-    def rows(part) -> list[list[str]]:
+    def rows(part: pd.DataFrame) -> list[list[str]]:
         return [
             [
                 r.department,

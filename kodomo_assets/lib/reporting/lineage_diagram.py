@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display in a closed server room
 import matplotlib.pyplot as plt
 import matplotlib_fontja  # noqa: F401  - bundles IPAexGothic: Japanese labels, offline
+from matplotlib.axes import Axes
 
 from kodomo_assets.lib.policy.approval import MonthApproval
 from kodomo_assets.lib.registry import Registry
@@ -28,7 +29,9 @@ class Diagram:
     labels: list[str]  # every text drawn, for tests and the report's alt text
 
 
-def _box(ax, x: float, y: float, text: str, color: str, width: float = 2.2, size: int = 8) -> None:
+def _box(
+    ax: Axes, x: float, y: float, text: str, color: str, width: float = 2.2, size: int = 8
+) -> None:
     ax.text(
         x,
         y,
@@ -43,7 +46,11 @@ def _box(ax, x: float, y: float, text: str, color: str, width: float = 2.2, size
 
 
 def _edge(
-    ax, a: tuple[float, float], b: tuple[float, float], color: str = "#888888", lw: float = 0.6
+    ax: Axes,
+    a: tuple[float, float],
+    b: tuple[float, float],
+    color: str = "#888888",
+    lw: float = 0.6,
 ) -> None:
     ax.annotate(
         "",

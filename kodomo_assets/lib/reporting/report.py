@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 import jinja2
 import matplotlib
@@ -36,7 +37,7 @@ from kodomo_assets.lib.reporting.suppression import (
 class Table:
     caption: str
     header: list[str]
-    rows: list[list[str]]
+    rows: list[list[Any]]  # cells are rendered as text (str() and the template)
     counts: set[int] = field(default_factory=set)  # indexes of count columns (class "n")
     note: str = ""
 

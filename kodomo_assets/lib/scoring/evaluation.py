@@ -13,7 +13,7 @@ import json
 import math
 import re
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -293,7 +293,7 @@ def truth_for(inbox: Path, month: str) -> tuple[Path | None, str]:
     return needs, f"正解データあり（デモデータの生成器が埋め込んだ支援の必要、{newest} 時点）"
 
 
-def planted_needs(path: Path, tokenize) -> pd.DataFrame:
+def planted_needs(path: Path, tokenize: Callable[[str], str]) -> pd.DataFrame:
     """child_token and kind of every planted need (confounder = 0); confounders mimic a
     need's signals without one, so they are negatives. A child may carry two kinds."""
     truth = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -533,7 +533,7 @@ def attribute_groups(linked: pd.DataFrame) -> dict[str, pd.Series | None]:
         inputs = ON_AID_INPUTS if attr == "on_aid" else (attr,)
         if not all(c in linked for c in inputs):
             out[attr] = None
-        elif yes is None:
+        elif yes is None or no is None:
             out[attr] = linked[attr].astype("string").fillna(UNKNOWN_GROUP).astype(str)
         else:
             flags = [linked[c].astype("boolean") for c in inputs]

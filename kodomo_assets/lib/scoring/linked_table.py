@@ -134,7 +134,7 @@ def load_spec(path: Path | None = None) -> Spec:
     path = path or DATA_DIR / "registry" / "linked_table.yaml"
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     registry = load_registry()
-    features = []
+    features: list[Feature] = []
     for raw in doc["columns"]:
         unknown_keys = set(raw) - KEYS
         if unknown_keys:  # e.g. a label with an unquoted comma, split by YAML into two keys
@@ -219,6 +219,7 @@ def plan(spec: Spec, approval: MonthApproval) -> Plan:
             out.lineage[f.name] = sorted({src for d in f.derived_from for src in out.lineage[d]})
             out.features.append(f)
             continue
+        assert f.dataset is not None  # load_spec: every feature but a derived one has a dataset
         person, via = spec.sources[f.dataset]
         need_keys = [(f.dataset, person)] + (
             [("gakurei", "pupil_no"), ("gakurei", "atena_no")] if via else []
@@ -298,6 +299,7 @@ def compile_sql(
     groups: dict[tuple[str, str], list[Feature]] = {}
     for f in features:
         if f.scope != "derived":
+            assert f.dataset is not None  # load_spec: every feature but a derived one has one
             groups.setdefault((f.dataset, f.scope), []).append(f)
     ctes, joins = [], []
     for i, ((ds, scope), feats) in enumerate(groups.items()):
