@@ -37,6 +37,7 @@ from kodomo_assets.lib.policy.gate import inspect_table, warm_up
 from kodomo_assets.lib.policy.pseudonym import register_udfs
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets.lib.scoring.linked_table import (
+    TABLE,
     TOKENS,
     Plan,
     compile_sql,
@@ -46,7 +47,6 @@ from kodomo_assets.lib.scoring.linked_table import (
 )
 
 KEY = AssetKey(["analysis", "linked_children"])
-TABLE = "linked_children"
 ATTACK_CHECK = "linkage_attack"
 LINK_TABLE = "linkage.pupil_link"
 _spec_file = DATA_DIR / "registry" / "linked_table.yaml"
