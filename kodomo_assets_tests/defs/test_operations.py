@@ -24,17 +24,15 @@ from dagster._core.execution.asset_backfill import AssetBackfillData
 
 from kodomo_assets.definitions import defs
 from kodomo_assets.defs.linkage import pupil_links
-from kodomo_assets.defs.operations import (
-    expected_files,
-    expiry,
-    purge_log,
-)
+from kodomo_assets.defs.operations import purge_log
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
 from kodomo_assets.lib.center.export import append_access_log
+from kodomo_assets.lib.ingest.delivery import expected_files
 from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.keys import CenterPrivate, KeyProblem
+from kodomo_assets.lib.platform.purge import expiry
 from kodomo_assets.lib.platform.retention import month_kinds
 from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
 from kodomo_assets.lib.policy.approval import HEADER, OUTPUT_FILE, policy_path

@@ -1,8 +1,6 @@
 """連携テーブル: one row per child, pseudonyms and approved, coarsened features only
 (analysis zone), published only when the linkage attack fails."""
 
-import hashlib
-
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
@@ -21,37 +19,20 @@ from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.defs.linkage.assets import KEY as LINK_KEY
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
-from kodomo_assets.lib.paths import DATA_DIR
+from kodomo_assets.lib.paths import REGISTRY, content_version
 from kodomo_assets.lib.platform.keys import KeyProblem
 from kodomo_assets.lib.platform.rows import one_row
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
-from kodomo_assets.lib.policy.anonymity import (
-    MAX_BELOW_K_SHARE,
-    MAX_UNIQUE_SHARE,
-    AttackResult,
-    K,
-    enforce_k,
-    linkage_attack,
-)
-from kodomo_assets.lib.policy.approval import MonthApproval
+from kodomo_assets.lib.policy.anonymity import MAX_BELOW_K_SHARE, MAX_UNIQUE_SHARE, AttackResult, K
 from kodomo_assets.lib.policy.gate import inspect_table, warm_up
-from kodomo_assets.lib.policy.pseudonym import register_udfs
 from kodomo_assets.lib.registry import load_registry
-from kodomo_assets.lib.scoring.linked_table import (
-    TOKENS,
-    Plan,
-    compile_sql,
-    describe,
-    load_spec,
-    plan,
-)
+from kodomo_assets.lib.scoring import linked_month
+from kodomo_assets.lib.scoring.linked_table import TABLE, TOKENS, Plan, describe, load_spec, plan
 
 KEY = AssetKey(["analysis", "linked_children"])
-TABLE = "linked_children"
 ATTACK_CHECK = "linkage_attack"
-LINK_TABLE = "linkage.pupil_link"
-_spec_file = DATA_DIR / "registry" / "linked_table.yaml"
-CODE_VERSION = "2-" + hashlib.sha256(_spec_file.read_bytes()).hexdigest()[:10]
+CODE_VERSION = content_version("2", REGISTRY / "linked_table.yaml")
+audit_attributes = linked_month.audit_attributes  # defs/evaluation imports it from here
 
 
 def lineage(p: Plan) -> TableColumnLineage:
@@ -76,49 +57,6 @@ def schema(p: Plan) -> TableSchema:
     return TableSchema(
         columns=[TableColumn(name=c, type=types[c], description=text[c]) for c in p.columns]
     )
-
-
-def source_tables(approval: MonthApproval) -> dict[str, str]:
-    """Each dataset that has an approved key, as the qualified table of its store."""
-    reg = load_registry()
-    return {
-        ds.name: f"{ds.department.code}.{ds.name}"
-        for ds in reg.datasets.values()
-        if approval.columns(ds.name, "key")
-    }
-
-
-def attach_sources(storage: KodomoStorage, con, month: str, tables: dict[str, str]) -> None:
-    for dept in sorted({t.split(".")[0] for t in tables.values()}):
-        storage.attach(con, dept, storage.department_store(dept, month))
-
-
-def audit_attributes(storage: KodomoStorage, con, month: str, approval: MonthApproval) -> list[str]:
-    """TEMP TABLE audit_attributes (child_token and the audit-only attributes such as district
-    and foreign residence), computed from the register inside the calling step only: they
-    never sit in the analysis table, and callers publish aggregates of them."""
-    audit = plan(load_spec(), approval).audit
-    if not audit.features:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE audit_attributes AS SELECT NULL::VARCHAR AS child_token "
-            "WHERE false"
-        )
-        return []
-    register_udfs(con, storage.pseudonym_key())
-    tables = {k: v for k, v in source_tables(approval).items() if k == audit.spec.base_dataset}
-    attach_sources(storage, con, month, tables)
-    for stmt in compile_sql(
-        audit,
-        month,
-        tables,
-        LINK_TABLE,
-        table="audit_attributes",
-        temp=True,
-        audit=True,
-        tokens=("child",),
-    ):
-        con.execute(stmt)
-    return [f.name for f in audit.features]
 
 
 def attack_result(attack: AttackResult, suppressed: dict[str, int]) -> AssetCheckResult:
@@ -175,20 +113,9 @@ def linked_children(context: AssetExecutionContext, storage: KodomoStorage):
         key = storage.pseudonym_key()
     except KeyProblem as err:
         raise Failure(description=str(err), allow_retries=False) from None
-    tables = source_tables(approval)
     final = storage.zone_store("analysis", month, TABLE)
-    qis = p.quasi_identifiers
     with storage.staged(final) as (con, stage):
-        register_udfs(con, key)
-        attach_sources(storage, con, month, tables)
-        storage.attach(con, "linkage", storage.zone_store("linkage", month, "pupil_links"))
-        for stmt in compile_sql(p, month, tables, LINK_TABLE):
-            con.execute(stmt)
-        # the attacker's side: the same coarsened columns as the register gives them (they
-        # are built from the register alone: load_spec refuses a register column that is not)
-        con.execute(f"CREATE TEMP TABLE register_view AS SELECT {', '.join(qis)} FROM {TABLE}")
-        suppressed = enforce_k(con, TABLE, "register_view", qis, p.suppression_order())
-        attack = linkage_attack(con, TABLE, "register_view", qis, fixed=p.never_suppressed)
+        suppressed, attack = linked_month.build(storage, con, month, p, approval, key)
         report = inspect_table(con, TABLE, approved=p.columns, token_columns=list(TOKENS))
         results = [*check_results([report]), attack_result(attack, suppressed)]
         if not report.passed or not attack.passed:

@@ -20,16 +20,20 @@ from kodomo_assets.defs.scoring.assets import KEY as SCORES_KEY
 from kodomo_assets.defs.scoring.assets import TABLE as SCORES_TABLE
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
+from kodomo_assets.lib.center import listing
+from kodomo_assets.lib.center.feedback import STORE
+from kodomo_assets.lib.center.listing import COLUMNS, previous_month, verified_before
 from kodomo_assets.lib.center.review_list import NEW, RISEN, TABLE
 from kodomo_assets.lib.platform.keys import KeyProblem
 from kodomo_assets.lib.platform.rows import one_row
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.policy.gate import inspect_table
 from kodomo_assets.lib.policy.pseudonym import register_udfs
-from kodomo_assets.lib.scoring.linked_table import month_sql
 
 KEY = AssetKey(["center", "review_list"])
 FEEDBACK_KEY = AssetKey(["center", "verification_feedback"])
+# defs/center/feedback and defs/scoring/item_worth import these from here
+FEEDBACK_STORE, months_before = STORE, listing.months_before
 # The months' order is part of the graph, not of luck: a month's list reads the previous
 # month's list's scores (score rose) and every result returned so far (no re-listing without
 # news). It depends on its own previous month (a self-dependency: Dagster then backfills the
@@ -40,27 +44,6 @@ with warnings.catch_warnings():  # the first month has no previous one: allowed 
     PREVIOUS = TimeWindowPartitionMapping(
         start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
     )
-COLUMNS = [
-    "section",
-    "rank",
-    "atena_no",
-    "child_token",
-    "score",
-    "prev_score",
-    "indicators",
-    "reasons",
-    "facts_asof",
-    "fact_sources",
-    "prev_result",
-    "prev_result_month",
-]
-FEEDBACK_STORE = "verification_feedback"  # the signed results, in the analysis zone
-NOT_CONFIRMED = "非該当"
-
-
-def previous_month(month: str) -> str:
-    y, m = (int(x) for x in month.split("-"))
-    return f"{y - (m == 1)}-{(m - 2) % 12 + 1:02d}"
 
 
 class ReviewListConfig(Config):
@@ -70,36 +53,6 @@ class ReviewListConfig(Config):
     # a child found 非該当 within this many months is not listed again unless an indicator
     # fires that did not fire then (0: always list)
     relist_after: int = 6
-
-
-def months_before(month: str, n: int) -> list[str]:
-    out, m = [], month
-    for _ in range(n):
-        m = previous_month(m)
-        out.append(m)
-    return out
-
-
-def verified_before(storage: KodomoStorage, con, month: str, n: int) -> str:
-    """SQL for each child's latest verification result on the n lists before (pseudonyms,
-    from the signed results the center returned), attaching what exists. A month's results
-    store holds the previous month's list: this month's and the n − 1 before."""
-    parts = []
-    for i, m in enumerate([month, *months_before(month, n - 1)] if n else []):
-        path = storage.zone_store("analysis", m, FEEDBACK_STORE)
-        if path.exists():
-            storage.attach(con, f"fb{i}", path)
-            parts.append(
-                f"SELECT child_token, result, list_month, indicators FROM fb{i}.verification"
-            )
-    union = " UNION ALL ".join(parts) or (
-        "SELECT NULL::VARCHAR AS child_token, NULL::VARCHAR AS result, "
-        "NULL::VARCHAR AS list_month, NULL::VARCHAR[] AS indicators WHERE false"
-    )
-    return (
-        f"(SELECT * FROM ({union}) QUALIFY row_number() OVER "
-        "(PARTITION BY child_token ORDER BY list_month DESC) = 1)"
-    )
 
 
 @zone_asset(
@@ -134,44 +87,10 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig, storag
         storage.attach(con, "shimin", storage.department_store("shimin", month))
         if prev.exists():
             storage.attach(con, "prev", prev)
-        prev_sql = (
-            "prev.risk_scores"
-            if prev.exists()
-            else "(SELECT NULL::VARCHAR AS child_token, NULL::DOUBLE AS score WHERE false)"
-        )
         (n_children,) = one_row(con.execute(f"SELECT count(*) FROM scores.{SCORES_TABLE}"))
         k = config.k or max(1, round(config.share * n_children))
         verified = verified_before(storage, con, month, config.relist_after)
-        # re-identification: only the listed tokens are mapped back, through the register
-        con.execute(f"""
-            CREATE TEMP TABLE listed AS
-            WITH s AS (SELECT s.*, p.score AS prev_score, v.result AS prev_result,
-                              v.list_month AS prev_result_month,
-                              -- 非該当 lately, and no indicator fires that did not fire then
-                              coalesce(v.result = '{NOT_CONFIRMED}' AND list_has_all(v.indicators, s.indicators),
-                                       false) AS no_news
-                       FROM scores.{SCORES_TABLE} s LEFT JOIN {prev_sql} p USING (child_token)
-                       LEFT JOIN {verified} v USING (child_token)),
-            new AS (SELECT '{NEW}' AS section,
-                           row_number() OVER (ORDER BY rank) AS section_rank, *  -- risk_scores' order
-                    FROM s WHERE NOT center_known AND NOT no_news QUALIFY section_rank <= {k}),
-            risen AS (SELECT '{RISEN}' AS section,
-                             row_number() OVER (ORDER BY score - prev_score DESC, child_token) AS section_rank, *
-                      FROM s WHERE center_known AND score - prev_score >= {config.rise})
-            SELECT * FROM new UNION ALL SELECT * FROM risen
-        """)
-        con.execute(f"""
-            CREATE TABLE {TABLE} AS
-            SELECT l.section, l.section_rank::INTEGER AS rank, j.atena_no, l.child_token, l.score, l.prev_score,
-                   l.indicators, l.reasons, l.facts_asof, l.fact_sources, l.prev_result, l.prev_result_month
-            FROM listed l JOIN (SELECT atena_no, pseudonym_child(atena_no) AS child_token
-                                FROM shimin.jumin  -- children only: the HMAC is the cost
-                                WHERE birth_date > {month_sql(month)["asof"]} - INTERVAL 19 YEAR) j USING (child_token)
-            ORDER BY l.section <> '{NEW}', l.section_rank
-        """)
-        (listed, joined) = one_row(
-            con.execute(f"SELECT (SELECT count(*) FROM listed), (SELECT count(*) FROM {TABLE})")
-        )
+        listed, joined = listing.build(con, month, k, config.rise, verified, prev.exists())
         if listed != joined:
             raise Failure(
                 description=f"{month}: {listed - joined} 人を宛名番号に戻せませんでした"
@@ -185,14 +104,7 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig, storag
         if not report.passed:
             yield from results
             raise Failure(description=report.message(), allow_retries=False)
-        counts = dict(con.execute(f"SELECT section, count(*) FROM {TABLE} GROUP BY 1").fetchall())
-        (held_back,) = one_row(
-            con.execute(f"""
-            SELECT count(*) FROM scores.{SCORES_TABLE} s JOIN {verified} v USING (child_token)
-            WHERE NOT s.center_known AND v.result = '{NOT_CONFIRMED}' AND list_has_all(v.indicators, s.indicators)
-              AND s.rank <= (SELECT coalesce(max(rank), 0) FROM listed WHERE section = '{NEW}')""")
-        )
-        (no_reason,) = one_row(con.execute(f"SELECT count(*) FROM {TABLE} WHERE len(reasons) = 0"))
+        counts, held_back, no_reason = listing.figures(con, verified)
         keep_only(con, [TABLE])
         storage.promote(con, stage, final)
     yield MaterializeResult(

@@ -1,9 +1,5 @@
 """One software-defined asset per monthly export, generated from the dataset registry."""
 
-import hashlib
-import json
-from dataclasses import asdict
-
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -20,16 +16,12 @@ from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.defs.zone import no_echo
 from kodomo_assets.lib.ingest.decode import SourceFileError
-from kodomo_assets.lib.ingest.decode import redact as redact_cells
+from kodomo_assets.lib.ingest.delivery import code_version, read_warnings, redaction, sensitive_tag
 from kodomo_assets.lib.ingest.load import SQL_TYPES, ingest
 from kodomo_assets.lib.partitions import monthly
 from kodomo_assets.lib.platform.keys import KeyProblem
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.policy.approval import PolicyError, load_policy
 from kodomo_assets.lib.registry import Dataset, load_registry
-
-# Bump when the reading logic changes; the registry entry's hash covers data changes.
-INGEST_VERSION = "2"
 
 
 def source_key(dataset: str) -> AssetKey:
@@ -50,21 +42,6 @@ def column_schema(ds: Dataset) -> TableSchema:
     )
 
 
-def _code_version(ds: Dataset) -> str:
-    digest = hashlib.sha256(json.dumps(asdict(ds), ensure_ascii=False, sort_keys=True).encode())
-    return f"{INGEST_VERSION}-{digest.hexdigest()[:10]}"
-
-
-def sensitive_tag(dataset: str) -> str:
-    """要配慮 per the approval list on file (any period): a tag the committee can filter on.
-    A broken approval list must not take the code location down; the assets refuse to run."""
-    try:
-        items = load_policy().items
-    except (PolicyError, FileNotFoundError):
-        return "unknown"
-    return "yes" if any(i.sensitive for i in items if i.dataset == dataset) else "no"
-
-
 def build_source_asset(ds: Dataset) -> AssetsDefinition:
     forbidden = "、".join(c.header for c in ds.columns if c.forbidden) or "なし"
 
@@ -78,7 +55,7 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
             "department": ds.department.code,
             "sensitive": sensitive_tag(ds.name),
         },
-        code_version=_code_version(ds),
+        code_version=code_version(ds),
         partitions_def=monthly,
         # a tax file in the month's folder stops the whole delivery (inbox_receipt fails)
         deps=[AssetKey(["sources", "inbox_receipt"])],
@@ -117,28 +94,15 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
                 r = ingest(ds, month, delivered, con, content, describe=storage.describe_header)
         except SourceFileError as err:
             raise Failure(description=str(err), allow_retries=False) from None
-        redact = (
-            (lambda data: redact_cells(data, r.encoding, r.redactions)) if r.redactions else None
-        )
-        if read is not None and not storage.archive_export(dept, month, delivered, read, redact):
+        if read is not None and not storage.archive_export(
+            dept, month, delivered, read, redaction(r)
+        ):
             context.log.warning(
                 f"{ds.file}: 取込の間に受信箱のファイルが差し替えられました。"
                 "新しいファイルは受信箱に残し、次の実行で取り込みます"
             )
-        if readable:
-            context.log.warning(
-                f"{ds.file}: 受信ファイルが他の利用者にも読める権限で置かれていました"
-                "（取込後に受信箱から削除済み。部署の umask を 027 にしてください）"
-            )
-        if r.dropped_forbidden_columns:
-            context.log.warning(
-                f"{ds.file}: 禁止項目 {'、'.join(r.dropped_forbidden_columns)} は"
-                "法令上利用できないため読み込まずに除外しました"
-            )
-        if r.quarantined:
-            context.log.warning(
-                f"{ds.file}: {r.quarantined} 行を隔離しました（理由別件数はメタデータ）"
-            )
+        for warning in read_warnings(ds.file, r, readable):
+            context.log.warning(warning)
         # Counts and schema only: the event log is visible to every UI user.
         return MaterializeResult(
             metadata={

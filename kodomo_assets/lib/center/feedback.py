@@ -40,6 +40,7 @@ NO_LIST = "基準月の確認リストがない"
 NO_INDICATOR = "（指標なし）"
 FORMAT = "kodomo-verification/1"
 FEEDBACK_FILE = "kakunin_signed.json"  # in the month's inbox folder, written by the center
+STORE = "verification_feedback"  # the signed results, in the analysis zone
 # Bands of the calibrated score as the export shows it (3 decimals), so a child lands in
 # the band staff saw. The list is the top 2% of children, so most of it sits in 0.1–0.5;
 # 0.5 is "more likely than not", 0.1 the lower end of what the list usually reaches.

@@ -19,6 +19,7 @@ from kodomo_assets.lib.paths import DATA_DIR
 from kodomo_assets.lib.policy.approval import MonthApproval
 from kodomo_assets.lib.registry import load_registry
 
+TABLE = "linked_children"  # the table analysis/linked_children publishes
 TOKENS = {
     "child_token": ("jumin", "atena_no", "児童の仮名（HMAC-SHA256、用途: child）"),
     "household_token": ("jumin", "household_no", "世帯の仮名（HMAC-SHA256、用途: household）"),
