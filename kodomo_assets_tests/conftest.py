@@ -1,3 +1,4 @@
+import csv
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ from kodomo_assets.lib.platform.keys import (
     read_center_private,
 )
 from kodomo_assets.lib.platform.storage import KodomoStorage, restrict_umask
-from kodomo_assets.lib.policy.approval import DEMO_POLICY
+from kodomo_assets.lib.policy.approval import DEMO_POLICY, HEADER, policy_path
 
 JUMIN_HEADER = (
     "宛名番号,世帯番号,個人番号,氏名,氏名カナ,生年月日,性別,続柄,住所,町丁目コード,"
@@ -80,6 +81,44 @@ def copy_inbox(generated: Path, inbox: Path) -> Path:
     the exports out of the inbox, so two homes never share one."""
     shutil.copytree(generated, inbox, dirs_exist_ok=True)
     return inbox
+
+
+# -- the approval list, edited for one test ---------------------------------------------------
+
+FY2022 = "昭島市個人情報保護条例第13条第2項第6号"
+
+# the changes that approve a row for analysis under FY2022 (for `edited_approval`)
+APPROVE = {
+    "目的外利用": "○",
+    "利用区分": "分析",
+    "根拠": FY2022,
+    "承認期間開始": "2022-04-01",
+    "承認期間終了": "2023-03-31",
+    "保存期間（月）": "12",
+}
+
+
+def approval_rows() -> list[dict[str, str]]:
+    """The rows of the approval list in use (data/policy/approval.csv unless KODOMO_POLICY)."""
+    with open(policy_path(), encoding="utf-8-sig", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_approval(path: Path, rows: list[dict[str, str]]) -> Path:
+    """An approval list of these rows, as the committee's file is written (UTF-8 with BOM)."""
+    with open(path, "w", encoding="utf-8-sig", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=HEADER)
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def edited_approval(folder: Path, header: str, file: str, **changes: str) -> Path:
+    """`folder`/approval.csv: the approval list with the row of one export column changed."""
+    rows = approval_rows()
+    row = next(r for r in rows if r["項目"] == header and r["ファイル"] == file)
+    row.update(changes)
+    return write_approval(folder / "approval.csv", rows)
 
 
 @pytest.fixture

@@ -26,6 +26,21 @@ def run(
     )
 
 
+def purge(
+    storage: KodomoStorage, instance: DagsterInstance, months: list[str], dry_run: bool = False
+) -> ExecuteInProcessResult:
+    """The code location's purge job, with this test's storage resource in place of the one
+    configured from the environment."""
+    # here, not at the top: loading the whole code location costs seconds, and most modules
+    # that import this one never purge
+    from kodomo_assets.definitions import defs
+
+    config = {"ops": {"purge_months": {"config": {"months": months, "dry_run": dry_run}}}}
+    return defs.resolve_job_def("retention_purge").execute_in_process(
+        run_config=config, instance=instance, resources={"storage": storage}, raise_on_error=False
+    )
+
+
 def metadata(result: ExecuteInProcessResult) -> dict[str, dict]:
     """Materialization metadata by asset key ("sources/jumin"), as plain values."""
     out = {}

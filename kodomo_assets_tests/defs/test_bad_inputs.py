@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from dagster import ExecuteInProcessResult
 
 from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.lib.ingest.decode import ALLOWED
 from kodomo_assets.lib.ingest.load import HEADER_ONLY
 from kodomo_assets.lib.platform.storage import KodomoStorage
-from kodomo_assets.lib.registry import load_registry
+from kodomo_assets.lib.registry import Dataset, load_registry
 from kodomo_assets_tests.runs import failures, metadata, run, started
 
 MONTH = "2022-10"
@@ -364,8 +365,37 @@ def good_bytes(dataset: str) -> bytes:
 # -- the corpus ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_a_bad_delivery_after_a_good_one(name: str, storage: KodomoStorage, write_export) -> None:
+FAILING = [name for name, case in CASES.items() if case.stored is None]
+QUARANTINING = [name for name, case in CASES.items() if case.stored is not None]
+
+
+@dataclass
+class Delivery:
+    """The bad delivery after a good one, as run, with the state the good one left."""
+
+    case: Case
+    folder: Path
+    store: Path
+    before: dict[str, tuple[int, str]]  # the store after the good delivery
+    delivered: bytes | None  # the bad file as delivered (None: nothing in its place)
+    result: ExecuteInProcessResult
+    failed: dict[str, str]
+    meta: dict[str, dict]  # by asset name without "sources/"
+
+    @property
+    def ds(self) -> Dataset:
+        return REGISTRY.datasets[self.case.dataset]
+
+    @property
+    def step(self) -> str:
+        return f"sources__{self.case.dataset}"
+
+
+def bad_after_good(
+    name: str, storage: KodomoStorage, write_export: Callable[..., Path]
+) -> Delivery:
+    """Materialise the good export (read, sealed into the raw archive, gone from the inbox),
+    then the case's bad delivery into the month folder the good one left."""
     case = CASES[name]
     ds = REGISTRY.datasets[case.dataset]
     dept = ds.department.code
@@ -388,67 +418,81 @@ def test_a_bad_delivery_after_a_good_one(name: str, storage: KodomoStorage, writ
     case.deliver(folder, storage)
     delivered = (folder / ds.file).read_bytes() if (folder / ds.file).exists() else None
     result = run([inbox_receipt, asset] if case.with_receipt else [asset], MONTH, storage)
-    failed = failures(result)
     meta = {k.removeprefix("sources/"): v for k, v in metadata(result).items()}
-    step = f"sources__{case.dataset}"
+    return Delivery(case, folder, store, before, delivered, result, failures(result), meta)
 
-    if case.stored is None:  # the file (or the delivery) failed
-        assert not result.success
-        assert case.dataset not in meta
-        if case.failure is not None:  # the message names the file, then line and column
-            expected = case.failure(storage) if callable(case.failure) else case.failure
-            assert f"{folder / ds.file}{expected}" in failed[step], failed[step]
-        if case.receipt_failure is not None:
-            assert set(failed) == {"sources__inbox_receipt"}
-            for part in case.receipt_failure:
-                assert part in failed["sources__inbox_receipt"]
-            assert started(result) == ["sources__inbox_receipt"]  # the source never ran
-        else:
-            assert set(failed) == {step}
-        if case.missing is not None:
-            assert meta["inbox_receipt"]["missing"] == case.missing
-        # the last good state, table for table, and nothing half-written beside it
-        assert snapshot(storage, store) == before
-        if (
-            delivered is not None
-        ):  # a failed file stays in the inbox; the archive keeps the good one
-            assert (folder / ds.file).read_bytes() == delivered
-            assert storage.archived_export(dept, MONTH, ds.file) == good_bytes(case.dataset)
-    else:  # read, with the bad rows counted and quarantined
-        assert result.success, failed
-        got = meta[case.dataset]
-        reasons: dict[str, int] = {}
-        for why in case.quarantine.values():
-            for r in why:
-                reasons[r] = reasons.get(r, 0) + 1
-        assert got["dagster/row_count"] == len(case.stored)
-        assert got["quarantined"] == len(case.quarantine)
-        assert got["quarantine_by_reason"] == reasons
-        assert got["read_from"] == "受信箱"  # the new delivery won over the archive
-        for key, value in case.metadata.items():
-            assert got[key] == (value(storage) if callable(value) else value), key
-        key = ds.key[0]
-        with storage.open(store) as con:
-            assert [
-                k
-                for (k,) in con.execute(
-                    f"SELECT {key} FROM {case.dataset} ORDER BY source_line"
-                ).fetchall()
-            ] == case.stored
-            quarantined = dict(
-                con.execute(
-                    f"SELECT line, reasons FROM {case.dataset}_quarantine ORDER BY line"
-                ).fetchall()
-            )
-        assert quarantined == case.quarantine
-        after = snapshot(storage, store)
-        # the same tables, the dataset's pair replaced together
-        assert set(after) == set(before)
-        assert after[case.dataset][0] == len(case.stored)
-        assert after[f"{case.dataset}_quarantine"][0] == len(case.quarantine)
-        # the read file left the inbox, sealed in place of the good one
-        assert not (folder / ds.file).exists()
-        assert storage.archived_export(dept, MONTH, ds.file) == delivered
+
+@pytest.mark.parametrize("name", FAILING)
+def test_a_bad_file_after_a_good_one_fails_and_leaves_the_last_good_state(
+    name: str, storage: KodomoStorage, write_export: Callable[..., Path]
+) -> None:
+    d = bad_after_good(name, storage, write_export)
+    case, ds, failed, step = d.case, d.ds, d.failed, d.step
+    assert not d.result.success
+    assert case.dataset not in d.meta
+    if case.failure is not None:  # the message names the file, then line and column
+        expected = case.failure(storage) if callable(case.failure) else case.failure
+        assert f"{d.folder / ds.file}{expected}" in failed[step], failed[step]
+    if case.receipt_failure is not None:
+        assert set(failed) == {"sources__inbox_receipt"}
+        for part in case.receipt_failure:
+            assert part in failed["sources__inbox_receipt"]
+        assert started(d.result) == ["sources__inbox_receipt"]  # the source never ran
+    else:
+        assert set(failed) == {step}
+    if case.missing is not None:
+        assert d.meta["inbox_receipt"]["missing"] == case.missing
+    # the last good state, table for table, and nothing half-written beside it
+    assert snapshot(storage, d.store) == d.before
+    if d.delivered is not None:  # a failed file stays in the inbox; the archive keeps the good one
+        assert (d.folder / ds.file).read_bytes() == d.delivered
+        assert storage.archived_export(ds.department.code, MONTH, ds.file) == good_bytes(
+            case.dataset
+        )
+    assert leftovers(storage) == []
+
+
+@pytest.mark.parametrize("name", QUARANTINING)
+def test_a_bad_row_after_a_good_one_is_quarantined_and_counted(
+    name: str, storage: KodomoStorage, write_export: Callable[..., Path]
+) -> None:
+    d = bad_after_good(name, storage, write_export)
+    case, ds = d.case, d.ds
+    assert case.stored is not None
+    assert d.result.success, d.failed
+    got = d.meta[case.dataset]
+    reasons: dict[str, int] = {}
+    for why in case.quarantine.values():
+        for r in why:
+            reasons[r] = reasons.get(r, 0) + 1
+    assert got["dagster/row_count"] == len(case.stored)
+    assert got["quarantined"] == len(case.quarantine)
+    assert got["quarantine_by_reason"] == reasons
+    assert got["read_from"] == "受信箱"  # the new delivery won over the archive
+    for key, value in case.metadata.items():
+        assert got[key] == (value(storage) if callable(value) else value), key
+    key = ds.key[0]
+    with storage.open(d.store) as con:
+        assert [
+            k
+            for (k,) in con.execute(
+                f"SELECT {key} FROM {case.dataset} ORDER BY source_line"
+            ).fetchall()
+        ] == case.stored
+        quarantined = dict(
+            con.execute(
+                f"SELECT line, reasons FROM {case.dataset}_quarantine ORDER BY line"
+            ).fetchall()
+        )
+    assert quarantined == case.quarantine
+    after = snapshot(storage, d.store)
+    # the same tables, the dataset's pair replaced together
+    assert set(after) == set(d.before)
+    assert after[case.dataset][0] == len(case.stored)
+    assert after[f"{case.dataset}_quarantine"][0] == len(case.quarantine)
+    # the read file left the inbox, sealed in place of the good one
+    assert not (d.folder / ds.file).exists()
+    assert storage.archived_export(ds.department.code, MONTH, ds.file) == d.delivered
     assert leftovers(storage) == []
 
 

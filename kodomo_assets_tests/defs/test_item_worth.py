@@ -16,8 +16,7 @@ from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
 from kodomo_assets.lib.policy.pseudonym import TOKEN_PATTERN
 from kodomo_assets.lib.scoring import item_worth as iw
-from kodomo_assets_tests.conftest import demo_env
-from kodomo_assets_tests.lib.policy.test_approval import APPROVE, _edited
+from kodomo_assets_tests.conftest import APPROVE, demo_env, edited_approval
 from kodomo_assets_tests.runs import failures, metadata, run
 
 MONTH = "2022-10"
@@ -34,7 +33,7 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory):
     generate(generated, residents=15000, months=[MONTH], seed=8)
     inbox = tmp_path_factory.mktemp("inbox")
     shutil.copytree(generated / MONTH, inbox / MONTH)
-    edited = _edited(tmp_path_factory.mktemp("policy"), "施設名", "hoiku.csv", **APPROVE)
+    edited = edited_approval(tmp_path_factory.mktemp("policy"), "施設名", "hoiku.csv", **APPROVE)
     with demo_env(inbox, tmp_path_factory) as storage:
         instance = DagsterInstance.ephemeral()
         upstream = run(

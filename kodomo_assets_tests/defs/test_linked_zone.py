@@ -23,8 +23,7 @@ from kodomo_assets.lib.policy.anonymity import MAX_BELOW_K_SHARE, MAX_UNIQUE_SHA
 from kodomo_assets.lib.policy.approval import load_policy
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets.lib.scoring.linked_table import load_spec, plan
-from kodomo_assets_tests.conftest import demo_env
-from kodomo_assets_tests.lib.policy.test_approval import APPROVE, _edited
+from kodomo_assets_tests.conftest import APPROVE, demo_env, edited_approval
 from kodomo_assets_tests.runs import failures, metadata, run
 
 MONTH = "2022-10"
@@ -271,7 +270,9 @@ def test_my_numbers_inside_an_unpublished_text_column_never_reach_the_analysis_z
 def test_a_policy_approving_income_stops_every_asset(
     inbox: Path, storage: KodomoStorage, tmp_path: Path, monkeypatch
 ) -> None:
-    monkeypatch.setenv("KODOMO_POLICY", str(_edited(tmp_path, "所得額", "teate.csv", **APPROVE)))
+    monkeypatch.setenv(
+        "KODOMO_POLICY", str(edited_approval(tmp_path, "所得額", "teate.csv", **APPROVE))
+    )
     result, _ = refresh(storage)
     assert not result.get_asset_materialization_events()
     message = failures(result)["sources__inbox_receipt"]  # the first asset of the run

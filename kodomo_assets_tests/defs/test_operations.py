@@ -13,7 +13,6 @@ import pytest
 from dagster import (
     AssetKey,
     DagsterInstance,
-    ExecuteInProcessResult,
     IdentityPartitionMapping,
     RunRequest,
     SkipReason,
@@ -38,7 +37,7 @@ from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
 from kodomo_assets.lib.policy.approval import HEADER, OUTPUT_FILE, policy_path
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets_tests.conftest import at, configured
-from kodomo_assets_tests.runs import failure_message, failures, run, started
+from kodomo_assets_tests.runs import failure_message, failures, purge, run, started
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 
@@ -120,18 +119,6 @@ def test_the_sensor_counts_archived_exports_and_asks_for_nothing_already_ingeste
 # -- the retention purge ---------------------------------------------------------------------
 
 OLD, NEW = "2022-04", "2022-10"
-PURGE = "retention_purge"
-
-
-def _purge(
-    storage: KodomoStorage, instance: DagsterInstance, months: list[str], dry_run: bool = False
-) -> ExecuteInProcessResult:
-    """The code location's purge job, with this test's storage resource in place of the one
-    configured from the environment."""
-    config = {"ops": {"purge_months": {"config": {"months": months, "dry_run": dry_run}}}}
-    return defs.resolve_job_def(PURGE).execute_in_process(
-        run_config=config, instance=instance, resources={"storage": storage}, raise_on_error=False
-    )
 
 
 def _generated(tmp_path: Path, month: str) -> Path:
@@ -198,7 +185,7 @@ def test_the_purge_refuses_a_month_within_retention_and_deletes_nothing(
     before = _files(storage.home_path)
     instance = DagsterInstance.ephemeral()
     for months in ([NEW], [OLD, NEW]):  # one month within retention refuses the whole request
-        result = _purge(storage, instance, months)
+        result = purge(storage, instance, months)
         assert not result.success
         message = failure_message(result)
         assert (
@@ -208,7 +195,7 @@ def test_the_purge_refuses_a_month_within_retention_and_deletes_nothing(
         assert "何も消去していません" in message
         assert _files(storage.home_path) == before
     # a dry run lists and deletes nothing, and records no purge
-    result = _purge(storage, instance, [OLD], dry_run=True)
+    result = purge(storage, instance, [OLD], dry_run=True)
     assert result.success, failures(result)
     due = [
         f
@@ -261,7 +248,7 @@ def test_the_purge_forgets_a_month_past_retention_and_its_copies(
 
     storage = at(storage, "2023-10-01")
     instance = DagsterInstance.ephemeral()
-    result = _purge(storage, instance, [OLD])
+    result = purge(storage, instance, [OLD])
     assert result.success, failures(result)
     removed = storage.month_files(OLD)
     assert result.output_for_node("purge_months") == {
@@ -420,7 +407,7 @@ def test_a_purged_month_leaves_no_inbox_folder_and_is_not_reported_as_waiting(
         (folder / name).write_text("x")
     _archive(storage, "2022-04", set(expected_files()) - {"jumin.csv"})  # jumin.csv failed
     storage = at(storage, "2023-10-01")
-    assert _purge(storage, DagsterInstance.ephemeral(), ["2022-04"]).success
+    assert purge(storage, DagsterInstance.ephemeral(), ["2022-04"]).success
     assert not folder.exists()
     (entry,) = purge_log(storage).entries()
     assert "受信箱/2022-04/jumin.csv" in entry["removed"]
@@ -487,7 +474,7 @@ def test_each_kind_of_output_is_kept_for_its_own_retention(two_months) -> None:
     instance = DagsterInstance.ephemeral()
 
     first = at(storage, "2023-10-01")
-    assert _purge(first, instance, [OLD]).success
+    assert purge(first, instance, [OLD]).success
     assert results.exists() and report.exists()
     assert not storage.department_store("shimin", OLD).exists()
     assert not storage.zone_store("center", OLD, "review_list").exists()
@@ -498,10 +485,10 @@ def test_each_kind_of_output_is_kept_for_its_own_retention(two_months) -> None:
     assert entry["kept_until"] == {"確認結果": "2025-04-30", "委員会報告書": "2027-04-30"}
     assert "確認リスト" in entry["forgotten"] and "確認結果" not in entry["forgotten"]
 
-    assert not _purge(at(storage, "2025-04-30"), instance, [OLD]).success  # nothing past yet
-    assert _purge(at(storage, "2025-05-01"), instance, [OLD]).success
+    assert not purge(at(storage, "2025-04-30"), instance, [OLD]).success  # nothing past yet
+    assert purge(at(storage, "2025-05-01"), instance, [OLD]).success
     assert not results.exists() and report.exists() and OLD not in storage.keytable.scopes()
-    assert _purge(at(storage, "2027-05-01"), instance, [OLD]).success
+    assert purge(at(storage, "2027-05-01"), instance, [OLD]).success
     assert not report.exists() and not report.parent.exists()
     assert [e["forgotten"] for e in purge_log(storage).entries()][1:] == [
         ["確認結果"],

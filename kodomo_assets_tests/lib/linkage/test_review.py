@@ -30,7 +30,7 @@ from kodomo_assets.lib.linkage.review import (
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets_tests.conftest import at, demo_env
-from kodomo_assets_tests.runs import failures, metadata, run
+from kodomo_assets_tests.runs import failures, metadata, purge, run
 
 MONTHS = ["2022-08", "2022-09", "2022-10"]
 PURPOSE = "照合確認"
@@ -373,10 +373,9 @@ def test_the_committee_report_reads_and_verifies_the_record(round_trip) -> None:
 def test_the_purge_lists_the_exports_to_destroy(round_trip) -> None:
     """Last: it forgets the first month."""
     from kodomo_assets.defs.operations import purge_log
-    from kodomo_assets_tests.defs.test_operations import _purge
 
     storage = at(round_trip["storage"], "2023-10-01")
-    result = _purge(storage, DagsterInstance.ephemeral(), [MONTHS[0]])
+    result = purge(storage, DagsterInstance.ephemeral(), [MONTHS[0]])
     assert result.success, failures(result)
     (entry,) = purge_log(storage).entries()
     assert [(e["action"], e["file"]) for e in entry["exports_to_destroy"]] == [

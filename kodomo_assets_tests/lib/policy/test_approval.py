@@ -10,7 +10,6 @@ from kodomo_assets.lib.policy.approval import (
     DEFAULT_POLICY,
     DEMO_MARK,
     DEMO_POLICY,
-    HEADER,
     OUTPUT_FILE,
     OUTPUT_KINDS,
     ApprovalPeriodError,
@@ -18,49 +17,23 @@ from kodomo_assets.lib.policy.approval import (
     clock_problem,
     load_policy,
     parse_policy,
-    policy_path,
 )
 from kodomo_assets.lib.registry import load_registry
-
-FY2022 = "昭島市個人情報保護条例第13条第2項第6号"
-
-
-def _rows() -> list[dict[str, str]]:
-    with open(policy_path(), encoding="utf-8-sig", newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _write(path: Path, rows: list[dict[str, str]]) -> Path:
-    with open(path, "w", encoding="utf-8-sig", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=HEADER)
-        w.writeheader()
-        w.writerows(rows)
-    return path
-
-
-def _edited(tmp_path: Path, header: str, file: str, **changes: str) -> Path:
-    rows = _rows()
-    row = next(r for r in rows if r["項目"] == header and r["ファイル"] == file)
-    row.update(changes)
-    return _write(tmp_path / "approval.csv", rows)
-
-
-APPROVE = {
-    "目的外利用": "○",
-    "利用区分": "分析",
-    "根拠": FY2022,
-    "承認期間開始": "2022-04-01",
-    "承認期間終了": "2023-03-31",
-    "保存期間（月）": "12",
-}
+from kodomo_assets_tests.conftest import (
+    APPROVE,
+    FY2022,
+    approval_rows,
+    edited_approval,
+    write_approval,
+)
 
 
 def test_the_committee_file_lists_every_registry_column_once() -> None:
-    rows = [r for r in _rows() if r["ファイル"] != OUTPUT_FILE]
+    rows = [r for r in approval_rows() if r["ファイル"] != OUTPUT_FILE]
     listed = [(r["ファイル"], r["項目"]) for r in rows]
     expected = [(ds.file, c.header) for ds in load_registry().datasets.values() for c in ds.columns]
     assert sorted(listed) == sorted(expected)
-    assert [int(r["番号"]) for r in _rows()] == list(range(1, len(_rows()) + 1))
+    assert [int(r["番号"]) for r in approval_rows()] == list(range(1, len(approval_rows()) + 1))
     for r in rows:  # every approval carries its basis and period; refusals say why
         if "○" in (r["目的外利用"], r["提供"]):
             assert FY2022 in r["根拠"] and r["承認期間開始"] == "2022-04-01"
@@ -96,31 +69,31 @@ def test_fy2022_approval_matches_the_minutes() -> None:
 def test_a_policy_approving_a_statutorily_forbidden_item_fails_naming_the_row(
     tmp_path: Path, file: str, header: str, law: str
 ) -> None:
-    path = _edited(tmp_path, header, file, **APPROVE)
+    path = edited_approval(tmp_path, header, file, **APPROVE)
     with pytest.raises(PolicyError) as err:
         parse_policy(path)
-    no = next(r["番号"] for r in _rows() if r["項目"] == header and r["ファイル"] == file)
+    no = next(r["番号"] for r in approval_rows() if r["項目"] == header and r["ファイル"] == file)
     assert f"番号 {no}" in str(err.value) and header in str(err.value) and law in str(err.value)
 
 
 def test_direct_identifiers_may_only_be_approved_for_matching(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="直接識別子"):
-        parse_policy(_edited(tmp_path, "住所", "jumin.csv", 利用区分="照合・分析"))
+        parse_policy(edited_approval(tmp_path, "住所", "jumin.csv", 利用区分="照合・分析"))
     with pytest.raises(PolicyError, match="直接識別子"):
-        parse_policy(_edited(tmp_path, "氏名", "jumin.csv", **APPROVE))
-    matched = parse_policy(_edited(tmp_path, "住所", "gakurei.csv", 利用区分="照合"))
+        parse_policy(edited_approval(tmp_path, "氏名", "jumin.csv", **APPROVE))
+    matched = parse_policy(edited_approval(tmp_path, "住所", "gakurei.csv", 利用区分="照合"))
     assert matched.for_month("2022-10").allows("gakurei", "address", "match")
 
 
 def test_malformed_rows_are_refused(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="○ か空欄"):
-        parse_policy(_edited(tmp_path, "続柄", "jumin.csv", 目的外利用="はい"))
+        parse_policy(edited_approval(tmp_path, "続柄", "jumin.csv", 目的外利用="はい"))
     with pytest.raises(PolicyError, match="台帳にありません"):
-        parse_policy(_edited(tmp_path, "続柄", "jumin.csv", 項目="年収"))
+        parse_policy(edited_approval(tmp_path, "続柄", "jumin.csv", 項目="年収"))
     with pytest.raises(PolicyError, match="根拠・承認期間"):
-        parse_policy(_edited(tmp_path, "続柄", "jumin.csv", 根拠=""))
+        parse_policy(edited_approval(tmp_path, "続柄", "jumin.csv", 根拠=""))
     with pytest.raises(PolicyError, match="保存期間"):
-        parse_policy(_edited(tmp_path, "続柄", "jumin.csv", **{"保存期間（月）": "一年"}))
+        parse_policy(edited_approval(tmp_path, "続柄", "jumin.csv", **{"保存期間（月）": "一年"}))
 
 
 def test_a_month_outside_every_period_names_the_periods_and_their_basis() -> None:
@@ -135,7 +108,7 @@ def test_a_month_outside_every_period_names_the_periods_and_their_basis() -> Non
 
 def test_a_later_period_recorded_under_the_act_opens_its_months(tmp_path: Path) -> None:
     later = "個人情報保護法第69条第2項第2号・第3号"
-    rows = _rows()
+    rows = approval_rows()
     extra = [
         {
             **r,
@@ -146,7 +119,7 @@ def test_a_later_period_recorded_under_the_act_opens_its_months(tmp_path: Path) 
         }
         for i, r in enumerate(r for r in rows if r["ファイル"] == "jumin.csv" and r["根拠"])
     ]
-    approval = parse_policy(_write(tmp_path / "approval.csv", rows + extra))
+    approval = parse_policy(write_approval(tmp_path / "approval.csv", rows + extra))
     may = approval.for_month("2023-05")
     assert [p.basis for p in may.periods] == [later]
     assert may.columns("jumin", "analysis") and not may.columns("gakurei", "key")
@@ -173,16 +146,16 @@ def test_every_kind_of_output_has_its_retention_row(tmp_path: Path) -> None:
     policy = load_policy(DEFAULT_POLICY)
     assert {o.kind for o in policy.outputs} == set(OUTPUT_KINDS.values())
     assert policy.retention("verification") > policy.retention("scores") > 0
-    rows = _rows()
+    rows = approval_rows()
     without = [r for r in rows if not (r["ファイル"] == OUTPUT_FILE and r["項目"] == "確認リスト")]
     with pytest.raises(PolicyError, match="種類ごとにちょうど1行"):
-        parse_policy(_write(tmp_path / "a.csv", without))
+        parse_policy(write_approval(tmp_path / "a.csv", without))
     odd = [
         {**r, "項目": "メモ"} if r["ファイル"] == OUTPUT_FILE and r["項目"] == "確認リスト" else r
         for r in rows
     ]
     with pytest.raises(PolicyError, match="出力の種類"):
-        parse_policy(_write(tmp_path / "b.csv", odd))
+        parse_policy(write_approval(tmp_path / "b.csv", odd))
 
 
 def test_the_demo_approval_says_so_on_every_row_and_approves_the_same_items() -> None:
@@ -202,10 +175,10 @@ def test_the_demo_approval_says_so_on_every_row_and_approves_the_same_items() ->
 
 
 def test_a_list_mixing_demo_and_real_rows_is_refused(tmp_path: Path) -> None:
-    rows = _rows()
+    rows = approval_rows()
     rows[0] = {**rows[0], "根拠": DEMO_MARK}
     with pytest.raises(PolicyError, match="混在"):
-        parse_policy(_write(tmp_path / "mixed.csv", rows))
+        parse_policy(write_approval(tmp_path / "mixed.csv", rows))
 
 
 def test_production_refuses_a_clock_override_and_a_demo_list() -> None:

@@ -11,7 +11,7 @@ from kodomo_assets.lib.scoring import item_worth as iw
 from kodomo_assets.lib.scoring import model as scoring
 from kodomo_assets.lib.scoring.indicators import Indicator, load_indicators
 from kodomo_assets.lib.scoring.linked_table import load_spec, month_sql, plan
-from kodomo_assets_tests.lib.policy.test_approval import _edited
+from kodomo_assets_tests.conftest import edited_approval
 
 MONTH = "2022-10"
 ASOF_SQL = month_sql(MONTH)["asof"]
@@ -48,7 +48,7 @@ def test_an_item_left_unread_by_an_edited_approval_is_reported(tmp_path: Path) -
     """Without 手当種別 no allowance column can be built: 支給状況 and 認定年月日 stay
     approved but nothing reads them."""
     approval = parse_policy(
-        _edited(
+        edited_approval(
             tmp_path,
             "手当種別",
             "teate.csv",

@@ -17,7 +17,7 @@ from kodomo_assets.lib.scoring.linked_table import (
     load_spec,
     plan,
 )
-from kodomo_assets_tests.lib.policy.test_approval import _edited
+from kodomo_assets_tests.conftest import edited_approval
 
 MONTH = "2022-10"
 
@@ -47,7 +47,7 @@ def test_every_column_is_built_from_approved_inputs_with_complete_lineage() -> N
 
 def test_a_column_whose_input_is_not_approved_is_left_out_with_the_reason(tmp_path: Path) -> None:
     approval = parse_policy(
-        _edited(
+        edited_approval(
             tmp_path,
             "就学援助区分",
             "gakurei.csv",
@@ -65,7 +65,7 @@ def test_a_column_whose_input_is_not_approved_is_left_out_with_the_reason(tmp_pa
 
 def test_an_unapproved_key_drops_everything_that_joins_through_it(tmp_path: Path) -> None:
     approval = parse_policy(
-        _edited(
+        edited_approval(
             tmp_path,
             "学籍番号",
             "shukketsu.csv",
@@ -84,7 +84,7 @@ def test_an_unapproved_key_drops_everything_that_joins_through_it(tmp_path: Path
 
 def test_the_base_needs_its_keys(tmp_path: Path) -> None:
     approval = parse_policy(
-        _edited(
+        edited_approval(
             tmp_path,
             "世帯番号",
             "jumin.csv",
