@@ -3,13 +3,13 @@ B, the data's flow into the linked table and each column's lineage."""
 
 from __future__ import annotations
 
-from kodomo_assets.lib.policy.approval import Approval, MonthApproval
+from kodomo_assets.lib.policy.approval import USES, Approval, MonthApproval
 from kodomo_assets.lib.registry import load_registry
 from kodomo_assets.lib.reporting import report as R
 from kodomo_assets.lib.reporting.lineage_diagram import draw
 from kodomo_assets.lib.scoring.linked_table import describe, load_spec, plan
 
-USES = {"key": "連携キー", "match": "照合", "analysis": "分析"}
+USE_NAMES = {code: name for name, code in USES.items()}  # 利用区分 as the list writes it
 APPROVAL_HEADER = [
     "番号",
     "保有課",
@@ -41,7 +41,7 @@ def approval_section(policy: Approval, month: str) -> list:
             _mark(i.sensitive),
             _mark(i.out_of_purpose),
             _mark(i.provision),
-            "・".join(USES[u] for u in sorted(i.uses)),
+            "・".join(USE_NAMES[u] for u in sorted(i.uses)),
             i.purpose,
             i.period.basis if i.period else "",
             f"{i.period.start}〜{i.period.end}" if i.period else "",
