@@ -1,1 +1,2 @@
-"""Reporting: the committee's report, its tables (council), suppression and the lineage diagram."""
+"""Reporting: the committee's report (put together in monthly.py, one module per section), its
+tables (council), suppression, plots, markdown and the lineage diagram."""

@@ -351,8 +351,9 @@ def test_the_cli_exports_and_records(round_trip, monkeypatch: pytest.MonkeyPatch
 
 
 def test_the_committee_report_reads_and_verifies_the_record(round_trip) -> None:
-    from kodomo_assets.defs.committee.assets import _link_records_table, records_status
+    from kodomo_assets.defs.committee.assets import records_status
     from kodomo_assets.lib.policy.approval import load_purposes
+    from kodomo_assets.lib.reporting.history import link_records_table as _link_records_table
 
     storage = round_trip["storage"]
     table = _link_records_table(storage, MONTHS[0], load_purposes())
