@@ -21,9 +21,9 @@ from kodomo_assets.defs.scoring.assets import TABLE as SCORES_TABLE
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
 from kodomo_assets.lib.center import listing
-from kodomo_assets.lib.center.feedback import STORE
-from kodomo_assets.lib.center.listing import COLUMNS, previous_month, verified_before
+from kodomo_assets.lib.center.listing import COLUMNS, verified_before
 from kodomo_assets.lib.center.review_list import NEW, RISEN, TABLE
+from kodomo_assets.lib.partitions import previous_month
 from kodomo_assets.lib.platform.keys import KeyProblem
 from kodomo_assets.lib.platform.rows import one_row
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
@@ -32,8 +32,6 @@ from kodomo_assets.lib.policy.pseudonym import register_udfs
 
 KEY = AssetKey(["center", "review_list"])
 FEEDBACK_KEY = AssetKey(["center", "verification_feedback"])
-# defs/center/feedback and defs/scoring/item_worth import these from here
-FEEDBACK_STORE, months_before = STORE, listing.months_before
 # The months' order is part of the graph, not of luck: a month's list reads the previous
 # month's list's scores (score rose) and every result returned so far (no re-listing without
 # news). It depends on its own previous month (a self-dependency: Dagster then backfills the

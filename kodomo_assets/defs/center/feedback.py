@@ -10,13 +10,13 @@ from dagster import (
 
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.center.assets import FEEDBACK_KEY as KEY
-from kodomo_assets.defs.center.assets import FEEDBACK_STORE as STORE
-from kodomo_assets.defs.center.assets import previous_month
 from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.defs.sources.inbox import FEEDBACK_FILE
 from kodomo_assets.defs.sources.inbox import KEY as INBOX_KEY
 from kodomo_assets.defs.zone import zone_asset
 from kodomo_assets.lib.center import feedback as fb
+from kodomo_assets.lib.center.feedback import STORE
+from kodomo_assets.lib.partitions import previous_month
 from kodomo_assets.lib.platform.keys import KeyProblem
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.registry import load_registry

@@ -1,7 +1,6 @@
 """Running every month without a developer: the monthly schedule and the arrival sensor."""
 
 from collections.abc import Iterator
-from datetime import date
 
 from dagster import (
     DefaultScheduleStatus,
@@ -17,13 +16,10 @@ from dagster import (
 )
 
 from kodomo_assets.lib.ingest.delivery import arrivals
+from kodomo_assets.lib.partitions import month_of, previous_month
 from kodomo_assets.lib.platform.storage import KodomoStorage
 
 TIMEZONE = "Asia/Tokyo"
-
-
-def previous_month(day: date) -> str:
-    return f"{day.year - (day.month == 1)}-{(day.month - 2) % 12 + 1:02d}"
 
 
 def monthly_schedule_for(job_def) -> ScheduleDefinition:
@@ -36,7 +32,7 @@ def monthly_schedule_for(job_def) -> ScheduleDefinition:
         description="毎月2日 6:00（日本時間）に前月分（基準月 = 前月）の月次更新を実行する。",
     )
     def monthly_refresh_schedule(context: ScheduleEvaluationContext) -> RunRequest:
-        month = previous_month(context.scheduled_execution_time.date())
+        month = previous_month(month_of(context.scheduled_execution_time.date()))
         return RunRequest(run_key=f"schedule-{month}", partition_key=month)
 
     return monthly_refresh_schedule

@@ -20,10 +20,12 @@ from dagster import (
 
 from kodomo_assets.defs.analysis.assets import KEY as LINKED_KEY
 from kodomo_assets.defs.approval import approval_for
-from kodomo_assets.defs.center.assets import FEEDBACK_KEY, FEEDBACK_STORE, months_before
+from kodomo_assets.defs.center.assets import FEEDBACK_KEY
 from kodomo_assets.defs.lineage import materialized_by
 from kodomo_assets.defs.scoring.assets import REGISTRY_FILES, SEED, month_input
 from kodomo_assets.defs.zone import publish_gated, zone_asset
+from kodomo_assets.lib.center.feedback import STORE as FEEDBACK_STORE
+from kodomo_assets.lib.partitions import months_before
 from kodomo_assets.lib.paths import content_version
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy.gate import inspect_table

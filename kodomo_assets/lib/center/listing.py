@@ -9,6 +9,7 @@ import duckdb
 from kodomo_assets.lib.center.feedback import NOT_CONFIRMED
 from kodomo_assets.lib.center.feedback import STORE as FEEDBACK_STORE
 from kodomo_assets.lib.center.review_list import NEW, RISEN, TABLE
+from kodomo_assets.lib.partitions import months_before
 from kodomo_assets.lib.platform.rows import one_row
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.scoring.linked_table import month_sql
@@ -28,19 +29,6 @@ COLUMNS = [
     "prev_result",
     "prev_result_month",
 ]
-
-
-def previous_month(month: str) -> str:
-    y, m = (int(x) for x in month.split("-"))
-    return f"{y - (m == 1)}-{(m - 2) % 12 + 1:02d}"
-
-
-def months_before(month: str, n: int) -> list[str]:
-    out, m = [], month
-    for _ in range(n):
-        m = previous_month(m)
-        out.append(m)
-    return out
 
 
 def verified_before(

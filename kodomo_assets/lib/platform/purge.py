@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from kodomo_assets.lib.center.export import read_access_log
 from kodomo_assets.lib.ingest.delivery import MONTH_FOLDER
 from kodomo_assets.lib.linkage.review import review_log
+from kodomo_assets.lib.partitions import month_end, shift
 from kodomo_assets.lib.platform.chained_log import ChainedLog
 from kodomo_assets.lib.platform.retention import INPUTS, LABELS, month_kinds
 from kodomo_assets.lib.platform.storage import Forgotten, KodomoStorage
@@ -24,17 +25,10 @@ class PurgeRefused(ValueError):
     """The request names a malformed month or one with nothing past its 保存期間."""
 
 
-def month_end(month: str) -> date:
-    y, m = (int(x) for x in month.split("-"))
-    return date(y + m // 12, m % 12 + 1, 1) - timedelta(days=1)
-
-
 def expiry(month: str, retention_months: int) -> date:
     """The last day a month's results may be kept: the end of the month `retention_months`
     after it."""
-    y, m = (int(x) for x in month.split("-"))
-    shifted = (y * 12 + m - 1) + retention_months
-    return month_end(f"{shifted // 12}-{shifted % 12 + 1:02d}")
+    return month_end(shift(month, retention_months))
 
 
 def purge_log(storage: KodomoStorage) -> ChainedLog:

@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from kodomo_assets.lib.partitions import month_end
 from kodomo_assets.lib.paths import DATA_DIR
 from kodomo_assets.lib.policy.statutory import denial_basis, is_direct_identifier
 from kodomo_assets.lib.registry import Registry, load_registry
@@ -79,9 +80,7 @@ class Period:
     basis: str
 
     def covers(self, month: str) -> bool:
-        y, m = (int(x) for x in month.split("-"))
-        last = date(y + m // 12, m % 12 + 1, 1).toordinal() - 1
-        return self.start <= date(y, m, 1) and last <= self.end.toordinal()
+        return self.start <= date.fromisoformat(f"{month}-01") and month_end(month) <= self.end
 
     def covers_day(self, day: date) -> bool:
         return self.start <= day <= self.end

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from kodomo_assets.lib.partitions import month_end
 from kodomo_assets.lib.paths import DATA_DIR
 from kodomo_assets.lib.policy.approval import MonthApproval
 from kodomo_assets.lib.registry import load_registry
@@ -248,11 +249,7 @@ def plan(spec: Spec, approval: MonthApproval) -> Plan:
 
 
 def month_sql(month: str) -> dict[str, str]:
-    y, m = (int(x) for x in month.split("-"))
-    return {
-        "asof": f"(DATE '{y + m // 12}-{m % 12 + 1:02d}-01' - INTERVAL 1 DAY)::DATE",
-        "month_start": f"DATE '{y}-{m:02d}-01'",
-    }
+    return {"asof": f"DATE '{month_end(month)}'", "month_start": f"DATE '{month}-01'"}
 
 
 def compile_sql(
