@@ -22,6 +22,8 @@ from kodomo_assets.lib.center.export import access_log_path, export_review_list
 from kodomo_assets.lib.platform.keys import read_center_private
 from kodomo_assets.lib.policy.approval import load_policy
 from kodomo_assets.lib.registry import load_registry
+from kodomo_assets.lib.reporting import report as R
+from kodomo_assets.lib.reporting.figures import figures_section
 from kodomo_assets.lib.reporting.lineage_diagram import draw
 from kodomo_assets.lib.scoring.linked_table import load_spec, plan
 from kodomo_assets_tests.conftest import at, copy_inbox, demo_env
@@ -283,3 +285,17 @@ def test_every_time_the_council_reads_is_in_japan_time(report) -> None:
     times = re.findall(r"20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:]{8}([+-][0-9:]{5}|Z)?", _visible(html))
     assert times and set(times) == {"+09:00"}
     assert "日本時間" in html and "UTC" not in _visible(html)
+
+
+def test_the_listed_column_follows_the_lists_recorded_k_and_is_never_derived(report) -> None:
+    """The report's 確認リスト掲載 counts come from the k the review list recorded; without
+    it (no list yet) the column says — instead of a k of its own."""
+    storage = report[3]
+
+    def listed_column(k: int | None) -> list[str]:
+        parts, _ = figures_section(storage, MONTH, {}, {}, k)
+        return [row[2] for row in parts[0].rows]
+
+    assert set(listed_column(None)) == {"—"}
+    assert set(listed_column(1)) <= {"0", R.MASK}  # one child listed at most
+    assert any(cell not in ("0", R.MASK) for cell in listed_column(10**6))

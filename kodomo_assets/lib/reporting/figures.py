@@ -25,10 +25,12 @@ LINK_COLUMNS = [
 
 
 def figures_section(
-    storage: KodomoStorage, month: str, sources: dict[str, dict], link: dict
+    storage: KodomoStorage, month: str, sources: dict[str, dict], link: dict, k: int | None
 ) -> tuple[list, dict]:
     """The section's tables, and for the other sections the month's scores, children and k
-    (empty without scores). `sources`: each export's metadata by its label."""
+    (empty without scores). `sources`: each export's metadata by its label; `k`: the review
+    list's own k as its materialization recorded it (None before the list exists: no
+    column of listed children then, rather than a k derived here that may not be the list's)."""
     parts: list = []
     if sources:
         grid = [
@@ -46,11 +48,16 @@ def figures_section(
         with storage.connect() as con:
             storage.attach(con, "s", scores)
             (n_children,) = one_row(con.execute("SELECT count(*) FROM s.risk_scores"))
-            k = max(1, round(0.02 * n_children))
-            con.execute(f"""CREATE TEMP TABLE t AS SELECT s.*,
-                (NOT s.center_known AND row_number() OVER (PARTITION BY s.center_known
-                 ORDER BY s.rank) <= {k}) AS listed FROM s.risk_scores s""")
-            parts.append(_indicator_table(con))
+            listed = (
+                "NULL::BOOLEAN"
+                if k is None
+                else f"""(NOT s.center_known AND row_number() OVER (PARTITION BY s.center_known
+                 ORDER BY s.rank) <= {int(k)})"""
+            )
+            con.execute(
+                f"CREATE TEMP TABLE t AS SELECT s.*, {listed} AS listed FROM s.risk_scores s"
+            )
+            parts.append(_indicator_table(con, with_list=k is not None))
             # districts never sit in the analysis table: the fairness audit's aggregates
             audit = storage.zone_store("analysis", month, FAIRNESS_TABLE)
             districts = []
@@ -94,8 +101,9 @@ def _link_table(link: dict) -> R.Table:
     return t
 
 
-def _indicator_table(con: duckdb.DuckDBPyConnection) -> R.Table:
-    """Children per indicator, all and listed, from TEMP TABLE t (the scores and `listed`)."""
+def _indicator_table(con: duckdb.DuckDBPyConnection, with_list: bool) -> R.Table:
+    """Children per indicator, all and listed, from TEMP TABLE t (the scores and `listed`;
+    without a review list the listed column says —)."""
     rows = []
     for i in load_indicators():
         fired, listed = one_row(
@@ -106,9 +114,8 @@ def _indicator_table(con: duckdb.DuckDBPyConnection) -> R.Table:
             )
         )
         # 該当 − うち掲載 is a count too: both parts 0 or ≥ 10, or the part is hidden
-        rows.append(
-            [i.label, R.small(fired), R.small(listed) if visible(listed, fired) else R.MASK]
-        )
+        shown = R.small(listed) if visible(listed, fired) else R.MASK
+        rows.append([i.label, R.small(fired), shown if with_list else R.small(None)])
     return R.Table(
         "指標ごとの該当児童数（全児童／確認リスト掲載）",
         ["指標", "該当", "うち掲載"],

@@ -33,7 +33,9 @@ def monthly_report(
     # whether the data month and today's date are inside it
     approval = storage.approval()
     standing = approval.standing(month, storage.today())
-    figures_parts, figures = figures_section(storage, month, facts.sources, facts.link)
+    figures_parts, figures = figures_section(
+        storage, month, facts.sources, facts.link, facts.review.get("k")
+    )
     with storage.connect() as con:
         verified_months = C.attach_verified(storage, con, month)
         verified = C.checked_totals(con)
