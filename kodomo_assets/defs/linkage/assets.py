@@ -21,7 +21,7 @@ from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
 from kodomo_assets.lib.linkage.allowed import restricted
 from kodomo_assets.lib.linkage.decisions import apply_standing
-from kodomo_assets.lib.linkage.link import link_pupils, prepare_inputs
+from kodomo_assets.lib.linkage.link import STORE, link_pupils, prepare_inputs
 from kodomo_assets.lib.linkage.truth import linkage_against_truth
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.policy.gate import inspect_table, warm_up
@@ -71,7 +71,7 @@ def pupil_links(context: AssetExecutionContext, storage: KodomoStorage):
     warm_up()  # the gate's Great Expectations loads while the SQL runs
     fields = frozenset(approval.columns("jumin", "match") & approval.columns("gakurei", "match"))
     reg = load_registry()
-    final = storage.zone_store("linkage", month, "pupil_links")
+    final = storage.zone_store("linkage", month, STORE)
     with storage.staged(final) as (con, stage):
         for ds in ("jumin", "gakurei"):
             dept = reg.datasets[ds].department.code

@@ -14,6 +14,7 @@ from dagster import (
 
 from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import materialized_by
+from kodomo_assets.defs.sources.inbox import KEY as INBOX_KEY
 from kodomo_assets.defs.zone import no_echo
 from kodomo_assets.lib.ingest.decode import SourceFileError
 from kodomo_assets.lib.ingest.delivery import code_version, read_warnings, redaction, sensitive_tag
@@ -58,7 +59,7 @@ def build_source_asset(ds: Dataset) -> AssetsDefinition:
         code_version=code_version(ds),
         partitions_def=monthly,
         # a tax file in the month's folder stops the whole delivery (inbox_receipt fails)
-        deps=[AssetKey(["sources", "inbox_receipt"])],
+        deps=[INBOX_KEY],
         description=(
             f"{ds.label}（{ds.department.label}）: {ds.description}\n\n"
             f"受信ファイル: {ds.file}。禁止項目（読込時に除去）: {forbidden}。"

@@ -69,6 +69,7 @@ KANA_SQL = (
     r"nullif(trim(regexp_replace(CAST(name_kana AS VARCHAR), '[\s\x{3000}]+', ' ', 'g')), '')"
 )
 ADDRESS_SQL = "nullif(trim(CAST(address AS VARCHAR)), '')"
+STORE = "pupil_links"  # the linkage zone's file of the month's links
 TABLE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*){0,2}")
 
 

@@ -27,6 +27,7 @@ from kodomo_assets.lib.center.export import TOKYO, ExportError, _write_atomic, i
 from kodomo_assets.lib.linkage import decisions as ld
 from kodomo_assets.lib.linkage.allowed import restricted
 from kodomo_assets.lib.linkage.link import REASON_NOT_FOUND, prepare_inputs
+from kodomo_assets.lib.linkage.link import STORE as LINK_STORE
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.chained_log import ChainedLog
 from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
@@ -123,7 +124,7 @@ def _check(
 
 def _attach_links(storage: KodomoStorage, con: duckdb.DuckDBPyConnection, month: str) -> None:
     try:
-        storage.attach(con, "lk", storage.zone_store("linkage", month, "pupil_links"))
+        storage.attach(con, "lk", storage.zone_store("linkage", month, LINK_STORE))
     except StoreMissing as err:
         raise ExportError(
             f"基準月 {month} の連携結果がありません（linkage/pupil_links を先に実体化してください）: "

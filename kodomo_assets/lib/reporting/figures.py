@@ -11,9 +11,9 @@ from kodomo_assets.lib.platform.rows import one_row
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.reporting import report as R
 from kodomo_assets.lib.reporting.suppression import share_text, visible
-from kodomo_assets.lib.reporting.trends import SCORES
 from kodomo_assets.lib.scoring.evaluation_store import FAIRNESS_TABLE
 from kodomo_assets.lib.scoring.indicators import load_indicators
+from kodomo_assets.lib.scoring.risk_scores import TABLE as SCORES
 
 LINK_COLUMNS = [
     "宛名番号で連携",
@@ -47,16 +47,14 @@ def figures_section(
     if scores.exists():
         with storage.connect() as con:
             storage.attach(con, "s", scores)
-            (n_children,) = one_row(con.execute("SELECT count(*) FROM s.risk_scores"))
+            (n_children,) = one_row(con.execute(f"SELECT count(*) FROM s.{SCORES}"))
             listed = (
                 "NULL::BOOLEAN"
                 if k is None
                 else f"""(NOT s.center_known AND row_number() OVER (PARTITION BY s.center_known
                  ORDER BY s.rank) <= {int(k)})"""
             )
-            con.execute(
-                f"CREATE TEMP TABLE t AS SELECT s.*, {listed} AS listed FROM s.risk_scores s"
-            )
+            con.execute(f"CREATE TEMP TABLE t AS SELECT s.*, {listed} AS listed FROM s.{SCORES} s")
             parts.append(_indicator_table(con, with_list=k is not None))
             # districts never sit in the analysis table: the fairness audit's aggregates
             audit = storage.zone_store("analysis", month, FAIRNESS_TABLE)

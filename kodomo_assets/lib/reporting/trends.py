@@ -14,10 +14,8 @@ from kodomo_assets.lib.reporting import plots
 from kodomo_assets.lib.reporting import report as R
 from kodomo_assets.lib.scoring.evaluation_store import FAIRNESS_TABLE
 from kodomo_assets.lib.scoring.indicators import load_indicators
-
-# the analysis zone's stores of the scores and the linked table (named so in defs/scoring and
-# defs/analysis, which lib may not import)
-SCORES, LINKED = "risk_scores", "linked_children"
+from kodomo_assets.lib.scoring.linked_table import TABLE as LINKED
+from kodomo_assets.lib.scoring.risk_scores import TABLE as SCORES
 
 
 def trend_pages(
@@ -37,7 +35,7 @@ def trend_pages(
         age = "l.age_years" if "age_years" in columns else "NULL::INTEGER"
         con.execute(f"""CREATE OR REPLACE TEMP TABLE kids AS SELECT s.child_token, {age} AS age_years,
                         {single} AS single_parent, len(s.indicators) > 0 AS flagged, s.center_known
-                        FROM ts.risk_scores s LEFT JOIN tl.linked_children l USING (child_token)""")
+                        FROM ts.{SCORES} s LEFT JOIN tl.{LINKED} l USING (child_token)""")
         parts.append(C.rates_by_group(con))
     series, fired = _months_so_far(storage, month, labels)
     if series:
@@ -71,7 +69,7 @@ def _months_so_far(
             with storage.open(past) as sc:
                 for label, n in sc.execute(
                     "SELECT i, count(*) FROM (SELECT unnest(indicators) AS i "
-                    "FROM risk_scores) GROUP BY i"
+                    f"FROM {SCORES}) GROUP BY i"
                 ).fetchall():
                     fired[label] = fired.get(label, 0) + n
     return series, fired
@@ -94,7 +92,7 @@ def indicator_trend(storage: KodomoStorage) -> list:
             for i, label in enumerate(labels):
                 (n,) = one_row(
                     con.execute(
-                        "SELECT count(*) FILTER (list_contains(indicators, ?)) FROM risk_scores",
+                        f"SELECT count(*) FILTER (list_contains(indicators, ?)) FROM {SCORES}",
                         [label],
                     )
                 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import duckdb
 
+from kodomo_assets.lib.linkage.link import STORE as LINK_STORE
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy.anonymity import AttackResult, enforce_k, linkage_attack
 from kodomo_assets.lib.policy.approval import MonthApproval
@@ -45,7 +46,7 @@ def build(
     tables, qis = source_tables(approval), p.quasi_identifiers
     register_udfs(con, key)
     attach_sources(storage, con, month, tables)
-    storage.attach(con, "linkage", storage.zone_store("linkage", month, "pupil_links"))
+    storage.attach(con, "linkage", storage.zone_store("linkage", month, LINK_STORE))
     for stmt in compile_sql(p, month, tables, LINK_TABLE):
         con.execute(stmt)
     # the attacker's side: the same coarsened columns as the register gives them (they

@@ -258,7 +258,7 @@ def compile_sql(
     tables: dict[str, str],
     link: str,
     *,
-    table: str = "linked_children",
+    table: str = TABLE,
     tokens: Sequence[str] = ("child", "household"),
     temp: bool = False,
     audit: bool = False,
