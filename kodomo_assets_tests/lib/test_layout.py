@@ -104,3 +104,21 @@ def test_lib_is_grouped_by_stage() -> None:
             and isinstance(body[0], ast.Expr)
             and isinstance(body[0].value, ast.Constant)
         ), f"lib/{package.name}/__init__.py holds more than its docstring"
+
+
+def test_department_codes_come_from_the_registry_only() -> None:
+    """A department's code (shimin, gakumu ...) is data: the registry names it, and code looks
+    it up there, so adding or renaming a department never means editing a module. No string
+    literal in lib/ or defs/ may spell one."""
+    from kodomo_assets.lib.registry import load_registry
+
+    datasets = load_registry().datasets
+    # a code that is also a dataset's name (kaigo, hoiku, shogai) may stand as the dataset's
+    codes = {ds.department.code for ds in datasets.values()} - set(datasets)
+    found = []
+    for folder in (LIB, LIB.parent / "defs"):
+        for path in folder.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and node.value in codes:
+                    found.append(f"{path.relative_to(LIB.parent)}:{node.lineno} {node.value!r}")
+    assert not found, found

@@ -21,7 +21,7 @@ from kodomo_assets.defs.scoring.assets import TABLE as SCORES_TABLE
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
 from kodomo_assets.lib.center import listing
-from kodomo_assets.lib.center.listing import COLUMNS, verified_before
+from kodomo_assets.lib.center.listing import COLUMNS, REGISTER, verified_before
 from kodomo_assets.lib.center.review_list import NEW, RISEN, TABLE
 from kodomo_assets.lib.partitions import previous_month
 from kodomo_assets.lib.platform.keys import KeyProblem
@@ -29,6 +29,7 @@ from kodomo_assets.lib.platform.rows import one_row
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.policy.gate import inspect_table
 from kodomo_assets.lib.policy.pseudonym import register_udfs
+from kodomo_assets.lib.registry import load_registry
 
 KEY = AssetKey(["center", "review_list"])
 FEEDBACK_KEY = AssetKey(["center", "verification_feedback"])
@@ -82,7 +83,8 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig, storag
     with storage.staged_for_center(final) as (con, stage):
         register_udfs(con, pseudonym_key)
         storage.attach(con, "scores", storage.zone_store("analysis", month, SCORES_TABLE))
-        storage.attach(con, "shimin", storage.department_store("shimin", month))
+        register = load_registry().datasets["jumin"].department.code
+        storage.attach(con, REGISTER, storage.department_store(register, month))
         if prev.exists():
             storage.attach(con, "prev", prev)
         (n_children,) = one_row(con.execute(f"SELECT count(*) FROM scores.{SCORES_TABLE}"))

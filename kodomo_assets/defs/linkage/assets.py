@@ -19,9 +19,9 @@ from kodomo_assets.defs.approval import approval_for
 from kodomo_assets.defs.lineage import column_lineage, materialized_by
 from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
-from kodomo_assets.lib.linkage.allowed import restricted
+from kodomo_assets.lib.linkage.allowed import approved_inputs
 from kodomo_assets.lib.linkage.decisions import apply_standing
-from kodomo_assets.lib.linkage.link import STORE, link_pupils, prepare_inputs
+from kodomo_assets.lib.linkage.link import STORE, link_pupils
 from kodomo_assets.lib.linkage.truth import linkage_against_truth
 from kodomo_assets.lib.platform.storage import KodomoStorage, keep_only
 from kodomo_assets.lib.policy.gate import inspect_table, warm_up
@@ -69,16 +69,13 @@ def pupil_links(context: AssetExecutionContext, storage: KodomoStorage):
     month = context.partition_key
     approval = approval_for(storage, month)
     warm_up()  # the gate's Great Expectations loads while the SQL runs
-    fields = frozenset(approval.columns("jumin", "match") & approval.columns("gakurei", "match"))
     reg = load_registry()
     final = storage.zone_store("linkage", month, STORE)
     with storage.staged(final) as (con, stage):
         for ds in ("jumin", "gakurei"):
             dept = reg.datasets[ds].department.code
             storage.attach(con, dept, storage.department_store(dept, month))
-        con.execute(f"CREATE TEMP VIEW jumin_ok AS {restricted(approval, 'jumin', 'shimin')}")
-        con.execute(f"CREATE TEMP VIEW gakurei_ok AS {restricted(approval, 'gakurei', 'gakumu')}")
-        prepare_inputs(con, "jumin_ok", "gakurei_ok")
+        fields = approved_inputs(con, approval)
         r = link_pupils(con, seed=zlib.crc32(month.encode()), fields=fields)
         # demo only: the automatic linkage against the truth, before decisions change it
         truth, _ = truth_for(storage.inbox_path, month)

@@ -30,6 +30,10 @@ COLUMNS = [
     "prev_result_month",
 ]
 
+# the resident register's department store, attached under this name to map the listed
+# pseudonyms back to 宛名番号
+REGISTER = "resident_register"
+
 
 def verified_before(
     storage: KodomoStorage, con: duckdb.DuckDBPyConnection, month: str, n: int
@@ -58,7 +62,7 @@ def verified_before(
 def build(
     con: duckdb.DuckDBPyConnection, month: str, k: int, rise: float, verified: str, prev: bool
 ) -> tuple[int, int]:
-    """TEMP TABLE listed and TABLE from `scores`, `shimin` and (`prev`) `prev` attached to
+    """TEMP TABLE listed and TABLE from `scores`, REGISTER and (`prev`) `prev` attached to
     `con`: the children listed and those mapped back to a 宛名番号."""
     prev_sql = (
         "prev.risk_scores"
@@ -88,7 +92,7 @@ def build(
         SELECT l.section, l.section_rank::INTEGER AS rank, j.atena_no, l.child_token, l.score, l.prev_score,
                l.indicators, l.reasons, l.facts_asof, l.fact_sources, l.prev_result, l.prev_result_month
         FROM listed l JOIN (SELECT atena_no, pseudonym_child(atena_no) AS child_token
-                            FROM shimin.jumin  -- children only: the HMAC is the cost
+                            FROM {REGISTER}.jumin  -- children only: the HMAC is the cost
                             WHERE birth_date > {month_sql(month)["asof"]} - INTERVAL 19 YEAR) j USING (child_token)
         ORDER BY l.section <> '{NEW}', l.section_rank
     """)

@@ -25,8 +25,8 @@ import duckdb
 
 from kodomo_assets.lib.center.export import TOKYO, ExportError, _write_atomic, in_force, inert
 from kodomo_assets.lib.linkage import decisions as ld
-from kodomo_assets.lib.linkage.allowed import restricted
-from kodomo_assets.lib.linkage.link import REASON_NOT_FOUND, prepare_inputs
+from kodomo_assets.lib.linkage.allowed import approved_inputs
+from kodomo_assets.lib.linkage.link import REASON_NOT_FOUND
 from kodomo_assets.lib.linkage.link import STORE as LINK_STORE
 from kodomo_assets.lib.platform.accounts import os_account
 from kodomo_assets.lib.platform.chained_log import ChainedLog
@@ -149,10 +149,7 @@ def _open_inputs(
             raise ExportError(
                 f"基準月 {month} の部署別ストアを開けません: {err}", exit_code=2
             ) from None
-    con.execute(f"CREATE TEMP VIEW jumin_ok AS {restricted(approval, 'jumin', 'shimin')}")
-    con.execute(f"CREATE TEMP VIEW gakurei_ok AS {restricted(approval, 'gakurei', 'gakumu')}")
-    prepare_inputs(con, "jumin_ok", "gakurei_ok")
-    return frozenset(approval.columns("jumin", "match") & approval.columns("gakurei", "match"))
+    return approved_inputs(con, approval)
 
 
 # --- agreement levels: how far a field agrees, never what it holds -------------------------
