@@ -22,7 +22,7 @@ from kodomo_assets.defs.sources.assets import source_key
 from kodomo_assets.defs.zone import check_results, zone_asset
 from kodomo_assets.lib.center import listing
 from kodomo_assets.lib.center.listing import COLUMNS, REGISTER, verified_before
-from kodomo_assets.lib.center.review_list import NEW, RISEN, TABLE
+from kodomo_assets.lib.center.review_list import NEW, RISEN, SHARE, TABLE, k_for
 from kodomo_assets.lib.partitions import previous_month
 from kodomo_assets.lib.platform.keys import KeyProblem
 from kodomo_assets.lib.platform.rows import one_row
@@ -46,7 +46,7 @@ with warnings.catch_warnings():  # the first month has no previous one: allowed 
 
 
 class ReviewListConfig(Config):
-    share: float = 0.02  # k as a share of all children
+    share: float = SHARE  # k as a share of all children
     k: int = 0  # a fixed k instead (0: use share)
     rise: float = 0.05  # a known child's score increase that puts it in the second section
     # a child found 非該当 within this many months is not listed again unless an indicator
@@ -88,7 +88,7 @@ def review_list(context: AssetExecutionContext, config: ReviewListConfig, storag
         if prev.exists():
             storage.attach(con, "prev", prev)
         (n_children,) = one_row(con.execute(f"SELECT count(*) FROM scores.{SCORES_TABLE}"))
-        k = config.k or max(1, round(config.share * n_children))
+        k = k_for(n_children, config.share, config.k)
         verified = verified_before(storage, con, month, config.relist_after)
         listed, joined = listing.build(con, month, k, config.rise, verified, prev.exists())
         if listed != joined:

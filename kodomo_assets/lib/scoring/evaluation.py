@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
+from kodomo_assets.lib.center.review_list import SHARE, k_for
 from kodomo_assets.lib.reporting.suppression import mask_text, visible
 from kodomo_assets.lib.scoring import ranking
 
@@ -196,10 +197,9 @@ def verified_by_group(
 # -- k and the list ---------------------------------------------------------------------
 
 
-def review_k(n_children: int, share: float = 0.02) -> int:
-    """The review list's k. Mirrors ReviewListConfig in defs/center/assets.py (share of all
-    children scored, at least 1), which this module may not import from."""
-    return max(1, round(share * n_children))
+def review_k(n_children: int, share: float = SHARE) -> int:
+    """The review list's k at its default share (lib/center/review_list.k_for)."""
+    return k_for(n_children, share)
 
 
 def top_k(score: np.ndarray, tokens: np.ndarray, k: int) -> np.ndarray:

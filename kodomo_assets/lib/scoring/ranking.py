@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from kodomo_assets.lib.center.review_list import SHARE
+
 INDICATORS, MODEL, BLEND = "indicators", "model", "blend"
 MODES = (INDICATORS, MODEL, BLEND)
 LABELS = {
@@ -23,7 +25,7 @@ LABELS = {
     MODEL: "学習モデル（較正済みスコアの高い順）",
     BLEND: "指標と学習モデルの合成（指標の数＋重み×標準化した学習スコア）",
 }
-LIST_SHARE = 0.02  # the review list's default k, as a share of the children
+LIST_SHARE = SHARE  # the review list's default k, as a share of the children
 N_BOOT = 500
 # Each step away from the indicators (to the blend, then from the blend to the model alone)
 # needs this share of bootstrap wins over the step before. Set on the demo (seed 42, five
