@@ -15,6 +15,16 @@ from kodomo_assets.lib.platform.keys import (
 from kodomo_assets.lib.platform.storage import KodomoStorage, restrict_umask
 from kodomo_assets.lib.policy.approval import DEMO_POLICY, HEADER, policy_path
 
+# headless Chromium offline (Debian's package): no background networking, no updates, no
+# sync; the report's test and the UI's browser test share these
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 JUMIN_HEADER = (
     "宛名番号,世帯番号,個人番号,氏名,氏名カナ,生年月日,性別,続柄,住所,町丁目コード,"
     "住民種別,住民となった年月日"
@@ -119,6 +129,13 @@ def edited_approval(folder: Path, header: str, file: str, **changes: str) -> Pat
     row = next(r for r in rows if r["項目"] == header and r["ファイル"] == file)
     row.update(changes)
     return write_approval(folder / "approval.csv", rows)
+
+
+def withdrawn_approval(folder: Path, header: str, file: str, **changes: str) -> Path:
+    """`folder`/approval.csv with one export column's approval withdrawn: no 利用区分, basis
+    or period (plus `changes`, e.g. 提供="" or 目的外利用="")."""
+    cleared = {"利用区分": "", "根拠": "", "承認期間開始": "", "承認期間終了": ""}
+    return edited_approval(folder, header, file, **cleared, **changes)
 
 
 @pytest.fixture

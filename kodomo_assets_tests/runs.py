@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from dagster import AssetsDefinition, DagsterInstance, ExecuteInProcessResult, materialize
 
@@ -66,3 +71,30 @@ def failure_message(result: ExecuteInProcessResult) -> str:
 
 def started(result: ExecuteInProcessResult) -> list[str]:
     return [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
+
+
+def refresh_process(
+    storage: KodomoStorage, dagster_home: Path, month: str, timeout: int = 900
+) -> subprocess.CompletedProcess:
+    """`dagster job execute` of monthly_refresh for `month` in a child process, as the
+    schedule runs it, with the pipeline's environment only (no KODOMO_ variable of the
+    caller's, so none of the center's keys) and the repository as working directory."""
+    from kodomo_assets.lib.paths import REPO_ROOT
+    from kodomo_assets_tests.conftest import pipeline_env
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KODOMO_")}
+    env.update(pipeline_env(storage), DAGSTER_HOME=str(dagster_home))
+    job = ["job", "execute", "-m", "kodomo_assets", "-j", "monthly_refresh"]
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            *job,
+            "--tags",
+            json.dumps({"dagster/partition": month}),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+    )

@@ -6,12 +6,9 @@ export left in the inbox."""
 
 import csv
 import io
-import os
 import re
 import shutil
 import stat
-import subprocess
-import sys
 import unicodedata
 from pathlib import Path
 
@@ -19,7 +16,8 @@ import duckdb
 
 from kodomo_assets.demo import generate
 from kodomo_assets.lib.platform.storage import load_crypto
-from kodomo_assets_tests.conftest import make_keys, make_storage, pipeline_env
+from kodomo_assets_tests.conftest import make_keys, make_storage
+from kodomo_assets_tests.runs import refresh_process
 
 MONTH = "2022-10"
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,26 +75,7 @@ def test_dagster_storage_holds_no_personal_data(tmp_path: Path) -> None:
     storage = make_storage(tmp_path / "home", inbox, make_keys(tmp_path / "secrets"))
     dagster_home.mkdir()
     shutil.copy(ROOT / "dagster_home" / "dagster.yaml", dagster_home)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KODOMO_")}
-    env.update(pipeline_env(storage), DAGSTER_HOME=str(dagster_home))
-    dagster = Path(sys.executable).parent / "dagster"
-    run = subprocess.run(
-        [
-            str(dagster),
-            "job",
-            "execute",
-            "-m",
-            "kodomo_assets",
-            "-j",
-            "monthly_refresh",
-            "--tags",
-            f'{{"dagster/partition": "{MONTH}"}}',
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    run = refresh_process(storage, dagster_home, MONTH)
     assert "RUN_SUCCESS" in run.stdout + run.stderr, run.stderr[-3000:]
 
     # the values as stored too (the register, read through the storage resource)

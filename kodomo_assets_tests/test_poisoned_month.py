@@ -6,11 +6,8 @@ table, report, nor in Dagster's event log, run storage or compute logs."""
 
 import csv
 import io
-import os
 import random
 import shutil
-import subprocess
-import sys
 import unicodedata
 from pathlib import Path
 
@@ -19,7 +16,8 @@ import pytest
 from kodomo_assets.demo import generate
 from kodomo_assets.lib.platform.storage import KodomoStorage
 from kodomo_assets.lib.policy.content import is_my_number
-from kodomo_assets_tests.conftest import make_keys, make_storage, pipeline_env
+from kodomo_assets_tests.conftest import make_keys, make_storage
+from kodomo_assets_tests.runs import refresh_process
 
 MONTH = "2022-10"
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,26 +120,7 @@ def poisoned(tmp_path_factory: pytest.TempPathFactory):
     dagster_home = base / "dagster_home"
     dagster_home.mkdir()
     shutil.copy(ROOT / "dagster_home" / "dagster.yaml", dagster_home)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KODOMO_")}
-    env.update(pipeline_env(storage), DAGSTER_HOME=str(dagster_home))
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "job",
-            "execute",
-            "-m",
-            "kodomo_assets",
-            "-j",
-            "monthly_refresh",
-            "--tags",
-            f'{{"dagster/partition": "{MONTH}"}}',
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=ROOT,
-    )
+    done = refresh_process(storage, dagster_home, MONTH)
     secrets = {
         s
         for ds in planted.values()

@@ -16,7 +16,7 @@ from dagster import AssetKey
 
 from kodomo_assets.definitions import defs
 from kodomo_assets.demo import generate
-from kodomo_assets_tests.conftest import make_keys, make_storage
+from kodomo_assets_tests.conftest import CHROMIUM_ARGS, make_keys, make_storage
 from kodomo_assets_tests.ui_server import (
     DagsterDev,
     dev_environment,
@@ -29,14 +29,6 @@ if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 MONTH = "2022-10"
 STEWARD_ASSET = AssetKey(["sources", "jumin"])
 CHECKED_ASSETS = [AssetKey(["linkage", "pupil_links"]), AssetKey(["analysis", "linked_children"])]

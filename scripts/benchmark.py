@@ -44,6 +44,22 @@ def output(cmd: list[str], env: dict[str, str]) -> str:
     return proc.stdout
 
 
+def job_command(job: str, month: str) -> list[str]:
+    """`dagster job execute` of one of the code location's jobs for one month."""
+    tags = json.dumps({"dagster/partition": month})
+    return [
+        str(BIN / "dagster"),
+        "job",
+        "execute",
+        "-m",
+        "kodomo_assets",
+        "-j",
+        job,
+        "--tags",
+        tags,
+    ]
+
+
 def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one child process, from wait4."""
     start = time.perf_counter()
@@ -196,34 +212,14 @@ def main() -> None:
             )
             bare = float(re.search(r"total ([0-9.]+) s", out).group(1))
             refresh = run_measured(
-                [
-                    str(BIN / "dagster"),
-                    "job",
-                    "execute",
-                    "-m",
-                    "kodomo_assets",
-                    "-j",
-                    "monthly_refresh",
-                    "--tags",
-                    json.dumps({"dagster/partition": args.month}),
-                ],
+                job_command("monthly_refresh", args.month),
                 env,
             )
             steps = step_seconds(home)
             worth = ""
             if args.item_worth:  # after step_seconds: that reads the last run, the refresh
                 w = run_measured(
-                    [
-                        str(BIN / "dagster"),
-                        "job",
-                        "execute",
-                        "-m",
-                        "kodomo_assets",
-                        "-j",
-                        "item_worth_review",
-                        "--tags",
-                        json.dumps({"dagster/partition": args.month}),
-                    ],
+                    job_command("item_worth_review", args.month),
                     env,
                 )
                 worth = f" {w[0]:>8.1f} {w[1]:>8.0f}"

@@ -18,6 +18,7 @@ from kodomo_assets.lib.platform.keys import KeyProblem, read_center_private
 from kodomo_assets.lib.platform.storage import KodomoStorage, StoreMissing
 from kodomo_assets.lib.policy.approval import DEMO_POLICY
 from kodomo_assets_tests.conftest import make_keys, make_storage, pipeline_env
+from kodomo_assets_tests.runs import refresh_process
 
 MONTH = "2022-10"
 BIN = Path(sys.executable).parent
@@ -33,26 +34,7 @@ def refreshed(tmp_path_factory: pytest.TempPathFactory) -> tuple[KodomoStorage, 
     dagster_home.mkdir()
     shutil.copy(REPO_ROOT / "dagster_home" / "dagster.yaml", dagster_home)
     # the pipeline's environment: no KODOMO_CENTER_KEY_DIR, nothing of the center's private keys
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KODOMO_")}
-    env.update(pipeline_env(storage), DAGSTER_HOME=str(dagster_home))
-    done = subprocess.run(
-        [
-            str(BIN / "dagster"),
-            "job",
-            "execute",
-            "-m",
-            "kodomo_assets",
-            "-j",
-            "monthly_refresh",
-            "--tags",
-            f'{{"dagster/partition": "{MONTH}"}}',
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = refresh_process(storage, dagster_home, MONTH, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return storage, keys, base
 

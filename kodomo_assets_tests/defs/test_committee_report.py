@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from kodomo_assets.defs.analysis import linked_children
-from kodomo_assets.defs.center import review_list, verification_feedback
+from kodomo_assets.definitions import ASSETS
 from kodomo_assets.defs.committee import committee_report
-from kodomo_assets.defs.evaluation import evaluation, fairness_audit
-from kodomo_assets.defs.linkage import pupil_links
-from kodomo_assets.defs.scoring import risk_scores
-from kodomo_assets.defs.sources import inbox_receipt, source_assets
 from kodomo_assets.demo import generate
 from kodomo_assets.demo.center import check_list
 from kodomo_assets.lib.center.export import access_log_path, export_review_list
@@ -26,22 +21,10 @@ from kodomo_assets.lib.reporting import report as R
 from kodomo_assets.lib.reporting.figures import figures_section
 from kodomo_assets.lib.reporting.lineage_diagram import draw
 from kodomo_assets.lib.scoring.linked_table import load_spec, plan
-from kodomo_assets_tests.conftest import at, copy_inbox, demo_env
+from kodomo_assets_tests.conftest import CHROMIUM_ARGS, at, copy_inbox, demo_env
 from kodomo_assets_tests.runs import failures, run
 
 MONTH, BEFORE = "2022-10", "2022-09"
-ASSETS = [
-    inbox_receipt,
-    *source_assets,
-    pupil_links,
-    linked_children,
-    risk_scores,
-    review_list,
-    verification_feedback,
-    evaluation,
-    fairness_audit,
-    committee_report,
-]
 NOTES = "区分,内容,対応\n連携,学齢簿の住所に番地の表記揺れが多い,学務課に表記の統一を依頼\n運用,090-1234-5678 の保護者から問合せ,\n"
 PURPOSE = "ケース会議"  # a 利用目的コード; the report shows its 名称
 
@@ -237,12 +220,7 @@ def test_the_report_opens_in_headless_chromium(report, tmp_path: Path) -> None:
         [
             browser,
             "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
+            *CHROMIUM_ARGS,
             f"--user-data-dir={tmp_path / 'profile'}",
             f"--screenshot={shot}",
             "--window-size=1280,2000",

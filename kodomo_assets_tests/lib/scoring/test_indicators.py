@@ -47,6 +47,15 @@ def insert(con: duckdb.DuckDBPyConnection, **values) -> None:
     )
 
 
+def fired(con: duckdb.DuckDBPyConnection, columns: str) -> tuple:
+    """`columns` of the indicators' output for the one child inserted."""
+    row = con.execute(
+        f"SELECT {columns} FROM ({compile_sql(load_indicators(), 'scoring_input', ASOF)})"
+    ).fetchone()
+    assert row is not None
+    return row
+
+
 def test_at_least_eight_indicators_each_named_and_described() -> None:
     indicators = load_indicators()
     assert len(indicators) >= 8
@@ -74,11 +83,7 @@ def test_young_carer_elder_fires_with_its_facts_and_date(con) -> None:
         late_early_3m=0,
         single_parent=True,
     )
-    names, reasons, asof = con.execute(
-        "SELECT indicators, indicator_reasons, indicator_asof FROM ("
-        + compile_sql(load_indicators(), "scoring_input", ASOF)
-        + ")"
-    ).fetchone()
+    names, reasons, asof = fired(con, "indicators, indicator_reasons, indicator_asof")
     assert "young_carer_elder" in names
     reason = reasons[names.index("young_carer_elder")]
     # the fact that met the rule first (the rate that rose), then the household's situation
@@ -102,11 +107,7 @@ def test_late_arrivals_come_first_when_they_met_the_rule_and_falling_absences_ar
         absence_rate_3m=0.22,
         late_early_3m=5,
     )
-    names, reasons = con.execute(
-        "SELECT indicators, indicator_reasons FROM ("
-        + compile_sql(load_indicators(), "scoring_input", ASOF)
-        + ")"
-    ).fetchone()
+    names, reasons = fired(con, "indicators, indicator_reasons")
     reason = reasons[names.index("young_carer_elder")]
     assert reason == "遅刻・早退 5回（3か月）・同居家族 要介護4・居宅サービスなし"
 
@@ -122,19 +123,13 @@ def test_the_same_child_without_rising_absence_does_not_fire(con) -> None:
         absence_rate_3m=0.10,
         late_early_3m=0,
     )
-    (names,) = con.execute(
-        "SELECT indicators FROM (" + compile_sql(load_indicators(), "scoring_input", ASOF) + ")"
-    ).fetchone()
+    (names,) = fired(con, "indicators")
     assert "young_carer_elder" not in names
 
 
 def test_unknown_values_never_fire(con) -> None:
     insert(con)  # every other column NULL: unknown, not a risk
-    row = con.execute(
-        "SELECT * EXCLUDE (child_token) FROM ("
-        + compile_sql(load_indicators(), "scoring_input", ASOF)
-        + ")"
-    ).fetchone()
+    row = fired(con, "* EXCLUDE (child_token)")
     assert not any(v is True for v in row) and row[-3] == []
 
 

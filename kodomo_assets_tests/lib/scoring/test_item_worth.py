@@ -11,7 +11,7 @@ from kodomo_assets.lib.scoring import item_worth as iw
 from kodomo_assets.lib.scoring import model as scoring
 from kodomo_assets.lib.scoring.indicators import Indicator, load_indicators
 from kodomo_assets.lib.scoring.linked_table import load_spec, month_sql, plan
-from kodomo_assets_tests.conftest import edited_approval
+from kodomo_assets_tests.conftest import withdrawn_approval
 
 MONTH = "2022-10"
 ASOF_SQL = month_sql(MONTH)["asof"]
@@ -48,16 +48,8 @@ def test_an_item_left_unread_by_an_edited_approval_is_reported(tmp_path: Path) -
     """Without 手当種別 no allowance column can be built: 支給状況 and 認定年月日 stay
     approved but nothing reads them."""
     approval = parse_policy(
-        edited_approval(
-            tmp_path,
-            "手当種別",
-            "teate.csv",
-            目的外利用="",
-            利用区分="",
-            根拠="",
-            承認期間開始="",
-            承認期間終了="",
-            **{"保存期間（月）": ""},
+        withdrawn_approval(
+            tmp_path, "手当種別", "teate.csv", 目的外利用="", **{"保存期間（月）": ""}
         )
     ).for_month(MONTH)
     units = _by_item(approval)

@@ -17,7 +17,7 @@ from kodomo_assets.lib.scoring.linked_table import (
     load_spec,
     plan,
 )
-from kodomo_assets_tests.conftest import edited_approval
+from kodomo_assets_tests.conftest import withdrawn_approval
 
 MONTH = "2022-10"
 
@@ -47,16 +47,7 @@ def test_every_column_is_built_from_approved_inputs_with_complete_lineage() -> N
 
 def test_a_column_whose_input_is_not_approved_is_left_out_with_the_reason(tmp_path: Path) -> None:
     approval = parse_policy(
-        edited_approval(
-            tmp_path,
-            "就学援助区分",
-            "gakurei.csv",
-            提供="",
-            利用区分="",
-            根拠="",
-            承認期間開始="",
-            承認期間終了="",
-        )
+        withdrawn_approval(tmp_path, "就学援助区分", "gakurei.csv", 提供="")
     ).for_month(MONTH)
     p = plan(load_spec(), approval)
     assert "school_aid" not in p.columns and "就学援助区分" in p.omitted["school_aid"]
@@ -65,16 +56,7 @@ def test_a_column_whose_input_is_not_approved_is_left_out_with_the_reason(tmp_pa
 
 def test_an_unapproved_key_drops_everything_that_joins_through_it(tmp_path: Path) -> None:
     approval = parse_policy(
-        edited_approval(
-            tmp_path,
-            "学籍番号",
-            "shukketsu.csv",
-            提供="",
-            利用区分="",
-            根拠="",
-            承認期間開始="",
-            承認期間終了="",
-        )
+        withdrawn_approval(tmp_path, "学籍番号", "shukketsu.csv", 提供="")
     ).for_month(MONTH)
     p = plan(load_spec(), approval)
     gone = {"absent_days_3m", "absence_rate_3m", "absence_trend", "nurse_visits_3m"}
@@ -84,16 +66,7 @@ def test_an_unapproved_key_drops_everything_that_joins_through_it(tmp_path: Path
 
 def test_the_base_needs_its_keys(tmp_path: Path) -> None:
     approval = parse_policy(
-        edited_approval(
-            tmp_path,
-            "世帯番号",
-            "jumin.csv",
-            目的外利用="",
-            利用区分="",
-            根拠="",
-            承認期間開始="",
-            承認期間終了="",
-        )
+        withdrawn_approval(tmp_path, "世帯番号", "jumin.csv", 目的外利用="")
     ).for_month(MONTH)
     with pytest.raises(LinkedTableError, match="住民基本台帳の世帯番号"):
         plan(load_spec(), approval)
